@@ -1,0 +1,239 @@
+"""Parameter and multiply-add counts for convolutions and the layers around them.
+
+A 2-D convolution costs ``C_out * H_out * W_out * k_h * k_w * C_in / groups``
+multiply-adds per example, whatever its parameter count. Every count here is
+per example (batch 1); multiply by the batch size for a batch. Bias additions
+are counted as parameters but not as multiply-adds, the usual convention.
+
+Example:
+    >>> from fastconv.cost import conv2d_cost
+    >>> conv2d_cost((28, 28, 32), filters=64, kernel_size=3)
+    Cost(params=18496, macs=11943936)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "Cost",
+    "conv_output_length",
+    "conv2d_cost",
+    "depthwise_conv2d_cost",
+    "dense_cost",
+    "spatial_dims",
+    "layer_cost",
+]
+
+
+@dataclass(frozen=True)
+class Cost:
+    """The cost of a layer for one example.
+
+    Attributes:
+        params: number of trainable scalars.
+        macs: multiply-accumulate operations for one example (one forward pass).
+    """
+
+    params: int
+    macs: int
+
+    @property
+    def flops(self) -> int:
+        """Floating-point operations: two per multiply-add."""
+        return 2 * self.macs
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(self.params + other.params, self.macs + other.macs)
+
+    def as_dict(self) -> dict:
+        return {"params": self.params, "macs": self.macs}
+
+
+ZERO = Cost(0, 0)
+
+
+def conv_output_length(
+    length: int | None, kernel: int, stride: int, padding: str, dilation: int = 1
+) -> int | None:
+    """Output length of a convolution along one axis (Keras semantics).
+
+    Args:
+        length: input length, or None when unknown.
+        kernel: kernel length.
+        stride: stride.
+        padding: ``"valid"`` or ``"same"``.
+        dilation: dilation rate.
+    """
+    if length is None:
+        return None
+    if padding == "same":
+        return -(-length // stride)
+    effective = (kernel - 1) * dilation + 1
+    return max(0, -(-(length - effective + 1) // stride))
+
+
+def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
+    if isinstance(value, int):
+        return (value, value)
+    value = tuple(value)
+    if len(value) != 2:
+        raise ValueError(f"{name} must be an int or a pair, received {name}={value!r}")
+    return (int(value[0]), int(value[1]))
+
+
+def spatial_dims(
+    input_shape: Sequence[int | None], data_format: str = "channels_last"
+) -> tuple[int, int, int]:
+    """Split an image shape, with or without a batch axis, into (H, W, C).
+
+    Raises:
+        ValueError: if the shape is not 3-D or 4-D, or has unknown sizes.
+    """
+    shape = tuple(input_shape)
+    if len(shape) == 4:
+        shape = shape[1:]
+    if len(shape) != 3:
+        raise ValueError(
+            "input_shape must be (H, W, C) or (batch, H, W, C) (channels first: "
+            f"(C, H, W)), received input_shape={tuple(input_shape)!r}"
+        )
+    if data_format == "channels_first":
+        c, h, w = shape
+    else:
+        h, w, c = shape
+    if any(v is None for v in (h, w, c)):
+        raise ValueError(
+            "input_shape needs known height, width and channels to be costed, "
+            f"received input_shape={tuple(input_shape)!r}"
+        )
+    return int(h), int(w), int(c)
+
+
+def conv2d_cost(
+    input_shape: Sequence[int | None],
+    filters: int,
+    kernel_size: int | Sequence[int],
+    strides: int | Sequence[int] = 1,
+    padding: str = "valid",
+    dilation_rate: int | Sequence[int] = 1,
+    data_format: str = "channels_last",
+    use_bias: bool = True,
+    groups: int = 1,
+) -> Cost:
+    """Cost of a plain ``Conv2D`` for one example.
+
+    ``macs = filters * H_out * W_out * k_h * k_w * C_in / groups``;
+    ``params = k_h * k_w * C_in / groups * filters (+ filters for the bias)``.
+    """
+    h, w, c_in = spatial_dims(input_shape, data_format)
+    kh, kw = _pair(kernel_size, "kernel_size")
+    sh, sw = _pair(strides, "strides")
+    dh, dw = _pair(dilation_rate, "dilation_rate")
+    h_out = conv_output_length(h, kh, sh, padding, dh)
+    w_out = conv_output_length(w, kw, sw, padding, dw)
+    per_filter = kh * kw * (c_in // groups)
+    params = per_filter * filters + (filters if use_bias else 0)
+    return Cost(params=params, macs=filters * h_out * w_out * per_filter)
+
+
+def depthwise_conv2d_cost(
+    input_shape: Sequence[int | None],
+    kernel_size: int | Sequence[int],
+    depth_multiplier: int = 1,
+    strides: int | Sequence[int] = 1,
+    padding: str = "valid",
+    dilation_rate: int | Sequence[int] = 1,
+    data_format: str = "channels_last",
+    use_bias: bool = False,
+) -> Cost:
+    """Cost of a depthwise convolution: a ``Conv2D`` with ``groups = C_in``."""
+    _, _, c_in = spatial_dims(input_shape, data_format)
+    return conv2d_cost(
+        input_shape,
+        c_in * depth_multiplier,
+        kernel_size,
+        strides,
+        padding,
+        dilation_rate,
+        data_format,
+        use_bias,
+        groups=c_in,
+    )
+
+
+def dense_cost(units_in: int, units_out: int, use_bias: bool = True) -> Cost:
+    """Cost of a ``Dense`` layer on a flat input of ``units_in`` features."""
+    return Cost(units_in * units_out + (units_out if use_bias else 0), units_in * units_out)
+
+
+def layer_cost(layer, input_shape: Sequence[int | None]) -> Cost:
+    """Cost of one Keras layer for one example, given its input shape.
+
+    Knows ``Conv2D``, ``DepthwiseConv2D``, ``SeparableConv2D``, ``Dense`` and
+    every layer with a ``cost(input_shape)`` method (all fastconv layers). Other
+    layers count their parameters and no multiply-adds.
+
+    Args:
+        layer: a Keras layer.
+        input_shape: its input shape as Keras reports it, batch axis first (the
+            batch size may be None); image shapes may also omit the batch axis.
+    """
+    import keras  # lazily: this module is imported by floor-1 code without Keras
+
+    if hasattr(layer, "cost") and callable(layer.cost):
+        return layer.cost(input_shape)
+    fmt = getattr(layer, "data_format", "channels_last")
+    if isinstance(layer, keras.layers.SeparableConv2D):
+        dw = depthwise_conv2d_cost(
+            input_shape,
+            layer.kernel_size,
+            layer.depth_multiplier,
+            layer.strides,
+            layer.padding,
+            layer.dilation_rate,
+            fmt,
+            use_bias=False,
+        )
+        h, w, c = spatial_dims(input_shape, fmt)
+        h_out = conv_output_length(
+            h, layer.kernel_size[0], layer.strides[0], layer.padding, layer.dilation_rate[0]
+        )
+        w_out = conv_output_length(
+            w, layer.kernel_size[1], layer.strides[1], layer.padding, layer.dilation_rate[1]
+        )
+        mid = (h_out, w_out, c * layer.depth_multiplier)
+        return dw + conv2d_cost(mid, layer.filters, 1, use_bias=layer.use_bias)
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        return depthwise_conv2d_cost(
+            input_shape,
+            layer.kernel_size,
+            layer.depth_multiplier,
+            layer.strides,
+            layer.padding,
+            layer.dilation_rate,
+            fmt,
+            layer.use_bias,
+        )
+    if isinstance(layer, keras.layers.Conv2D):
+        return conv2d_cost(
+            input_shape,
+            layer.filters,
+            layer.kernel_size,
+            layer.strides,
+            layer.padding,
+            layer.dilation_rate,
+            fmt,
+            layer.use_bias,
+            layer.groups,
+        )
+    if isinstance(layer, keras.layers.Dense):
+        shape = tuple(input_shape)
+        units_in = int(shape[-1])
+        positions = math.prod(int(v) for v in shape[1:-1])
+        base = dense_cost(units_in, layer.units, layer.use_bias)
+        return Cost(base.params, base.macs * positions)
+    params = sum(math.prod(v.shape) for v in layer.trainable_weights)
+    return Cost(int(params), 0)

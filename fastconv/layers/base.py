@@ -1,0 +1,553 @@
+"""The shared base of every fastconv layer.
+
+``BaseFastConv`` does what Keras's ``BaseConv`` does for ``Conv2D``: it takes
+and validates Conv2D's arguments, creates the bias, applies bias and activation
+once at the end, computes output shapes, serialises the config, and gives every
+layer the same ``cost``, ``dense_kernel``, ``get_factors``/``set_factors`` and
+``from_factors`` API. A subclass declares its factor weights and how to compute
+its linear part; it stays short.
+
+A subclass implements:
+
+- ``_validate_rest()`` (optional): checks of its own constructor arguments;
+- ``_factor_shapes(c_in) -> dict[name, shape]``: the factor weights, in order;
+- ``_linear_<implementation>(inputs)`` for each name in ``IMPLEMENTATIONS``:
+  the output before bias and activation;
+- ``_dense_kernel_ops()``: the equivalent ``(k_h, k_w, C_in, C_out)`` kernel as
+  a tensor, for linear layers;
+- ``_cost(h, w, c_in) -> Cost``: its parameters and multiply-adds (bias
+  excluded; the base adds it).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+
+import keras
+import numpy as np
+
+from fastconv.cost import Cost, conv_output_length, spatial_dims
+
+__all__ = ["BaseFastConv"]
+
+_PADDINGS = ("valid", "same")
+_DATA_FORMATS = ("channels_last", "channels_first")
+
+
+@functools.cache
+def _tf_cpu_only() -> bool:
+    """True on the TensorFlow backend when it sees no GPU."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return not tf.config.list_logical_devices("GPU")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+class BaseFastConv(keras.layers.Layer):
+    """Base class of the fastconv 2-D convolution layers.
+
+    Args:
+        filters: number of output channels.
+        kernel_size: int or pair ``(k_h, k_w)``.
+        strides: int or pair; applied to the spatial factor(s) only.
+        padding: ``"valid"`` or ``"same"`` (case-insensitive).
+        data_format: ``"channels_last"`` or ``"channels_first"``; defaults to
+            ``keras.config.image_data_format()``.
+        dilation_rate: int or pair; applied to the spatial factor(s) only.
+        activation: applied once, to the final output.
+        use_bias: whether to add a bias to the final output.
+        kernel_initializer: initializer of every factor weight.
+        bias_initializer: initializer of the bias.
+        kernel_regularizer: regularizer applied to every factor weight.
+        bias_regularizer: regularizer of the bias.
+        activity_regularizer: regularizer of the output.
+        kernel_constraint: constraint applied to every factor weight.
+        bias_constraint: constraint of the bias.
+        implementation: how to compute the layer: ``"auto"`` or one of the
+            class's ``IMPLEMENTATIONS``. Weights do not depend on it.
+        **kwargs: passed to ``keras.layers.Layer`` (``name``, ``dtype``, ...).
+    """
+
+    #: Concrete ways to compute the layer, first one is the static default.
+    IMPLEMENTATIONS: tuple[str, ...] = ("conv",)
+    #: Smallest kernel size the layer accepts on each axis.
+    MIN_KERNEL: int = 1
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=1,
+        padding="valid",
+        data_format=None,
+        dilation_rate=1,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        implementation="auto",
+        **kwargs,
+    ):
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        self.filters = self._positive_int("filters", filters)
+        self.kernel_size = self._int_pair("kernel_size", kernel_size)
+        if min(self.kernel_size) < self.MIN_KERNEL:
+            raise self._error(
+                "kernel_size",
+                kernel_size,
+                f"must be at least {self.MIN_KERNEL} on each axis "
+                "(this layer factorises a spatial kernel)",
+            )
+        self.strides = self._int_pair("strides", strides)
+        self.dilation_rate = self._int_pair("dilation_rate", dilation_rate)
+        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
+            raise ValueError(
+                f"{type(self).__name__}: strides > 1 cannot be combined with "
+                f"dilation_rate > 1, received strides={strides!r} and "
+                f"dilation_rate={dilation_rate!r}"
+            )
+        if not isinstance(padding, str) or padding.lower() not in _PADDINGS:
+            raise self._error("padding", padding, f"must be one of {_PADDINGS}")
+        self.padding = padding.lower()
+        if data_format is None:
+            data_format = keras.config.image_data_format()
+        if data_format not in _DATA_FORMATS:
+            raise self._error("data_format", data_format, f"must be one of {_DATA_FORMATS}")
+        self.data_format = data_format
+        self.activation = keras.activations.get(activation)
+        if not isinstance(use_bias, bool | np.bool_):
+            raise self._error("use_bias", use_bias, "must be a bool")
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
+        allowed = ("auto", *self.IMPLEMENTATIONS)
+        if implementation not in allowed:
+            raise self._error("implementation", implementation, f"must be one of {allowed}")
+        self.implementation = implementation
+        self._validate_rest()
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    # ------------------------------------------------------------ validation
+    def _error(self, name: str, value, requirement: str) -> ValueError:
+        return ValueError(
+            f"{type(self).__name__}: {name} {requirement}, received {name}={value!r}"
+        )
+
+    def _positive_int(self, name: str, value, allow_none: bool = False):
+        if value is None and allow_none:
+            return None
+        if not _is_int(value) or value < 1:
+            raise self._error(name, value, "must be a positive int")
+        return int(value)
+
+    def _int_pair(self, name: str, value) -> tuple[int, int]:
+        pair = (value, value) if _is_int(value) else value
+        try:
+            pair = tuple(pair)
+        except TypeError:
+            raise self._error(name, value, "must be a positive int or a pair of them") from None
+        if len(pair) != 2 or not all(_is_int(v) and v >= 1 for v in pair):
+            raise self._error(name, value, "must be a positive int or a pair of them")
+        return (int(pair[0]), int(pair[1]))
+
+    def _validate_rest(self) -> None:
+        """Checks of a subclass's own constructor arguments."""
+
+    # --------------------------------------------------------------- helpers
+    @property
+    def channel_axis(self) -> int:
+        return -1 if self.data_format == "channels_last" else 1
+
+    @property
+    def output_filters(self) -> int:
+        """Number of output channels (``filters`` except for ``WideConv2D``)."""
+        return self.filters
+
+    @property
+    def is_linear(self) -> bool:
+        """Whether the layer, before its bias and activation, is a linear map."""
+        return True
+
+    def _conv(self, x, kernel, strides=1, padding="valid", dilation_rate=1):
+        if self.data_format == "channels_first" and _tf_cpu_only():
+            # TensorFlow's CPU Conv2D kernel takes NHWC only.
+            x = keras.ops.transpose(x, (0, 2, 3, 1))
+            y = keras.ops.conv(
+                x, kernel, strides, padding, "channels_last", dilation_rate
+            )
+            return keras.ops.transpose(y, (0, 3, 1, 2))
+        return keras.ops.conv(
+            x,
+            kernel,
+            strides=strides,
+            padding=padding,
+            data_format=self.data_format,
+            dilation_rate=dilation_rate,
+        )
+
+    def _depthwise(self, x, kernel, strides=1, padding="valid", dilation_rate=1):
+        strides = (strides, strides) if isinstance(strides, int) else tuple(strides)
+        if strides[0] != strides[1] and keras.backend.backend() == "tensorflow":
+            # TensorFlow's depthwise kernel takes equal strides only: pad as the
+            # strided conv would, convolve densely, then keep every s-th row/column.
+            dilation = (
+                (dilation_rate, dilation_rate)
+                if isinstance(dilation_rate, int)
+                else tuple(dilation_rate)
+            )
+            if padding == "same":
+                k = kernel.shape[:2]
+                x = self._same_padding(x, k, strides, dilation)
+            x = keras.ops.depthwise_conv(
+                x, kernel, 1, "valid", self.data_format, dilation
+            )
+            sh, sw = strides
+            if self.data_format == "channels_last":
+                return x[:, ::sh, ::sw, :]
+            return x[:, :, ::sh, ::sw]
+        return keras.ops.depthwise_conv(
+            x,
+            kernel,
+            strides=strides,
+            padding=padding,
+            data_format=self.data_format,
+            dilation_rate=dilation_rate,
+        )
+
+    def _pointwise(self, x, matrix):
+        """A 1x1 convolution by a ``(C_in, C_out)`` matrix."""
+        kernel = keras.ops.reshape(matrix, (1, 1, *matrix.shape))
+        return self._conv(x, kernel)
+
+    def _same_padding(self, x, kernel_size, strides, dilation_rate):
+        """Zero-pad ``x`` as a ``"same"`` conv with these settings would.
+
+        Lets a stack of ``"valid"`` convs reproduce one ``"same"`` conv exactly.
+        """
+        shape = keras.ops.shape(x)
+        spatial = shape[1:3] if self.data_format == "channels_last" else shape[2:4]
+        pads = []
+        for length, k, s, d in zip(spatial, kernel_size, strides, dilation_rate, strict=True):
+            out = -(-length // s)
+            total = max((out - 1) * s + (k - 1) * d + 1 - length, 0)
+            pads.append((total // 2, total - total // 2))
+        if self.data_format == "channels_last":
+            widths = [(0, 0), pads[0], pads[1], (0, 0)]
+        else:
+            widths = [(0, 0), (0, 0), pads[0], pads[1]]
+        return keras.ops.pad(x, widths)
+
+    def _input_channels(self, input_shape) -> int:
+        channels = input_shape[self.channel_axis]
+        if channels is None:
+            raise ValueError(
+                f"{type(self).__name__}: the channel axis of the input must be known, "
+                f"received input_shape={tuple(input_shape)!r}"
+            )
+        return int(channels)
+
+    # ------------------------------------------------------------ the layer
+    def _factor_shapes(self, c_in: int) -> dict[str, tuple[int, ...]]:
+        raise NotImplementedError
+
+    def _extra_build(self, input_shape) -> None:
+        """Builds sublayers (batch norm); called at the end of ``build``."""
+
+    def build(self, input_shape):
+        c_in = self._input_channels(input_shape)
+        self._factor_names = []
+        for name, shape in self._factor_shapes(c_in).items():
+            weight = self.add_weight(
+                name=name,
+                shape=shape,
+                initializer=self.kernel_initializer,
+                regularizer=self.kernel_regularizer,
+                constraint=self.kernel_constraint,
+                trainable=True,
+            )
+            setattr(self, name, weight)
+            self._factor_names.append(name)
+        if self.use_bias:
+            self.bias = self.add_weight(
+                name="bias",
+                shape=(self.output_filters,),
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+                trainable=True,
+            )
+        else:
+            self.bias = None
+        self.input_spec = keras.layers.InputSpec(ndim=4, axes={self.channel_axis: c_in})
+        self._extra_build(input_shape)
+
+    def _resolve_implementation(self, inputs) -> str:
+        """The concrete implementation to run for these inputs."""
+        if self.implementation != "auto":
+            return self.implementation
+        return self.IMPLEMENTATIONS[0]
+
+    def _linear(self, inputs):
+        impl = self._resolve_implementation(inputs)
+        return getattr(self, f"_linear_{impl}")(inputs)
+
+    def call(self, inputs):
+        outputs = self._linear(inputs)
+        if self.use_bias:
+            if self.data_format == "channels_last":
+                outputs = keras.ops.add(outputs, self.bias)
+            else:
+                bias = keras.ops.reshape(self.bias, (1, self.output_filters, 1, 1))
+                outputs = keras.ops.add(outputs, bias)
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
+
+    def _linear_dense(self, inputs):
+        """Compute with the reconstructed dense kernel, as a plain Conv2D would."""
+        return self._conv(
+            inputs,
+            self._dense_kernel_ops(),
+            strides=self.strides,
+            padding=self.padding,
+            dilation_rate=self.dilation_rate,
+        )
+
+    def compute_output_shape(self, input_shape):
+        shape = list(input_shape)
+        if self.data_format == "channels_last":
+            h_axis, w_axis, c_axis = 1, 2, 3
+        else:
+            c_axis, h_axis, w_axis = 1, 2, 3
+        shape[h_axis] = conv_output_length(
+            shape[h_axis],
+            self.kernel_size[0],
+            self.strides[0],
+            self.padding,
+            self.dilation_rate[0],
+        )
+        shape[w_axis] = conv_output_length(
+            shape[w_axis],
+            self.kernel_size[1],
+            self.strides[1],
+            self.padding,
+            self.dilation_rate[1],
+        )
+        shape[c_axis] = self.output_filters
+        return tuple(shape)
+
+    # ------------------------------------------------------------ the API
+    def cost(self, input_shape: Sequence[int | None]) -> Cost:
+        """Parameters and multiply-adds of this layer for one example.
+
+        Args:
+            input_shape: ``(H, W, C)`` or ``(batch, H, W, C)`` (channels first:
+                ``(C, H, W)``), in this layer's data format. The layer need not
+                be built.
+
+        Returns:
+            A ``fastconv.cost.Cost`` with ``params`` and ``macs`` (per example;
+            biases count as parameters, not as multiply-adds).
+        """
+        h, w, c_in = spatial_dims(input_shape, self.data_format)
+        base = self._cost(h, w, c_in)
+        if self.use_bias:
+            base = base + Cost(self.output_filters, 0)
+        return base
+
+    def _cost(self, h: int, w: int, c_in: int) -> Cost:
+        raise NotImplementedError
+
+    def _output_hw(self, h: int, w: int) -> tuple[int, int]:
+        return (
+            conv_output_length(
+                h, self.kernel_size[0], self.strides[0], self.padding, self.dilation_rate[0]
+            ),
+            conv_output_length(
+                w, self.kernel_size[1], self.strides[1], self.padding, self.dilation_rate[1]
+            ),
+        )
+
+    def _require_built(self, what: str) -> None:
+        if not self.built:
+            raise ValueError(
+                f"{type(self).__name__}: {what} needs a built layer; call the layer on "
+                "an input or call layer.build(input_shape) first"
+            )
+
+    def _require_linear(self, what: str) -> None:
+        if not self.is_linear:
+            raise ValueError(
+                f"{type(self).__name__}: {what} exists only for a linear layer, and "
+                f"this one is not: {self._nonlinear_reason()}"
+            )
+
+    def _nonlinear_reason(self) -> str:
+        return ""
+
+    def dense_kernel(self) -> np.ndarray:
+        """The equivalent dense ``(k_h, k_w, C_in, C_out)`` kernel, as NumPy.
+
+        A ``keras.layers.Conv2D`` with this kernel, this layer's bias and the same
+        strides, padding, dilation, data format and activation computes the same
+        output (up to rounding).
+
+        Raises:
+            ValueError: if the layer is not built, or not a linear map.
+        """
+        self._require_built("dense_kernel()")
+        self._require_linear("dense_kernel()")
+        return keras.ops.convert_to_numpy(self._dense_kernel_ops()).astype("float32")
+
+    def _dense_kernel_ops(self):
+        raise NotImplementedError
+
+    def get_factors(self) -> dict[str, np.ndarray]:
+        """The factor weights as NumPy arrays, by name (bias excluded)."""
+        self._require_built("get_factors()")
+        return {
+            name: keras.ops.convert_to_numpy(getattr(self, name)) for name in self._factor_names
+        }
+
+    def factor_shapes(self, input_channels: int) -> dict[str, tuple[int, ...]]:
+        """The shapes of the factor weights for ``input_channels`` input channels."""
+        return dict(self._factor_shapes(self._positive_int("input_channels", input_channels)))
+
+    def set_factors(self, factors, bias=None) -> None:
+        """Set the factor weights (and optionally the bias).
+
+        Args:
+            factors: a mapping name -> array with exactly this layer's factor names
+                and shapes, or an object with such a mapping in ``.factors`` (the
+                results of ``fastconv.decomposition``).
+            bias: array of shape ``(output_filters,)``; None leaves the bias as is.
+
+        Raises:
+            ValueError: on missing or unexpected names, or wrong shapes.
+        """
+        self._require_built("set_factors()")
+        factors = _factor_mapping(factors, type(self).__name__)
+        expected = {name: tuple(getattr(self, name).shape) for name in self._factor_names}
+        unknown = sorted(set(factors) - set(expected))
+        missing = sorted(set(expected) - set(factors))
+        if unknown or missing:
+            raise ValueError(
+                f"{type(self).__name__}: factors must have exactly the names "
+                f"{sorted(expected)}, received factors with names {sorted(factors)} "
+                f"(missing {missing}, unexpected {unknown})"
+            )
+        for name, shape in expected.items():
+            value = np.asarray(factors[name])
+            if value.shape != shape:
+                raise ValueError(
+                    f"{type(self).__name__}: factor {name!r} must have shape {shape}, "
+                    f"received shape {value.shape}"
+                )
+        if bias is not None:
+            bias = np.asarray(bias)
+            if not self.use_bias:
+                raise ValueError(
+                    f"{type(self).__name__}: bias given but the layer has use_bias=False"
+                )
+            if bias.shape != (self.output_filters,):
+                raise ValueError(
+                    f"{type(self).__name__}: bias must have shape "
+                    f"({self.output_filters},), received shape {bias.shape}"
+                )
+        for name in self._factor_names:
+            variable = getattr(self, name)
+            variable.assign(np.asarray(factors[name]).astype(variable.dtype))
+        if bias is not None:
+            self.bias.assign(bias.astype(self.bias.dtype))
+
+    @classmethod
+    def input_channels_of(cls, factors: Mapping[str, np.ndarray]) -> int:
+        """Number of input channels implied by a factor mapping."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_factors(cls, factors, bias=None, **kwargs):
+        """A built layer whose weights are the given factors.
+
+        Args:
+            factors: as for ``set_factors``.
+            bias: optional bias of shape ``(filters,)``; with ``use_bias`` unset,
+                the layer gets a bias exactly when one is given.
+            **kwargs: the layer's constructor arguments except those the factors
+                determine (``filters`` and ranks are read off the factors when
+                not given).
+
+        Example:
+            >>> import numpy as np, fastconv
+            >>> f = {"pointwise_in": np.ones((8, 4)), "vertical": np.ones((3, 4)),
+            ...      "horizontal": np.ones((3, 4)), "pointwise_out": np.ones((4, 16))}
+            >>> fastconv.CPConv2D.from_factors(f).filters
+            16
+        """
+        factors = _factor_mapping(factors, cls.__name__)
+        kwargs = {**cls._kwargs_from_factors(factors), **kwargs}
+        kwargs.setdefault("use_bias", bias is not None)
+        layer = cls(**kwargs)
+        c_in = cls.input_channels_of(factors)
+        if layer.data_format == "channels_last":
+            layer.build((None, None, None, c_in))
+        else:
+            layer.build((None, c_in, None, None))
+        layer.set_factors(factors, bias=bias)
+        return layer
+
+    @classmethod
+    def _kwargs_from_factors(cls, factors: Mapping[str, np.ndarray]) -> dict:
+        raise NotImplementedError
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "kernel_size": self.kernel_size,
+                "strides": self.strides,
+                "padding": self.padding,
+                "data_format": self.data_format,
+                "dilation_rate": self.dilation_rate,
+                "activation": keras.activations.serialize(self.activation),
+                "use_bias": self.use_bias,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+                "activity_regularizer": keras.regularizers.serialize(
+                    self.activity_regularizer
+                ),
+                "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
+                "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+                "implementation": self.implementation,
+            }
+        )
+        return config
+
+
+def _factor_mapping(factors, owner: str) -> dict[str, np.ndarray]:
+    if hasattr(factors, "factors") and not isinstance(factors, Mapping):
+        factors = factors.factors
+    if not isinstance(factors, Mapping):
+        raise TypeError(
+            f"{owner}: factors must be a mapping of name -> array or a decomposition "
+            f"result with .factors, received {type(factors).__name__}"
+        )
+    return {str(k): np.asarray(v) for k, v in factors.items()}
