@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from fastconv.cost import Cost, conv2d_cost, depthwise_conv2d_cost
+from fastconv.cost import conv2d_cost, depthwise_conv2d_cost
 from fastconv.layers.base import BaseFastConv
 
 

@@ -1,0 +1,15 @@
+import keras
+import pytest
+from hypothesis import settings
+
+settings.register_profile("fastconv", deadline=None, max_examples=20, derandomize=True)
+settings.load_profile("fastconv")
+
+
+@pytest.fixture(autouse=True)
+def _reset_keras_state():
+    """Every test starts from float32 and a fresh Keras session."""
+    keras.config.set_dtype_policy("float32")
+    yield
+    keras.config.set_dtype_policy("float32")
+    keras.backend.clear_session()

@@ -1,0 +1,132 @@
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import fastconv
+from tests.layer_checks import assert_matches_conv2d, check_layer, random_input
+
+pytestmark = pytest.mark.layers
+
+
+@pytest.mark.parametrize(
+    "kwargs, input_shape",
+    [
+        (dict(filters=6, kernel_size=3, rank=4), (2, 8, 8, 3)),
+        (dict(filters=6, kernel_size=(3, 5), rank=4, padding="same", strides=2), (2, 9, 7, 3)),
+        (
+            dict(filters=4, kernel_size=3, rank=2, dilation_rate=2, use_bias=False),
+            (2, 9, 9, 5),
+        ),
+        (
+            dict(filters=4, kernel_size=3, rank=3, data_format="channels_first",
+                 activation="relu", padding="same"),
+            (2, 5, 8, 8),
+        ),
+    ],
+)
+def test_layer_checks(kwargs, input_shape, tmp_path):
+    check_layer(fastconv.CPConv2D, kwargs, input_shape, tmp_path)
+
+
+@given(
+    k_h=st.integers(1, 7),
+    k_w=st.integers(1, 7),
+    stride=st.sampled_from([1, 2]),
+    dilation=st.sampled_from([1, 2]),
+    padding=st.sampled_from(["valid", "same"]),
+    use_bias=st.booleans(),
+    data_format=st.sampled_from(["channels_last", "channels_first"]),
+    rank=st.integers(1, 6),
+)
+def test_matches_conv2d_with_dense_kernel(
+    k_h, k_w, stride, dilation, padding, use_bias, data_format, rank
+):
+    if max(k_h, k_w) < 2 or (stride > 1 and dilation > 1):
+        return
+    layer = fastconv.CPConv2D(
+        5, (k_h, k_w), rank=rank, strides=stride, dilation_rate=dilation,
+        padding=padding, use_bias=use_bias, data_format=data_format,
+        bias_initializer="random_normal",
+    )
+    shape = (2, 16, 15, 4) if data_format == "channels_last" else (2, 4, 16, 15)
+    assert_matches_conv2d(layer, random_input(shape))
+
+
+def test_from_factors_and_get_factors_round_trip():
+    rng = np.random.default_rng(0)
+    factors = {
+        "pointwise_in": rng.standard_normal((4, 3)),
+        "vertical": rng.standard_normal((3, 3)),
+        "horizontal": rng.standard_normal((5, 3)),
+        "pointwise_out": rng.standard_normal((3, 7)),
+    }
+    bias = rng.standard_normal(7)
+    layer = fastconv.CPConv2D.from_factors(factors, bias=bias, padding="same")
+    assert (layer.filters, layer.kernel_size, layer.rank) == (7, (3, 5), 3)
+    got = layer.get_factors()
+    for name, value in factors.items():
+        np.testing.assert_allclose(got[name], value, rtol=1e-6)
+    expected = np.einsum("cr,hr,wr,ro->hwco", *factors.values())
+    np.testing.assert_allclose(layer.dense_kernel(), expected, rtol=1e-5, atol=1e-6)
+    assert_matches_conv2d(layer, random_input((1, 6, 6, 4)))
+
+
+def test_cost_formula():
+    layer = fastconv.CPConv2D(64, 3, rank=16, padding="same")
+    c_in, r, h, w = 32, 16, 10, 12
+    cost = layer.cost((h, w, c_in))
+    assert cost.params == r * (c_in + 3 + 3 + 64) + 64
+    assert cost.macs == h * w * (c_in * r + r * 3 + r * 3 + r * 64)
+    layer.build((None, h, w, c_in))
+    assert cost.params == sum(int(np.prod(v.shape)) for v in layer.trainable_weights)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(filters=4, kernel_size=3, rank=0), "rank must be a positive int, received rank=0"),
+        (dict(filters=4, kernel_size=3, rank=2.5), "received rank=2.5"),
+        (dict(filters=4, kernel_size=3, rank=True), "received rank=True"),
+        (dict(filters=0, kernel_size=3, rank=2), "received filters=0"),
+        (dict(filters=4, kernel_size=1, rank=2), "larger than 1x1"),
+        (dict(filters=4, kernel_size=3, rank=2, padding="full"), "received padding='full'"),
+        (
+            dict(filters=4, kernel_size=3, rank=2, data_format="NHWC"),
+            "received data_format='NHWC'",
+        ),
+        (dict(filters=4, kernel_size=(3, 3, 3), rank=2), "received kernel_size=(3, 3, 3)"),
+        (dict(filters=4, kernel_size=3, rank=2, strides=2, dilation_rate=2), "strides > 1"),
+        (
+            dict(filters=4, kernel_size=3, rank=2, implementation="fast"),
+            "received implementation='fast'",
+        ),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match="CPConv2D") as info:
+        fastconv.CPConv2D(**kwargs)
+    assert message in str(info.value)
+
+
+def test_rank_above_maximum_fails_on_build():
+    layer = fastconv.CPConv2D(2, (3, 1), rank=7)
+    with pytest.raises(ValueError, match=r"rank must be at most 4 .*received rank=7"):
+        layer.build((None, 8, 8, 2))
+
+
+def test_set_factors_rejects_wrong_shapes_and_names():
+    layer = fastconv.CPConv2D(4, 3, rank=2)
+    layer.build((None, 8, 8, 3))
+    factors = layer.get_factors()
+    with pytest.raises(ValueError, match=r"factor 'vertical' must have shape \(3, 2\)"):
+        fastconv.CPConv2D(4, 3, rank=2).from_factors({**factors, "vertical": np.ones((3, 3))})
+    with pytest.raises(ValueError, match="missing \\['horizontal'\\]"):
+        layer.set_factors({k: v for k, v in factors.items() if k != "horizontal"})
+    with pytest.raises(TypeError, match="factors must be a mapping"):
+        layer.set_factors([1, 2])
+
+
+def test_dense_kernel_needs_built_layer():
+    with pytest.raises(ValueError, match="needs a built layer"):
+        fastconv.CPConv2D(4, 3, rank=2).dense_kernel()
