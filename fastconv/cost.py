@@ -166,7 +166,9 @@ def depthwise_conv2d_cost(
 
 def dense_cost(units_in: int, units_out: int, use_bias: bool = True) -> Cost:
     """Cost of a ``Dense`` layer on a flat input of ``units_in`` features."""
-    return Cost(units_in * units_out + (units_out if use_bias else 0), units_in * units_out)
+    return Cost(
+        units_in * units_out + (units_out if use_bias else 0), units_in * units_out
+    )
 
 
 def layer_cost(layer, input_shape: Sequence[int | None]) -> Cost:
@@ -199,10 +201,18 @@ def layer_cost(layer, input_shape: Sequence[int | None]) -> Cost:
         )
         h, w, c = spatial_dims(input_shape, fmt)
         h_out = conv_output_length(
-            h, layer.kernel_size[0], layer.strides[0], layer.padding, layer.dilation_rate[0]
+            h,
+            layer.kernel_size[0],
+            layer.strides[0],
+            layer.padding,
+            layer.dilation_rate[0],
         )
         w_out = conv_output_length(
-            w, layer.kernel_size[1], layer.strides[1], layer.padding, layer.dilation_rate[1]
+            w,
+            layer.kernel_size[1],
+            layer.strides[1],
+            layer.padding,
+            layer.dilation_rate[1],
         )
         mid = (h_out, w_out, c * layer.depth_multiplier)
         return dw + conv2d_cost(mid, layer.filters, 1, use_bias=layer.use_bias)

@@ -123,7 +123,9 @@ class BaseFastConv(keras.layers.Layer):
         if data_format is None:
             data_format = keras.config.image_data_format()
         if data_format not in _DATA_FORMATS:
-            raise self._error("data_format", data_format, f"must be one of {_DATA_FORMATS}")
+            raise self._error(
+                "data_format", data_format, f"must be one of {_DATA_FORMATS}"
+            )
         self.data_format = data_format
         self.activation = keras.activations.get(activation)
         if not isinstance(use_bias, bool | np.bool_):
@@ -137,7 +139,9 @@ class BaseFastConv(keras.layers.Layer):
         self.bias_constraint = keras.constraints.get(bias_constraint)
         allowed = ("auto", *self.IMPLEMENTATIONS)
         if implementation not in allowed:
-            raise self._error("implementation", implementation, f"must be one of {allowed}")
+            raise self._error(
+                "implementation", implementation, f"must be one of {allowed}"
+            )
         self.implementation = implementation
         self._validate_rest()
         self.input_spec = keras.layers.InputSpec(ndim=4)
@@ -160,7 +164,9 @@ class BaseFastConv(keras.layers.Layer):
         try:
             pair = tuple(pair)
         except TypeError:
-            raise self._error(name, value, "must be a positive int or a pair of them") from None
+            raise self._error(
+                name, value, "must be a positive int or a pair of them"
+            ) from None
         if len(pair) != 2 or not all(_is_int(v) and v >= 1 for v in pair):
             raise self._error(name, value, "must be a positive int or a pair of them")
         return (int(pair[0]), int(pair[1]))
@@ -242,7 +248,9 @@ class BaseFastConv(keras.layers.Layer):
         shape = keras.ops.shape(x)
         spatial = shape[1:3] if self.data_format == "channels_last" else shape[2:4]
         pads = []
-        for length, k, s, d in zip(spatial, kernel_size, strides, dilation_rate, strict=True):
+        for length, k, s, d in zip(
+            spatial, kernel_size, strides, dilation_rate, strict=True
+        ):
             out = -(-length // s)
             total = max((out - 1) * s + (k - 1) * d + 1 - length, 0)
             pads.append((total // 2, total - total // 2))
@@ -376,10 +384,18 @@ class BaseFastConv(keras.layers.Layer):
     def _output_hw(self, h: int, w: int) -> tuple[int, int]:
         return (
             conv_output_length(
-                h, self.kernel_size[0], self.strides[0], self.padding, self.dilation_rate[0]
+                h,
+                self.kernel_size[0],
+                self.strides[0],
+                self.padding,
+                self.dilation_rate[0],
             ),
             conv_output_length(
-                w, self.kernel_size[1], self.strides[1], self.padding, self.dilation_rate[1]
+                w,
+                self.kernel_size[1],
+                self.strides[1],
+                self.padding,
+                self.dilation_rate[1],
             ),
         )
 
@@ -421,12 +437,15 @@ class BaseFastConv(keras.layers.Layer):
         """The factor weights as NumPy arrays, by name (bias excluded)."""
         self._require_built("get_factors()")
         return {
-            name: keras.ops.convert_to_numpy(getattr(self, name)) for name in self._factor_names
+            name: keras.ops.convert_to_numpy(getattr(self, name))
+            for name in self._factor_names
         }
 
     def factor_shapes(self, input_channels: int) -> dict[str, tuple[int, ...]]:
         """The shapes of the factor weights for ``input_channels`` input channels."""
-        return dict(self._factor_shapes(self._positive_int("input_channels", input_channels)))
+        return dict(
+            self._factor_shapes(self._positive_int("input_channels", input_channels))
+        )
 
     def set_factors(self, factors, bias=None) -> None:
         """Set the factor weights (and optionally the bias).
@@ -442,7 +461,9 @@ class BaseFastConv(keras.layers.Layer):
         """
         self._require_built("set_factors()")
         factors = _factor_mapping(factors, type(self).__name__)
-        expected = {name: tuple(getattr(self, name).shape) for name in self._factor_names}
+        expected = {
+            name: tuple(getattr(self, name).shape) for name in self._factor_names
+        }
         unknown = sorted(set(factors) - set(expected))
         missing = sorted(set(expected) - set(factors))
         if unknown or missing:
@@ -462,7 +483,8 @@ class BaseFastConv(keras.layers.Layer):
             bias = np.asarray(bias)
             if not self.use_bias:
                 raise ValueError(
-                    f"{type(self).__name__}: bias given but the layer has use_bias=False"
+                    f"{type(self).__name__}: a bias was given but the layer has "
+                    "use_bias=False"
                 )
             if bias.shape != (self.output_filters,):
                 raise ValueError(
@@ -527,14 +549,20 @@ class BaseFastConv(keras.layers.Layer):
                 "dilation_rate": self.dilation_rate,
                 "activation": keras.activations.serialize(self.activation),
                 "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+                "kernel_regularizer": keras.regularizers.serialize(
+                    self.kernel_regularizer
+                ),
                 "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
                 "activity_regularizer": keras.regularizers.serialize(
                     self.activity_regularizer
                 ),
-                "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
+                "kernel_constraint": keras.constraints.serialize(
+                    self.kernel_constraint
+                ),
                 "bias_constraint": keras.constraints.serialize(self.bias_constraint),
                 "implementation": self.implementation,
             }

@@ -147,7 +147,10 @@ class CPConv2D(BaseFastConv):
     def _kwargs_from_factors(cls, factors):
         return {
             "filters": int(factors["pointwise_out"].shape[1]),
-            "kernel_size": (int(factors["vertical"].shape[0]), int(factors["horizontal"].shape[0])),
+            "kernel_size": (
+                int(factors["vertical"].shape[0]),
+                int(factors["horizontal"].shape[0]),
+            ),
             "rank": int(factors["pointwise_in"].shape[1]),
         }
 

@@ -13,14 +13,23 @@ pytestmark = pytest.mark.layers
     "kwargs, input_shape",
     [
         (dict(filters=6, kernel_size=3, rank=4), (2, 8, 8, 3)),
-        (dict(filters=6, kernel_size=(3, 5), rank=4, padding="same", strides=2), (2, 9, 7, 3)),
+        (
+            dict(filters=6, kernel_size=(3, 5), rank=4, padding="same", strides=2),
+            (2, 9, 7, 3),
+        ),
         (
             dict(filters=4, kernel_size=3, rank=2, dilation_rate=2, use_bias=False),
             (2, 9, 9, 5),
         ),
         (
-            dict(filters=4, kernel_size=3, rank=3, data_format="channels_first",
-                 activation="relu", padding="same"),
+            dict(
+                filters=4,
+                kernel_size=3,
+                rank=3,
+                data_format="channels_first",
+                activation="relu",
+                padding="same",
+            ),
             (2, 5, 8, 8),
         ),
     ],
@@ -45,8 +54,14 @@ def test_matches_conv2d_with_dense_kernel(
     if max(k_h, k_w) < 2 or (stride > 1 and dilation > 1):
         return
     layer = fastconv.CPConv2D(
-        5, (k_h, k_w), rank=rank, strides=stride, dilation_rate=dilation,
-        padding=padding, use_bias=use_bias, data_format=data_format,
+        5,
+        (k_h, k_w),
+        rank=rank,
+        strides=stride,
+        dilation_rate=dilation,
+        padding=padding,
+        use_bias=use_bias,
+        data_format=data_format,
         bias_initializer="random_normal",
     )
     shape = (2, 16, 15, 4) if data_format == "channels_last" else (2, 4, 16, 15)
@@ -85,18 +100,30 @@ def test_cost_formula():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(filters=4, kernel_size=3, rank=0), "rank must be a positive int, received rank=0"),
+        (
+            dict(filters=4, kernel_size=3, rank=0),
+            "rank must be a positive int, received rank=0",
+        ),
         (dict(filters=4, kernel_size=3, rank=2.5), "received rank=2.5"),
         (dict(filters=4, kernel_size=3, rank=True), "received rank=True"),
         (dict(filters=0, kernel_size=3, rank=2), "received filters=0"),
         (dict(filters=4, kernel_size=1, rank=2), "larger than 1x1"),
-        (dict(filters=4, kernel_size=3, rank=2, padding="full"), "received padding='full'"),
+        (
+            dict(filters=4, kernel_size=3, rank=2, padding="full"),
+            "received padding='full'",
+        ),
         (
             dict(filters=4, kernel_size=3, rank=2, data_format="NHWC"),
             "received data_format='NHWC'",
         ),
-        (dict(filters=4, kernel_size=(3, 3, 3), rank=2), "received kernel_size=(3, 3, 3)"),
-        (dict(filters=4, kernel_size=3, rank=2, strides=2, dilation_rate=2), "strides > 1"),
+        (
+            dict(filters=4, kernel_size=(3, 3, 3), rank=2),
+            "received kernel_size=(3, 3, 3)",
+        ),
+        (
+            dict(filters=4, kernel_size=3, rank=2, strides=2, dilation_rate=2),
+            "strides > 1",
+        ),
         (
             dict(filters=4, kernel_size=3, rank=2, implementation="fast"),
             "received implementation='fast'",
@@ -120,7 +147,9 @@ def test_set_factors_rejects_wrong_shapes_and_names():
     layer.build((None, 8, 8, 3))
     factors = layer.get_factors()
     with pytest.raises(ValueError, match=r"factor 'vertical' must have shape \(3, 2\)"):
-        fastconv.CPConv2D(4, 3, rank=2).from_factors({**factors, "vertical": np.ones((3, 3))})
+        fastconv.CPConv2D(4, 3, rank=2).from_factors(
+            {**factors, "vertical": np.ones((3, 3))}
+        )
     with pytest.raises(ValueError, match="missing \\['horizontal'\\]"):
         layer.set_factors({k: v for k, v in factors.items() if k != "horizontal"})
     with pytest.raises(TypeError, match="factors must be a mapping"):
