@@ -1,0 +1,62 @@
+import keras
+import numpy as np
+import pytest
+
+from fastconv import timing
+
+
+def test_interleaved_keeps_every_sample_and_rotates_order():
+    calls = []
+    fns = {name: (lambda n=name: calls.append(n)) for name in "abc"}
+    result = timing.interleaved(fns, warmup=1, repeats=3, sync=False)
+    assert list(result) == ["a", "b", "c"]
+    assert all(len(t.samples_ns) == 3 and t.warmup == 1 for t in result.values())
+    # one warm-up round in order, then rounds rotated by one each time
+    assert calls == list("abcabcbcacab")
+
+
+def test_timing_summary_statistics():
+    t = timing.Timing(tuple(int(v * 1e9) for v in [1.0, 2.0, 3.0, 4.0, 100.0]))
+    assert t.median == 3.0
+    assert t.min == 1.0 and t.max == 100.0
+    assert t.p10 < t.median < t.p90
+    data = t.as_dict()
+    assert data["samples_ns"] == list(t.samples_ns)
+    assert timing.timing_from_dict(data) == timing.Timing(t.samples_ns, 0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(warmup=-1, repeats=2), "warmup must be an int >= 0, received warmup=-1"),
+        (dict(warmup=0, repeats=0), "repeats must be an int >= 1, received repeats=0"),
+        (dict(warmup=0, repeats=1.5), "received repeats=1.5"),
+    ],
+)
+def test_bad_counts(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        timing.measure(lambda: None, **kwargs)
+
+
+def test_forward_and_grad_step_run_on_this_backend():
+    layer = keras.layers.Conv2D(4, 3)
+    x = np.random.default_rng(0).standard_normal((2, 8, 8, 3)).astype("float32")
+    forward = timing.make_forward(layer, x)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(forward()),
+        keras.ops.convert_to_numpy(layer(x)),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    grads = timing.block(timing.make_grad_step(layer, x)())
+    flat = timing._leaves(grads)
+    assert len(flat) == 1 + len(layer.trainable_variables)
+    assert flat[0].shape == x.shape
+
+
+def test_environment_records_what_results_need():
+    env = timing.environment()
+    for key in ("date", "backend", "device", "precision", "versions", "git_commit"):
+        assert key in env
+    assert env["backend"] == keras.backend.backend()
+    assert env["versions"]["keras"] == keras.__version__
