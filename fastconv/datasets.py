@@ -839,7 +839,7 @@ class _Progress:
                     desc=name,
                     unit="step",
                     file=sys.stderr,
-                    bar_format="{desc}: {n_fmt} steps [{elapsed}] {postfix}",
+                    bar_format="{desc}: {n_fmt} steps [{elapsed}]{postfix}",
                 )
 
     def note(self, message: str) -> None:
