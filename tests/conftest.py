@@ -8,8 +8,7 @@ settings.load_profile("fastconv")
 
 @pytest.fixture(autouse=True)
 def _reset_keras_state():
-    """Every test starts from float32 and a fresh Keras session."""
+    """Every test starts and ends with the float32 dtype policy."""
     keras.config.set_dtype_policy("float32")
     yield
     keras.config.set_dtype_policy("float32")
-    keras.backend.clear_session()
