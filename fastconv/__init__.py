@@ -1,9 +1,52 @@
 """fastconv: fast convolution building blocks for Keras 3."""
 
 from fastconv import cost
+from fastconv.convert import (
+    ConversionReport,
+    ConversionResult,
+    convert_model,
+    decompose,
+    finetune,
+)
 from fastconv.cost import Cost, conv2d_cost
-from fastconv.layers import BaseFastConv, CPConv2D
+from fastconv.layers import (
+    BaseFastConv,
+    BottleneckConv2D,
+    CPConv2D,
+    DepthwiseSeparableConv2D,
+    FactorizedConv2D,
+    StackedConv2D,
+    TuckerConv2D,
+    WideConv2D,
+    wide_replacement,
+)
+
+# fastconv.profile stays the package; its function is fastconv.profile_model
+# (see fastconv/profile/__init__.py for why).
+from fastconv.profile import profile as profile_model
+from fastconv.profile import suggest_replacements
 
 __version__ = "0.1.0"
 
-__all__ = ["BaseFastConv", "CPConv2D", "Cost", "conv2d_cost", "cost", "__version__"]
+__all__ = [
+    "BaseFastConv",
+    "BottleneckConv2D",
+    "CPConv2D",
+    "DepthwiseSeparableConv2D",
+    "FactorizedConv2D",
+    "StackedConv2D",
+    "TuckerConv2D",
+    "WideConv2D",
+    "wide_replacement",
+    "ConversionReport",
+    "ConversionResult",
+    "convert_model",
+    "decompose",
+    "finetune",
+    "Cost",
+    "conv2d_cost",
+    "cost",
+    "profile_model",
+    "suggest_replacements",
+    "__version__",
+]

@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("demo", "data")
+COMMANDS = ("demo", "data", "convert", "profile", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

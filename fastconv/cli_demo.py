@@ -38,11 +38,15 @@ def variants(channels: int, kernel: int) -> dict:
     return {
         "FactorizedConv2D": fastconv.FactorizedConv2D(c, k, **same),
         "StackedConv2D": fastconv.StackedConv2D(c, k, **same),
-        "BottleneckConv2D": fastconv.BottleneckConv2D(c, k, bottleneck_ratio=0.25, **same),
+        "BottleneckConv2D": fastconv.BottleneckConv2D(
+            c, k, bottleneck_ratio=0.25, **same
+        ),
         "WideConv2D(2 layers)": fastconv.WideConv2D(c, k, merged_layers=2, **same),
         "DepthwiseSeparableConv2D": fastconv.DepthwiseSeparableConv2D(c, k, **same),
         "CPConv2D(rank C/4)": fastconv.CPConv2D(c, k, rank=max(1, c // 4), **same),
-        "TuckerConv2D(rank C/4)": fastconv.TuckerConv2D(c, k, rank=max(1, c // 4), **same),
+        "TuckerConv2D(rank C/4)": fastconv.TuckerConv2D(
+            c, k, rank=max(1, c // 4), **same
+        ),
     }
 
 
@@ -54,8 +58,10 @@ def run(args) -> int:
 
     for name in ("channels", "size", "kernel", "batch_size", "repeats"):
         if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, received "
-                             f"{getattr(args, name)}")
+            raise ValueError(
+                f"--{name.replace('_', '-')} must be >= 1, received "
+                f"{getattr(args, name)}"
+            )
     c, size, k = args.channels, args.size, args.kernel
     shape = (args.batch_size, size, size, c)
     x = np.random.default_rng(0).standard_normal(shape).astype("float32")

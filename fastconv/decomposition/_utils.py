@@ -45,7 +45,9 @@ def check_kernel(kernel, name: str = "kernel") -> np.ndarray:
             f"{array.dtype}"
         )
     if np.iscomplexobj(array):
-        raise ValueError(f"{name} must be real, received {name} with dtype {array.dtype}")
+        raise ValueError(
+            f"{name} must be real, received {name} with dtype {array.dtype}"
+        )
     if array.ndim != 4:
         raise ValueError(
             f"{name} must be 4-D (k_h, k_w, C_in, C_out), received {name} with "
@@ -105,7 +107,9 @@ def squared_singular_values(matrix: np.ndarray) -> np.ndarray:
     Returns:
         ``min(matrix.shape)`` non-negative values.
     """
-    gram = matrix @ matrix.T if matrix.shape[0] <= matrix.shape[1] else matrix.T @ matrix
+    gram = (
+        matrix @ matrix.T if matrix.shape[0] <= matrix.shape[1] else matrix.T @ matrix
+    )
     values = np.linalg.eigvalsh(gram)[::-1]
     return np.clip(values, 0.0, None)
 

@@ -155,9 +155,8 @@ class SpatialSVDFactors(_Factors):
     def to_dense(self) -> np.ndarray:
         kh, _, c_in, rank = self.vertical.shape
         _, kw, _, c_out = self.horizontal.shape
-        matrix = self.vertical.reshape(kh * c_in, rank) @ self.horizontal.reshape(
-            rank, kw * c_out
-        )
+        horizontal = self.horizontal[0].transpose(1, 0, 2).reshape(rank, kw * c_out)
+        matrix = self.vertical.reshape(kh * c_in, rank) @ horizontal
         return matrix.reshape(kh, c_in, kw, c_out).transpose(0, 2, 1, 3).copy()
 
 

@@ -171,6 +171,15 @@ class BaseFastConv(keras.layers.Layer):
             raise self._error(name, value, "must be a positive int or a pair of them")
         return (int(pair[0]), int(pair[1]))
 
+    def _activation(self, name: str, value):
+        """``keras.activations.get(value)``, failing with this layer's message."""
+        try:
+            return keras.activations.get(value)
+        except ValueError:
+            raise self._error(
+                name, value, "must be None, an activation name or a callable"
+            ) from None
+
     def _validate_rest(self) -> None:
         """Checks of a subclass's own constructor arguments."""
 
@@ -315,13 +324,19 @@ class BaseFastConv(keras.layers.Layer):
         return getattr(self, f"_linear_{impl}")(inputs)
 
     def call(self, inputs):
-        outputs = self._linear(inputs)
+        return self._bias_and_activation(self._linear(inputs))
+
+    def _bias_and_activation(self, outputs):
+        """The final bias and activation, applied to the linear part's output."""
         if self.use_bias:
             if self.data_format == "channels_last":
                 outputs = keras.ops.add(outputs, self.bias)
             else:
                 bias = keras.ops.reshape(self.bias, (1, self.output_filters, 1, 1))
-                outputs = keras.ops.add(outputs, bias)
+                # Not keras.ops.add: on TensorFlow it turns this into a BiasAdd
+                # over the LAST axis whenever the output width equals filters
+                # (Keras 3.15); the operator is a plain broadcasting add.
+                outputs = outputs + bias
         if self.activation is not None:
             outputs = self.activation(outputs)
         return outputs

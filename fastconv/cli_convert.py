@@ -1,0 +1,152 @@
+"""``fastconv convert``: replace a saved model's convolutions with fast layers.
+
+``fastconv convert MODEL.keras --method tucker --rank vbmf -o OUT.keras``
+loads the model, runs `fastconv.convert_model` and prints its report;
+``--report report.json`` writes the report as JSON as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _rank(text: str):
+    from fastconv.convert import parse_rank
+
+    try:
+        return parse_rank(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Registers ``convert MODEL``.
+
+    Args:
+        subparsers: The object returned by the main parser's
+            ``add_subparsers()``.
+
+    Returns:
+        The ``convert`` parser; its ``func`` default is `run`.
+    """
+    from fastconv.convert.decompose import DEFAULT_RANK, METHODS
+
+    parser = subparsers.add_parser(
+        "convert",
+        help="replace a saved model's Conv2D layers with decomposed fast layers",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", type=Path, help="the model to convert (.keras)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        help="where to save the converted model (.keras); without it nothing is saved",
+    )
+    parser.add_argument(
+        "--method", choices=METHODS, default="tucker", help="default: tucker"
+    )
+    parser.add_argument(
+        "--rank",
+        type=_rank,
+        default=DEFAULT_RANK,
+        help="int (8), fraction of the parameters (0.25), Tucker pair (16,32), "
+        f"vbmf or energy:0.9 (default: {DEFAULT_RANK})",
+    )
+    parser.add_argument(
+        "--layers",
+        default=None,
+        metavar="REGEX",
+        help="convert only the convolutions whose whole name matches REGEX",
+    )
+    parser.add_argument(
+        "--skip-first",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep the first convolutions, next to the inputs (default: keep)",
+    )
+    parser.add_argument(
+        "--min-speedup",
+        type=float,
+        default=None,
+        metavar="X",
+        help="replace a layer only if its replacement's forward pass, measured "
+        "here, is at least X times faster",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=32,
+        help="batch size of the timed and calibration runs (default: 32)",
+    )
+    parser.add_argument(
+        "--calibration-data",
+        type=Path,
+        default=None,
+        metavar="FILE.npy",
+        help="model inputs (.npy) on which to report output errors",
+    )
+    parser.add_argument(
+        "--random-state", type=int, default=0, help="seed of CP's ALS (default: 0)"
+    )
+    parser.add_argument(
+        "--report", type=Path, default=None, help="also write the report as JSON here"
+    )
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bar"
+    )
+    parser.set_defaults(func=run, progress=None)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs ``convert``.
+
+    Args:
+        args: Parsed arguments from a parser set up by `add_parser`.
+
+    Returns:
+        0 on success.
+    """
+    import keras
+    import numpy as np
+
+    from fastconv.convert import convert_model
+
+    if not args.model.is_file():
+        raise ValueError(f"model file {str(args.model)!r} does not exist")
+    if args.output is not None and args.output.suffix != ".keras":
+        raise ValueError(f"--output must end in .keras, received {str(args.output)!r}")
+    model = keras.models.load_model(args.model)
+    calibration = None
+    if args.calibration_data is not None:
+        calibration = np.load(args.calibration_data)
+    options = {}
+    if args.method in ("cp", "tucker", "auto"):
+        options["random_state"] = args.random_state
+    result = convert_model(
+        model,
+        args.method,
+        args.rank,
+        layers=args.layers,
+        skip_first=args.skip_first,
+        min_speedup=args.min_speedup,
+        calibration_data=calibration,
+        batch_size=args.batch_size,
+        progress=args.progress,
+        **options,
+    )
+    print(result.report)
+    if args.report is not None:
+        result.report.to_json(args.report)
+        print(f"report: {args.report}")
+    if args.output is not None:
+        result.model.save(args.output)
+        print(f"saved: {args.output}")
+    else:
+        print("no --output given: nothing saved", file=sys.stderr)
+    return 0

@@ -1,0 +1,21 @@
+"""From trained Keras models to fast ones: `decompose`, `convert_model`, `finetune`.
+
+Floor 3 of fastconv: the one place where the decompositions
+(`fastconv.decomposition`) and the layers (`fastconv.layers`) meet.
+"""
+
+from fastconv.convert.convert_model import ConversionResult, convert_model
+from fastconv.convert.decompose import Decomposition, decompose, parse_rank
+from fastconv.convert.finetune import finetune
+from fastconv.convert.report import ConversionReport, LayerReport
+
+__all__ = [
+    "ConversionReport",
+    "ConversionResult",
+    "Decomposition",
+    "LayerReport",
+    "convert_model",
+    "decompose",
+    "finetune",
+    "parse_rank",
+]

@@ -1,0 +1,708 @@
+"""Whole models: `convert_model` replaces chosen convolutions with fast layers.
+
+The model's graph is walked (nested Functional and Sequential models included)
+to find every 2-D convolution, its input shapes and whether another convolution
+lies between it and a model input. The chosen ones are decomposed with
+`decompose`; a copy of the model is then built with
+``keras.models.clone_model(..., recursive=True)``: converted layers are swapped
+in, every other layer is re-created from its config and given a copy of its
+weights. A layer shared by several calls is converted (or copied) once and stays
+shared. The user's model is only read.
+
+Walking the graph and running it layer by layer (for the calibration batch) use
+two Keras internals, ``Functional._nodes_by_depth`` and
+``Functional._run_through_graph``, the ones ``clone_model`` itself is built on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import warnings
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
+
+import keras
+import numpy as np
+from keras.src.models.functional import Functional
+
+from fastconv import timing
+from fastconv.convert.decompose import (
+    DEFAULT_RANK,
+    METHODS,
+    Decomposition,
+    _decompose,
+    _unsupported,
+)
+from fastconv.convert.report import ConversionReport, LayerReport
+from fastconv.cost import layer_cost, spatial_dims
+from fastconv.layers import BaseFastConv
+
+__all__ = ["ConversionResult", "convert_model"]
+
+#: Warm-up rounds before the measured ones when ``min_speedup`` is given.
+TIMING_WARMUP = 3
+
+
+class ConversionResult(NamedTuple):
+    """What `convert_model` returns; ``new_model, report = result`` works.
+
+    Attributes:
+        model: the new Keras model.
+        report: the `ConversionReport`.
+    """
+
+    model: keras.Model
+    report: ConversionReport
+
+
+# --------------------------------------------------------------------- graph
+def _graph(layer) -> Functional | None:
+    """The graph of a Functional or built Sequential model, else None."""
+    if isinstance(layer, keras.Sequential):
+        return layer._functional
+    if isinstance(layer, Functional):
+        return layer
+    return None
+
+
+def _is_conv(layer) -> bool:
+    return isinstance(layer, keras.layers.Conv2D | BaseFastConv)
+
+
+@dataclasses.dataclass
+class _Site:
+    """A convolution of the model: where it is and how it is called."""
+
+    layer: keras.layers.Layer
+    path: tuple[str, ...]
+    shapes: list = dataclasses.field(default_factory=list)
+    upstream: list = dataclasses.field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.layer.name
+
+    @property
+    def full_name(self) -> str:
+        return "/".join((*self.path, self.layer.name))
+
+    @property
+    def first(self) -> bool:
+        """No other convolution between a model input and one of its calls."""
+        return not all(self.upstream)
+
+
+def _walk(function, tainted: bool, path, sites: dict, everything: dict) -> bool:
+    """Visits a graph in order; ``tainted``: a conv lies upstream of its inputs.
+
+    Returns whether a convolution lies upstream of any of its outputs.
+    """
+    taint = {id(x): tainted for x in function.inputs}
+    for depth in sorted(function._nodes_by_depth, reverse=True):
+        for node in function._nodes_by_depth[depth]:
+            op = node.operation
+            if op is None or node.is_input:
+                continue
+            upstream = any(taint.get(id(x), False) for x in node.input_tensors)
+            everything.setdefault(id(op), (op, path))
+            inner = _graph(op)
+            if inner is not None:
+                result = _walk(inner, upstream, (*path, op.name), sites, everything)
+            elif _is_conv(op):
+                site = sites.setdefault(id(op), _Site(op, path))
+                site.shapes.append(tuple(node.input_tensors[0].shape))
+                site.upstream.append(upstream)
+                result = True
+            else:
+                result = upstream
+            for x in node.outputs:
+                taint[id(x)] = result
+    return any(taint.get(id(x), False) for x in function.outputs)
+
+
+def _check_model(model) -> Functional:
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            "convert_model: model must be a keras.Model (Functional or "
+            f"Sequential), received an object of type {type(model).__name__}"
+        )
+    if isinstance(model, keras.Sequential):
+        if not model.built or model._functional is None:
+            raise ValueError(
+                f"convert_model: model {model.name!r} is not built; give the "
+                "Sequential model a keras.Input first or call "
+                "model.build(input_shape)"
+            )
+        return model._functional
+    if not isinstance(model, Functional):
+        raise ValueError(
+            f"convert_model: model {model.name!r} is a subclassed keras.Model "
+            f"({type(model).__name__}) whose graph cannot be cloned; convert its "
+            "layers one by one with fastconv.decompose(layer, method, rank) and "
+            "use the new layers in your model's code"
+        )
+    return model
+
+
+# ----------------------------------------------------------------- selection
+@dataclasses.dataclass
+class _Plan:
+    """What to do with one convolution."""
+
+    site: _Site
+    selected: bool
+    strict: bool  # errors raise (named explicitly) rather than keep the layer
+    reason: str  # why not selected
+    method: str | None = None
+    rank: object = None
+    options: dict = dataclasses.field(default_factory=dict)
+
+
+def _names(sites) -> list[str]:
+    return [site.full_name for site in sites]
+
+
+def _lookup(name: str, everything: dict, sites: list, what: str) -> list:
+    found = [
+        layer
+        for layer, path in everything.values()
+        if name in (layer.name, "/".join((*path, layer.name)))
+    ]
+    if not found:
+        raise ValueError(
+            f"convert_model: {what} names {name!r}, which is no layer of the model; "
+            f"its convolutions are {_names(sites)}"
+        )
+    return found
+
+
+def _matcher(layers, sites, everything) -> tuple[Callable, bool]:
+    """``(predicate on a site, strict)`` for the ``layers`` argument."""
+    if layers is None:
+        return (lambda site: isinstance(site.layer, keras.layers.Conv2D)), False
+    if isinstance(layers, str | re.Pattern):
+        pattern = re.compile(layers) if isinstance(layers, str) else layers
+
+        def predicate(site):
+            return (
+                pattern.fullmatch(site.name) is not None
+                or pattern.fullmatch(site.full_name) is not None
+            )
+
+        if not any(predicate(site) for site in sites):
+            raise ValueError(
+                f"convert_model: layers={pattern.pattern!r} matches no convolution "
+                f"(the whole name must match); the convolutions are {_names(sites)}"
+            )
+        return predicate, False
+    if callable(layers):
+        return (lambda site: bool(layers(site.layer))), False
+    if isinstance(layers, list | tuple | set | frozenset) and all(
+        isinstance(name, str) for name in layers
+    ):
+        chosen = {
+            id(layer)
+            for name in layers
+            for layer in _lookup(name, everything, sites, "layers")
+        }
+        for layer_id in chosen:
+            layer = everything[layer_id][0]
+            if not _is_conv(layer):
+                raise TypeError(
+                    f"convert_model: layers names {layer.name!r}, a "
+                    f"{type(layer).__name__}; only 2-D convolutions "
+                    "(keras.layers.Conv2D and linear fastconv layers) can be "
+                    "converted"
+                )
+        return (lambda site: id(site.layer) in chosen), True
+    raise TypeError(
+        "convert_model: layers must be None, a list of layer names, a regular "
+        "expression (str or re.Pattern) or a predicate layer -> bool, received "
+        f"layers={layers!r}"
+    )
+
+
+def _skip_reason(layer, method: str) -> str | None:
+    """Why a layer picked by a pattern is kept rather than converted, or None."""
+    if isinstance(layer, keras.layers.Conv2D):
+        if layer.groups != 1:
+            return f"kept: groups={layer.groups} (grouped convolutions unsupported)"
+        if getattr(layer, "quantization_mode", None):
+            return "kept: quantized"
+    elif not layer.is_linear:
+        return f"kept: not linear ({layer._nonlinear_reason()})"
+    reason = _unsupported(method, _kernel_shape(layer))
+    if reason is not None:
+        return f"kept: {reason}"
+    return None
+
+
+def _kernel_shape(layer) -> tuple:
+    if isinstance(layer, keras.layers.Conv2D):
+        return tuple(layer.kernel.shape)
+    return (*layer.kernel_size, None, layer.output_filters)
+
+
+def _plan(sites, everything, layers, skip_first, overrides, method, rank, options):
+    predicate, strict = _matcher(layers, sites, everything)
+    if overrides is None:
+        overrides = {}
+    if not isinstance(overrides, Mapping):
+        raise TypeError(
+            "convert_model: overrides must be a dict {layer name: {'method': ..., "
+            f"'rank': ...}}, received overrides={overrides!r}"
+        )
+    overridden = {}
+    for name, settings in overrides.items():
+        if not isinstance(settings, Mapping):
+            raise TypeError(
+                f"convert_model: overrides[{name!r}] must be a dict such as "
+                f"{{'method': 'cp', 'rank': 8}}, received {settings!r}"
+            )
+        for layer in _lookup(name, everything, sites, "overrides"):
+            overridden[id(layer)] = dict(settings)
+
+    plans = []
+    for site in sites:
+        by_override = id(site.layer) in overridden
+        settings = {"method": method, "rank": rank, **options}
+        settings.update(overridden.get(id(site.layer), {}))
+        layer_method = settings.pop("method")
+        layer_rank = settings.pop("rank")
+        plan = _Plan(site, False, strict or by_override, "kept: not selected")
+        if by_override:
+            plan.selected = True
+        elif predicate(site):
+            if skip_first and site.first:
+                plan.reason = "kept: first convolution (skip_first=True)"
+                if strict:
+                    warnings.warn(
+                        f"convert_model: layers names {site.name!r}, the first "
+                        "convolution, which skip_first=True keeps; pass "
+                        "skip_first=False to convert it",
+                        stacklevel=3,
+                    )
+            else:
+                plan.selected = True
+        if plan.selected and not plan.strict and layer_method in METHODS:
+            reason = _skip_reason(site.layer, layer_method)
+            if reason is not None:
+                plan.selected, plan.reason = False, reason
+        plan.method, plan.rank, plan.options = layer_method, layer_rank, settings
+        plans.append(plan)
+    return plans
+
+
+# --------------------------------------------------------------- calibration
+def _slice(data, start: int, stop: int):
+    return keras.tree.map_structure(lambda x: x[start:stop], data)
+
+
+def _length(data) -> int:
+    leaves = keras.tree.flatten(data)
+    if not leaves:
+        raise ValueError("convert_model: calibration_data holds no arrays")
+    return int(np.shape(leaves[0])[0])
+
+
+def _run_recording(model, inputs, targets: set, recorded: dict, shapes: dict):
+    """Runs ``model`` on ``inputs`` layer by layer, in inference mode.
+
+    The inputs of every call of a layer whose id is in ``targets`` are appended
+    to ``recorded[id]``, and the first input shape of every convolution is kept
+    in ``shapes[id]``; nested models are run the same way.
+    """
+    function = _graph(model)
+
+    def call(op, *args, **kwargs):
+        if _graph(op) is not None:
+            return _run_recording(op, args[0], targets, recorded, shapes)
+        if _is_conv(op):
+            shapes.setdefault(id(op), (None, *args[0].shape[1:]))
+        if id(op) in targets:
+            recorded.setdefault(id(op), []).append(args[0])
+        if "training" in getattr(op, "_call_context_args", ()):
+            kwargs["training"] = False
+        return op(*args, **kwargs)
+
+    flat = function._standardize_inputs(inputs)
+    return function._run_through_graph(flat, call_fn=call)
+
+
+def _calibrate(model, data, targets: set, batch_size: int):
+    """On ``data``: the target layers' inputs, every conv's input shape, and
+    the model's outputs."""
+    inputs, shapes, outputs = {}, {}, []
+    total = _length(data)
+    for start in range(0, total, batch_size):
+        recorded = {}
+        batch = _slice(data, start, start + batch_size)
+        result = _run_recording(model, batch, targets, recorded, shapes)
+        outputs.append(
+            [keras.ops.convert_to_numpy(y) for y in keras.tree.flatten(result)]
+        )
+        for layer_id, calls in recorded.items():
+            store = inputs.setdefault(layer_id, [[] for _ in calls])
+            for i, x in enumerate(calls):
+                store[i].append(keras.ops.convert_to_numpy(x))
+    inputs = {
+        key: [np.concatenate(parts) for parts in calls] for key, calls in inputs.items()
+    }
+    outputs = [np.concatenate(parts) for parts in zip(*outputs, strict=True)]
+    return inputs, shapes, outputs
+
+
+def _relative_error(pairs) -> float:
+    """``sqrt(sum ||a - b||^2 / sum ||b||^2)`` over ``(actual, expected)`` pairs."""
+    num = den = 0.0
+    for actual, expected in pairs:
+        actual = np.asarray(actual, dtype=np.float64)
+        expected = np.asarray(expected, dtype=np.float64)
+        num += float(np.sum((actual - expected) ** 2))
+        den += float(np.sum(expected**2))
+    if den == 0.0:
+        return 0.0 if num == 0.0 else float("inf")
+    return float(np.sqrt(num / den))
+
+
+def _batched(layer, x, batch_size: int) -> np.ndarray:
+    parts = [
+        keras.ops.convert_to_numpy(layer(x[i : i + batch_size], training=False))
+        for i in range(0, len(x), batch_size)
+    ]
+    return np.concatenate(parts)
+
+
+def _output_error(old, new, calls, batch_size) -> float:
+    return _relative_error(
+        (_batched(new, x, batch_size), _batched(old, x, batch_size)) for x in calls
+    )
+
+
+# -------------------------------------------------------------------- timing
+def _time(old, new, shape, batch_size: int, repeats: int) -> dict:
+    x = np.random.default_rng(0).standard_normal((batch_size, *shape[1:]))
+    x = x.astype("float32")
+    found = timing.interleaved(
+        {
+            "original": timing.make_forward(old, x),
+            "replacement": timing.make_forward(new, x),
+        },
+        warmup=TIMING_WARMUP,
+        repeats=repeats,
+    )
+    return {name: t.as_dict() for name, t in found.items()}
+
+
+def _known(shape, data_format) -> bool:
+    try:
+        spatial_dims(shape, data_format)
+    except ValueError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------- helpers
+def _check_args(method, min_speedup, batch_size, skip_first, timing_repeats):
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(
+            f"convert_model: method must be one of {', '.join(map(repr, METHODS))}, "
+            f"received method={method!r}"
+        )
+    if min_speedup is not None and (
+        isinstance(min_speedup, bool)
+        or not isinstance(min_speedup, int | float)
+        or not min_speedup > 0
+    ):
+        raise ValueError(
+            "convert_model: min_speedup must be None or a positive number, "
+            f"received min_speedup={min_speedup!r}"
+        )
+    for name, value in (("batch_size", batch_size), ("timing_repeats", timing_repeats)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(
+                f"convert_model: {name} must be a positive int, received "
+                f"{name}={value!r}"
+            )
+    if not isinstance(skip_first, bool):
+        raise TypeError(
+            "convert_model: skip_first must be a bool, received "
+            f"skip_first={skip_first!r}"
+        )
+
+
+def _progress(total: int, progress):
+    from tqdm.auto import tqdm
+
+    if progress not in (None, True, False):
+        raise TypeError(
+            f"convert_model: progress must be None, True or False, received "
+            f"progress={progress!r}"
+        )
+    # None: a bar only for a conversion that takes more than a moment.
+    return tqdm(
+        total=total,
+        desc="convert_model",
+        unit="layer",
+        disable=progress is False,
+        delay=0 if progress else 1.0,
+        leave=False,
+    )
+
+
+def _clone(model, replacements: dict) -> keras.Model:
+    copies = []
+
+    def clone_function(layer):
+        if id(layer) in replacements:
+            return replacements[id(layer)]
+        try:
+            new = layer.__class__.from_config(layer.get_config())
+        except Exception as exc:
+            raise ValueError(
+                f"convert_model: layer {layer.name!r} ({type(layer).__name__}) "
+                f"cannot be re-created from its config ({type(exc).__name__}: {exc}); "
+                "convert_model copies every layer it keeps, so every layer needs a "
+                "working get_config/from_config. Convert the convolutions one by "
+                "one with fastconv.decompose instead"
+            ) from exc
+        copies.append((layer, new))
+        return new
+
+    new_model = keras.models.clone_model(
+        model, clone_function=clone_function, recursive=True
+    )
+    for old, new in copies:
+        weights = old.get_weights()
+        if len(new.weights) != len(weights):
+            raise ValueError(
+                f"convert_model: the copy of layer {old.name!r} "
+                f"({type(old).__name__}) has {len(new.weights)} weights after "
+                f"cloning, the original {len(weights)}; it cannot be copied exactly"
+            )
+        new.set_weights(weights)
+    return new_model
+
+
+# ---------------------------------------------------------------------- API
+def convert_model(
+    model,
+    method: str = "tucker",
+    rank=DEFAULT_RANK,
+    *,
+    layers=None,
+    skip_first: bool = True,
+    overrides: Mapping[str, Mapping] | None = None,
+    min_speedup: float | None = None,
+    calibration_data=None,
+    batch_size: int = 32,
+    timing_repeats: int = 10,
+    progress: bool | None = None,
+    **options,
+) -> ConversionResult:
+    """A copy of a model with its convolutions replaced by decomposed layers.
+
+    Which convolutions: by default every ``keras.layers.Conv2D`` except the
+    first ones (those with no other convolution between them and a model
+    input: their few input channels leave little to gain and much to lose);
+    grouped convolutions, and 1x1 kernels for ``"cp"``/``"factorized"``, are
+    kept with the reason in the report. ``layers`` narrows or widens the choice
+    (fastconv layers, e.g. a `TuckerConv2D` to re-decompose, can be chosen
+    explicitly); ``overrides`` sets the method, rank or options of single
+    layers and always converts them. Each chosen layer goes through
+    `fastconv.decompose` with ``method``, ``rank`` and ``options``.
+
+    With ``min_speedup``, a layer is replaced only if its replacement's forward
+    pass is at least that many times faster than the original's, both measured
+    here (this device, this backend) on a batch of ``batch_size`` inputs of the
+    layer's input shape, with `fastconv.timing.interleaved` and
+    `fastconv.timing.make_forward`; the times are in the report.
+
+    The model itself is never modified. Layers that are not converted are
+    re-created from their configs and get exact copies of their weights; a
+    shared layer is converted (or copied) once and stays shared; nested
+    Functional and Sequential models are converted inside. The new model keeps
+    the original's compile settings, and saves to ``.keras`` and loads back with
+    no ``custom_objects``.
+
+    Args:
+        model: a built Functional or Sequential ``keras.Model``.
+        method: ``"tucker"`` (default), ``"cp"``, ``"factorized"``,
+            ``"separable"`` or ``"auto"`` (see `fastconv.decompose`).
+        rank: for every converted layer, in any form
+            `fastconv.decomposition.resolve_rank` takes; default ``"vbmf"``.
+        layers: None (the default choice above), a list of layer names (each
+            must name a convolution), a regular expression that a layer's whole
+            name (or ``model/layer`` path) must match, or a predicate
+            ``layer -> bool``. ``skip_first`` applies to all of them.
+        skip_first: keep the first convolutions (default True).
+        overrides: ``{layer name: {"method": ..., "rank": ..., option: ...}}``.
+        min_speedup: None, or the least measured forward speedup for a layer
+            to be replaced, e.g. ``1.2``.
+        calibration_data: optional model inputs (an array, or a list or dict of
+            arrays for several inputs): a batch on which the report gives each
+            converted layer's output error, on its own inputs, and the new
+            model's output error; it also gives input sizes the graph leaves
+            unknown.
+        batch_size: batch size of the timed runs and of the calibration runs.
+        timing_repeats: measured rounds per layer with ``min_speedup``.
+        progress: a tqdm progress bar: None shows one only after a second,
+            True always, False never.
+        **options: passed to `fastconv.decompose` for every layer (e.g.
+            ``random_state``, ``n_iter_max``, ``max_error``).
+
+    Returns:
+        A `ConversionResult`: ``.model``, the new model, and ``.report``, a
+        `ConversionReport` (``print(report)`` shows a table). It unpacks:
+        ``new_model, report = convert_model(...)``.
+
+    Raises:
+        TypeError: ``model`` is not a keras.Model, or a malformed ``layers``,
+            ``overrides`` or option.
+        ValueError: an unbuilt or subclassed model, an unknown method or layer
+            name, a bad rank, or any `fastconv.decompose` error, naming the layer.
+
+    Example:
+        >>> import keras, fastconv
+        >>> inputs = keras.Input((16, 16, 3))
+        >>> x = keras.layers.Conv2D(16, 3, padding="same")(inputs)
+        >>> outputs = keras.layers.Conv2D(16, 3, padding="same")(x)
+        >>> model = keras.Model(inputs, outputs)
+        >>> new_model, report = fastconv.convert_model(model, "tucker", rank=(4, 4))
+        >>> [row.decision for row in report.rows]
+        ['kept: first convolution (skip_first=True)', 'converted']
+    """
+    _check_args(method, min_speedup, batch_size, skip_first, timing_repeats)
+    function = _check_model(model)
+    sites, everything = {}, {}
+    _walk(function, False, (), sites, everything)
+    sites = list(sites.values())
+    plans = _plan(
+        sites, everything, layers, skip_first, overrides, method, rank, options
+    )
+    chosen = [plan for plan in plans if plan.selected]
+
+    inputs, shapes, reference = {}, {}, None
+    if calibration_data is not None:
+        targets = {id(plan.site.layer) for plan in chosen}
+        inputs, shapes, reference = _calibrate(
+            model, calibration_data, targets, batch_size
+        )
+
+    rows, replacements = [], {}
+    with _progress(len(chosen), progress) as bar:
+        for plan in plans:
+            if plan.selected:
+                bar.set_postfix_str(plan.site.name, refresh=False)
+            rows.append(
+                _convert_one(
+                    plan,
+                    inputs.get(id(plan.site.layer)),
+                    shapes.get(id(plan.site.layer)),
+                    min_speedup,
+                    batch_size,
+                    timing_repeats,
+                    replacements,
+                )
+            )
+            if plan.selected:
+                bar.update()
+
+    new_model = _clone(model, replacements)
+    output_error = None
+    if calibration_data is not None:
+        new_outputs = _predict(new_model, calibration_data, batch_size)
+        output_error = [
+            _relative_error([(new, old)])
+            for new, old in zip(new_outputs, reference, strict=True)
+        ]
+    settings = {
+        "method": method,
+        "rank": rank,
+        "skip_first": skip_first,
+        "min_speedup": min_speedup,
+        "batch_size": batch_size,
+        "layers": None if layers is None else repr(layers),
+        "overrides": {k: dict(v) for k, v in (overrides or {}).items()},
+        "options": options,
+    }
+    report = ConversionReport(
+        rows=rows,
+        settings=settings,
+        params_before=int(model.count_params()),
+        params_after=int(new_model.count_params()),
+        output_error=output_error,
+        environment=timing.environment(),
+    )
+    return ConversionResult(new_model, report)
+
+
+def _predict(model, data, batch_size) -> list[np.ndarray]:
+    parts = []
+    for start in range(0, _length(data), batch_size):
+        result = model(_slice(data, start, start + batch_size), training=False)
+        parts.append(
+            [keras.ops.convert_to_numpy(y) for y in keras.tree.flatten(result)]
+        )
+    return [np.concatenate(outputs) for outputs in zip(*parts, strict=True)]
+
+
+def _convert_one(plan, calls, seen, min_speedup, batch_size, repeats, replacements):
+    """Decomposes, measures and decides for one convolution; returns its row.
+
+    ``calls``: its inputs on the calibration batch, per call, or None; ``seen``:
+    the input shape the calibration batch gave it, or None.
+    """
+    site, layer = plan.site, plan.site.layer
+    shape = site.shapes[0]
+    if seen is not None and not _known(shape, layer.data_format):
+        shape = tuple(seen)
+    known = _known(shape, layer.data_format)
+    row = LayerReport(
+        name=layer.name,
+        path="/".join(site.path),
+        type=type(layer).__name__,
+        calls=len(site.shapes),
+        input_shape=shape,
+        decision=plan.reason,
+        params_before=int(layer.count_params()),
+        macs_before=layer_cost(layer, shape).macs if known else None,
+    )
+    if not plan.selected:
+        return row
+    found: Decomposition = _decompose(
+        layer,
+        plan.method,
+        plan.rank,
+        input_shape=shape if known else None,
+        **plan.options,
+    )
+    new = found.layer
+    row.method, row.rank = found.method, found.rank
+    row.new_name, row.new_type = new.name, type(new).__name__
+    row.params_after = int(new.count_params())
+    row.macs_after = new.cost(shape).macs if known else None
+    row.kernel_error = found.relative_error
+    row.candidates = found.candidates
+    if calls is not None:
+        row.output_error = _output_error(layer, new, calls, batch_size)
+    row.converted, row.decision = True, "converted"
+    if min_speedup is not None:
+        if not known:
+            raise ValueError(
+                f"convert_model: min_speedup needs the input size of layer "
+                f"{layer.name!r}, which the model leaves unknown ({shape}); pass "
+                "calibration_data so that convert_model sees real sizes"
+            )
+        times = _time(layer, new, shape, batch_size, repeats)
+        row.time_before, row.time_after = times["original"], times["replacement"]
+        row.speedup = times["original"]["median_s"] / times["replacement"]["median_s"]
+        if row.speedup >= min_speedup:
+            row.decision = f"converted: {row.speedup:.2f}x >= {min_speedup}x"
+        else:
+            row.converted = False
+            row.decision = f"kept: {row.speedup:.2f}x < min_speedup {min_speedup}x"
+    if row.converted:
+        replacements[id(layer)] = new
+    return row

@@ -1,0 +1,511 @@
+"""One trained convolution in, one fast layer out: `decompose`.
+
+`decompose(layer, method, rank)` reads a built ``keras.layers.Conv2D`` (or a
+linear fastconv layer, through its ``dense_kernel()``), decomposes its kernel in
+float64 with `fastconv.decomposition`, and returns a new, built fastconv layer
+with the decomposed factors, the original bias, strides, padding, dilation, data
+format, activation and dtype policy. This module is where the decompositions
+(floor 1) and the layers (floor 2) meet; `convert_model` calls it once per layer.
+
+Example:
+    >>> import keras, fastconv
+    >>> conv = keras.layers.Conv2D(32, 3, padding="same")
+    >>> conv.build((None, 16, 16, 16))
+    >>> fast = fastconv.decompose(conv, "tucker", rank=(8, 8))
+    >>> type(fast).__name__, fast.name == conv.name + "_tucker"
+    ('TuckerConv2D', True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+import re
+import warnings
+
+import keras
+import numpy as np
+
+from fastconv.cost import spatial_dims
+from fastconv.decomposition import (
+    RankClampedWarning,
+    cp_decompose,
+    separable_decompose,
+    spatial_svd_decompose,
+    tucker2_decompose,
+)
+from fastconv.decomposition import resolve_rank as _resolve_rank
+from fastconv.layers import (
+    BaseFastConv,
+    CPConv2D,
+    DepthwiseSeparableConv2D,
+    FactorizedConv2D,
+    TuckerConv2D,
+)
+
+__all__ = [
+    "AUTO_MAX_ERROR",
+    "DEFAULT_RANK",
+    "METHODS",
+    "Decomposition",
+    "decompose",
+    "parse_rank",
+]
+
+#: The values of ``method``; ``"auto"`` picks one of the others per layer.
+METHODS = ("cp", "tucker", "factorized", "separable", "auto")
+#: The rank used when none is given: empirical VBMF (Kim et al. 2016).
+DEFAULT_RANK = "vbmf"
+#: ``method="auto"``: the largest kernel error a candidate may have.
+AUTO_MAX_ERROR = 0.3
+
+_LAYERS = {
+    "cp": CPConv2D,
+    "tucker": TuckerConv2D,
+    "factorized": FactorizedConv2D,
+    "separable": DepthwiseSeparableConv2D,
+}
+_DECOMPOSERS = {
+    "cp": cp_decompose,
+    "tucker": tucker2_decompose,
+    "factorized": spatial_svd_decompose,
+    "separable": separable_decompose,
+}
+# Layers that look like convolutions but are not what decompose takes.
+_OTHER_CONVS = (
+    keras.layers.Conv1D,
+    keras.layers.Conv3D,
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+    keras.layers.DepthwiseConv1D,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.SeparableConv1D,
+    keras.layers.SeparableConv2D,
+)
+_NUMBER = re.compile(r"(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+@dataclasses.dataclass(frozen=True)
+class Decomposition:
+    """What `decompose` made of one layer: the new layer and how it was chosen.
+
+    Attributes:
+        layer: the new, built fastconv layer.
+        method: the method used (for ``"auto"``, the one it chose).
+        rank: the resolved rank: an int, or ``(R_in, R_out)`` for Tucker.
+        relative_error: ``||K - K_hat||_F / ||K||_F`` of the kernel, in float64.
+        candidates: for ``"auto"``, one dict per method tried (method, rank,
+            relative_error, params, macs, or the reason it could not be used);
+            empty otherwise.
+    """
+
+    layer: BaseFastConv
+    method: str
+    rank: int | tuple[int, int]
+    relative_error: float
+    candidates: tuple[dict, ...] = ()
+
+
+def parse_rank(text: str):
+    """Turns a rank written as text (a command-line argument) into a rank value.
+
+    Args:
+        text: ``"8"`` (int), ``"0.25"`` (float: fraction of the parameters),
+            ``"16,32"`` (Tucker ``(R_in, R_out)``), ``"vbmf"`` or
+            ``"energy:0.9"``.
+
+    Returns:
+        An int, a float, a pair of ints or the string itself; whether the value
+        suits a method and a kernel is checked later, by ``resolve_rank``.
+
+    Raises:
+        ValueError: if ``text`` is none of these forms.
+
+    Example:
+        >>> parse_rank("8"), parse_rank("0.5"), parse_rank("16,32")
+        (8, 0.5, (16, 32))
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"rank must be a str, received rank={text!r}")
+    value = text.strip()
+    if value == "vbmf":
+        return value
+    if value.startswith("energy:"):
+        fraction = value[len("energy:") :]
+        if _NUMBER.fullmatch(fraction) and 0.0 < float(fraction) <= 1.0:
+            return f"energy:{fraction}"
+    elif re.fullmatch(r"\d+", value):
+        return int(value)
+    elif re.fullmatch(r"\d+\s*,\s*\d+", value):
+        r_in, r_out = (int(part) for part in value.split(","))
+        return (r_in, r_out)
+    elif _NUMBER.fullmatch(value):
+        return float(value)
+    raise ValueError(
+        "rank must be an int ('8'), a float in (0, 1] ('0.25'), a pair of ints for "
+        f"Tucker ('16,32'), 'vbmf' or 'energy:<fraction>', received rank={text!r}"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    """The parts of a convolution that its replacement must reproduce."""
+
+    name: str
+    kernel: np.ndarray  # float64, (k_h, k_w, C_in, C_out)
+    bias: np.ndarray | None
+    kwargs: dict  # BaseFastConv arguments, name excluded
+
+
+def _type_name(layer) -> str:
+    return type(layer).__name__
+
+
+def _layer_name(layer) -> str:
+    return getattr(layer, "name", None) or _type_name(layer)
+
+
+def _source(layer) -> _Source:
+    """Checks ``layer`` and reads its kernel, bias and settings."""
+    if not isinstance(layer, keras.layers.Layer):
+        raise TypeError(
+            "decompose: layer must be a built keras.layers.Conv2D or a linear "
+            f"fastconv layer, received an object of type {_type_name(layer)}"
+        )
+    name = _layer_name(layer)
+    if isinstance(layer, _OTHER_CONVS):
+        raise TypeError(
+            f"decompose: layer {name!r} is a {_type_name(layer)}; only 2-D "
+            "convolutions (keras.layers.Conv2D and the linear fastconv layers) "
+            "can be decomposed"
+        )
+    if not isinstance(layer, keras.layers.Conv2D | BaseFastConv):
+        raise TypeError(
+            f"decompose: layer {name!r} is a {_type_name(layer)}, not a "
+            "keras.layers.Conv2D or a fastconv layer"
+        )
+    if not layer.built:
+        raise ValueError(
+            f"decompose: layer {name!r} is not built; call it on an input or call "
+            "layer.build(input_shape) first, so that its kernel exists"
+        )
+    if isinstance(layer, BaseFastConv):
+        if not layer.is_linear:
+            raise ValueError(
+                f"decompose: layer {name!r} ({_type_name(layer)}) is not a linear "
+                f"map ({layer._nonlinear_reason()}), so it has no kernel to "
+                "decompose"
+            )
+        kernel = layer.dense_kernel()
+    else:
+        if layer.groups != 1:
+            raise ValueError(
+                f"decompose: layer {name!r} has groups={layer.groups}; grouped "
+                "convolutions are not supported (groups must be 1)"
+            )
+        if getattr(layer, "quantization_mode", None):
+            raise ValueError(
+                f"decompose: layer {name!r} is quantized "
+                f"(quantization_mode={layer.quantization_mode!r}); decompose the "
+                "float layer before quantizing"
+            )
+        kernel = keras.ops.convert_to_numpy(layer.kernel)
+    kernel = np.asarray(kernel, dtype=np.float64)
+    if not np.all(np.isfinite(kernel)):
+        raise ValueError(
+            f"decompose: layer {name!r} has NaN or Inf in its kernel; a kernel "
+            "must be finite to be decomposed"
+        )
+    bias = keras.ops.convert_to_numpy(layer.bias) if layer.use_bias else None
+    kwargs = {
+        "strides": tuple(layer.strides),
+        "padding": layer.padding,
+        "data_format": layer.data_format,
+        "dilation_rate": tuple(layer.dilation_rate),
+        "activation": layer.activation,
+        "use_bias": layer.use_bias,
+        "kernel_initializer": keras.initializers.serialize(layer.kernel_initializer),
+        "bias_initializer": keras.initializers.serialize(layer.bias_initializer),
+        "kernel_regularizer": keras.regularizers.serialize(layer.kernel_regularizer),
+        "bias_regularizer": keras.regularizers.serialize(layer.bias_regularizer),
+        "activity_regularizer": keras.regularizers.serialize(
+            layer.activity_regularizer
+        ),
+        "kernel_constraint": keras.constraints.serialize(layer.kernel_constraint),
+        "bias_constraint": keras.constraints.serialize(layer.bias_constraint),
+        "dtype": layer.dtype_policy,
+        "trainable": layer.trainable,
+    }
+    return _Source(name, kernel, bias, kwargs)
+
+
+def _check_method(method, name: str) -> str:
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(
+            f"decompose: method must be one of {', '.join(map(repr, METHODS))}, "
+            f"received method={method!r} for layer {name!r}"
+        )
+    return method
+
+
+def _unsupported(method: str, kernel_shape) -> str | None:
+    """Why ``method`` cannot take a kernel of this shape, or None."""
+    if method in ("cp", "factorized") and tuple(kernel_shape[:2]) == (1, 1):
+        return (
+            f"a 1x1 kernel has no spatial part for {method!r} to factorise "
+            "('tucker' compresses a 1x1 convolution)"
+        )
+    return None
+
+
+def _option_names(method: str) -> list[str]:
+    """The keyword-only options of a method's decomposition function."""
+    return [
+        parameter.name
+        for parameter in inspect.signature(_DECOMPOSERS[method]).parameters.values()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    ]
+
+
+def _check_options(method: str, options: dict, name: str) -> dict:
+    accepted = _option_names(method)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        takes = ", ".join(accepted) if accepted else "no options"
+        raise TypeError(
+            f"decompose: method {method!r} takes no option {unknown[0]!r} (layer "
+            f"{name!r}); it takes {takes}"
+        )
+    return options
+
+
+def _outside_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first caller outside
+    ``fastconv.convert``."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    frame, level = inspect.currentframe().f_back, 1
+    while frame is not None and os.path.dirname(frame.f_code.co_filename) == here:
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _resolve(rank, kernel: np.ndarray, method: str, name: str, *, quiet=False):
+    """``resolve_rank`` with the layer's name in its errors and warnings."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RankClampedWarning)
+        try:
+            value = _resolve_rank(rank, kernel, method)
+        except ValueError as exc:
+            raise ValueError(
+                f"decompose: layer {name!r}, method {method!r}: {exc}"
+            ) from None
+    if not quiet:
+        for warning in caught:
+            warnings.warn(
+                f"decompose: layer {name!r}: {warning.message}",
+                warning.category,
+                stacklevel=_outside_stacklevel(),
+            )
+    return value
+
+
+def _one(source: _Source, method: str, rank, options: dict, new_name: str, *, quiet):
+    reason = _unsupported(method, source.kernel.shape)
+    if reason is not None:
+        raise ValueError(
+            f"decompose: layer {source.name!r} cannot use method={method!r}: {reason}"
+        )
+    _check_options(method, options, source.name)
+    value = _resolve(rank, source.kernel, method, source.name, quiet=quiet)
+    try:
+        result = _DECOMPOSERS[method](source.kernel, value, **options)
+    except ValueError as exc:
+        raise ValueError(
+            f"decompose: layer {source.name!r}, method {method!r}: {exc}"
+        ) from None
+    layer = _LAYERS[method].from_factors(
+        result.factors, bias=source.bias, name=new_name, **source.kwargs
+    )
+    return Decomposition(layer, method, value, float(result.relative_error))
+
+
+def _input_shape_of(layer, input_shape):
+    """The input shape to cost ``auto``'s candidates with, if known."""
+    if input_shape is None:
+        nodes = getattr(layer, "_inbound_nodes", [])
+        if not nodes or not nodes[0].input_tensors:
+            return None
+        input_shape = nodes[0].input_tensors[0].shape
+    try:
+        spatial_dims(input_shape, layer.data_format)
+    except ValueError:
+        return None
+    return tuple(input_shape)
+
+
+def _auto(layer, source: _Source, rank, options, name, max_error, input_shape):
+    """Every applicable method, then the cheapest within ``max_error``."""
+    every = {key for method in _DECOMPOSERS for key in _option_names(method)}
+    unknown = sorted(set(options) - every)
+    if unknown:
+        raise TypeError(
+            f"decompose: no method takes option {unknown[0]!r} (layer "
+            f"{source.name!r}); the options are {', '.join(sorted(every))}"
+        )
+    shape = _input_shape_of(layer, input_shape)
+    measure = "macs" if shape is not None else "params"
+    decompositions, candidates = [], []
+    for method in ("tucker", "cp", "factorized", "separable"):
+        reason = _unsupported(method, source.kernel.shape)
+        if reason is not None:
+            candidates.append({"method": method, "skipped": reason})
+            continue
+        accepted = _option_names(method)
+        method_options = {k: v for k, v in options.items() if k in accepted}
+        found = _one(
+            source,
+            method,
+            rank,
+            method_options,
+            name or f"{source.name}_{method}",
+            quiet=True,
+        )
+        if shape is not None:
+            cost = found.layer.cost(shape)
+            params, macs = cost.params, cost.macs
+        else:
+            params = sum(int(np.prod(w.shape)) for w in found.layer.weights)
+            macs = None
+        decompositions.append(found)
+        candidates.append(
+            {
+                "method": method,
+                "rank": found.rank,
+                "relative_error": found.relative_error,
+                "params": params,
+                "macs": macs,
+            }
+        )
+    scored = [c for c in candidates if "skipped" not in c]
+    within = [c for c in scored if c["relative_error"] <= max_error]
+    if within:
+        best = min(within, key=lambda c: (c[measure], c["relative_error"]))
+    else:
+        best = min(scored, key=lambda c: c["relative_error"])
+    chosen = next(d for d in decompositions if d.method == best["method"])
+    # Repeat the chosen method's rank warnings, if any, now that it is chosen.
+    _resolve(rank, source.kernel, chosen.method, source.name)
+    return dataclasses.replace(chosen, candidates=tuple(candidates))
+
+
+def _decompose(
+    layer,
+    method: str = "tucker",
+    rank=DEFAULT_RANK,
+    *,
+    max_error: float = AUTO_MAX_ERROR,
+    input_shape=None,
+    name: str | None = None,
+    **options,
+) -> Decomposition:
+    """`decompose`, returning the `Decomposition` record (for `convert_model`)."""
+    source = _source(layer)
+    method = _check_method(method, source.name)
+    if method == "auto":
+        if isinstance(max_error, bool) or not isinstance(max_error, int | float):
+            raise ValueError(
+                f"decompose: max_error must be a non-negative float, received "
+                f"max_error={max_error!r} for layer {source.name!r}"
+            )
+        return _auto(layer, source, rank, options, name, max_error, input_shape)
+    return _one(
+        source, method, rank, options, name or f"{source.name}_{method}", quiet=False
+    )
+
+
+def decompose(
+    layer,
+    method: str = "tucker",
+    rank=DEFAULT_RANK,
+    *,
+    max_error: float = AUTO_MAX_ERROR,
+    input_shape=None,
+    name: str | None = None,
+    **options,
+) -> BaseFastConv:
+    """A new fastconv layer approximating a trained 2-D convolution.
+
+    The kernel is read from the layer's (float32) weights, decomposed in float64,
+    and the factors are stored in a new, built layer of the method's class. The
+    new layer has the original's bias (unchanged), strides, padding, dilation,
+    data format, activation (applied once, at the end), initializers,
+    regularizers and constraints (these now act on every factor), trainability
+    and dtype policy. The original layer is not modified.
+
+    Methods (and the meaning of ``rank`` for each):
+
+    - ``"cp"`` -> `CPConv2D`: the CP rank ``R`` (Lebedev et al. 2015). ALS; not
+      exact at any fixed rank in general, exact for a kernel of CP rank ``R``.
+    - ``"tucker"`` -> `TuckerConv2D`: ``(R_in, R_out)`` or one int for both
+      (Kim et al. 2016). Exact at ``(C_in, C_out)``.
+    - ``"factorized"`` -> `FactorizedConv2D`: the intermediate channels ``M`` of
+      a ``k_h x 1`` then ``1 x k_w`` pair (Jaderberg et al. 2014). Exact at
+      ``min(k_h C_in, k_w C_out)``.
+    - ``"separable"`` -> `DepthwiseSeparableConv2D`: the depth multiplier ``D``.
+      Exact at ``min(k_h k_w, C_out)``.
+    - ``"auto"``: decomposes with each of the four at the same ``rank`` argument
+      and keeps the one with the fewest multiply-adds (parameters when the input
+      size is unknown) among those whose kernel error is at most ``max_error``;
+      if none is, the one with the smallest error.
+
+    ``rank`` follows `fastconv.decomposition.resolve_rank`: an int (Tucker: or a
+    pair), a float in ``(0, 1]`` (fraction of the kernel's parameters),
+    ``"vbmf"`` or ``"energy:<fraction>"``; ranks above a method's maximum are
+    clamped with a `RankClampedWarning` naming the layer.
+
+    Args:
+        layer: a built ``keras.layers.Conv2D`` (``groups=1``), or a built fastconv
+            layer that is a linear map (e.g. a `TuckerConv2D` to re-decompose
+            with smaller ranks, through its ``dense_kernel()``).
+        method: ``"cp"``, ``"tucker"``, ``"factorized"``, ``"separable"`` or
+            ``"auto"``.
+        rank: see above; default ``"vbmf"``.
+        max_error: ``"auto"`` only: the kernel error bound.
+        input_shape: ``"auto"`` only: the layer's input shape, to count
+            multiply-adds; default: the shape the layer was first called on.
+        name: the new layer's name; default ``f"{layer.name}_{method}"``.
+        **options: passed to the method's decomposition function:
+            ``init``, ``n_iter_max``, ``tol``, ``random_state`` for ``"cp"``;
+            ``n_iter_max``, ``tol``, ``random_state`` for ``"tucker"``; none for
+            the other two. With ``"auto"``, each method gets the options it takes.
+
+    Returns:
+        The new layer, built, with the decomposed factors as its weights.
+
+    Raises:
+        TypeError: ``layer`` is not a 2-D convolution (the message names its
+            type, e.g. ``Conv1D``), or an option the method does not take.
+        ValueError: naming the layer and the argument: an unknown method, a
+            rank that does not parse, an unbuilt layer, ``groups > 1``, a 1x1
+            kernel with ``"cp"``/``"factorized"``, a non-finite kernel, a
+            non-linear fastconv layer.
+
+    Example:
+        >>> import keras, fastconv
+        >>> conv = keras.layers.Conv2D(16, 3, activation="relu")
+        >>> conv.build((None, 8, 8, 8))
+        >>> fast = fastconv.decompose(conv, "factorized", rank=24)
+        >>> type(fast).__name__, fast.intermediate_filters
+        ('FactorizedConv2D', 24)
+    """
+    return _decompose(
+        layer,
+        method,
+        rank,
+        max_error=max_error,
+        input_shape=input_shape,
+        name=name,
+        **options,
+    ).layer

@@ -1,0 +1,119 @@
+"""Recovering accuracy after a conversion: `finetune`.
+
+Lebedev et al. (2015) fine-tune the whole network after replacing its layers
+with their decompositions, with plain back-propagation at a learning rate well
+below the one used for training; the decomposed layers start close to the
+originals, and a large step throws that away. `finetune` compiles the model
+with such an optimizer and fits it. The default, Adam at ``1e-4``, is what
+``examples/convert_trained_model.py --lr-sweep`` measured to work best on MNIST
+(see ``docs/convert.md``).
+"""
+
+from __future__ import annotations
+
+import keras
+
+__all__ = ["DEFAULT_LEARNING_RATE", "finetune"]
+
+#: The learning rate `finetune` uses when none is given (Adam).
+DEFAULT_LEARNING_RATE = 1e-4
+
+
+def finetune(
+    model,
+    x,
+    y=None,
+    epochs: int = 1,
+    learning_rate: float = DEFAULT_LEARNING_RATE,
+    batch_size: int | None = 32,
+    *,
+    optimizer: str = "adam",
+    loss=None,
+    metrics=None,
+    **fit_kwargs,
+) -> keras.callbacks.History:
+    """Fine-tunes a converted model at a low learning rate; trains it in place.
+
+    The model is compiled anew with ``optimizer`` at ``learning_rate``, keeping
+    the loss and metrics it was compiled with (`convert_model` copies the
+    original's compile settings) unless ``loss``/``metrics`` are given, then
+    ``model.fit(x, y, epochs=epochs, batch_size=batch_size, **fit_kwargs)``.
+
+    Args:
+        model: a Keras model, typically ``convert_model(...).model``.
+        x: training inputs, as for ``model.fit`` (arrays, a dataset, ...).
+        y: training targets, as for ``model.fit``.
+        epochs: epochs to train (default 1).
+        learning_rate: the optimizer's learning rate (default ``1e-4``).
+        batch_size: as for ``model.fit``; None for datasets.
+        optimizer: ``"adam"`` (default), ``"sgd"`` (with momentum 0.9, as in
+            Lebedev et al.) or a ``keras.optimizers.Optimizer`` instance, used
+            as given (``learning_rate`` is then ignored).
+        loss: the loss; default: the model's compiled loss.
+        metrics: the metrics; default: the model's compiled metrics.
+        **fit_kwargs: passed to ``model.fit`` (``validation_data``,
+            ``callbacks``, ``verbose``, ...).
+
+    Returns:
+        The ``keras.callbacks.History`` of the fit.
+
+    Raises:
+        ValueError: a non-positive ``learning_rate`` or ``epochs``, an unknown
+            optimizer name, or no ``loss`` for a model that was never compiled.
+
+    Example:
+        >>> history = fastconv.finetune(new_model, x_train, y_train, epochs=1)
+        ... # doctest: +SKIP
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"finetune: model must be a keras.Model, received {type(model).__name__}"
+        )
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(
+            f"finetune: epochs must be a positive int, received epochs={epochs!r}"
+        )
+    if (
+        isinstance(learning_rate, bool)
+        or not isinstance(learning_rate, int | float)
+        or not learning_rate > 0
+    ):
+        raise ValueError(
+            "finetune: learning_rate must be a positive number, received "
+            f"learning_rate={learning_rate!r}"
+        )
+    compiled = _compile_config(model)
+    if loss is not None:
+        compiled["loss"] = loss
+    if metrics is not None:
+        compiled["metrics"] = metrics
+    if compiled.get("loss") is None:
+        raise ValueError(
+            f"finetune: model {model.name!r} has no compiled loss; pass loss= "
+            "(e.g. loss='sparse_categorical_crossentropy')"
+        )
+    compiled["optimizer"] = _optimizer(optimizer, learning_rate)
+    model.compile(**compiled)
+    return model.fit(x, y, epochs=epochs, batch_size=batch_size, **fit_kwargs)
+
+
+def _optimizer(optimizer, learning_rate: float) -> keras.optimizers.Optimizer:
+    if isinstance(optimizer, keras.optimizers.Optimizer):
+        return optimizer
+    if optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    if optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=0.9)
+    raise ValueError(
+        "finetune: optimizer must be 'adam', 'sgd' or a keras.optimizers.Optimizer, "
+        f"received optimizer={optimizer!r}"
+    )
+
+
+def _compile_config(model) -> dict:
+    """The arguments the model was compiled with (loss, metrics, ...), or {}."""
+    if not model.compiled:
+        return {}
+    config = keras.saving.deserialize_keras_object(model.get_compile_config() or {})
+    config.pop("optimizer", None)
+    return dict(config)

@@ -1,0 +1,311 @@
+"""CP (CANDECOMP/PARAFAC) decomposition of a kernel (Lebedev et al. 2015).
+
+``kernel[h, w, c, o] ~= sum_r pointwise_in[c, r] vertical[h, r] horizontal[w, r]
+pointwise_out[r, o]``: a ``1x1`` convolution into ``R`` channels, a ``k_h x 1``
+and a ``1 x k_w`` depthwise convolution, and a ``1x1`` convolution out.
+
+Alternating least squares, written for kernels rather than general tensors:
+
+* **No Khatri-Rao product.** The matricised-tensor-times-Khatri-Rao products
+  (MTTKRP) are contracted mode by mode. One sweep needs two large products, the
+  kernel times the ``C_out`` factor (shared by the updates of the two spatial
+  factors and the ``C_in`` factor) and the kernel times the ``C_in`` factor (for
+  the ``C_out`` update); everything else is ``O(k_h k_w C R)``. TensorLy's
+  ``parafac`` instead builds a ``(k_w C_in C_out, R)`` Khatri-Rao product per
+  spatial mode.
+* **Extrapolation.** After each sweep the step from the previous sweep is
+  extended (Bro's line search, step ``n ** (1 / p)`` with ``p`` growing after
+  repeated failures) and kept when it lowers the error. A kept step costs nothing
+  extra: its product with the ``C_out`` factor is the one the next sweep needs.
+* **Compression.** When ``R`` is below a channel count, the kernel is first
+  compressed to a ``(k_h, k_w, min(C_in, R), min(C_out, R))`` core by HOSVD, the
+  core is decomposed, and the expanded factors are refined on the full kernel.
+* **Stopping** when a sweep lowers the relative error by less than ``tol``; the
+  error comes from the MTTKRP already computed, not from a reconstruction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastconv.decomposition import _tensorly
+from fastconv.decomposition._utils import (
+    check_kernel,
+    check_random_state,
+    leading_subspace,
+    relative_error,
+)
+from fastconv.decomposition.ranks import resolve_rank
+from fastconv.decomposition.results import CPFactors
+from fastconv.decomposition.tucker import _check_iterations
+
+__all__ = ["cp_decompose"]
+
+_INITS = ("svd", "random")
+# Extrapolation: first tried after this many sweeps; the step is
+# sweep ** (1 / power), power += 1 after _MAX_FAILURES rejections in a row.
+_FIRST_EXTRAPOLATION = 2
+_START_POWER = 2.0
+_MAX_FAILURES = 4
+_RIDGE = 1e-12
+
+
+def _solve(mttkrp: np.ndarray, gram: np.ndarray) -> np.ndarray:
+    """Least-squares factor update ``mttkrp @ inv(gram)`` for a symmetric ``gram``."""
+    ridge = _RIDGE * float(np.trace(gram)) / gram.shape[0]
+    try:
+        return np.linalg.solve(gram + ridge * np.eye(gram.shape[0]), mttkrp.T).T
+    except np.linalg.LinAlgError:
+        return np.linalg.lstsq(gram, mttkrp.T, rcond=None)[0].T
+
+
+def _unit_columns(factor: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(factor, axis=0)
+    return factor / np.where(norms > 0, norms, 1.0)
+
+
+def _svd_init(tensor: np.ndarray, rank: int, rng: np.random.Generator) -> list:
+    """Leading left singular vectors of each unfolding, random columns past them."""
+    factors = []
+    for mode, size in enumerate(tensor.shape):
+        basis = leading_subspace(_tensorly.unfold(tensor, mode), min(rank, size))
+        if rank > size:
+            extra = _unit_columns(rng.standard_normal((size, rank - size)))
+            basis = np.concatenate([basis, extra], axis=1)
+        factors.append(basis)
+    return factors
+
+
+def _random_init(tensor: np.ndarray, rank: int, rng: np.random.Generator) -> list:
+    return [_unit_columns(rng.standard_normal((size, rank))) for size in tensor.shape]
+
+
+class _Kernel:
+    """A 4-way tensor ``(k_h, k_w, C_in, C_out)`` laid out for the two big products."""
+
+    def __init__(self, tensor: np.ndarray):
+        self.shape = tensor.shape
+        kh, kw, c_in, c_out = tensor.shape
+        self.norm2 = float(np.vdot(tensor, tensor))
+        self.by_out = tensor.reshape(kh * kw * c_in, c_out)
+        self.by_in = np.ascontiguousarray(tensor.transpose(0, 1, 3, 2)).reshape(
+            kh * kw * c_out, c_in
+        )
+
+    def times_out(self, factor: np.ndarray) -> np.ndarray:
+        """``Y[h, w, c, r] = sum_o T[h, w, c, o] factor[o, r]``."""
+        kh, kw, c_in, _ = self.shape
+        return (self.by_out @ factor).reshape(kh, kw, c_in, -1)
+
+    def times_in(self, factor: np.ndarray) -> np.ndarray:
+        """``Z[h, w, o, r] = sum_c T[h, w, c, o] factor[c, r]``."""
+        kh, kw, _, c_out = self.shape
+        return (self.by_in @ factor).reshape(kh, kw, c_out, -1)
+
+    def error(self, inner: float, grams: list) -> float:
+        """Relative error from ``<T, model>`` and the factors' Gram matrices."""
+        if self.norm2 == 0.0:
+            return 0.0
+        model2 = float(np.sum(grams[0] * grams[1] * grams[2] * grams[3]))
+        return float(np.sqrt(max(self.norm2 - 2.0 * inner + model2, 0.0) / self.norm2))
+
+
+def _als(kernel: _Kernel, factors: list, n_iter_max: int, tol: float):
+    """CP-ALS with mode-by-mode MTTKRP and extrapolation.
+
+    Args:
+        kernel: the tensor.
+        factors: initial ``[vertical, horizontal, in, out]`` factors, ``(size, R)``.
+        n_iter_max: most sweeps.
+        tol: stop when a sweep lowers the relative error by less than this.
+
+    Returns:
+        ``(factors, sweeps, error)``.
+    """
+    a0, a1, a2, a3 = (np.array(factor, dtype=np.float64) for factor in factors)
+    grams = [a.T @ a for a in (a0, a1, a2, a3)]
+    by_out = kernel.times_out(a3)
+    previous_factors = None
+    previous_error = np.inf
+    power, failures = _START_POWER, 0
+    sweep = 0
+    error = np.inf
+    for sweep in range(1, n_iter_max + 1):
+        contracted = np.einsum("hwcr,cr->hwr", by_out, a2)
+        a0 = _unit_columns(
+            _solve(
+                np.einsum("hwr,wr->hr", contracted, a1), grams[1] * grams[2] * grams[3]
+            )
+        )
+        grams[0] = a0.T @ a0
+        a1 = _unit_columns(
+            _solve(
+                np.einsum("hwr,hr->wr", contracted, a0), grams[0] * grams[2] * grams[3]
+            )
+        )
+        grams[1] = a1.T @ a1
+        spatial = a0[:, None, :] * a1[None, :, :]
+        a2 = _unit_columns(
+            _solve(
+                np.einsum("hwcr,hwr->cr", by_out, spatial),
+                grams[0] * grams[1] * grams[3],
+            )
+        )
+        grams[2] = a2.T @ a2
+        mttkrp = np.einsum("hwor,hwr->or", kernel.times_in(a2), spatial)
+        a3 = _solve(mttkrp, grams[0] * grams[1] * grams[2])
+        grams[3] = a3.T @ a3
+        error = kernel.error(float(np.vdot(mttkrp, a3)), grams)
+
+        extrapolated = False
+        if previous_factors is not None and sweep > _FIRST_EXTRAPOLATION:
+            step = sweep ** (1.0 / power)
+            trial = [
+                old + step * (new - old)
+                for old, new in zip(previous_factors, (a0, a1, a2, a3), strict=True)
+            ]
+            trial_out = kernel.times_out(trial[3])
+            trial_grams = [t.T @ t for t in trial]
+            inner = float(
+                np.einsum(
+                    "hwcr,hr,wr,cr->",
+                    trial_out,
+                    trial[0],
+                    trial[1],
+                    trial[2],
+                    optimize=True,
+                )
+            )
+            trial_error = kernel.error(inner, trial_grams)
+            if trial_error < error:
+                a0, a1, a2, a3 = trial
+                grams, by_out, error = trial_grams, trial_out, trial_error
+                extrapolated = True
+                failures = 0
+            else:
+                failures += 1
+                if failures == _MAX_FAILURES:
+                    power, failures = power + 1.0, 0
+        if not extrapolated:
+            by_out = kernel.times_out(a3)
+        previous_factors = [a0, a1, a2, a3]
+        if previous_error - error < tol:
+            break
+        previous_error = error
+    return [a0, a1, a2, a3], sweep, error
+
+
+def _compress(tensor: np.ndarray, rank: int):
+    """HOSVD of the channel modes down to ``min(C, rank)``: ``(core, bases)``."""
+    bases = [
+        leading_subspace(_tensorly.unfold(tensor, mode), min(rank, tensor.shape[mode]))
+        for mode in (2, 3)
+    ]
+    core = _tensorly.multi_mode_dot(tensor, [basis.T for basis in bases], modes=[2, 3])
+    return core, bases
+
+
+def _balance(factors: list) -> list:
+    """Equal column norms across factors, components by decreasing weight, signs."""
+    norms = [np.linalg.norm(factor, axis=0) for factor in factors]
+    weights = np.prod(norms, axis=0)
+    order = np.argsort(-weights, kind="stable")
+    share = weights[order] ** 0.25
+    balanced = []
+    for factor, norm in zip(factors, norms, strict=True):
+        unit = factor[:, order] / np.where(norm[order] > 0, norm[order], 1.0)
+        balanced.append(unit * share)
+    signs = np.ones(weights.size)
+    for index in range(3):
+        factor = balanced[index]
+        peaks = factor[np.argmax(np.abs(factor), axis=0), np.arange(factor.shape[1])]
+        flip = np.where(peaks < 0, -1.0, 1.0)
+        balanced[index] = factor * flip
+        signs *= flip
+    balanced[3] = balanced[3] * signs
+    return balanced
+
+
+def cp_decompose(
+    kernel,
+    rank,
+    *,
+    init: str = "svd",
+    n_iter_max: int = 100,
+    tol: float = 1e-5,
+    random_state=None,
+) -> CPFactors:
+    """CP decomposition of a kernel by accelerated alternating least squares.
+
+    Args:
+        kernel: ``(k_h, k_w, C_in, C_out)`` array.
+        rank: the CP rank ``R`` in any form ``resolve_rank`` accepts (at most
+            ``prod(shape) // max(shape)``).
+        init: ``"svd"`` (leading singular vectors of each unfolding, random unit
+            columns where ``R`` exceeds the mode size) or ``"random"``.
+        n_iter_max: most ALS sweeps over the full kernel (the compressed core, when
+            there is one, gets up to as many again).
+        tol: stop when a sweep lowers the relative error by less than this.
+        random_state: None, an int or a Generator; with an int or a seeded
+            Generator the result is reproducible.
+
+    Returns:
+        ``CPFactors`` with ``pointwise_in (C_in, R)``, ``vertical (k_h, R)``,
+        ``horizontal (k_w, R)`` and ``pointwise_out (R, C_out)``; see its
+        docstring for the scaling and sign conventions.
+
+    Raises:
+        ValueError: for a bad kernel, rank, ``init``, ``n_iter_max``, ``tol`` or
+            ``random_state``.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> parts = [rng.normal(size=(n, 4)) for n in (3, 3, 8, 16)]
+        >>> kernel = np.einsum("hr,wr,cr,or->hwco", *parts)
+        >>> result = cp_decompose(kernel, 4, random_state=0)
+        >>> result.pointwise_in.shape, result.pointwise_out.shape
+        ((8, 4), (4, 16))
+        >>> result.relative_error < 1e-3
+        True
+    """
+    kernel = check_kernel(kernel)
+    rank = resolve_rank(rank, kernel, "cp")
+    if init not in _INITS:
+        raise ValueError(
+            f"init must be one of {', '.join(map(repr, _INITS))}, "
+            f"received init={init!r}"
+        )
+    _check_iterations(n_iter_max, tol)
+    rng = check_random_state(random_state)
+    initialise = _svd_init if init == "svd" else _random_init
+    kh, kw, c_in, c_out = kernel.shape
+
+    if not np.any(kernel):
+        factors = _random_init(kernel, rank, rng)
+        factors[3] = np.zeros_like(factors[3])
+        n_iter = 0
+    elif rank < c_in or rank < c_out:
+        core, bases = _compress(kernel, rank)
+        factors, _, _ = _als(
+            _Kernel(core), initialise(core, rank, rng), n_iter_max, tol
+        )
+        factors[2] = bases[0] @ factors[2]
+        factors[3] = bases[1] @ factors[3]
+        factors, n_iter, _ = _als(_Kernel(kernel), factors, n_iter_max, tol)
+    else:
+        factors, n_iter, _ = _als(
+            _Kernel(kernel), initialise(kernel, rank, rng), n_iter_max, tol
+        )
+
+    vertical, horizontal, pointwise_in, pointwise_out = _balance(factors)
+    approximation = _tensorly.cp_to_tensor(
+        [vertical, horizontal, pointwise_in, pointwise_out]
+    )
+    return CPFactors(
+        pointwise_in=pointwise_in,
+        vertical=vertical,
+        horizontal=horizontal,
+        pointwise_out=pointwise_out.T,
+        relative_error=relative_error(kernel, approximation),
+        n_iter=n_iter,
+    )

@@ -1,0 +1,124 @@
+"""Tucker-2-decomposed 2-D convolution (Kim et al. 2016)."""
+
+from __future__ import annotations
+
+import keras
+
+from fastconv.cost import conv2d_cost
+from fastconv.layers.base import BaseFastConv
+
+
+@keras.saving.register_keras_serializable(package="fastconv")
+class TuckerConv2D(BaseFastConv):
+    """A Tucker-2 convolution: 1x1, a small ``k x k`` core, 1x1.
+
+    ``pointwise_in`` (1x1, ``C_in -> R_in``), ``core`` (``k_h x k_w``,
+    ``R_in -> R_out``), ``pointwise_out`` (1x1, ``R_out -> filters``), then bias
+    and activation. It is the convolution whose kernel is the Tucker-2 tensor
+    ``K[h, w, c, o] = sum_{r, s} pointwise_in[c, r] core[h, w, r, s]
+    pointwise_out[s, o]``. Strides, dilation and padding act on the core; the
+    1x1 factors have no bias, so zero padding between them is exact and
+    ``"same"`` padding gives the dense kernel's ``"same"`` output.
+
+    Cost per example: ``params = C_in R_in + k_h k_w R_in R_out + R_out filters``
+    and ``macs = H W C_in R_in + H_o W_o k_h k_w R_in R_out + H_o W_o R_out
+    filters``, against ``params = k_h k_w C_in filters`` and
+    ``macs = H_o W_o k_h k_w C_in filters`` for ``Conv2D``. It pays off when the
+    ranks are well below the channel counts; with ``R_in = C_in`` and
+    ``R_out = filters`` it costs more than the ``Conv2D``.
+
+    Args:
+        filters: number of output channels.
+        kernel_size: int or pair; a 1x1 kernel gives a low-rank 1x1 conv.
+        rank: the Tucker ranks ``(R_in, R_out)``, a positive int (both) or a
+            pair of them; at most ``(C_in, filters)`` (checked on build).
+        **kwargs: every other ``BaseFastConv`` argument (``strides``, ``padding``,
+            ``data_format``, ``dilation_rate``, ``activation``, ``use_bias``,
+            initializers, regularizers, constraints, ``implementation``).
+
+    Example:
+        >>> import keras, fastconv
+        >>> layer = fastconv.TuckerConv2D(64, 3, rank=(8, 16), padding="same")
+        >>> tuple(layer(keras.ops.zeros((2, 32, 32, 32))).shape)
+        (2, 32, 32, 64)
+        >>> [tuple(w.shape) for w in layer.weights]
+        [(32, 8), (3, 3, 8, 16), (16, 64), (64,)]
+
+    Reference:
+        Kim et al., "Compression of Deep Convolutional Neural Networks for Fast
+        and Low Power Mobile Applications", ICLR 2016.
+    """
+
+    IMPLEMENTATIONS = ("tucker", "dense")
+
+    def __init__(self, filters, kernel_size, rank, **kwargs):
+        self.rank = rank
+        super().__init__(filters, kernel_size, **kwargs)
+
+    def _validate_rest(self):
+        self.rank = self._int_pair("rank", self.rank)
+
+    def _factor_shapes(self, c_in):
+        r_in, r_out = self.rank
+        if r_in > c_in or r_out > self.filters:
+            raise self._error(
+                "rank",
+                self.rank,
+                f"must be at most (C_in, filters) = ({c_in}, {self.filters}) "
+                "(a Tucker-2 rank cannot exceed the channels it compresses)",
+            )
+        kh, kw = self.kernel_size
+        return {
+            "pointwise_in": (c_in, r_in),
+            "core": (kh, kw, r_in, r_out),
+            "pointwise_out": (r_out, self.filters),
+        }
+
+    def _linear_tucker(self, inputs):
+        x = self._pointwise(inputs, self.pointwise_in)
+        x = self._conv(
+            x,
+            self.core,
+            strides=self.strides,
+            padding=self.padding,
+            dilation_rate=self.dilation_rate,
+        )
+        return self._pointwise(x, self.pointwise_out)
+
+    def _dense_kernel_ops(self):
+        return keras.ops.einsum(
+            "cr,hwrs,so->hwco", self.pointwise_in, self.core, self.pointwise_out
+        )
+
+    def _cost(self, h, w, c_in):
+        r_in, r_out = self.rank
+        cost = conv2d_cost((h, w, c_in), r_in, 1, use_bias=False)
+        cost = cost + conv2d_cost(
+            (h, w, r_in),
+            r_out,
+            self.kernel_size,
+            strides=self.strides,
+            padding=self.padding,
+            dilation_rate=self.dilation_rate,
+            use_bias=False,
+        )
+        ho, wo = self._output_hw(h, w)
+        return cost + conv2d_cost((ho, wo, r_out), self.filters, 1, use_bias=False)
+
+    @classmethod
+    def input_channels_of(cls, factors):
+        return int(factors["pointwise_in"].shape[0])
+
+    @classmethod
+    def _kwargs_from_factors(cls, factors):
+        kh, kw, r_in, r_out = factors["core"].shape
+        return {
+            "filters": int(factors["pointwise_out"].shape[1]),
+            "kernel_size": (int(kh), int(kw)),
+            "rank": (int(r_in), int(r_out)),
+        }
+
+    def get_config(self):
+        config = super().get_config()
+        config["rank"] = self.rank
+        return config
