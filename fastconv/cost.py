@@ -8,7 +8,7 @@ are counted as parameters but not as multiply-adds, the usual convention.
 Example:
     >>> from fastconv.cost import conv2d_cost
     >>> conv2d_cost((28, 28, 32), filters=64, kernel_size=3)
-    Cost(params=18496, macs=11943936)
+    Cost(params=18496, macs=12460032)
 """
 
 from __future__ import annotations

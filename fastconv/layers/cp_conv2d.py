@@ -36,7 +36,7 @@ class CPConv2D(BaseFastConv):
     Example:
         >>> import keras, fastconv
         >>> layer = fastconv.CPConv2D(64, 3, rank=16, padding="same")
-        >>> layer(keras.ops.zeros((2, 32, 32, 32))).shape
+        >>> tuple(layer(keras.ops.zeros((2, 32, 32, 32))).shape)
         (2, 32, 32, 64)
 
     Reference:
