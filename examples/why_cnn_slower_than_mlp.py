@@ -7,17 +7,26 @@ The question, on real MNIST with RMSprop and batch 128:
   110,986 parameters;
 - the same CNN with 4 filters per convolution, 5,958 parameters.
 
-Each is trained for a few epochs; the first epoch is a warm-up (graph tracing,
-allocation) and the seconds per epoch are the median of the others. Then the
-CNN is profiled layer by layer in train mode (``fastconv.profile``), the
-profile's suggest step measures the fast layers against its second convolution,
-and two fixes are trained and timed the same way:
+First the CNN is profiled layer by layer in train mode (``fastconv.profile``;
+a layer's time does not depend on its weights, so this is done before
+training) and the profile's suggest step measures the fast layers against its
+convolutions. Then four models are trained for a few epochs, one epoch at a
+time round-robin (so that a slow spell of a shared machine hits them all
+alike): the MLP, the CNN, the 4-filter CNN, and
 
-- *fast layers*: the CNN built with the fast layer the suggest step measured
-  fastest in place of its second convolution, trained from scratch;
-- *converted*: the trained CNN through ``fastconv.convert_model`` (Tucker-2 at
-  a quarter of the parameters), then ``fastconv.finetune`` for the same number
-  of epochs.
+- *fast layers*: the CNN with the fast layer the suggest step measured fastest
+  in place of its second convolution, trained from scratch.
+
+The first epoch is a warm-up (graph tracing, allocation); the seconds per
+epoch are the median of the others. Then
+
+- *converted*: the trained CNN goes through ``fastconv.convert_model``
+  (Tucker-2 at a quarter of the parameters) and ``fastconv.finetune`` for the
+  same number of epochs (alone, after the others);
+
+and one forward + backward step of each of the five models is timed at the
+same batch size, interleaved (``fastconv.timing``), the comparison least
+affected by other work on the machine.
 
 By default a subset of the training set is used so that everything runs in a
 few minutes on 2 CPU cores; the test accuracy is always on the full 10,000 test
@@ -127,37 +136,54 @@ def evaluate(model, x_test, y_test, batch_size: int) -> float:
     return float(model.evaluate(x_test, y_test, batch_size=batch_size, verbose=0)[1])
 
 
-def train(model, data, args, log) -> dict:
-    (x, y), (x_test, y_test) = data
+def compile_rmsprop(model) -> None:
     model.compile(
         optimizer=keras.optimizers.RMSprop(),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    timer = EpochTimer()
-    model.fit(
-        x,
-        y,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        callbacks=[timer],
-        verbose=0,
-    )
-    cost = model_cost(model)
-    result = {
+
+
+def train_interleaved(models: dict, epochs: int, batch_size: int) -> dict:
+    """Train every model one epoch at a time, round-robin, in an order rotated
+    from epoch to epoch, so that a slow spell of a shared machine hits them
+    all alike. Returns name -> seconds of each epoch."""
+    timers = {name: EpochTimer() for name in models}
+    names = list(models)
+    for epoch in range(epochs):
+        shift = epoch % len(names)
+        for name in names[shift:] + names[:shift]:
+            model, ((x, y), _) = models[name]
+            model.fit(
+                x,
+                y,
+                batch_size=batch_size,
+                initial_epoch=epoch,
+                epochs=epoch + 1,
+                callbacks=[timers[name]],
+                verbose=0,
+            )
+    return {name: timer.seconds for name, timer in timers.items()}
+
+
+def describe(name, model, seconds, data, batch_size, optimizer) -> dict:
+    ((x, _), (x_test, y_test)) = data
+    return {
         "params": model.count_params(),
-        "macs_per_example": cost.macs,
-        "optimizer": "RMSprop(learning_rate=0.001)",
-        **epoch_summary(timer.seconds, 1, len(x)),
-        "test_accuracy": evaluate(model, x_test, y_test, args.batch_size),
+        "macs_per_example": model_cost(model).macs,
+        "optimizer": optimizer,
+        **epoch_summary(seconds, 1, len(x)),
+        "test_accuracy": evaluate(model, x_test, y_test, batch_size),
     }
-    log(
-        f"{model.name:<16} {result['params']:>9,} params "
-        f"{cost.macs / 1e6:>7.2f} M MACs/ex  "
-        f"{result['median_s_per_epoch']:>6.2f} s/epoch  "
-        f"test accuracy {result['test_accuracy']:.4f}"
+
+
+def model_line(name: str, r: dict) -> str:
+    return (
+        f"{name:<16} {r['params']:>9,} params "
+        f"{r['macs_per_example'] / 1e6:>7.2f} M MACs/ex  "
+        f"{r['median_s_per_epoch']:>6.2f} s/epoch  "
+        f"test accuracy {r['test_accuracy']:.4f}"
     )
-    return result
 
 
 # ------------------------------------------------------------------- chart
@@ -265,15 +291,12 @@ def main(argv=None) -> int:
                 f"{name} has {model.count_params():,} parameters, expected "
                 f"{EXPECTED_PARAMS[name]:,}"
             )
-    results = {
-        name: train(model, data, args, log) for name, (model, data) in models.items()
-    }
-    trained_cnn = models["cnn"][0]
+    the_cnn = models["cnn"][0]
 
-    # Where the CNN's training time goes, and what the fast layers would change.
-    log()
+    # Where the CNN's training time goes, and what the fast layers would change
+    # (measured before training: a layer's time does not depend on its weights).
     result = profile(
-        trained_cnn,
+        the_cnn,
         x_train[: args.batch_size],
         mode="train",
         batch_size=args.batch_size,
@@ -283,6 +306,7 @@ def main(argv=None) -> int:
     result = result.with_suggestions(suggestions)
     table = result.table()
     log(table)
+    log()
     result.to_json(os.path.join(args.out, "profile-cnn.json"))
     result.plot(os.path.join(args.out, "profile-cnn.png"))
     with open(os.path.join(args.out, "profile-cnn.txt"), "w", encoding="utf-8") as f:
@@ -290,19 +314,33 @@ def main(argv=None) -> int:
 
     # Fix 1: the fast layer the suggest step measured fastest, from scratch.
     conv2_row = next(s for s in suggestions if s.path == "conv2")
-    best = conv2_row.best
-    layer_name = best.label.split("(")[0]
-    conv2 = trained_cnn.get_layer("conv2")
-    label, layer = candidate_layer(layer_name, conv2, conv2_row.input_shape)
+    conv2 = the_cnn.get_layer("conv2")
+    label, layer = candidate_layer(
+        conv2_row.best.label.split("(")[0], conv2, conv2_row.input_shape
+    )
     layer.name = "conv2"
-    log()
     fast = cnn(conv2=layer, name="cnn_fast_layers")
-    results["cnn_fast_layers"] = train(fast, images, args, log)
+    models["cnn_fast_layers"] = (fast, images)
+
+    for model, _ in models.values():
+        compile_rmsprop(model)
+    seconds = train_interleaved(models, args.epochs, args.batch_size)
+    results = {}
+    for name, (model, data) in models.items():
+        results[name] = describe(
+            name,
+            model,
+            seconds[name],
+            data,
+            args.batch_size,
+            "RMSprop(learning_rate=0.001)",
+        )
+        log(model_line(name, results[name]))
     results["cnn_fast_layers"]["conv2"] = label
 
     # Fix 2: convert the trained CNN's second convolution, then fine-tune.
     converted, report = fastconv.convert_model(
-        trained_cnn, method="tucker", rank=0.25, progress=False
+        the_cnn, method="tucker", rank=0.25, progress=False
     )
     converted_layer = next(
         layer for layer in converted.layers if isinstance(layer, fastconv.BaseFastConv)
@@ -318,25 +356,47 @@ def main(argv=None) -> int:
         callbacks=[timer],
         verbose=0,
     )
-    cost = model_cost(converted)
-    results["cnn_converted"] = {
-        "params": converted.count_params(),
-        "macs_per_example": cost.macs,
-        "conv2": f"{type(converted_layer).__name__}(rank={converted_layer.rank!r})",
-        "optimizer": (
-            f"fastconv.finetune: Adam(learning_rate={DEFAULT_LEARNING_RATE})"
-        ),
-        "test_accuracy_before_finetune": accuracy_converted,
-        **epoch_summary(timer.seconds, 1, n),
-        "test_accuracy": evaluate(converted, x_test, y_test, args.batch_size),
-    }
-    r = results["cnn_converted"]
-    log(
-        f"{'cnn_converted':<16} {r['params']:>9,} params "
-        f"{cost.macs / 1e6:>7.2f} M MACs/ex  {r['median_s_per_epoch']:>6.2f} "
-        f"s/epoch  test accuracy {r['test_accuracy']:.4f} (right after "
-        f"conversion: {accuracy_converted:.4f})"
+    results["cnn_converted"] = describe(
+        "cnn_converted",
+        converted,
+        timer.seconds,
+        images,
+        args.batch_size,
+        f"fastconv.finetune: Adam(learning_rate={DEFAULT_LEARNING_RATE})",
     )
+    results["cnn_converted"]["conv2"] = (
+        f"{type(converted_layer).__name__}(rank={converted_layer.rank!r})"
+    )
+    results["cnn_converted"]["test_accuracy_before_finetune"] = accuracy_converted
+    log(
+        model_line("cnn_converted", results["cnn_converted"])
+        + f" (right after conversion: {accuracy_converted:.4f}; fine-tuned alone,"
+        " after the others)"
+    )
+
+    # One training step (forward + backward, no optimizer update) of every
+    # model at this batch size, interleaved: a comparison that a shared
+    # machine's slow spells affect alike.
+    models["cnn_converted"] = (converted, images)
+    steps = timing.interleaved(
+        {
+            name: timing.make_grad_step(
+                model, data[0][0][: args.batch_size], jit=result.settings["jit"]
+            )
+            for name, (model, data) in models.items()
+        },
+        warmup=2,
+        repeats=args.profile_repeats,
+    )
+    log()
+    log(
+        f"one forward + backward step at batch {args.batch_size}, medians of "
+        f"{args.profile_repeats} interleaved runs:"
+    )
+    for name, step in steps.items():
+        results[name]["grad_step"] = step.as_dict()
+        results[name]["grad_step_ms"] = step.median * 1e3
+        log(f"  {name:<16} {step.median * 1e3:8.2f} ms")
 
     fast_profile = profile(
         fast,
@@ -350,9 +410,13 @@ def main(argv=None) -> int:
 
     base = results["mlp"]["median_s_per_epoch"]
     cnn_s = results["cnn"]["median_s_per_epoch"]
+    step_mlp = results["mlp"]["grad_step_ms"]
+    step_cnn = results["cnn"]["grad_step_ms"]
     ratios = {
         name: {
             "s_per_epoch_vs_mlp": r["median_s_per_epoch"] / base,
+            "grad_step_vs_mlp": r["grad_step_ms"] / step_mlp,
+            "grad_step_speedup_vs_cnn": step_cnn / r["grad_step_ms"],
             "speedup_vs_cnn": cnn_s / r["median_s_per_epoch"],
             "params_vs_mlp": r["params"] / results["mlp"]["params"],
             "macs_vs_mlp": r["macs_per_example"] / results["mlp"]["macs_per_example"],
@@ -364,8 +428,10 @@ def main(argv=None) -> int:
         log(
             f"{name:<16} {ratio['params_vs_mlp']:5.2f}x the MLP's parameters, "
             f"{ratio['macs_vs_mlp']:6.2f}x its multiply-adds, "
-            f"{ratio['s_per_epoch_vs_mlp']:5.2f}x its time per epoch; "
-            f"{ratio['speedup_vs_cnn']:.2f}x the CNN's speed"
+            f"{ratio['s_per_epoch_vs_mlp']:5.2f}x its time per epoch "
+            f"({ratio['grad_step_vs_mlp']:5.2f}x per step); "
+            f"{ratio['speedup_vs_cnn']:.2f}x the CNN's speed per epoch "
+            f"({ratio['grad_step_speedup_vs_cnn']:.2f}x per step)"
         )
     subtitle = f"{n:,} training images, batch {args.batch_size}, {env['device']}"
     plot_epochs(results, os.path.join(args.out, "epoch-times.png"), subtitle)
