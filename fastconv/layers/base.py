@@ -27,12 +27,33 @@ from collections.abc import Mapping, Sequence
 import keras
 import numpy as np
 
-from fastconv.cost import Cost, conv_output_length, spatial_dims
+from fastconv.cost import Cost, conv2d_cost, conv_output_length, spatial_dims
+from fastconv.kernels import autotune
+from fastconv.kernels.ops import pointwise_matmul, shifted_depthwise
 
 __all__ = ["BaseFastConv"]
 
 _PADDINGS = ("valid", "same")
 _DATA_FORMATS = ("channels_last", "channels_first")
+#: The static rule picks the dense kernel below this FLOP ratio to Conv2D.
+DENSE_BELOW_RATIO = 1.2
+#: Configuration entries that do not change how long the linear part takes.
+_CONFIG_UNTIMED = frozenset(
+    {
+        "name",
+        "trainable",
+        "dtype",
+        "implementation",
+        "activation",
+        "kernel_initializer",
+        "bias_initializer",
+        "kernel_regularizer",
+        "bias_regularizer",
+        "activity_regularizer",
+        "kernel_constraint",
+        "bias_constraint",
+    }
+)
 
 
 @functools.cache
@@ -76,6 +97,9 @@ class BaseFastConv(keras.layers.Layer):
 
     #: Concrete ways to compute the layer, first one is the static default.
     IMPLEMENTATIONS: tuple[str, ...] = ("conv",)
+    #: The static rule's choice per compilation mode (see
+    #: ``static_implementation``); modes not listed use ``IMPLEMENTATIONS[0]``.
+    STATIC_RULE: Mapping[str, str] = {}
     #: Smallest kernel size the layer accepts on each axis.
     MIN_KERNEL: int = 1
 
@@ -249,6 +273,24 @@ class BaseFastConv(keras.layers.Layer):
         kernel = keras.ops.reshape(matrix, (1, 1, *matrix.shape))
         return self._conv(x, kernel)
 
+    def _pointwise_matmul(self, x, matrix):
+        """A 1x1 convolution by a ``(C_in, C_out)`` matrix, as a matrix product."""
+        return pointwise_matmul(x, matrix, self.data_format)
+
+    def _shifted(self, x, kernel, strides=1, padding="valid", dilation_rate=1):
+        """A depthwise convolution as a sum of shifted slices (``kernels.ops``).
+
+        Falls back to ``_depthwise`` where the slices need a spatial size that
+        is not known (``"same"`` padding with strides > 1 on a symbolic shape).
+        """
+        strides = (strides, strides) if isinstance(strides, int) else tuple(strides)
+        spatial = x.shape[1:3] if self.data_format == "channels_last" else x.shape[2:]
+        if padding == "same" and max(strides) > 1 and None in tuple(spatial):
+            return self._depthwise(x, kernel, strides, padding, dilation_rate)
+        return shifted_depthwise(
+            x, kernel, strides, padding, dilation_rate, self.data_format
+        )
+
     def _same_padding(self, x, kernel_size, strides, dilation_rate):
         """Zero-pad ``x`` as a ``"same"`` conv with these settings would.
 
@@ -313,18 +355,85 @@ class BaseFastConv(keras.layers.Layer):
         self.input_spec = keras.layers.InputSpec(ndim=4, axes={self.channel_axis: c_in})
         self._extra_build(input_shape)
 
-    def _resolve_implementation(self, inputs) -> str:
+    def allowed_implementations(self) -> tuple[str, ...]:
+        """The concrete implementations this layer can run (``"dense"`` needs a
+        linear layer)."""
+        return tuple(
+            name for name in self.IMPLEMENTATIONS if name != "dense" or self.is_linear
+        )
+
+    def static_implementation(self, input_shape, compilation: str = "eager") -> str:
+        """The static rule: what ``"auto"`` runs when it does not measure.
+
+        The reconstructed dense kernel when the layer saves less than
+        ``1 / DENSE_BELOW_RATIO`` of a ``Conv2D``'s multiply-adds (running
+        several small ops costs more than the saving); else the class's
+        ``STATIC_RULE`` entry for ``compilation`` (``"xla"``, ``"graph"`` or
+        ``"eager"``, see ``fastconv.kernels.autotune.compilation_mode``); else the
+        first of ``IMPLEMENTATIONS``.
+        """
+        allowed = self.allowed_implementations()
+        if "dense" in allowed and self._flop_ratio(input_shape) < DENSE_BELOW_RATIO:
+            return "dense"
+        choice = self.STATIC_RULE.get(compilation, allowed[0])
+        return choice if choice in allowed else allowed[0]
+
+    def _flop_ratio(self, input_shape) -> float:
+        """Multiply-adds of a Conv2D over this layer's, or inf if unknown."""
+        shape = tuple(input_shape)[-3:]
+        if len(shape) < 3 or any(d is None for d in shape):
+            return float("inf")
+        h, w, c_in = spatial_dims(shape, self.data_format)
+        mine = self._cost(h, w, c_in).macs
+        dense = conv2d_cost(
+            (h, w, c_in),
+            self.output_filters,
+            self.kernel_size,
+            strides=self.strides,
+            padding=self.padding,
+            dilation_rate=self.dilation_rate,
+            use_bias=False,
+        ).macs
+        return dense / mine if mine else float("inf")
+
+    def _resolve_implementation(self, inputs, training=None) -> str:
         """The concrete implementation to run for these inputs."""
         if self.implementation != "auto":
             return self.implementation
-        return self.IMPLEMENTATIONS[0]
+        shape = tuple(None if d is None else int(d) for d in inputs.shape)
+        compilation = autotune.compilation_mode(inputs)
+        memo_key = (shape, bool(training), compilation)
+        memo = self.__dict__.setdefault("_auto_choices", {})
+        if memo_key in memo:
+            return memo[memo_key]
+        static = self.static_implementation(shape, compilation)
+        known = None not in shape
+        macs = shape[0] * self.cost(shape[1:]).macs if known else 0
+        config = {
+            k: v for k, v in self.get_config().items() if k not in _CONFIG_UNTIMED
+        }
+        request = autotune.Request(
+            layer=self,
+            input_shape=shape,
+            dtype=keras.backend.standardize_dtype(inputs.dtype),
+            training=bool(training),
+            candidates=self.allowed_implementations(),
+            static=static,
+            macs=macs,
+            compilation=compilation,
+            config=config,
+        )
+        choice = autotune.choose(request)
+        if known:
+            memo[memo_key] = choice
+        return choice
 
-    def _linear(self, inputs):
-        impl = self._resolve_implementation(inputs)
+    def _linear(self, inputs, training=None):
+        impl = self._resolve_implementation(inputs, training)
         return getattr(self, f"_linear_{impl}")(inputs)
 
-    def call(self, inputs):
-        return self._bias_and_activation(self._linear(inputs))
+    def call(self, inputs, training=None):
+        return self._bias_and_activation(self._linear(inputs, training))
 
     def _bias_and_activation(self, outputs):
         """The final bias and activation, applied to the linear part's output."""

@@ -63,7 +63,7 @@ class BottleneckConv2D(BaseFastConv):
         He et al., "Deep Residual Learning for Image Recognition", CVPR 2016.
     """
 
-    IMPLEMENTATIONS = ("bottleneck", "dense")
+    IMPLEMENTATIONS = ("bottleneck", "matmul", "dense")
 
     def __init__(
         self,
@@ -181,6 +181,22 @@ class BottleneckConv2D(BaseFastConv):
         )
         x = self.intermediate_activation(x)
         x = self._pointwise(x, self.expand)
+        if self.residual:
+            x = keras.ops.add(x, inputs)
+        return x
+
+    def _linear_matmul(self, inputs):
+        x = self._pointwise_matmul(inputs, self.squeeze)
+        x = self.intermediate_activation(x)
+        x = self._conv(
+            x,
+            self.kernel,
+            strides=self.strides,
+            padding=self.padding,
+            dilation_rate=self.dilation_rate,
+        )
+        x = self.intermediate_activation(x)
+        x = self._pointwise_matmul(x, self.expand)
         if self.residual:
             x = keras.ops.add(x, inputs)
         return x

@@ -44,7 +44,8 @@ class CPConv2D(BaseFastConv):
         Fine-tuned CP-Decomposition", ICLR 2015.
     """
 
-    IMPLEMENTATIONS = ("depthwise", "dense")
+    IMPLEMENTATIONS = ("depthwise", "shift", "dense")
+    STATIC_RULE = {"xla": "shift"}
 
     def __init__(self, filters, kernel_size, rank, **kwargs):
         self.rank = rank
@@ -104,6 +105,27 @@ class CPConv2D(BaseFastConv):
             dilation_rate=(1, self.dilation_rate[1]),
         )
         return self._pointwise(x, self.pointwise_out)
+
+    def _linear_shift(self, inputs):
+        kh, kw = self.kernel_size
+        x = self._pointwise_matmul(inputs, self.pointwise_in)
+        vertical = keras.ops.reshape(self.vertical, (kh, 1, self.rank, 1))
+        x = self._shifted(
+            x,
+            vertical,
+            strides=(self.strides[0], 1),
+            padding=self.padding,
+            dilation_rate=(self.dilation_rate[0], 1),
+        )
+        horizontal = keras.ops.reshape(self.horizontal, (1, kw, self.rank, 1))
+        x = self._shifted(
+            x,
+            horizontal,
+            strides=(1, self.strides[1]),
+            padding=self.padding,
+            dilation_rate=(1, self.dilation_rate[1]),
+        )
+        return self._pointwise_matmul(x, self.pointwise_out)
 
     def _dense_kernel_ops(self):
         return keras.ops.einsum(

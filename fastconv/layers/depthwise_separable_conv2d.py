@@ -63,7 +63,8 @@ class DepthwiseSeparableConv2D(BaseFastConv):
         Convolutional Neural Networks for Mobile Vision Applications", 2017.
     """
 
-    IMPLEMENTATIONS = ("separable", "dense")
+    IMPLEMENTATIONS = ("separable", "shift", "dense")
+    STATIC_RULE = {"xla": "shift"}
 
     def __init__(
         self,
@@ -130,13 +131,12 @@ class DepthwiseSeparableConv2D(BaseFastConv):
             shape[self.channel_axis] = c_in * self.depth_multiplier
             self.batchnorm.build(tuple(shape))
 
-    def call(self, inputs, training=None):
-        if self.batchnorm is None:
-            return super().call(inputs)
-        # The base's implementation dispatch does not carry the training flag
-        # that the batch norm needs; with a batch norm the layer is not linear,
-        # so "separable" is its only implementation.
-        return self._bias_and_activation(self._linear_separable(inputs, training))
+    def _linear(self, inputs, training=None):
+        # The batch norm between the factors needs the training flag.
+        impl = self._resolve_implementation(inputs, training)
+        if impl == "dense":
+            return self._linear_dense(inputs)
+        return getattr(self, f"_linear_{impl}")(inputs, training)
 
     def _linear_separable(self, inputs, training=None):
         x = self._depthwise(
@@ -150,6 +150,19 @@ class DepthwiseSeparableConv2D(BaseFastConv):
             x = self.batchnorm(x, training=training)
         x = self.intermediate_activation(x)
         return self._pointwise(x, self.pointwise)
+
+    def _linear_shift(self, inputs, training=None):
+        x = self._shifted(
+            inputs,
+            self.depthwise,
+            strides=self.strides,
+            padding=self.padding,
+            dilation_rate=self.dilation_rate,
+        )
+        if self.batchnorm is not None:
+            x = self.batchnorm(x, training=training)
+        x = self.intermediate_activation(x)
+        return self._pointwise_matmul(x, self.pointwise)
 
     def _dense_kernel_ops(self):
         c_in = self.depthwise.shape[2]

@@ -49,7 +49,7 @@ class TuckerConv2D(BaseFastConv):
         and Low Power Mobile Applications", ICLR 2016.
     """
 
-    IMPLEMENTATIONS = ("tucker", "dense")
+    IMPLEMENTATIONS = ("tucker", "matmul", "dense")
 
     def __init__(self, filters, kernel_size, rank, **kwargs):
         self.rank = rank
@@ -84,6 +84,17 @@ class TuckerConv2D(BaseFastConv):
             dilation_rate=self.dilation_rate,
         )
         return self._pointwise(x, self.pointwise_out)
+
+    def _linear_matmul(self, inputs):
+        x = self._pointwise_matmul(inputs, self.pointwise_in)
+        x = self._conv(
+            x,
+            self.core,
+            strides=self.strides,
+            padding=self.padding,
+            dilation_rate=self.dilation_rate,
+        )
+        return self._pointwise_matmul(x, self.pointwise_out)
 
     def _dense_kernel_ops(self):
         return keras.ops.einsum(

@@ -1,0 +1,334 @@
+"""Choosing how to compute a layer: measured once per shape, cached on disk.
+
+A fastconv layer with ``implementation="auto"`` asks ``choose`` which of its
+concrete implementations to run for an input shape, the first time it sees
+that shape in a given mode (inference or a training step). ``choose``:
+
+1. returns the *static rule* (``Request.static``) when autotuning is off
+   (``FASTCONV_AUTOTUNE=0``), when a dimension of the input is unknown (a
+   symbolic trace), inside Keras's symbolic scope (building a functional
+   model), or when the layer is too small for a measurement to matter
+   (``MIN_MACS``);
+2. else looks the request up in the cache file;
+3. else measures every candidate, interleaved with the shared clock
+   (``fastconv.timing``), on throwaway clones of the layer fed random data of
+   that shape, and stores the fastest in the cache.
+
+The measurement runs in a fresh thread: a ``tf.function`` or ``jax.jit`` trace
+in progress belongs to the calling thread, so the clones run eagerly and
+compiled as they would be outside it. Only shapes are needed.
+
+The cache is a JSON file, ``$FASTCONV_AUTOTUNE_CACHE`` if set, else
+``autotune.json`` in ``$FASTCONV_DATA_DIR`` (default ``~/.cache/fastconv``).
+Its keys hold everything the timing depends on: backend, device, how the code
+is compiled (XLA, TensorFlow graph, eager), dtypes, the layer class and the
+configuration that shapes its computation, the input shape with the batch
+size, the mode, and the library versions. It is written atomically (temporary
+file, then rename), merged with what another process wrote meanwhile; a
+corrupt file is ignored with a warning and rebuilt.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import tempfile
+import threading
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fastconv import timing
+
+__all__ = [
+    "MIN_MACS",
+    "Request",
+    "autotune_enabled",
+    "cache_path",
+    "choose",
+    "compilation_mode",
+    "load_cache",
+    "measure_implementations",
+]
+
+#: Layers doing fewer multiply-adds per call than this use the static rule:
+#: they take well under a millisecond, less than the measurement's noise.
+MIN_MACS = 5_000_000
+#: Warm-up rounds (compilation included) and measured rounds per candidate.
+WARMUP = 2
+REPEATS = 5
+CACHE_VERSION = 1
+
+_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Request:
+    """What ``choose`` needs to know about one layer call.
+
+    Attributes:
+        layer: the layer (its class, ``get_config()`` and ``dtype_policy`` are
+            read; it is never called).
+        input_shape: the input's shape, batch included; ``None`` entries mean
+            unknown.
+        dtype: the input's dtype name.
+        training: True for a training step (forward and backward pass).
+        candidates: the implementations to choose from.
+        static: the static rule's choice, one of ``candidates``.
+        macs: multiply-adds of the layer for this call (whole batch).
+        compilation: ``compilation_mode()`` of the call.
+        config: the part of the layer's configuration its speed depends on.
+    """
+
+    layer: object
+    input_shape: tuple
+    dtype: str
+    training: bool
+    candidates: tuple[str, ...]
+    static: str
+    macs: int
+    compilation: str
+    config: Mapping
+
+    def key(self) -> str:
+        """The cache key: a canonical JSON string of everything timed."""
+        return json.dumps(
+            {
+                **_platform(),
+                "compilation": self.compilation,
+                "dtype": self.dtype,
+                "compute_dtype": self.layer.dtype_policy.compute_dtype,
+                "layer": type(self.layer).__name__,
+                "config": self.config,
+                "input_shape": list(self.input_shape),
+                "mode": "train" if self.training else "forward",
+                "candidates": list(self.candidates),
+            },
+            sort_keys=True,
+            default=str,
+        )
+
+
+def autotune_enabled() -> bool:
+    """False when ``FASTCONV_AUTOTUNE`` is ``0``, ``false``, ``no`` or ``off``."""
+    value = os.environ.get("FASTCONV_AUTOTUNE", "1").strip().lower()
+    return value not in ("0", "false", "no", "off")
+
+
+def cache_path() -> Path:
+    """``$FASTCONV_AUTOTUNE_CACHE``, else ``autotune.json`` in the data directory."""
+    configured = os.environ.get("FASTCONV_AUTOTUNE_CACHE")
+    if configured:
+        return Path(configured).expanduser()
+    data_dir = os.environ.get("FASTCONV_DATA_DIR")
+    base = Path(data_dir).expanduser() if data_dir else Path.home() / ".cache/fastconv"
+    return base / "autotune.json"
+
+
+def compilation_mode(tensor=None) -> str:
+    """How the code running now is compiled: ``"xla"``, ``"graph"`` or ``"eager"``.
+
+    ``"xla"`` inside ``jax.jit`` (``tensor`` is then a tracer) and inside a
+    ``tf.function(jit_compile=True)``; ``"graph"`` inside any other
+    ``tf.function``; ``"eager"`` otherwise (and always on PyTorch).
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return "xla" if isinstance(tensor, jax.core.Tracer) else "eager"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if tf.executing_eagerly():
+            return "eager"
+        try:
+            from tensorflow.python.ops import control_flow_util
+
+            graph = tf.compat.v1.get_default_graph()
+            if control_flow_util.GraphOrParentsInXlaContext(graph):
+                return "xla"
+        except (ImportError, AttributeError):
+            pass
+        return "graph"
+    return "eager"
+
+
+def _in_symbolic_scope() -> bool:
+    try:
+        from keras.src.backend.common.symbolic_scope import in_symbolic_scope
+    except ImportError:
+        return False
+    return bool(in_symbolic_scope())
+
+
+def choose(request: Request, measure: Callable | None = None) -> str:
+    """The implementation to run for ``request`` (see the module docstring).
+
+    Args:
+        request: the layer call.
+        measure: replaces ``measure_implementations`` (tests use it to fix the
+            winner); called as ``measure(request)`` and returns name -> seconds.
+    """
+    if (
+        len(request.candidates) == 1
+        or not autotune_enabled()
+        or any(d is None for d in request.input_shape)
+        or request.macs < MIN_MACS
+        or _in_symbolic_scope()
+    ):
+        return request.static
+    key = request.key()
+    path = cache_path()
+    with _LOCK:
+        entry = load_cache(path).get(key)
+    if isinstance(entry, Mapping) and entry.get("choice") in request.candidates:
+        return entry["choice"]
+    measure = measure or _measure_request
+    times = measure(request)
+    choice = min(times, key=times.get)
+    with _LOCK:
+        _store(path, key, {"choice": choice, "median_s": dict(times)})
+    return choice
+
+
+def load_cache(path: Path | None = None) -> dict:
+    """The cache's entries (key -> entry); empty, with a warning, when corrupt."""
+    path = cache_path() if path is None else Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        warnings.warn(
+            f"fastconv: cannot read autotune cache {path}: {exc}", stacklevel=2
+        )
+        return {}
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
+            raise ValueError(f"not a version-{CACHE_VERSION} fastconv autotune cache")
+        entries = data["entries"]
+        if not isinstance(entries, dict):
+            raise ValueError("'entries' is not a mapping")
+    except (ValueError, KeyError) as exc:
+        warnings.warn(
+            f"fastconv: ignoring corrupt autotune cache {path} ({exc}); "
+            "it will be rebuilt",
+            stacklevel=2,
+        )
+        return {}
+    return entries
+
+
+def _store(path: Path, key: str, entry: dict) -> None:
+    entries = load_cache(path)
+    entries[key] = entry
+    text = json.dumps({"version": CACHE_VERSION, "entries": entries}, indent=1)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".autotune-", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        warnings.warn(
+            f"fastconv: cannot write autotune cache {path}: {exc}", stacklevel=3
+        )
+
+
+def _platform() -> dict:
+    import keras
+
+    backend = keras.backend.backend()
+    versions = timing.environment()["versions"]
+    return {
+        "backend": backend,
+        "device": timing.device_description(),
+        "versions": {
+            name: versions.get(name) for name in ("fastconv", "keras", backend)
+        },
+    }
+
+
+def measure_implementations(
+    layer,
+    input_shape: Sequence[int],
+    *,
+    training: bool = False,
+    implementations: Sequence[str] | None = None,
+    baseline=None,
+    jit: bool = True,
+    dtype: str = "float32",
+    warmup: int = WARMUP,
+    repeats: int = REPEATS,
+) -> dict[str, timing.Timing]:
+    """Time each implementation of ``layer`` on random data, interleaved.
+
+    Each implementation runs on a fresh clone of ``layer`` (same config, its
+    own random weights), compiled as ``fastconv.timing.make_forward`` /
+    ``make_grad_step`` compile it. Runs in a fresh thread, so it may be called
+    while a ``tf.function`` or ``jax.jit`` trace is in progress.
+
+    Args:
+        layer: a fastconv layer (built or not).
+        input_shape: the full input shape, batch included.
+        training: time a training step (forward and backward) instead of
+            inference.
+        implementations: names to time; default every one the layer allows.
+        baseline: optionally another layer (say the ``keras.layers.Conv2D``
+            being replaced), timed in the same rounds under the name
+            ``"baseline"``.
+        jit: compile with XLA on TensorFlow (JAX always does).
+        dtype: dtype of the random input.
+        warmup, repeats: as for ``fastconv.timing.interleaved``.
+
+    Returns:
+        name -> ``Timing``, raw samples included.
+    """
+    shape = tuple(input_shape)
+    if not shape or any(not isinstance(d, int | np.integer) or d < 1 for d in shape):
+        raise ValueError(
+            "measure_implementations: input_shape must be a sequence of positive "
+            f"ints, received input_shape={input_shape!r}"
+        )
+    names = tuple(implementations or layer.allowed_implementations())
+    unknown = [n for n in names if n not in layer.allowed_implementations()]
+    if unknown:
+        raise ValueError(
+            f"measure_implementations: {type(layer).__name__} has no implementation "
+            f"{unknown[0]!r}, received implementations={implementations!r}"
+        )
+
+    def run():
+        x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+        make = timing.make_grad_step if training else timing.make_forward
+        fns = {}
+        for name in names:
+            config = {**layer.get_config(), "implementation": name}
+            config.pop("name", None)
+            fns[name] = make(type(layer).from_config(config), x, jit=jit)
+        if baseline is not None:
+            fns["baseline"] = make(baseline, x, jit=jit)
+        return timing.interleaved(fns, warmup=warmup, repeats=repeats)
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(run).result()
+
+
+def _measure_request(request: Request) -> dict[str, float]:
+    timings = measure_implementations(
+        request.layer,
+        request.input_shape,
+        training=request.training,
+        implementations=request.candidates,
+        jit=request.compilation == "xla",
+        dtype=request.dtype,
+    )
+    return {name: t.median for name, t in timings.items()}

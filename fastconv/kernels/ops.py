@@ -1,0 +1,124 @@
+"""Building blocks of the fast implementations, in ``keras.ops`` only.
+
+Two ways to compute a layer's parts that the backends' convolution kernels do
+badly on a CPU:
+
+- ``shifted_depthwise``: a depthwise convolution as a sum of ``k_h k_w`` shifted
+  slices of the (once) padded input, each times a per-channel weight. Every
+  term is elementwise, so XLA (TensorFlow, JAX) fuses the whole sum into one
+  pass over memory, where a depthwise convolution kernel often runs far below
+  the memory bandwidth.
+- ``pointwise_matmul``: a 1x1 convolution as a matrix product over the channel
+  axis, with no convolution machinery (and, on PyTorch, none of the layout
+  transposes that ``keras.ops.conv`` adds for ``channels_last``).
+
+Both compute exactly what the convolution computes (up to rounding).
+"""
+
+from __future__ import annotations
+
+import keras
+
+__all__ = ["same_padding_widths", "shifted_depthwise", "pointwise_matmul"]
+
+
+def _pair(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def same_padding_widths(
+    length: int, kernel: int, stride: int, dilation: int
+) -> tuple[int, int]:
+    """The (before, after) zero padding of one axis of a ``"same"`` convolution."""
+    out = -(-length // stride)
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - length, 0)
+    return (total // 2, total - total // 2)
+
+
+def shifted_depthwise(
+    x,
+    kernel,
+    strides=1,
+    padding="valid",
+    dilation_rate=1,
+    data_format="channels_last",
+):
+    """A depthwise convolution as a sum of shifted, weighted slices.
+
+    Args:
+        x: a 4-D input, ``(N, H, W, C)`` or ``(N, C, H, W)``.
+        kernel: ``(k_h, k_w, C, D)``, as for ``keras.ops.depthwise_conv``;
+            output channel ``c D + j`` comes from input channel ``c``.
+        strides, padding, dilation_rate, data_format: as for
+            ``keras.ops.depthwise_conv``. With ``"same"`` padding and a stride
+            above 1 the spatial size of ``x`` must be known.
+
+    Returns:
+        What ``keras.ops.depthwise_conv`` returns, up to rounding.
+    """
+    sh, sw = _pair(strides)
+    dh, dw = _pair(dilation_rate)
+    kh, kw, channels, multiplier = kernel.shape
+    last = data_format == "channels_last"
+    h_axis = 1 if last else 2
+    if padding == "same":
+        pads = []
+        for axis, k, s, d in ((h_axis, kh, sh, dh), (h_axis + 1, kw, sw, dw)):
+            if s == 1:
+                total = (k - 1) * d
+                pads.append((total // 2, total - total // 2))
+            else:
+                length = x.shape[axis]
+                if length is None:
+                    raise ValueError(
+                        "shifted_depthwise: 'same' padding with strides > 1 needs a "
+                        f"known spatial size, received input shape {tuple(x.shape)}"
+                    )
+                pads.append(same_padding_widths(int(length), k, s, d))
+        if any(p for pair in pads for p in pair):
+            widths = [(0, 0), (0, 0), (0, 0), (0, 0)]
+            widths[h_axis], widths[h_axis + 1] = pads
+            x = keras.ops.pad(x, widths)
+    if multiplier == 1:
+        weights = keras.ops.reshape(kernel, (kh, kw, channels))
+    if not last:
+        weight_shape = (channels, 1, 1) if multiplier == 1 else (channels, multiplier)
+    total = None
+    for i in range(kh):
+        stop_h = -(kh - 1 - i) * dh or None
+        for j in range(kw):
+            stop_w = -(kw - 1 - j) * dw or None
+            if last:
+                piece = x[:, i * dh : stop_h : sh, j * dw : stop_w : sw, :]
+            else:
+                piece = x[:, :, i * dh : stop_h : sh, j * dw : stop_w : sw]
+            if multiplier == 1:
+                w = weights[i, j]
+                if not last:
+                    w = keras.ops.reshape(w, weight_shape)
+                term = piece * w
+            else:
+                term = _expand_channels(piece, kernel[i, j], last)
+            total = term if total is None else total + term
+    return total
+
+
+def _expand_channels(piece, weights, last: bool):
+    """``piece`` (C channels) times ``weights`` ``(C, D)`` -> ``C D`` channels."""
+    channels, multiplier = weights.shape
+    if last:
+        term = keras.ops.expand_dims(piece, -1) * weights
+        shape = keras.ops.shape(piece)
+        return keras.ops.reshape(term, (-1, shape[1], shape[2], channels * multiplier))
+    term = keras.ops.expand_dims(piece, 2) * keras.ops.reshape(
+        weights, (channels, multiplier, 1, 1)
+    )
+    shape = keras.ops.shape(piece)
+    return keras.ops.reshape(term, (-1, channels * multiplier, shape[2], shape[3]))
+
+
+def pointwise_matmul(x, matrix, data_format="channels_last"):
+    """A 1x1 convolution by a ``(C_in, C_out)`` matrix, as a matrix product."""
+    if data_format == "channels_last":
+        return keras.ops.matmul(x, matrix)
+    return keras.ops.einsum("nchw,co->nohw", x, matrix)
