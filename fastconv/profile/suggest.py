@@ -133,6 +133,18 @@ class Suggestion:
     def measured(self) -> bool:
         return self.timing is not None
 
+    def clearly_faster(self, candidate: Candidate) -> bool:
+        """True if ``candidate`` was measured here, is at least ``MIN_SPEEDUP``
+        times faster, and its p90 time is below the ``Conv2D``'s p10 (their
+        spreads do not overlap)."""
+        if self.timing is None or candidate.timing is None:
+            return False
+        return (
+            candidate.speedup is not None
+            and candidate.speedup >= MIN_SPEEDUP
+            and candidate.timing.p90 < self.timing.p10
+        )
+
     @property
     def best(self) -> Candidate | None:
         """The fastest candidate when measured, else the one with fewest
@@ -165,6 +177,13 @@ class Suggestion:
                 f"keep {what}: no fast layer is faster here (best {best.label}, "
                 f"{best.speedup:.2f}x measured, {_fewer(best.macs_ratio)})"
             )
+        if not self.clearly_faster(best):
+            return (
+                f"keep {what}: no fast layer is clearly faster here (best "
+                f"{best.label}, {best.speedup:.2f}x measured, but its p90 time "
+                f"{best.timing.p90 * 1e3:.2f} ms is not below the Conv2D's p10 "
+                f"{self.timing.p10 * 1e3:.2f} ms; {_fewer(best.macs_ratio)})"
+            )
         share = self.time_share
         whole = 1.0 / (1.0 - share + share / best.speedup)
         step = "training step" if self.mode == "train" else "forward pass"
@@ -189,6 +208,7 @@ class Suggestion:
             "timing": None if self.timing is None else self.timing.as_dict(),
             "candidates": [c.as_dict() for c in self.candidates],
             "best": None if best is None else best.label,
+            "clearly_faster": best is not None and self.clearly_faster(best),
             "line": self.line,
         }
 

@@ -15,11 +15,14 @@ from fastconv.cli import main
 from fastconv.cost import layer_cost
 from fastconv.profile import (
     DEFAULT_CANDIDATES,
+    Candidate,
+    Suggestion,
     candidate_layer,
     load_json,
     profile,
     suggest_replacements,
 )
+from fastconv.timing import Timing
 
 L = keras.layers
 FAST = dict(warmup=0, repeats=1, jit=False)
@@ -106,6 +109,60 @@ def test_measured_suggestions_end_the_table_and_the_json(result, tmp_path):
     data = load_json(tmp_path / "p.json")
     assert [s["path"] for s in data["suggestions"]] == ["conv1", "conv2"]
     assert data["suggestions"][1]["candidates"][0]["timing"]["samples_ns"]
+
+
+def _measured(conv_ms, fast_ms):
+    """A suggestion with made-up samples (milliseconds): the verdict's rule,
+    with no clock involved."""
+    conv = Timing(tuple(int(v * 1e6) for v in conv_ms))
+    fast = Timing(tuple(int(v * 1e6) for v in fast_ms))
+    candidate = Candidate(
+        label="TuckerConv2D(rank=(8, 16))",
+        macs_ratio=7.4,
+        timing=fast,
+        speedup=conv.median / fast.median,
+    )
+    return Suggestion(
+        path="conv2",
+        description="Conv2D 32->64, 3x3",
+        input_shape=(128, 26, 26, 32),
+        params=18496,
+        macs_per_example=10616832,
+        time_share=0.5,
+        timing=conv,
+        candidates=(candidate,),
+        mode="train",
+    )
+
+
+def test_verdict_replace_when_the_spreads_do_not_overlap():
+    s = _measured([100, 101, 102, 103, 104], [49, 50, 51, 52, 53])
+    assert s.clearly_faster(s.best)
+    # Half the step at 2x faster: 1 / (0.5 + 0.25) = 1.33x for the whole step.
+    assert s.line == (
+        "replace conv2 (Conv2D 32->64, 3x3) with TuckerConv2D(rank=(8, 16)): "
+        "2.0x faster here (measured; 7.4x fewer multiply-adds); this layer is "
+        "50% of the training step, which would be about 1.33x faster"
+    )
+    assert s.as_dict()["clearly_faster"] is True
+
+
+def test_verdict_keep_when_the_spreads_overlap():
+    s = _measured([80, 100, 100, 100, 200], [60, 70, 70, 70, 150])
+    assert s.best.speedup == pytest.approx(100 / 70)
+    assert not s.clearly_faster(s.best)
+    assert s.line.startswith(
+        "keep conv2 (Conv2D 32->64, 3x3): no fast layer is clearly faster here "
+        "(best TuckerConv2D(rank=(8, 16)), 1.43x measured, but its p90 time"
+    )
+
+
+def test_verdict_keep_when_slower():
+    s = _measured([10, 10, 10], [20, 20, 20])
+    assert s.line.startswith(
+        "keep conv2 (Conv2D 32->64, 3x3): no fast layer is faster here "
+        "(best TuckerConv2D(rank=(8, 16)), 0.50x measured, 7.4x fewer"
+    )
 
 
 def test_a_candidate_that_cannot_be_built_is_reported(result):
