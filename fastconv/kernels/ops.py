@@ -96,10 +96,10 @@ def shifted_depthwise(
                 w = weights[i, j]
                 if not last:
                     w = keras.ops.reshape(w, weight_shape)
-                term = piece * w
+                term = keras.ops.multiply(piece, w)
             else:
                 term = _expand_channels(piece, kernel[i, j], last)
-            total = term if total is None else total + term
+            total = term if total is None else keras.ops.add(total, term)
     return total
 
 
@@ -107,11 +107,12 @@ def _expand_channels(piece, weights, last: bool):
     """``piece`` (C channels) times ``weights`` ``(C, D)`` -> ``C D`` channels."""
     channels, multiplier = weights.shape
     if last:
-        term = keras.ops.expand_dims(piece, -1) * weights
+        term = keras.ops.multiply(keras.ops.expand_dims(piece, -1), weights)
         shape = keras.ops.shape(piece)
         return keras.ops.reshape(term, (-1, shape[1], shape[2], channels * multiplier))
-    term = keras.ops.expand_dims(piece, 2) * keras.ops.reshape(
-        weights, (channels, multiplier, 1, 1)
+    term = keras.ops.multiply(
+        keras.ops.expand_dims(piece, 2),
+        keras.ops.reshape(weights, (channels, multiplier, 1, 1)),
     )
     shape = keras.ops.shape(piece)
     return keras.ops.reshape(term, (-1, channels * multiplier, shape[2], shape[3]))

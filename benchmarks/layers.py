@@ -1,0 +1,278 @@
+"""Every fastconv layer and implementation against keras.layers.Conv2D.
+
+For each point of a grid (batch, spatial size, channels, kernel size, rank
+ratio), builds a ``Conv2D`` and, for CP, Tucker-2, depthwise separable and
+factorized (1 x k then k x 1) layers, one layer per concrete implementation
+plus one with ``implementation="auto"``; times them interleaved with
+``fastconv.timing`` (inference, then a training step: forward and backward),
+and writes every raw sample, the environment, each layer's FLOP ratio to
+``Conv2D`` and ``"auto"``'s choices to JSON, and a Markdown table.
+
+The implementations named after the layer's structure (``depthwise`` for CP,
+``tucker``, ``separable``, ``factorized``) are the plain Keras compositions
+(``keras.ops.conv`` / ``depthwise_conv`` in a row): they are the baseline that
+the fast implementations must beat.
+
+The issue's grid (batch 1 and 64; spatial 8, 16, 32, 56; channels 32 to 512;
+k 3, 5, 7; rank ratios 1/8 to 1/2) has hundreds of points and would take hours
+on a 2-core CPU; ``grid()`` is a subsample of 16 points: the reference point
+(batch 64, 32x32, 128 -> 128, k 3, rank ratio 1/4), every spatial size and
+channel count at k = 3, rank ratio 1/4 for batch 1, five of them for batch 64
+(the large ones would take seconds per call), k = 5 and 7 at batch 1, and rank
+ratios 1/8 and 1/2 at the reference point. Points whose Conv2D needs more than
+``--max-gmacs`` multiply-adds are dropped.
+
+Usage:
+    python benchmarks/layers.py --quick          # the reference shape alone
+    python benchmarks/layers.py                  # the subsampled grid
+    KERAS_BACKEND=jax python benchmarks/layers.py --quick
+
+``"auto"`` measures on first use; the run uses a fresh autotune cache (a
+temporary file) unless ``--cache`` is given, so its choices are made in the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REFERENCE = {"batch": 64, "size": 32, "channels": 128, "k": 3, "ratio": 0.25}
+LAYERS = ("CPConv2D", "TuckerConv2D", "DepthwiseSeparableConv2D", "FactorizedConv2D")
+
+
+def grid() -> list[dict]:
+    """The subsampled grid, reference point first."""
+    points = [dict(REFERENCE)]
+    for batch, size, channels in (
+        (1, 8, 32),
+        (1, 8, 512),
+        (1, 16, 128),
+        (1, 32, 128),
+        (1, 56, 128),
+        (1, 56, 512),
+        (64, 8, 128),
+        (64, 8, 512),
+        (64, 16, 128),
+        (64, 32, 32),
+        (64, 56, 32),
+    ):
+        points.append({**REFERENCE, "batch": batch, "size": size, "channels": channels})
+    for k in (5, 7):
+        points.append({**REFERENCE, "batch": 1, "k": k})
+    for ratio in (0.125, 0.5):
+        points.append({**REFERENCE, "ratio": ratio})
+    return points
+
+
+def dense_gmacs(p: dict) -> float:
+    return p["batch"] * p["size"] ** 2 * p["k"] ** 2 * p["channels"] ** 2 / 1e9
+
+
+def build_layers(p: dict):
+    """name -> (layer, flop ratio) for one grid point; built, not called."""
+    import keras
+
+    import fastconv
+    from fastconv.cost import conv2d_cost
+
+    c, k = p["channels"], p["k"]
+    rank = max(1, round(c * p["ratio"]))
+    shape = (p["batch"], p["size"], p["size"], c)
+    dense_macs = conv2d_cost(shape[1:], c, k, padding="same").macs
+    specs = {
+        "CPConv2D": (fastconv.CPConv2D, {"rank": rank}),
+        "TuckerConv2D": (fastconv.TuckerConv2D, {"rank": (rank, rank)}),
+        "DepthwiseSeparableConv2D": (fastconv.DepthwiseSeparableConv2D, {}),
+        "FactorizedConv2D": (fastconv.FactorizedConv2D, {}),
+    }
+    conv = keras.layers.Conv2D(c, k, padding="same")
+    conv.build(shape)
+    layers = {"Conv2D": (conv, 1.0)}
+    for name, (cls, kwargs) in specs.items():
+        for impl in ("auto", *cls.IMPLEMENTATIONS):
+            layer = cls(c, k, padding="same", implementation=impl, **kwargs)
+            layer.build(shape)
+            ratio = dense_macs / layer.cost(shape[1:]).macs
+            layers[f"{name}/{impl}"] = (layer, ratio)
+    return layers, shape
+
+
+def run_point(p: dict, *, jit: bool, warmup: int, repeats: int) -> dict:
+    from fastconv.timing import interleaved, make_forward, make_grad_step
+
+    result = {"point": p, "dense_gmacs": dense_gmacs(p), "modes": {}}
+    for mode, make in (("forward", make_forward), ("train", make_grad_step)):
+        layers, shape = build_layers(p)
+        x = np.random.default_rng(0).standard_normal(shape).astype("float32")
+        fns = {}
+        start = time.perf_counter()
+        for name, (layer, _) in layers.items():
+            fns[name] = make(layer, x, jit=jit)
+            if name.endswith("/auto"):
+                fns[name]()  # traces, and so lets "auto" choose, outside the clock
+        setup_s = time.perf_counter() - start
+        timings = interleaved(fns, warmup=warmup, repeats=repeats)
+        rows = {}
+        for name, (layer, ratio) in layers.items():
+            row = {"flop_ratio": ratio, **timings[name].as_dict()}
+            if name.endswith("/auto"):
+                row["choice"] = sorted(
+                    set(layer.__dict__.get("_auto_choices", {}).values())
+                )
+            rows[name] = row
+        result["modes"][mode] = {"setup_s": setup_s, "layers": rows}
+    return result
+
+
+def summarise(result: dict) -> list[dict]:
+    """Per layer and mode: speedups over Conv2D, efficiency, auto vs best."""
+    out = []
+    for mode, data in result["modes"].items():
+        rows = data["layers"]
+        base = rows["Conv2D"]["median_s"]
+        for layer in LAYERS:
+            impls = {
+                n.split("/")[1]: r for n, r in rows.items() if n.startswith(layer + "/")
+            }
+            speed = {i: base / r["median_s"] for i, r in impls.items()}
+            concrete = {i: s for i, s in speed.items() if i != "auto"}
+            best = max(concrete, key=concrete.get)
+            ratio = impls["auto"]["flop_ratio"]
+            out.append(
+                {
+                    **result["point"],
+                    "mode": mode,
+                    "layer": layer,
+                    "flop_ratio": ratio,
+                    "speedups": speed,
+                    "auto_choice": impls["auto"].get("choice"),
+                    "efficiency_auto": speed["auto"] / ratio,
+                    "auto_vs_best": speed["auto"] / concrete[best],
+                    "best": best,
+                }
+            )
+    return out
+
+
+def markdown(results: list[dict], env: dict) -> str:
+    lines = [
+        f"# fastconv layers vs Conv2D: {env['backend']} on {env['device']}",
+        "",
+        f"{env['date']}, commit {env['git_commit']}, {env['precision']}; "
+        "speedup = Conv2D median / layer median (interleaved, same run); "
+        "efficiency = auto's speedup / FLOP ratio; auto/best = auto's speedup over "
+        "the best concrete implementation's.",
+        "",
+        "| batch | size | C | k | ratio | mode | layer | FLOP ratio | speedup by "
+        "implementation | auto (choice) | efficiency | auto/best |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        for s in summarise(result):
+            impls = ", ".join(
+                f"{i} {v:.2f}x" for i, v in s["speedups"].items() if i != "auto"
+            )
+            choice = "/".join(s["auto_choice"] or [])
+            lines.append(
+                f"| {s['batch']} | {s['size']} | {s['channels']} | {s['k']} | "
+                f"{s['ratio']:g} | {s['mode']} | {s['layer']} | "
+                f"{s['flop_ratio']:.1f} | {impls} | {s['speedups']['auto']:.2f}x "
+                f"({choice}) | {s['efficiency_auto']:.2f} | "
+                f"{s['auto_vs_best']:.2f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="the reference shape alone"
+    )
+    parser.add_argument(
+        "--jit",
+        choices=("default", "on", "off"),
+        default="default",
+        help="XLA on TensorFlow; default: as Keras's fit/predict "
+        "would (off on a CPU-only machine, on with a GPU)",
+    )
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--max-gmacs",
+        type=float,
+        default=12.0,
+        help="skip grid points whose Conv2D needs more multiply-adds",
+    )
+    parser.add_argument("--cache", help="autotune cache file (default: a fresh one)")
+    parser.add_argument(
+        "--out",
+        default="benchmarks/results",
+        help="folder for layers-<backend>-<tag>.json/.md",
+    )
+    parser.add_argument(
+        "--tag",
+        default=None,
+        help="file name tag (default: quick or grid, and the jit)",
+    )
+    args = parser.parse_args(argv)
+
+    os.environ["FASTCONV_AUTOTUNE_CACHE"] = args.cache or os.path.join(
+        tempfile.mkdtemp(prefix="fastconv-bench-"), "autotune.json"
+    )
+    import keras
+
+    from fastconv.timing import environment
+
+    backend = keras.backend.backend()
+    if args.jit == "default":
+        jit = backend == "jax"
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            jit = bool(tf.config.list_physical_devices("GPU"))
+    else:
+        jit = args.jit == "on"
+    points = (
+        [dict(REFERENCE)]
+        if args.quick
+        else [p for p in grid() if dense_gmacs(p) <= args.max_gmacs]
+    )
+    env = environment()
+    env["jit"] = jit
+    tag = args.tag or ("quick" if args.quick else "grid")
+    if backend == "tensorflow":
+        tag += "-xla" if jit else "-graph"
+    stem = Path(args.out) / f"layers-{backend}-{tag}"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    results = []
+    for i, p in enumerate(points):
+        start = time.perf_counter()
+        results.append(run_point(p, jit=jit, warmup=args.warmup, repeats=args.repeats))
+        print(
+            f"[{i + 1}/{len(points)}] {p} {time.perf_counter() - start:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+        payload = {
+            "environment": env,
+            "grid_subsampled": not args.quick,
+            "warmup": args.warmup,
+            "repeats": args.repeats,
+            "results": results,
+            "summary": [s for r in results for s in summarise(r)],
+        }
+        stem.with_suffix(".json").write_text(json.dumps(payload, indent=1))
+        stem.with_suffix(".md").write_text(markdown(results, env))
+    print(stem.with_suffix(".md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

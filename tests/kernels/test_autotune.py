@@ -1,0 +1,260 @@
+"""The "auto" choice: cache, static rule, switches. No outcome depends on timing:
+where a test needs a winner, the measurement is replaced."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv.kernels import autotune
+from fastconv.timing import make_forward
+from tests.layer_checks import random_input
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    """A private cache file, autotuning on, every layer big enough to measure."""
+    path = tmp_path / "cache" / "autotune.json"
+    monkeypatch.setenv("FASTCONV_AUTOTUNE_CACHE", str(path))
+    monkeypatch.setenv("FASTCONV_AUTOTUNE", "1")
+    monkeypatch.setattr(autotune, "MIN_MACS", 0)
+    return path
+
+
+class FakeMeasure:
+    """Stands in for the measurement: ``winner(request)`` names the fastest."""
+
+    def __init__(self, winner):
+        self.winner = winner
+        self.requests = []
+
+    def __call__(self, request):
+        self.requests.append(request)
+        best = self.winner(request)
+        return {name: (0.001 if name == best else 0.002) for name in request.candidates}
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    def install(winner):
+        measure = FakeMeasure(winner)
+        monkeypatch.setattr(autotune, "_measure_request", measure)
+        return measure
+
+    return install
+
+
+def _cp(**kwargs):
+    return fastconv.CPConv2D(4, 3, rank=2, padding="same", **kwargs)
+
+
+def test_cache_path_precedence(monkeypatch, tmp_path):
+    monkeypatch.setenv("FASTCONV_AUTOTUNE_CACHE", str(tmp_path / "a.json"))
+    monkeypatch.setenv("FASTCONV_DATA_DIR", str(tmp_path / "data"))
+    assert autotune.cache_path() == tmp_path / "a.json"
+    monkeypatch.delenv("FASTCONV_AUTOTUNE_CACHE")
+    assert autotune.cache_path() == tmp_path / "data" / "autotune.json"
+    monkeypatch.delenv("FASTCONV_DATA_DIR")
+    assert autotune.cache_path().parts[-3:] == (".cache", "fastconv", "autotune.json")
+
+
+@pytest.mark.parametrize(
+    "value, enabled", [("0", False), ("off", False), ("False", False), ("1", True)]
+)
+def test_autotune_switch(monkeypatch, value, enabled):
+    monkeypatch.setenv("FASTCONV_AUTOTUNE", value)
+    assert autotune.autotune_enabled() is enabled
+
+
+def test_measures_once_then_reads_the_cache(fake, _cache):
+    measure = fake(lambda request: "shift")
+    x = random_input((2, 8, 8, 4))
+    layer = _cp()
+    layer(x)
+    assert len(measure.requests) == 1
+    assert layer._auto_choices == {((2, 8, 8, 4), False, "eager"): "shift"}
+    data = json.loads(_cache.read_text())
+    assert data["version"] == autotune.CACHE_VERSION
+    ((key, entry),) = data["entries"].items()
+    assert entry["choice"] == "shift"
+    assert set(entry["median_s"]) == {"depthwise", "shift", "dense"}
+    key = json.loads(key)
+    assert key["layer"] == "CPConv2D" and key["input_shape"] == [2, 8, 8, 4]
+    assert key["mode"] == "forward" and key["backend"] == keras.backend.backend()
+    assert key["versions"]["keras"] == keras.version()
+    assert "name" not in key["config"] and key["config"]["rank"] == 2
+    # A new layer of the same configuration and shape reads the cache.
+    _cp(name="another")(x)
+    assert len(measure.requests) == 1
+    # Another batch size is another shape.
+    _cp()(random_input((3, 8, 8, 4)))
+    assert len(measure.requests) == 2
+    assert not list(_cache.parent.glob(".autotune-*"))
+
+
+def test_inference_and_training_choose_separately(fake):
+    measure = fake(lambda request: "dense" if request.training else "shift")
+    layer = _cp()
+    x = random_input((2, 8, 8, 4))
+    layer(x, training=False)
+    layer(x, training=True)
+    choices = {key[1]: impl for key, impl in layer._auto_choices.items()}
+    assert choices == {False: "shift", True: "dense"}
+    assert [r.training for r in measure.requests] == [False, True]
+
+
+def test_corrupt_cache_is_ignored_with_a_warning_and_rebuilt(fake, _cache):
+    measure = fake(lambda request: "dense")
+    _cache.parent.mkdir(parents=True)
+    _cache.write_text("{not json")
+    with pytest.warns(UserWarning, match="corrupt autotune cache"):
+        _cp()(random_input((2, 8, 8, 4)))
+    assert len(measure.requests) == 1
+    entries = json.loads(_cache.read_text())["entries"]
+    assert [e["choice"] for e in entries.values()] == ["dense"]
+
+
+@pytest.mark.parametrize(
+    "content", ['{"version": 1}', '{"version": 99, "entries": {}}', "[1, 2]"]
+)
+def test_wrong_cache_structure_is_corrupt(_cache, content):
+    _cache.parent.mkdir(parents=True)
+    _cache.write_text(content)
+    with pytest.warns(UserWarning, match="corrupt"):
+        assert autotune.load_cache() == {}
+
+
+def test_cached_choice_not_a_candidate_is_measured_again(fake, _cache):
+    measure = fake(lambda request: "shift")
+    x = random_input((2, 8, 8, 4))
+    _cp()(x)
+    data = json.loads(_cache.read_text())
+    for entry in data["entries"].values():
+        entry["choice"] = "fft"
+    _cache.write_text(json.dumps(data))
+    _cp()(x)
+    assert len(measure.requests) == 2
+
+
+def test_autotune_off_uses_the_static_rule(fake, monkeypatch, _cache):
+    measure = fake(lambda request: "dense")
+    monkeypatch.setenv("FASTCONV_AUTOTUNE", "0")
+    layer = _cp()
+    layer(random_input((2, 8, 8, 4)))
+    assert measure.requests == []
+    assert not _cache.exists()
+    assert set(layer._auto_choices.values()) == {"depthwise"}
+
+
+def test_small_layers_use_the_static_rule(fake, monkeypatch):
+    measure = fake(lambda request: "dense")
+    monkeypatch.setattr(autotune, "MIN_MACS", 10**12)
+    _cp()(random_input((2, 8, 8, 4)))
+    assert measure.requests == []
+
+
+def test_symbolic_calls_use_the_static_rule(fake):
+    measure = fake(lambda request: "dense")
+    layer = _cp()
+    inputs = keras.Input((8, 8, 4))
+    model = keras.Model(inputs, layer(inputs))
+    assert measure.requests == []
+    model(random_input((2, 8, 8, 4)))
+    assert len(measure.requests) == 1
+
+
+def test_concrete_implementation_never_measures(fake):
+    measure = fake(lambda request: "dense")
+    layer = _cp(implementation="shift")
+    layer(random_input((2, 8, 8, 4)))
+    assert measure.requests == []
+    assert "_auto_choices" not in layer.__dict__
+
+
+def test_static_rule():
+    layer = fastconv.CPConv2D(64, 3, rank=16, padding="same")
+    shape = (None, 32, 32, 64)
+    assert layer.static_implementation(shape, "graph") == "depthwise"
+    assert layer.static_implementation(shape, "eager") == "depthwise"
+    assert layer.static_implementation(shape, "xla") == "shift"
+    # Unknown spatial size: the layer's own rule, no dense fallback.
+    assert layer.static_implementation((None, None, None, 64), "xla") == "shift"
+    # A CP rank so large that it saves nothing: the dense kernel.
+    big = fastconv.CPConv2D(16, 3, rank=64, padding="same")
+    assert big.static_implementation((None, 8, 8, 16), "xla") == "dense"
+    tucker = fastconv.TuckerConv2D(64, 3, rank=(16, 16))
+    assert tucker.static_implementation(shape, "xla") == "tucker"
+    assert (
+        fastconv.TuckerConv2D(16, 3, rank=16).static_implementation((None, 8, 8, 16))
+        == "dense"
+    )
+    separable = fastconv.DepthwiseSeparableConv2D(64, 3)
+    assert separable.static_implementation(shape, "xla") == "shift"
+    assert separable.static_implementation(shape, "graph") == "separable"
+
+
+def test_nonlinear_layer_never_chooses_dense(fake):
+    measure = fake(
+        lambda request: "dense" if "dense" in request.candidates else "shift"
+    )
+    layer = fastconv.DepthwiseSeparableConv2D(8, 3, intermediate_activation="relu")
+    layer(random_input((2, 8, 8, 4)))
+    assert measure.requests[0].candidates == ("separable", "shift")
+    assert set(layer._auto_choices.values()) == {"shift"}
+    tiny = fastconv.DepthwiseSeparableConv2D(
+        4, 3, intermediate_batchnorm=True, implementation="auto"
+    )
+    assert tiny.static_implementation((None, 8, 8, 64)) == "separable"
+
+
+def test_measures_for_real_inside_a_compiled_trace(_cache):
+    """The measurement escapes a tf.function / jax.jit trace in progress."""
+    layer = _cp()
+    x = random_input((2, 8, 8, 4))
+    layer.build(x.shape)
+    run = make_forward(layer, x)
+    y = keras.ops.convert_to_numpy(run())
+    assert y.shape == (2, 8, 8, 4)
+    (choice,) = set(layer._auto_choices.values())
+    assert choice in layer.allowed_implementations()
+    (entry,) = json.loads(_cache.read_text())["entries"].values()
+    assert set(entry["median_s"]) == set(layer.allowed_implementations())
+    assert all(t > 0 for t in entry["median_s"].values())
+
+
+def test_measure_implementations_with_baseline():
+    layer = _cp()
+    timings = autotune.measure_implementations(
+        layer,
+        (1, 6, 6, 4),
+        implementations=("shift", "dense"),
+        baseline=keras.layers.Conv2D(4, 3, padding="same"),
+        warmup=1,
+        repeats=2,
+        training=True,
+    )
+    assert list(timings) == ["shift", "dense", "baseline"]
+    assert all(len(t.samples_ns) == 2 for t in timings.values())
+    assert not layer.built
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(input_shape=(None, 6, 6, 4)), "input_shape must be a sequence of pos"),
+        (dict(input_shape=(1, 0, 6, 4)), r"received input_shape=\(1, 0, 6, 4\)"),
+        (
+            dict(input_shape=(1, 6, 6, 4), implementations=("fft",)),
+            "no implementation 'fft'",
+        ),
+    ],
+)
+def test_measure_implementations_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        autotune.measure_implementations(_cp(), **kwargs)
+
+
+def test_compilation_mode_is_eager_outside_traces():
+    assert autotune.compilation_mode(np.zeros(1)) == "eager"

@@ -1,0 +1,87 @@
+"""The building blocks equal the Keras ops they replace."""
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fastconv.kernels.ops import (
+    pointwise_matmul,
+    same_padding_widths,
+    shifted_depthwise,
+)
+from tests.layer_checks import random_input, relative_error, to_numpy
+
+
+def _reference_depthwise(x, kernel, strides, padding, dilation, data_format):
+    """keras.ops.depthwise_conv, run channels_last (all TF CPU kernels take it)."""
+    if data_format == "channels_first":
+        x = np.transpose(x, (0, 2, 3, 1))
+    y = to_numpy(
+        keras.ops.depthwise_conv(x, kernel, strides, padding, "channels_last", dilation)
+    )
+    return np.transpose(y, (0, 3, 1, 2)) if data_format == "channels_first" else y
+
+
+@given(
+    kh=st.integers(1, 4),
+    kw=st.integers(1, 4),
+    stride=st.sampled_from([(1, 1), (2, 2), (3, 3)]),
+    dilation=st.integers(1, 2),
+    padding=st.sampled_from(["valid", "same"]),
+    data_format=st.sampled_from(["channels_last", "channels_first"]),
+    multiplier=st.integers(1, 2),
+    h=st.integers(7, 10),
+    w=st.integers(7, 10),
+)
+def test_shifted_depthwise_equals_depthwise_conv(
+    kh, kw, stride, dilation, padding, data_format, multiplier, h, w
+):
+    if max(stride) > 1:
+        dilation = 1
+    c = 3
+    shape = (2, h, w, c) if data_format == "channels_last" else (2, c, h, w)
+    x = random_input(shape, seed=1)
+    kernel = random_input((kh, kw, c, multiplier), seed=2)
+    y = to_numpy(
+        shifted_depthwise(x, kernel, stride, padding, (dilation, dilation), data_format)
+    )
+    ref = _reference_depthwise(x, kernel, stride, padding, dilation, data_format)
+    assert y.shape == ref.shape
+    assert relative_error(y, ref) < 1e-5
+
+
+def test_shifted_depthwise_needs_known_size_for_strided_same_padding():
+    class Unknown:
+        shape = (None, None, None, 3)
+
+    kernel = np.ones((3, 3, 3, 1), "float32")
+    with pytest.raises(ValueError, match="known spatial size"):
+        shifted_depthwise(Unknown(), kernel, 2, "same")
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_pointwise_matmul_equals_1x1_conv(data_format):
+    x = random_input((2, 5, 6, 4), seed=3)
+    matrix = random_input((4, 7), seed=4)
+    ref = to_numpy(keras.ops.conv(x, matrix.reshape(1, 1, 4, 7)))
+    if data_format == "channels_first":
+        x = np.transpose(x, (0, 3, 1, 2))
+        ref = np.transpose(ref, (0, 3, 1, 2))
+    y = to_numpy(pointwise_matmul(x, matrix, data_format))
+    assert relative_error(y, ref) < 1e-5
+
+
+@pytest.mark.parametrize(
+    "length, kernel, stride, dilation, expected",
+    [
+        (8, 3, 1, 1, (1, 1)),
+        (8, 4, 1, 1, (1, 2)),
+        (9, 3, 2, 1, (1, 1)),
+        (8, 3, 2, 1, (0, 1)),
+        (8, 3, 1, 2, (2, 2)),
+    ],
+)
+def test_same_padding_widths(length, kernel, stride, dilation, expected):
+    assert same_padding_widths(length, kernel, stride, dilation) == expected

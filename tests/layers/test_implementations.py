@@ -1,0 +1,180 @@
+"""Every implementation of every layer computes the same thing, on the same weights."""
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import fastconv
+from tests.layer_checks import random_input, relative_error, to_numpy
+
+RTOL = 1e-4
+
+LAYERS = {
+    "CPConv2D": (fastconv.CPConv2D, {"rank": 3}),
+    "TuckerConv2D": (fastconv.TuckerConv2D, {"rank": (3, 2)}),
+    "DepthwiseSeparableConv2D": (fastconv.DepthwiseSeparableConv2D, {}),
+    "FactorizedConv2D": (fastconv.FactorizedConv2D, {}),
+    "BottleneckConv2D": (fastconv.BottleneckConv2D, {"bottleneck_filters": 2}),
+}
+# StackedConv2D and WideConv2D have one implementation besides "dense"; their
+# own test files check that pair.
+
+
+def _outputs_by_implementation(cls, kwargs, input_shape, seed=0):
+    """Output of each implementation of ``cls(**kwargs)``, all on one set of weights."""
+    x = random_input(input_shape, seed=seed)
+    first = None
+    outputs = {}
+    for impl in cls.IMPLEMENTATIONS:
+        layer = cls(**kwargs, implementation=impl)
+        layer.build(input_shape)
+        if first is None:
+            first = layer
+            rng = np.random.default_rng(seed + 1)
+            weights = [
+                rng.standard_normal(w.shape).astype("float32")
+                for w in layer.get_weights()
+            ]
+            layer.set_weights(weights)
+        else:
+            layer.set_weights(first.get_weights())
+        if impl in layer.allowed_implementations():
+            outputs[impl] = to_numpy(layer(x))
+    return outputs
+
+
+def _assert_all_equal(outputs):
+    names = list(outputs)
+    ref = outputs[names[0]]
+    for name in names[1:]:
+        assert outputs[name].shape == ref.shape, (name, outputs[name].shape)
+        err = relative_error(outputs[name], ref)
+        assert err < RTOL, f"{name} differs from {names[0]} by {err:.3g}"
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+@pytest.mark.parametrize(
+    "conv_kwargs, input_shape",
+    [
+        (dict(kernel_size=3, padding="same"), (2, 8, 8, 4)),
+        (dict(kernel_size=(3, 5), strides=2, padding="same"), (2, 9, 8, 4)),
+        (dict(kernel_size=(5, 3), strides=(1, 2), padding="valid"), (1, 9, 10, 4)),
+        (dict(kernel_size=3, dilation_rate=2, padding="same"), (2, 9, 9, 4)),
+        (
+            dict(kernel_size=3, padding="same", data_format="channels_first"),
+            (2, 4, 7, 8),
+        ),
+        (
+            dict(
+                kernel_size=(2, 3),
+                strides=2,
+                padding="valid",
+                data_format="channels_first",
+            ),
+            (1, 4, 9, 8),
+        ),
+    ],
+)
+def test_implementations_agree(name, conv_kwargs, input_shape):
+    cls, extra = LAYERS[name]
+    outputs = _outputs_by_implementation(
+        cls, {"filters": 4, **conv_kwargs, **extra}, input_shape
+    )
+    assert len(outputs) == len(cls.IMPLEMENTATIONS)
+    _assert_all_equal(outputs)
+
+
+@given(
+    name=st.sampled_from(["CPConv2D", "TuckerConv2D", "DepthwiseSeparableConv2D"]),
+    k=st.tuples(st.integers(2, 5), st.integers(1, 5)),
+    stride=st.integers(1, 3),
+    dilation=st.integers(1, 2),
+    padding=st.sampled_from(["valid", "same"]),
+    data_format=st.sampled_from(["channels_last", "channels_first"]),
+    use_bias=st.booleans(),
+    size=st.tuples(st.integers(9, 12), st.integers(9, 12)),
+    c_in=st.integers(1, 5),
+)
+def test_implementations_agree_random(
+    name, k, stride, dilation, padding, data_format, use_bias, size, c_in
+):
+    if stride > 1:
+        dilation = 1
+    cls, extra = LAYERS[name]
+    if name == "CPConv2D":
+        extra = {"rank": 2}
+    if name == "TuckerConv2D":
+        extra = {"rank": (1, 2)}
+    kwargs = dict(
+        filters=3,
+        kernel_size=k,
+        strides=stride,
+        dilation_rate=dilation,
+        padding=padding,
+        data_format=data_format,
+        use_bias=use_bias,
+        **extra,
+    )
+    if data_format == "channels_last":
+        shape = (2, *size, c_in)
+    else:
+        shape = (2, c_in, *size)
+    _assert_all_equal(_outputs_by_implementation(cls, kwargs, shape))
+
+
+@pytest.mark.parametrize("implementation", ["separable", "shift"])
+def test_separable_with_batchnorm_has_no_dense_and_agrees(implementation):
+    kwargs = dict(
+        filters=4,
+        kernel_size=3,
+        padding="same",
+        intermediate_batchnorm=True,
+        intermediate_activation="relu",
+    )
+    layer = fastconv.DepthwiseSeparableConv2D(**kwargs, implementation=implementation)
+    assert layer.allowed_implementations() == ("separable", "shift")
+    ref = fastconv.DepthwiseSeparableConv2D(**kwargs, implementation="separable")
+    x = random_input((2, 6, 6, 3))
+    ref(x)
+    layer.build(x.shape)
+    layer.set_weights(ref.get_weights())
+    for training in (False, True):
+        y = to_numpy(layer(x, training=training))
+        assert relative_error(y, to_numpy(ref(x, training=training))) < RTOL
+
+
+@pytest.mark.parametrize(
+    "name", ["CPConv2D", "TuckerConv2D", "DepthwiseSeparableConv2D"]
+)
+def test_saved_with_one_implementation_loads_with_any_other(name, tmp_path):
+    cls, extra = LAYERS[name]
+    x = random_input((2, 8, 8, 4))
+    inputs = keras.Input((8, 8, 4))
+    first = cls.IMPLEMENTATIONS[0]
+    model = keras.Model(
+        inputs, cls(4, 3, padding="same", implementation=first, **extra)(inputs)
+    )
+    expected = to_numpy(model(x))
+    path = tmp_path / "model.weights.h5"
+    model.save_weights(path)
+    saved = tmp_path / "model.keras"
+    model.save(saved)
+    loaded = keras.saving.load_model(saved)
+    assert loaded.layers[-1].implementation == first
+    for impl in (*cls.IMPLEMENTATIONS[1:], "auto"):
+        inputs = keras.Input((8, 8, 4))
+        other = keras.Model(
+            inputs, cls(4, 3, padding="same", implementation=impl, **extra)(inputs)
+        )
+        other.load_weights(path)
+        assert relative_error(to_numpy(other(x)), expected) < RTOL
+        # The weights of the loaded .keras model, by name, fit too.
+        names = [w.path.split("/")[-1] for w in other.layers[-1].weights]
+        assert names == [w.path.split("/")[-1] for w in loaded.layers[-1].weights]
+
+
+def test_unknown_implementation_names_the_choices():
+    with pytest.raises(ValueError, match="'shift'.*received implementation='fft'"):
+        fastconv.CPConv2D(4, 3, rank=2, implementation="fft")
