@@ -190,6 +190,62 @@ def markdown(results: list[dict], env: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(paths: list[str], out: str) -> None:
+    """Efficiency vs FLOP ratio, one panel per result file and mode, to ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    fig, axes = plt.subplots(
+        len(runs), 2, figsize=(11, 4 * len(runs)), squeeze=False, sharex=True
+    )
+    markers = dict(zip(LAYERS, "osD^", strict=True))
+    for row, run in zip(axes, runs, strict=True):
+        env = run["environment"]
+        compiled = "XLA" if env.get("jit") else "no XLA"
+        if env["backend"] == "torch":
+            compiled = "eager"
+        for ax, mode in zip(row, ("forward", "train"), strict=True):
+            for layer in LAYERS:
+                rows = [
+                    s
+                    for s in run["summary"]
+                    if s["mode"] == mode and s["layer"] == layer
+                ]
+                ratio = [s["flop_ratio"] for s in rows]
+                ax.scatter(
+                    ratio,
+                    [s["efficiency_auto"] for s in rows],
+                    marker=markers[layer],
+                    label=f"{layer} auto",
+                )
+                base = {
+                    "CPConv2D": "depthwise",
+                    "TuckerConv2D": "tucker",
+                    "DepthwiseSeparableConv2D": "separable",
+                    "FactorizedConv2D": "factorized",
+                }[layer]
+                ax.scatter(
+                    ratio,
+                    [s["speedups"][base] / s["flop_ratio"] for s in rows],
+                    marker=markers[layer],
+                    facecolors="none",
+                    edgecolors="gray",
+                    label=f"{layer} plain Keras ({base})",
+                )
+            ax.axhline(1.0, color="k", lw=0.5)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("FLOP ratio Conv2D / layer")
+            ax.set_ylabel("efficiency = speedup / FLOP ratio")
+            ax.set_title(f"{env['backend']} ({compiled}), {env['device']}: {mode}")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -221,7 +277,20 @@ def main(argv=None) -> int:
         default=None,
         help="file name tag (default: quick or grid, and the jit)",
     )
+    parser.add_argument(
+        "--plot",
+        nargs="+",
+        metavar="JSON",
+        help="plot efficiency vs FLOP ratio from these result "
+        "files instead of measuring",
+    )
+    parser.add_argument(
+        "--plot-out", default="benchmarks/results/layers-efficiency.png"
+    )
     args = parser.parse_args(argv)
+    if args.plot:
+        plot(args.plot, args.plot_out)
+        return 0
 
     os.environ["FASTCONV_AUTOTUNE_CACHE"] = args.cache or os.path.join(
         tempfile.mkdtemp(prefix="fastconv-bench-"), "autotune.json"

@@ -53,6 +53,7 @@ __all__ = [
     "compilation_mode",
     "load_cache",
     "measure_implementations",
+    "speedup_over",
 ]
 
 #: Layers doing fewer multiply-adds per call than this use the static rule:
@@ -191,7 +192,16 @@ def choose(request: Request, measure: Callable | None = None) -> str:
     if isinstance(entry, Mapping) and entry.get("choice") in request.candidates:
         return entry["choice"]
     measure = measure or _measure_request
-    times = measure(request)
+    try:
+        times = measure(request)
+    except Exception as exc:  # a failed measurement must not break the model
+        warnings.warn(
+            f"fastconv: measuring {type(request.layer).__name__} on input shape "
+            f"{request.input_shape} failed ({type(exc).__name__}: {exc}); using "
+            f"the static rule's {request.static!r}",
+            stacklevel=2,
+        )
+        return request.static
     choice = min(times, key=times.get)
     with _LOCK:
         _store(path, key, {"choice": choice, "median_s": dict(times)})
@@ -332,3 +342,36 @@ def _measure_request(request: Request) -> dict[str, float]:
         dtype=request.dtype,
     )
     return {name: t.median for name, t in timings.items()}
+
+
+def speedup_over(
+    baseline,
+    layer,
+    input_shape: Sequence[int],
+    *,
+    training: bool = False,
+    jit: bool = True,
+    warmup: int = WARMUP,
+    repeats: int = REPEATS,
+) -> tuple[float, str]:
+    """How many times faster ``layer`` runs than ``baseline``, at its best.
+
+    Times ``baseline`` (say the ``keras.layers.Conv2D`` that ``layer`` would
+    replace) and every implementation ``layer`` allows, interleaved, with
+    ``measure_implementations``; "auto" would pick the fastest of them.
+
+    Returns:
+        ``(baseline median / fastest implementation's median, its name)``.
+    """
+    timings = measure_implementations(
+        layer,
+        input_shape,
+        training=training,
+        baseline=baseline,
+        jit=jit,
+        warmup=warmup,
+        repeats=repeats,
+    )
+    base = timings.pop("baseline").median
+    best = min(timings, key=lambda name: timings[name].median)
+    return base / timings[best].median, best

@@ -258,3 +258,26 @@ def test_measure_implementations_errors(kwargs, message):
 
 def test_compilation_mode_is_eager_outside_traces():
     assert autotune.compilation_mode(np.zeros(1)) == "eager"
+
+
+def test_failed_measurement_warns_and_uses_the_static_rule(monkeypatch, _cache):
+    def broken(request):
+        raise RuntimeError("no kernel")
+
+    monkeypatch.setattr(autotune, "_measure_request", broken)
+    layer = _cp()
+    with pytest.warns(UserWarning, match="no kernel.*static rule's 'depthwise'"):
+        layer(random_input((2, 8, 8, 4)))
+    assert not _cache.exists()
+
+
+def test_speedup_over():
+    speedup, best = autotune.speedup_over(
+        keras.layers.Conv2D(4, 3, padding="same"),
+        _cp(),
+        (1, 6, 6, 4),
+        warmup=1,
+        repeats=2,
+    )
+    assert speedup > 0
+    assert best in ("depthwise", "shift", "dense")
