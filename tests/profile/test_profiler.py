@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv.profile import load_json, profile
+from fastconv.profile import format_table, load_json, plot, profile
 
 L = keras.layers
 FAST = dict(warmup=0, repeats=1, jit=False)
@@ -115,6 +115,10 @@ def test_json_and_png_are_written(cnn_profile, tmp_path):
     assert data["total"]["params"] == 151
     png = (tmp_path / "out" / "profile.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    # A saved profile prints and draws again without the model.
+    assert format_table(data) == cnn_profile.table()
+    plot(data, tmp_path / "again.png", title="again")
+    assert (tmp_path / "again.png").read_bytes()[:4] == b"\x89PNG"
     (tmp_path / "other.json").write_text(json.dumps({"kind": "other"}))
     with pytest.raises(ValueError, match="not a fastconv profile"):
         load_json(tmp_path / "other.json")
