@@ -6,7 +6,10 @@ dilation, data format, activation, bias) at a sensible size, counts its
 parameters and multiply-adds at the row's input shape and, with
 ``measure=True``, times it against the ``Conv2D`` on that shape, interleaved,
 in the profile's mode. The profile then ends with lines such as "replace
-conv2d_1 with TuckerConv2D(rank=(8, 16)): 2.9x faster here".
+conv2d_1 with TuckerConv2D(rank=(8, 16)): 2.9x faster here". A measured
+"replace" needs the fast layer's p90 time below the ``Conv2D``'s p10 (their
+spreads do not overlap) as well as a speed-up of at least ``MIN_SPEEDUP``;
+otherwise the line says "keep" and why.
 
 The sizes, one rule for all: a quarter of the channels (``fraction=0.25``). CP
 rank ``filters / 4``; Tucker ranks ``(C_in / 4, filters / 4)``; bottleneck
