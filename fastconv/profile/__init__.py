@@ -21,11 +21,11 @@ Example:
     >>> import keras
     >>> from fastconv.profile import profile
     >>> model = keras.Sequential(
-    ...     [keras.Input((28, 28, 1)), keras.layers.Conv2D(8, 3),
-    ...      keras.layers.Flatten(), keras.layers.Dense(10)])
+    ...     [keras.Input((28, 28, 1)), keras.layers.Conv2D(8, 3, name="conv"),
+    ...      keras.layers.Flatten(name="flat"), keras.layers.Dense(10, name="out")])
     >>> result = profile(model, batch_size=8, warmup=1, repeats=2, jit=False)
     >>> [row.path for row in result.layers]
-    ['conv2d', 'flatten', 'dense']
+    ['conv', 'flat', 'out']
     >>> result.to_json("profile.json"); result.plot("profile.png")  # doctest: +SKIP
     >>> print(result)  # doctest: +SKIP
 """

@@ -23,10 +23,11 @@ step minus its (inference) forward, both medians.
 Example:
     >>> import keras
     >>> from fastconv.profile import profile
-    >>> model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3)])
+    >>> model = keras.Sequential(
+    ...     [keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, name="conv")])
     >>> result = profile(model, batch_size=2, warmup=1, repeats=2, jit=False)
     >>> [row.path for row in result.layers]
-    ['conv2d']
+    ['conv']
 """
 
 from __future__ import annotations
