@@ -44,7 +44,7 @@ class CPConv2D(BaseFastConv):
         Fine-tuned CP-Decomposition", ICLR 2015.
     """
 
-    IMPLEMENTATIONS = ("depthwise", "shift", "dense")
+    IMPLEMENTATIONS = ("depthwise", "matmul", "shift", "dense")
     STATIC_RULE = {"xla": "shift"}
 
     def __init__(self, filters, kernel_size, rank, **kwargs):
@@ -86,31 +86,20 @@ class CPConv2D(BaseFastConv):
         }
 
     def _linear_depthwise(self, inputs):
-        kh, kw = self.kernel_size
-        x = self._pointwise(inputs, self.pointwise_in)
-        vertical = keras.ops.reshape(self.vertical, (kh, 1, self.rank, 1))
-        x = self._depthwise(
-            x,
-            vertical,
-            strides=(self.strides[0], 1),
-            padding=self.padding,
-            dilation_rate=(self.dilation_rate[0], 1),
-        )
-        horizontal = keras.ops.reshape(self.horizontal, (1, kw, self.rank, 1))
-        x = self._depthwise(
-            x,
-            horizontal,
-            strides=(1, self.strides[1]),
-            padding=self.padding,
-            dilation_rate=(1, self.dilation_rate[1]),
-        )
-        return self._pointwise(x, self.pointwise_out)
+        return self._cp_chain(inputs, self._pointwise, self._depthwise)
+
+    def _linear_matmul(self, inputs):
+        return self._cp_chain(inputs, self._pointwise_matmul, self._depthwise)
 
     def _linear_shift(self, inputs):
+        return self._cp_chain(inputs, self._pointwise_matmul, self._shifted)
+
+    def _cp_chain(self, inputs, pointwise, depthwise):
+        """1x1, vertical, horizontal, 1x1, with the given ways to compute them."""
         kh, kw = self.kernel_size
-        x = self._pointwise_matmul(inputs, self.pointwise_in)
+        x = pointwise(inputs, self.pointwise_in)
         vertical = keras.ops.reshape(self.vertical, (kh, 1, self.rank, 1))
-        x = self._shifted(
+        x = depthwise(
             x,
             vertical,
             strides=(self.strides[0], 1),
@@ -118,14 +107,14 @@ class CPConv2D(BaseFastConv):
             dilation_rate=(self.dilation_rate[0], 1),
         )
         horizontal = keras.ops.reshape(self.horizontal, (1, kw, self.rank, 1))
-        x = self._shifted(
+        x = depthwise(
             x,
             horizontal,
             strides=(1, self.strides[1]),
             padding=self.padding,
             dilation_rate=(1, self.dilation_rate[1]),
         )
-        return self._pointwise_matmul(x, self.pointwise_out)
+        return pointwise(x, self.pointwise_out)
 
     def _dense_kernel_ops(self):
         return keras.ops.einsum(

@@ -63,7 +63,7 @@ class DepthwiseSeparableConv2D(BaseFastConv):
         Convolutional Neural Networks for Mobile Vision Applications", 2017.
     """
 
-    IMPLEMENTATIONS = ("separable", "shift", "dense")
+    IMPLEMENTATIONS = ("separable", "matmul", "shift", "dense")
     STATIC_RULE = {"xla": "shift"}
 
     def __init__(
@@ -139,20 +139,17 @@ class DepthwiseSeparableConv2D(BaseFastConv):
         return getattr(self, f"_linear_{impl}")(inputs, training)
 
     def _linear_separable(self, inputs, training=None):
-        x = self._depthwise(
-            inputs,
-            self.depthwise,
-            strides=self.strides,
-            padding=self.padding,
-            dilation_rate=self.dilation_rate,
-        )
-        if self.batchnorm is not None:
-            x = self.batchnorm(x, training=training)
-        x = self.intermediate_activation(x)
-        return self._pointwise(x, self.pointwise)
+        return self._chain(inputs, training, self._depthwise, self._pointwise)
+
+    def _linear_matmul(self, inputs, training=None):
+        return self._chain(inputs, training, self._depthwise, self._pointwise_matmul)
 
     def _linear_shift(self, inputs, training=None):
-        x = self._shifted(
+        return self._chain(inputs, training, self._shifted, self._pointwise_matmul)
+
+    def _chain(self, inputs, training, depthwise, pointwise):
+        """Depthwise, [batch norm], [activation], 1x1, computed the given ways."""
+        x = depthwise(
             inputs,
             self.depthwise,
             strides=self.strides,
@@ -162,7 +159,7 @@ class DepthwiseSeparableConv2D(BaseFastConv):
         if self.batchnorm is not None:
             x = self.batchnorm(x, training=training)
         x = self.intermediate_activation(x)
-        return self._pointwise_matmul(x, self.pointwise)
+        return pointwise(x, self.pointwise)
 
     def _dense_kernel_ops(self):
         c_in = self.depthwise.shape[2]

@@ -79,7 +79,7 @@ def test_measures_once_then_reads_the_cache(fake, _cache):
     assert data["version"] == autotune.CACHE_VERSION
     ((key, entry),) = data["entries"].items()
     assert entry["choice"] == "shift"
-    assert set(entry["median_s"]) == {"depthwise", "shift", "dense"}
+    assert set(entry["median_s"]) == {"depthwise", "matmul", "shift", "dense"}
     key = json.loads(key)
     assert key["layer"] == "CPConv2D" and key["input_shape"] == [2, 8, 8, 4]
     assert key["mode"] == "forward" and key["backend"] == keras.backend.backend()
@@ -201,7 +201,7 @@ def test_nonlinear_layer_never_chooses_dense(fake):
     )
     layer = fastconv.DepthwiseSeparableConv2D(8, 3, intermediate_activation="relu")
     layer(random_input((2, 8, 8, 4)))
-    assert measure.requests[0].candidates == ("separable", "shift")
+    assert measure.requests[0].candidates == ("separable", "matmul", "shift")
     assert set(layer._auto_choices.values()) == {"shift"}
     tiny = fastconv.DepthwiseSeparableConv2D(
         4, 3, intermediate_batchnorm=True, implementation="auto"
@@ -280,4 +280,4 @@ def test_speedup_over():
         repeats=2,
     )
     assert speedup > 0
-    assert best in ("depthwise", "shift", "dense")
+    assert best in ("depthwise", "matmul", "shift", "dense")

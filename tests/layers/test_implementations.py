@@ -124,7 +124,7 @@ def test_implementations_agree_random(
     _assert_all_equal(_outputs_by_implementation(cls, kwargs, shape))
 
 
-@pytest.mark.parametrize("implementation", ["separable", "shift"])
+@pytest.mark.parametrize("implementation", ["separable", "matmul", "shift"])
 def test_separable_with_batchnorm_has_no_dense_and_agrees(implementation):
     kwargs = dict(
         filters=4,
@@ -134,7 +134,7 @@ def test_separable_with_batchnorm_has_no_dense_and_agrees(implementation):
         intermediate_activation="relu",
     )
     layer = fastconv.DepthwiseSeparableConv2D(**kwargs, implementation=implementation)
-    assert layer.allowed_implementations() == ("separable", "shift")
+    assert layer.allowed_implementations() == ("separable", "matmul", "shift")
     ref = fastconv.DepthwiseSeparableConv2D(**kwargs, implementation="separable")
     x = random_input((2, 6, 6, 3))
     ref(x)
