@@ -24,6 +24,13 @@ class CPConv2D(BaseFastConv):
     (``H_1`` the height after the vertical factor), against
     ``H_o W_o k_h k_w C_in filters`` for ``Conv2D``.
 
+    Implementations (``implementation=``; the weights are the same for all):
+    ``"depthwise"`` (``keras.ops.conv`` 1x1s and ``depthwise_conv``),
+    ``"matmul"`` (the 1x1s as matrix products), ``"shift"`` (matrix products and
+    the depthwise factors as sums of shifted slices, which XLA fuses),
+    ``"dense"`` (the reconstructed kernel) and ``"auto"`` (measured per shape,
+    see ``fastconv.kernels.autotune``).
+
     Args:
         filters: number of output channels.
         kernel_size: int or pair; at least 2 on one axis.

@@ -33,6 +33,13 @@ class DepthwiseSeparableConv2D(BaseFastConv):
     choice to train from scratch rather than a close approximation of a trained
     ``Conv2D``.
 
+    Implementations (``implementation=``; the weights are the same for all):
+    ``"separable"`` (``keras.ops.depthwise_conv`` then a 1x1 ``keras.ops.conv``),
+    ``"matmul"`` (the 1x1 as a matrix product), ``"shift"`` (the depthwise conv
+    as a sum of shifted slices, which XLA fuses, and a matrix product),
+    ``"dense"`` (the reconstructed kernel; linear layers only) and ``"auto"``
+    (measured per shape, see ``fastconv.kernels.autotune``).
+
     Args:
         filters: number of output channels.
         kernel_size: int or pair.

@@ -27,6 +27,11 @@ class TuckerConv2D(BaseFastConv):
     ranks are well below the channel counts; with ``R_in = C_in`` and
     ``R_out = filters`` it costs more than the ``Conv2D``.
 
+    Implementations (``implementation=``; the weights are the same for all):
+    ``"tucker"`` (three ``keras.ops.conv``), ``"matmul"`` (the 1x1s as matrix
+    products), ``"dense"`` (the reconstructed kernel) and ``"auto"`` (measured
+    per shape, see ``fastconv.kernels.autotune``).
+
     Args:
         filters: number of output channels.
         kernel_size: int or pair; a 1x1 kernel gives a low-rank 1x1 conv.
