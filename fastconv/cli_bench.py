@@ -14,6 +14,7 @@ given overrides the suite's value. See docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -171,6 +172,9 @@ def run(args: argparse.Namespace) -> int:
         return _list()
     from fastconv.bench import report, run_benchmark
 
+    # TensorFlow warns each time a new model traces its predict function,
+    # which every variant does once: expected here, and noise on the terminal.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     results = run_benchmark(config_from_args(args))
     sys.stdout.write(report.markdown(results))
     print(f"\nresults: {results['out']}")

@@ -186,6 +186,12 @@ def _dataset_notes(info: Mapping) -> list[str]:
     return notes
 
 
+def _autotune(env: Mapping) -> str:
+    if "autotune" not in env:
+        return ""
+    return ", fastconv autotune " + ("on" if env["autotune"] else "off")
+
+
 def markdown(results: Mapping) -> str:
     """The Markdown a user pastes in a README: one table per dataset."""
     env = results["environment"]
@@ -198,7 +204,8 @@ def markdown(results: Mapping) -> str:
         f"Suite `{results['config']['suite']}`, {env['date']}, git "
         f"`{env['git_commit']}`. Backend {env['backend']} on {env['device']} "
         f"({env['cpu_count']} CPUs), precision {env['precision']}, distribute "
-        f"{env['distribute']} ({env['replicas']} replica(s)). {versions}.",
+        f"{env['distribute']} ({env['replicas']} replica(s)){_autotune(env)}. "
+        f"{versions}.",
         "",
     ]
     parts += [f"- {note}" for note in results.get("notes", [])]
@@ -240,7 +247,7 @@ def plot_accuracy_vs_speedup(results: Mapping, path: str | os.PathLike) -> None:
             (
                 row[1],
                 f"inference speedup (batch {large})",
-                lambda vs: vs["inference_speedup"][large],
+                lambda vs, large=large: vs["inference_speedup"][large],
             ),
         ):
             base = info["variants"]["baseline"]["accuracy"] * 100
@@ -277,7 +284,11 @@ def plot_times(results: Mapping, path: str | os.PathLike) -> None:
                 lambda e: (e["train"] or {}).get("epochs"),
             ),
             ("inference, batch 1: ms", 1e3, lambda e: e["inference"]["1"]),
-            (f"inference, batch {large}: ms", 1e3, lambda e: e["inference"][large]),
+            (
+                f"inference, batch {large}: ms",
+                1e3,
+                lambda e, large=large: e["inference"][large],
+            ),
         )
         for ax, (title, scale, get) in zip(row, panels, strict=True):
             labels, medians, low, high = [], [], [], []

@@ -67,3 +67,13 @@ def tiny_dataset():
     models.register_model(TINY, tiny_net, load=tiny_data)
     yield TINY
     models.MODELS.pop(TINY, None)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_dataset, tmp_path_factory):
+    """Every built-in variant on the tiny dataset, once per session:
+    ``(config, results)``."""
+    from fastconv.bench import run_benchmark
+
+    config = tiny_config(tmp_path_factory.mktemp("bench"))
+    return config, run_benchmark(config)

@@ -22,13 +22,6 @@ CONVERTED = [n for n, v in models.VARIANTS.items() if v.kind == "converted"]
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tiny_dataset, tmp_path_factory):
-    """Every built-in variant on the tiny dataset, once for the module."""
-    config = tiny_config(tmp_path_factory.mktemp("bench"))
-    return config, run_benchmark(config)
-
-
-@pytest.fixture(scope="module")
 def tiny_info(tiny_run):
     return tiny_run[1]["datasets"]["tiny"]
 
@@ -181,6 +174,7 @@ def test_results_record_environment_and_config(tiny_run):
     assert env["precision"] == "float32"
     assert env["device_option"] == "auto" and env["device_used"]
     assert env["distribute"] == "none" and env["replicas"] == 1
+    assert env["autotune"] in (True, False) and env["autotune_cache"]
     for key in ("date", "device", "git_commit", "cpu_count", "python"):
         assert key in env
     assert env["versions"]["keras"] == keras.__version__
