@@ -32,8 +32,11 @@ from fastconv.decomposition import _tensorly
 from fastconv.decomposition._utils import (
     check_kernel,
     check_random_state,
+    cp_to_dense,
     leading_subspace,
     relative_error,
+    single_threaded,
+    solve,
 )
 from fastconv.decomposition.ranks import resolve_rank
 from fastconv.decomposition.results import CPFactors
@@ -48,15 +51,16 @@ _FIRST_EXTRAPOLATION = 2
 _START_POWER = 2.0
 _MAX_FAILURES = 4
 _RIDGE = 1e-12
+# `_als` works in float32 until the relative error falls below this (or stops
+# falling), then in float64.
+_SINGLE_UNTIL = 1e-3
 
 
 def _solve(mttkrp: np.ndarray, gram: np.ndarray) -> np.ndarray:
     """Least-squares factor update ``mttkrp @ inv(gram)`` for a symmetric ``gram``."""
     ridge = _RIDGE * float(np.trace(gram)) / gram.shape[0]
-    try:
-        return np.linalg.solve(gram + ridge * np.eye(gram.shape[0]), mttkrp.T).T
-    except np.linalg.LinAlgError:
-        return np.linalg.lstsq(gram, mttkrp.T, rcond=None)[0].T
+    eye = np.eye(gram.shape[0], dtype=gram.dtype)
+    return solve(gram + ridge * eye, mttkrp.T).T
 
 
 def _unit_columns(factor: np.ndarray) -> np.ndarray:
@@ -81,16 +85,26 @@ def _random_init(tensor: np.ndarray, rank: int, rng: np.random.Generator) -> lis
 
 
 class _Kernel:
-    """A 4-way tensor ``(k_h, k_w, C_in, C_out)`` laid out for the two big products."""
+    """A 4-way tensor ``(k_h, k_w, C_in, C_out)`` laid out for the two big products,
+    in the working precision of `_als`."""
 
     def __init__(self, tensor: np.ndarray):
         self.shape = tensor.shape
-        kh, kw, c_in, c_out = tensor.shape
         self.norm2 = float(np.vdot(tensor, tensor))
-        self.by_out = tensor.reshape(kh * kw * c_in, c_out)
-        self.by_in = np.ascontiguousarray(tensor.transpose(0, 1, 3, 2)).reshape(
-            kh * kw * c_out, c_in
-        )
+        self._tensor = tensor
+        self.dtype = None
+
+    def use(self, dtype) -> None:
+        """Lays the tensor out for products in ``dtype``."""
+        dtype = np.dtype(dtype)
+        if dtype == self.dtype:
+            return
+        kh, kw, c_in, c_out = self.shape
+        self.dtype = dtype
+        self.by_out = self._tensor.reshape(kh * kw * c_in, c_out).astype(dtype)
+        self.by_in = np.ascontiguousarray(
+            self._tensor.transpose(0, 1, 3, 2), dtype=dtype
+        ).reshape(kh * kw * c_out, c_in)
 
     def times_out(self, factor: np.ndarray) -> np.ndarray:
         """``Y[h, w, c, r] = sum_o T[h, w, c, o] factor[o, r]``."""
@@ -106,12 +120,26 @@ class _Kernel:
         """Relative error from ``<T, model>`` and the factors' Gram matrices."""
         if self.norm2 == 0.0:
             return 0.0
+        grams = [np.asarray(gram, dtype=np.float64) for gram in grams]
         model2 = float(np.sum(grams[0] * grams[1] * grams[2] * grams[3]))
         return float(np.sqrt(max(self.norm2 - 2.0 * inner + model2, 0.0) / self.norm2))
 
 
+def _spatial_contract(product: np.ndarray, spatial: np.ndarray) -> np.ndarray:
+    """``sum_{h, w} product[h, w, :, r] spatial[h, w, r]``: ``(C, R)``."""
+    return np.sum(product * spatial[:, :, None, :], axis=(0, 1))
+
+
 def _als(kernel: _Kernel, factors: list, n_iter_max: int, tol: float):
-    """CP-ALS with mode-by-mode MTTKRP and extrapolation.
+    """CP-ALS with mode-by-mode MTTKRP and extrapolation, float32 then float64.
+
+    Every product, Gram matrix and solve runs in float32 (half the time of
+    float64; the kernel of a Keras layer holds float32 values to begin with)
+    until a sweep lowers the error by less than ``tol`` or the error falls below
+    ``_SINGLE_UNTIL``; the sweeps from there on run in float64, so that the fit
+    is refined past float32's rounding and the stopping test is not misled by
+    it. A float32 sweep that raises the error (an ill-conditioned solve) ends the
+    float32 phase the same way.
 
     Args:
         kernel: the tensor.
@@ -120,44 +148,42 @@ def _als(kernel: _Kernel, factors: list, n_iter_max: int, tol: float):
         tol: stop when a sweep lowers the relative error by less than this.
 
     Returns:
-        ``(factors, sweeps, error)``.
+        ``(factors, sweeps, error)``, the factors in float64.
     """
-    a0, a1, a2, a3 = (np.array(factor, dtype=np.float64) for factor in factors)
+    kernel.use(np.float32)
+    a0, a1, a2, a3 = (np.asarray(factor, dtype=kernel.dtype) for factor in factors)
     grams = [a.T @ a for a in (a0, a1, a2, a3)]
-    by_out = kernel.times_out(a3)
+    by_out = None
     previous_factors = None
     previous_error = np.inf
     power, failures = _START_POWER, 0
     sweep = 0
     error = np.inf
     for sweep in range(1, n_iter_max + 1):
-        contracted = np.einsum("hwcr,cr->hwr", by_out, a2)
+        if by_out is None:
+            by_out = kernel.times_out(a3)
+        contracted = np.sum(by_out * a2, axis=2)  # (k_h, k_w, R)
         a0 = _unit_columns(
-            _solve(
-                np.einsum("hwr,wr->hr", contracted, a1), grams[1] * grams[2] * grams[3]
-            )
+            _solve(np.sum(contracted * a1, axis=1), grams[1] * grams[2] * grams[3])
         )
         grams[0] = a0.T @ a0
         a1 = _unit_columns(
             _solve(
-                np.einsum("hwr,hr->wr", contracted, a0), grams[0] * grams[2] * grams[3]
+                np.sum(contracted * a0[:, None], axis=0), grams[0] * grams[2] * grams[3]
             )
         )
         grams[1] = a1.T @ a1
         spatial = a0[:, None, :] * a1[None, :, :]
         a2 = _unit_columns(
-            _solve(
-                np.einsum("hwcr,hwr->cr", by_out, spatial),
-                grams[0] * grams[1] * grams[3],
-            )
+            _solve(_spatial_contract(by_out, spatial), grams[0] * grams[1] * grams[3])
         )
         grams[2] = a2.T @ a2
-        mttkrp = np.einsum("hwor,hwr->or", kernel.times_in(a2), spatial)
+        mttkrp = _spatial_contract(kernel.times_in(a2), spatial)
         a3 = _solve(mttkrp, grams[0] * grams[1] * grams[2])
         grams[3] = a3.T @ a3
         error = kernel.error(float(np.vdot(mttkrp, a3)), grams)
 
-        extrapolated = False
+        by_out = None
         if previous_factors is not None and sweep > _FIRST_EXTRAPOLATION:
             step = sweep ** (1.0 / power)
             trial = [
@@ -166,33 +192,31 @@ def _als(kernel: _Kernel, factors: list, n_iter_max: int, tol: float):
             ]
             trial_out = kernel.times_out(trial[3])
             trial_grams = [t.T @ t for t in trial]
+            trial_spatial = trial[0][:, None, :] * trial[1][None, :, :]
             inner = float(
-                np.einsum(
-                    "hwcr,hr,wr,cr->",
-                    trial_out,
-                    trial[0],
-                    trial[1],
-                    trial[2],
-                    optimize=True,
-                )
+                np.vdot(_spatial_contract(trial_out, trial_spatial), trial[2])
             )
             trial_error = kernel.error(inner, trial_grams)
             if trial_error < error:
                 a0, a1, a2, a3 = trial
                 grams, by_out, error = trial_grams, trial_out, trial_error
-                extrapolated = True
                 failures = 0
             else:
                 failures += 1
                 if failures == _MAX_FAILURES:
                     power, failures = power + 1.0, 0
-        if not extrapolated:
-            by_out = kernel.times_out(a3)
         previous_factors = [a0, a1, a2, a3]
-        if previous_error - error < tol:
+        converged = previous_error - error < tol
+        if kernel.dtype != np.float64 and (converged or error < _SINGLE_UNTIL):
+            kernel.use(np.float64)
+            a0, a1, a2, a3 = (a.astype(np.float64) for a in (a0, a1, a2, a3))
+            grams = [a.T @ a for a in (a0, a1, a2, a3)]
+            previous_factors = [a0, a1, a2, a3]
+            by_out = None
+        elif converged:
             break
         previous_error = error
-    return [a0, a1, a2, a3], sweep, error
+    return [np.asarray(a, dtype=np.float64) for a in (a0, a1, a2, a3)], sweep, error
 
 
 def _compress(tensor: np.ndarray, rank: int):
@@ -226,6 +250,7 @@ def _balance(factors: list) -> list:
     return balanced
 
 
+@single_threaded
 def cp_decompose(
     kernel,
     rank,
@@ -298,9 +323,7 @@ def cp_decompose(
         )
 
     vertical, horizontal, pointwise_in, pointwise_out = _balance(factors)
-    approximation = _tensorly.cp_to_tensor(
-        [vertical, horizontal, pointwise_in, pointwise_out]
-    )
+    approximation = cp_to_dense(vertical, horizontal, pointwise_in, pointwise_out)
     return CPFactors(
         pointwise_in=pointwise_in,
         vertical=vertical,

@@ -40,7 +40,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from fastconv.decomposition import _tensorly
-from fastconv.decomposition._utils import check_kernel, squared_singular_values
+from fastconv.decomposition._utils import (
+    check_kernel,
+    squared_singular_values,
+    svd,
+)
 from fastconv.decomposition.vbmf import evbmf
 
 __all__ = [
@@ -214,7 +218,7 @@ def _spectral_rank(kernel: np.ndarray, method: str, rule) -> int | tuple[int, in
 def _separable_energy_rank(kernel: np.ndarray, fraction: float) -> int:
     kh, kw, c_in, c_out = kernel.shape
     per_channel = kernel.transpose(2, 0, 1, 3).reshape(c_in, kh * kw, c_out)
-    squared = np.linalg.svd(per_channel, compute_uv=False) ** 2
+    squared = svd(per_channel, compute_uv=False) ** 2
     return _energy_rank(np.sum(squared, axis=0), fraction)
 
 

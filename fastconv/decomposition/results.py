@@ -14,6 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 from fastconv.decomposition import _tensorly
+from fastconv.decomposition._utils import cp_to_dense
 
 __all__ = ["CPFactors", "SeparableFactors", "SpatialSVDFactors", "Tucker2Factors"]
 
@@ -89,8 +90,8 @@ class CPFactors(_Factors):
         return int(self.pointwise_in.shape[1])
 
     def to_dense(self) -> np.ndarray:
-        return _tensorly.cp_to_tensor(
-            [self.vertical, self.horizontal, self.pointwise_in, self.pointwise_out.T]
+        return cp_to_dense(
+            self.vertical, self.horizontal, self.pointwise_in, self.pointwise_out.T
         )
 
 

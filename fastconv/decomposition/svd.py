@@ -18,6 +18,8 @@ from fastconv.decomposition._utils import (
     check_kernel,
     leading_subspace,
     relative_error,
+    single_threaded,
+    svd,
 )
 from fastconv.decomposition.ranks import resolve_rank
 from fastconv.decomposition.results import SeparableFactors, SpatialSVDFactors
@@ -37,6 +39,7 @@ def _balanced(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return left * root[..., None, :], right / safe[..., :, None]
 
 
+@single_threaded
 def spatial_svd_decompose(kernel, rank) -> SpatialSVDFactors:
     """Factorises a kernel into a vertical and a horizontal convolution.
 
@@ -82,6 +85,7 @@ def spatial_svd_decompose(kernel, rank) -> SpatialSVDFactors:
     )
 
 
+@single_threaded
 def separable_decompose(kernel, depth_multiplier) -> SeparableFactors:
     """Factorises a kernel into a depthwise and a pointwise convolution.
 
@@ -111,7 +115,7 @@ def separable_decompose(kernel, depth_multiplier) -> SeparableFactors:
     kh, kw, c_in, c_out = kernel.shape
     depth = resolve_rank(depth_multiplier, kernel, "separable")
     per_channel = kernel.transpose(2, 0, 1, 3).reshape(c_in, kh * kw, c_out)
-    u, s, vt = np.linalg.svd(per_channel, full_matrices=False)
+    u, s, vt = svd(per_channel)
     u, s, vt = u[:, :, :depth], s[:, :depth], vt[:, :depth, :]
     # Each depthwise filter's largest-magnitude tap is made positive.
     peaks = np.take_along_axis(u, np.argmax(np.abs(u), axis=1)[:, None, :], axis=1)
