@@ -819,11 +819,13 @@ def run_benchmark(
         BenchError: a bad configuration, before any training.
     """
     variants = check_config(config)
-    out = check_out(config.out if config.out is not None else default_out(config.suite))
-    device = select_device(config.device)
+    out = Path(config.out if config.out is not None else default_out(config.suite))
+    created = not out.exists()
+    check_out(out)
     policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(config.precision)
     try:
+        device = select_device(config.device)
+        keras.config.set_dtype_policy(config.precision)
         with _distribution(config.distribute) as (scope, replicas):
             if config.batch_size % replicas or config.inference_batch_size % replicas:
                 raise BenchError(
@@ -833,6 +835,10 @@ def run_benchmark(
                     f"{config.inference_batch_size}"
                 )
             return _run(config, variants, out, device, load, scope, replicas)
+    except BenchError:
+        if created and not any(out.iterdir()):
+            out.rmdir()  # leave no empty results folder behind a refused run
+        raise
     finally:
         keras.config.set_dtype_policy(policy)
 

@@ -89,6 +89,17 @@ def test_sizes_larger_than_the_data_fail_before_training(
     with pytest.raises(BenchError, match=message):
         run_benchmark(tiny_config(tmp_path, **overrides), load=load)
     assert loads == ["tiny"]
+    assert not (tmp_path / "results").exists()  # the folder it made is removed
+
+
+def test_refused_run_keeps_an_existing_output_folder(
+    tiny_dataset, tmp_path, no_training
+):
+    load, _ = no_training
+    (tmp_path / "results").mkdir()
+    with pytest.raises(BenchError, match="larger than the data"):
+        run_benchmark(tiny_config(tmp_path, train_subset=10**6), load=load)
+    assert (tmp_path / "results").is_dir()
 
 
 def test_unwritable_output_directory(tiny_dataset, tmp_path, no_training):
