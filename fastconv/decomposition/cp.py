@@ -20,8 +20,12 @@ Alternating least squares, written for kernels rather than general tensors:
 * **Compression.** When ``R`` is below a channel count, the kernel is first
   compressed to a ``(k_h, k_w, min(C_in, R), min(C_out, R))`` core by HOSVD, the
   core is decomposed, and the expanded factors are refined on the full kernel.
-* **Stopping** when a sweep lowers the relative error by less than ``tol``; the
-  error comes from the MTTKRP already computed, not from a reconstruction.
+* **Stopping** when a sweep lowers the relative error by less than ``tol`` of
+  it; the error comes from the MTTKRP already computed, not from a
+  reconstruction.
+* **Precision.** Sweeps run in float32 (half the time of float64; the kernel of
+  a Keras layer is float32 to begin with), and in float64 once the error is
+  below 0.1 and the float32 sweeps stop improving.
 """
 
 from __future__ import annotations
@@ -40,7 +44,11 @@ from fastconv.decomposition._utils import (
 )
 from fastconv.decomposition.ranks import resolve_rank
 from fastconv.decomposition.results import CPFactors
-from fastconv.decomposition.tucker import _check_iterations
+from fastconv.decomposition.tucker import (
+    _FLOAT32_ABOVE,
+    _check_iterations,
+    _converged,
+)
 
 __all__ = ["cp_decompose"]
 
@@ -51,9 +59,6 @@ _FIRST_EXTRAPOLATION = 2
 _START_POWER = 2.0
 _MAX_FAILURES = 4
 _RIDGE = 1e-12
-# `_als` works in float32 until the relative error falls below this (or stops
-# falling), then in float64.
-_SINGLE_UNTIL = 1e-3
 
 
 def _solve(mttkrp: np.ndarray, gram: np.ndarray) -> np.ndarray:
@@ -134,18 +139,20 @@ def _als(kernel: _Kernel, factors: list, n_iter_max: int, tol: float):
     """CP-ALS with mode-by-mode MTTKRP and extrapolation, float32 then float64.
 
     Every product, Gram matrix and solve runs in float32 (half the time of
-    float64; the kernel of a Keras layer holds float32 values to begin with)
-    until a sweep lowers the error by less than ``tol`` or the error falls below
-    ``_SINGLE_UNTIL``; the sweeps from there on run in float64, so that the fit
-    is refined past float32's rounding and the stopping test is not misled by
-    it. A float32 sweep that raises the error (an ill-conditioned solve) ends the
-    float32 phase the same way.
+    float64; the kernel of a Keras layer holds float32 values to begin with).
+    When the float32 sweeps stop improving with the error still above
+    ``_FLOAT32_ABOVE``, float32 was enough; below it, the sweeps go on in
+    float64 until they stop improving too, so that a near-exact fit is refined
+    past float32's rounding and the stopping test is not misled by it (a float32
+    sweep that raises the error, as an ill-conditioned solve may, ends the
+    float32 phase the same way).
 
     Args:
         kernel: the tensor.
         factors: initial ``[vertical, horizontal, in, out]`` factors, ``(size, R)``.
         n_iter_max: most sweeps.
-        tol: stop when a sweep lowers the relative error by less than this.
+        tol: stop when a sweep lowers the relative error by less than this
+            fraction of it.
 
     Returns:
         ``(factors, sweeps, error)``, the factors in float64.
@@ -206,8 +213,8 @@ def _als(kernel: _Kernel, factors: list, n_iter_max: int, tol: float):
                 if failures == _MAX_FAILURES:
                     power, failures = power + 1.0, 0
         previous_factors = [a0, a1, a2, a3]
-        converged = previous_error - error < tol
-        if kernel.dtype != np.float64 and (converged or error < _SINGLE_UNTIL):
+        converged = _converged(previous_error, error, tol)
+        if converged and kernel.dtype != np.float64 and error < _FLOAT32_ABOVE:
             kernel.use(np.float64)
             a0, a1, a2, a3 = (a.astype(np.float64) for a in (a0, a1, a2, a3))
             grams = [a.T @ a for a in (a0, a1, a2, a3)]
@@ -257,7 +264,7 @@ def cp_decompose(
     *,
     init: str = "svd",
     n_iter_max: int = 100,
-    tol: float = 1e-5,
+    tol: float = 1e-4,
     random_state=None,
 ) -> CPFactors:
     """CP decomposition of a kernel by accelerated alternating least squares.
@@ -270,7 +277,8 @@ def cp_decompose(
             columns where ``R`` exceeds the mode size) or ``"random"``.
         n_iter_max: most ALS sweeps over the full kernel (the compressed core, when
             there is one, gets up to as many again).
-        tol: stop when a sweep lowers the relative error by less than this.
+        tol: stop when a sweep lowers the relative error by less than this
+            fraction of it.
         random_state: None, an int or a Generator; with an int or a seeded
             Generator the result is reproducible.
 
