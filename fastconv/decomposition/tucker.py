@@ -177,7 +177,8 @@ def _hooi(kernel, basis_in, basis_out, n_iter_max: int, tol: float):
         if _converged(previous, error, tol):
             if dtype == np.float64 or error >= _FLOAT32_ABOVE:
                 break
-            dtype, by_out = np.float64, None
+            # The float32 estimates carry their rounding: float64 judges itself.
+            dtype, by_out, error = np.float64, None, np.inf
         previous = error
     return basis_in, basis_out, sweeps
 
