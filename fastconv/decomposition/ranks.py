@@ -287,6 +287,13 @@ def resolve_rank(rank, kernel_shape_or_kernel, method: str) -> int | tuple[int, 
             raise _rank_error(rank, method)
         value = _from_fraction(float(rank), shape, method)
     elif isinstance(rank, str) and (rank == "vbmf" or _ENERGY.fullmatch(rank)):
+        if rank != "vbmf":
+            try:
+                fraction = float(_ENERGY.fullmatch(rank).group(1))
+            except ValueError:
+                raise _rank_error(rank, method) from None
+            if not 0.0 < fraction <= 1.0:
+                raise _rank_error(rank, method)
         if kernel is None:
             raise ValueError(
                 f"rank={rank!r} depends on the kernel's values: pass the kernel, "
@@ -295,12 +302,6 @@ def resolve_rank(rank, kernel_shape_or_kernel, method: str) -> int | tuple[int, 
         if rank == "vbmf":
             value = _spectral_rank(kernel, method, lambda matrix: evbmf(matrix).rank)
         else:
-            try:
-                fraction = float(_ENERGY.fullmatch(rank).group(1))
-            except ValueError:
-                raise _rank_error(rank, method) from None
-            if not 0.0 < fraction <= 1.0:
-                raise _rank_error(rank, method)
             if method == "separable":
                 value = _separable_energy_rank(kernel, fraction)
             else:
