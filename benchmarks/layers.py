@@ -44,6 +44,9 @@ from pathlib import Path
 import numpy as np
 
 REFERENCE = {"batch": 64, "size": 32, "channels": 128, "k": 3, "ratio": 0.25}
+#: Measured rounds are raised to about TARGET_S seconds per function, up to this.
+MAX_REPEATS = 60
+TARGET_S = 1.0
 LAYERS = ("CPConv2D", "TuckerConv2D", "DepthwiseSeparableConv2D", "FactorizedConv2D")
 
 
@@ -118,7 +121,12 @@ def run_point(p: dict, *, jit: bool, warmup: int, repeats: int) -> dict:
             if name.endswith("/auto"):
                 fns[name]()  # traces, and so lets "auto" choose, outside the clock
         setup_s = time.perf_counter() - start
-        timings = interleaved(fns, warmup=warmup, repeats=repeats)
+        # Cheap points get more rounds (about a second per function, at most
+        # MAX_REPEATS): their times are short and noisy.
+        probe = interleaved(fns, warmup=warmup, repeats=1)
+        slowest = max(t.median for t in probe.values())
+        rounds = min(MAX_REPEATS, max(repeats, int(TARGET_S / max(slowest, 1e-6))))
+        timings = interleaved(fns, warmup=0, repeats=rounds)
         rows = {}
         for name, (layer, ratio) in layers.items():
             row = {"flop_ratio": ratio, **timings[name].as_dict()}
@@ -259,7 +267,12 @@ def main(argv=None) -> int:
         "would (off on a CPU-only machine, on with a GPU)",
     )
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="measured rounds at least (more for cheap points)",
+    )
     parser.add_argument(
         "--max-gmacs",
         type=float,

@@ -97,8 +97,9 @@ class BaseFastConv(keras.layers.Layer):
 
     #: Concrete ways to compute the layer, first one is the static default.
     IMPLEMENTATIONS: tuple[str, ...] = ("conv",)
-    #: The static rule's choice per compilation mode (see
-    #: ``static_implementation``); modes not listed use ``IMPLEMENTATIONS[0]``.
+    #: The static rule's choice under XLA (key ``"xla"``) and per Keras backend
+    #: otherwise (see ``static_implementation``); missing keys use
+    #: ``IMPLEMENTATIONS[0]``.
     STATIC_RULE: Mapping[str, str] = {}
     #: Smallest kernel size the layer accepts on each axis.
     MIN_KERNEL: int = 1
@@ -368,14 +369,17 @@ class BaseFastConv(keras.layers.Layer):
         The reconstructed dense kernel when the layer saves less than
         ``1 / DENSE_BELOW_RATIO`` of a ``Conv2D``'s multiply-adds (running
         several small ops costs more than the saving); else the class's
-        ``STATIC_RULE`` entry for ``compilation`` (``"xla"``, ``"graph"`` or
-        ``"eager"``, see ``fastconv.kernels.autotune.compilation_mode``); else the
-        first of ``IMPLEMENTATIONS``.
+        ``STATIC_RULE`` entry for ``"xla"`` when the code is compiled by XLA
+        (``compilation``, see ``fastconv.kernels.autotune.compilation_mode``),
+        or for the Keras backend's name otherwise; else the first of
+        ``IMPLEMENTATIONS``. The entries are the implementations measured
+        fastest at most points of ``benchmarks/layers.py`` (docs/performance.md).
         """
         allowed = self.allowed_implementations()
         if "dense" in allowed and self._flop_ratio(input_shape) < DENSE_BELOW_RATIO:
             return "dense"
-        choice = self.STATIC_RULE.get(compilation, allowed[0])
+        key = "xla" if compilation == "xla" else keras.backend.backend()
+        choice = self.STATIC_RULE.get(key, allowed[0])
         return choice if choice in allowed else allowed[0]
 
     def _flop_ratio(self, input_shape) -> float:

@@ -64,6 +64,7 @@ class BottleneckConv2D(BaseFastConv):
     """
 
     IMPLEMENTATIONS = ("bottleneck", "matmul", "dense")
+    STATIC_RULE = {"tensorflow": "matmul"}
 
     def __init__(
         self,

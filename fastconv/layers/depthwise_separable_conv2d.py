@@ -71,7 +71,7 @@ class DepthwiseSeparableConv2D(BaseFastConv):
     """
 
     IMPLEMENTATIONS = ("separable", "matmul", "shift", "dense")
-    STATIC_RULE = {"xla": "shift"}
+    STATIC_RULE = {"xla": "shift", "tensorflow": "matmul"}
 
     def __init__(
         self,

@@ -145,7 +145,7 @@ def test_autotune_off_uses_the_static_rule(fake, monkeypatch, _cache):
     layer(random_input((2, 8, 8, 4)))
     assert measure.requests == []
     assert not _cache.exists()
-    assert set(layer._auto_choices.values()) == {"depthwise"}
+    assert set(layer._auto_choices.values()) == {_static(fastconv.CPConv2D)}
 
 
 def test_small_layers_use_the_static_rule(fake, monkeypatch):
@@ -173,11 +173,16 @@ def test_concrete_implementation_never_measures(fake):
     assert "_auto_choices" not in layer.__dict__
 
 
+def _static(cls):
+    """What the static rule gives for ``cls`` off XLA on this backend."""
+    return cls.STATIC_RULE.get(keras.backend.backend(), cls.IMPLEMENTATIONS[0])
+
+
 def test_static_rule():
     layer = fastconv.CPConv2D(64, 3, rank=16, padding="same")
     shape = (None, 32, 32, 64)
-    assert layer.static_implementation(shape, "graph") == "depthwise"
-    assert layer.static_implementation(shape, "eager") == "depthwise"
+    assert layer.static_implementation(shape, "graph") == _static(fastconv.CPConv2D)
+    assert layer.static_implementation(shape, "eager") == _static(fastconv.CPConv2D)
     assert layer.static_implementation(shape, "xla") == "shift"
     # Unknown spatial size: the layer's own rule, no dense fallback.
     assert layer.static_implementation((None, None, None, 64), "xla") == "shift"
@@ -185,14 +190,23 @@ def test_static_rule():
     big = fastconv.CPConv2D(16, 3, rank=64, padding="same")
     assert big.static_implementation((None, 8, 8, 16), "xla") == "dense"
     tucker = fastconv.TuckerConv2D(64, 3, rank=(16, 16))
-    assert tucker.static_implementation(shape, "xla") == "tucker"
+    assert tucker.static_implementation(shape) == _static(fastconv.TuckerConv2D)
     assert (
         fastconv.TuckerConv2D(16, 3, rank=16).static_implementation((None, 8, 8, 16))
         == "dense"
     )
     separable = fastconv.DepthwiseSeparableConv2D(64, 3)
     assert separable.static_implementation(shape, "xla") == "shift"
-    assert separable.static_implementation(shape, "graph") == "separable"
+
+
+def test_static_rule_reads_the_backend_entry(monkeypatch):
+    rule = {keras.backend.backend(): "dense", "xla": "matmul"}
+    monkeypatch.setattr(fastconv.CPConv2D, "STATIC_RULE", rule)
+    layer = fastconv.CPConv2D(64, 3, rank=16)
+    assert layer.static_implementation((None, 32, 32, 64), "eager") == "dense"
+    assert layer.static_implementation((None, 32, 32, 64), "xla") == "matmul"
+    monkeypatch.setattr(fastconv.CPConv2D, "STATIC_RULE", {})
+    assert layer.static_implementation((None, 32, 32, 64), "xla") == "depthwise"
 
 
 def test_nonlinear_layer_never_chooses_dense(fake):
@@ -206,7 +220,7 @@ def test_nonlinear_layer_never_chooses_dense(fake):
     tiny = fastconv.DepthwiseSeparableConv2D(
         4, 3, intermediate_batchnorm=True, implementation="auto"
     )
-    assert tiny.static_implementation((None, 8, 8, 64)) == "separable"
+    assert tiny.static_implementation((None, 8, 8, 64)) != "dense"
 
 
 def test_measures_for_real_inside_a_compiled_trace(_cache):
@@ -266,7 +280,7 @@ def test_failed_measurement_warns_and_uses_the_static_rule(monkeypatch, _cache):
 
     monkeypatch.setattr(autotune, "_measure_request", broken)
     layer = _cp()
-    with pytest.warns(UserWarning, match="no kernel.*static rule's 'depthwise'"):
+    with pytest.warns(UserWarning, match="no kernel.*using the static rule's"):
         layer(random_input((2, 8, 8, 4)))
     assert not _cache.exists()
 
