@@ -1,0 +1,25 @@
+"""How the fast layers compute: building blocks and the measured choice of "auto".
+
+``ops``: the shifted multiply-add depthwise convolution and the 1x1 convolution
+as a matrix product, in ``keras.ops``. ``autotune``: the choice among a layer's
+implementations, measured once per shape and mode and cached on disk.
+"""
+
+from fastconv.kernels.autotune import (
+    autotune_enabled,
+    cache_path,
+    load_cache,
+    measure_implementations,
+    speedup_over,
+)
+from fastconv.kernels.ops import pointwise_matmul, shifted_depthwise
+
+__all__ = [
+    "autotune_enabled",
+    "cache_path",
+    "load_cache",
+    "measure_implementations",
+    "pointwise_matmul",
+    "shifted_depthwise",
+    "speedup_over",
+]
