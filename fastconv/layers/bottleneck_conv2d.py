@@ -64,7 +64,7 @@ class BottleneckConv2D(BaseFastConv):
     """
 
     IMPLEMENTATIONS = ("bottleneck", "matmul", "dense")
-    STATIC_RULE = {"tensorflow": "matmul"}
+    STATIC_RULE = {"xla": "matmul", "tensorflow": "matmul", "torch": "matmul"}
 
     def __init__(
         self,

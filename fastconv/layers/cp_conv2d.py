@@ -52,7 +52,7 @@ class CPConv2D(BaseFastConv):
     """
 
     IMPLEMENTATIONS = ("depthwise", "matmul", "shift", "dense")
-    STATIC_RULE = {"xla": "shift", "tensorflow": "matmul"}
+    STATIC_RULE = {"xla": "shift", "tensorflow": "matmul", "torch": "matmul"}
 
     def __init__(self, filters, kernel_size, rank, **kwargs):
         self.rank = rank

@@ -71,7 +71,7 @@ class DepthwiseSeparableConv2D(BaseFastConv):
     """
 
     IMPLEMENTATIONS = ("separable", "matmul", "shift", "dense")
-    STATIC_RULE = {"xla": "shift", "tensorflow": "matmul"}
+    STATIC_RULE = {"xla": "shift", "tensorflow": "matmul", "torch": "matmul"}
 
     def __init__(
         self,

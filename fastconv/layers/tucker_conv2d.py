@@ -55,7 +55,7 @@ class TuckerConv2D(BaseFastConv):
     """
 
     IMPLEMENTATIONS = ("tucker", "matmul", "dense")
-    STATIC_RULE = {"tensorflow": "matmul"}
+    STATIC_RULE = {"xla": "matmul", "tensorflow": "matmul", "torch": "matmul"}
 
     def __init__(self, filters, kernel_size, rank, **kwargs):
         self.rank = rank
