@@ -295,3 +295,30 @@ def test_speedup_over():
     )
     assert speedup > 0
     assert best in ("depthwise", "matmul", "shift", "dense")
+
+
+def test_compilation_mode_inside_traces():
+    backend = keras.backend.backend()
+    seen = {}
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        for jit in (True, False):
+
+            def probe(x, jit=jit):
+                seen[jit] = autotune.compilation_mode(x)
+                return x
+
+            tf.function(probe, jit_compile=jit)(tf.zeros(1))
+        assert seen == {True: "xla", False: "graph"}
+    elif backend == "jax":
+        import jax
+
+        def probe(x):
+            seen["jit"] = autotune.compilation_mode(x)
+            return x
+
+        jax.jit(probe)(np.zeros(1))
+        assert seen == {"jit": "xla"}
+    else:
+        assert autotune.compilation_mode(keras.ops.zeros(1)) == "eager"
