@@ -5,10 +5,14 @@ pointwise_out[b, o]``: a ``1x1`` convolution down to ``R_in`` channels, a full
 ``k_h x k_w`` convolution ``R_in -> R_out`` and a ``1x1`` convolution up to
 ``C_out``. The spatial modes are left alone.
 
-Initialised with the truncated HOSVD and refined by higher-order orthogonal
-iteration (HOOI), alternating the two channel modes. Each subspace step takes the
-leading eigenvectors of a ``C x C`` Gram matrix rather than an SVD of the wide
-unfolding; the projections keep the factors exactly orthonormal.
+Initialised with the truncated HOSVD (leading eigenvectors of each channel
+mode's ``C x C`` Gram matrix, not an SVD of the wide unfolding) and refined by
+higher-order orthogonal iteration (HOOI), alternating the two channel modes.
+Each HOOI half-step is two steps of subspace iteration and a QR rather than an
+eigendecomposition, with the large products in float32 (float64 once the error
+is below 0.1); it stops when an iteration lowers the error by less than ``tol``
+of it. The final bases are rotated to the core's own HOSVD, so components come
+by decreasing energy, and the core is computed from the float64 kernel.
 """
 
 from __future__ import annotations
