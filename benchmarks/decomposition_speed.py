@@ -25,9 +25,16 @@ Both libraries run with one BLAS thread (see `fastconv.decomposition._utils`);
 the 1-minute load average before and after the run is recorded, since the
 machine is shared.
 
+``--threads`` instead compares one BLAS thread with NumPy's default on the
+operations that decided it: a whole CP decomposition of the conv5_1 kernel
+(with all threads for the matrix products, LAPACK calls still on one) and a
+``512 x 512`` symmetric eigendecomposition, interleaved, written to
+``decomposition-threads.json``.
+
 Usage:
     flock /tmp/fastconv-bench.lock python benchmarks/decomposition_speed.py
     python benchmarks/decomposition_speed.py --quick   # 3 small layers, no TensorLy
+    flock /tmp/fastconv-bench.lock python benchmarks/decomposition_speed.py --threads
 """
 
 from __future__ import annotations
@@ -119,6 +126,56 @@ def reference(method: str, kernel: np.ndarray, rank) -> dict:
     }
 
 
+def threads_check(seed: int, repeats: int) -> dict:
+    """One BLAS thread against NumPy's default, interleaved."""
+    import threadpoolctl
+
+    from fastconv import timing
+    from fastconv.decomposition import cp_decompose
+
+    kernel = he_normal(512, 512, seed, 10)
+    matrix = kernel.reshape(-1, 512).T
+    gram = matrix @ matrix.T
+    controller = threadpoolctl.ThreadpoolController()
+
+    def with_threads(function, limit):
+        def run():
+            with controller.limit(limits=limit, user_api="blas"):
+                return function()
+
+        return run
+
+    def cp_all_threads():
+        return cp_decompose.__wrapped__(kernel, 0.25, random_state=0)
+
+    def cp_one_thread():
+        return cp_decompose(kernel, 0.25, random_state=0)
+
+    cp = timing.interleaved(
+        {
+            "default_threads": with_threads(cp_all_threads, None),
+            "one_thread": cp_one_thread,
+        },
+        warmup=0,
+        repeats=repeats,
+        sync=False,
+    )
+    eigh = timing.interleaved(
+        {
+            "default_threads": with_threads(lambda: np.linalg.eigh(gram), None),
+            "one_thread": with_threads(lambda: np.linalg.eigh(gram), 1),
+        },
+        warmup=1,
+        repeats=10,
+        sync=False,
+    )
+    return {
+        "cp_decompose_conv5_1_rank_0.25": {k: t.as_dict() for k, t in cp.items()},
+        "eigh_512": {k: t.as_dict() for k, t in eigh.items()},
+        "blas": threadpoolctl.threadpool_info(),
+    }
+
+
 def summarise(layers: list[dict], methods) -> dict:
     totals = {}
     for method in methods:
@@ -178,7 +235,35 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="3 small layers, 1 repeat, no TensorLy"
     )
+    parser.add_argument(
+        "--threads",
+        action="store_true",
+        help="only compare one BLAS thread with the default (see above)",
+    )
     args = parser.parse_args(argv)
+    if args.threads:
+        from fastconv import timing
+
+        load_before = os.getloadavg()
+        found = threads_check(args.seed, args.repeats)
+        for name, pair in found.items():
+            if name != "blas":
+                print(
+                    name,
+                    {k: round(v["median_s"], 3) for k, v in pair.items()},
+                    flush=True,
+                )
+        found["load_average_1min"] = {
+            "before": load_before[0],
+            "after": os.getloadavg()[0],
+        }
+        found["environment"] = timing.environment()
+        out = args.out
+        if out == DEFAULT_OUT:
+            out = DEFAULT_OUT.with_name("decomposition-threads.json")
+        out.write_text(json.dumps(found, indent=1) + "\n")
+        print(f"wrote {out}")
+        return 0
     if args.quick:
         args.repeats, args.tensorly_cp_layers, args.no_tensorly_tucker = 1, [], True
 
