@@ -3,11 +3,12 @@
 The decompositions run NumPy's BLAS with one thread (``threadpoolctl``; without
 it, as NumPy is configured). OpenBLAS splits LAPACK routines into many small
 steps with a thread barrier after each, and when the machine has more runnable
-threads than cores every barrier waits for a descheduled thread: on this
-project's two-core machine, shared with other work, a ``512 x 512``
-eigendecomposition took 0.6-2.4 s with two threads and 0.14 s with one, and a
-whole CP decomposition of a ``3x3x512x512`` kernel at rank 572 took 12.8 s with
-two threads and 6.5 s with one.
+threads than cores every barrier waits for a descheduled thread. On this
+project's two-core machine, shared with other work, one thread was faster both
+for LAPACK calls and for whole decompositions
+(``benchmarks/decomposition_speed.py --threads`` measures a ``512 x 512``
+eigendecomposition and a CP decomposition of a ``3x3x512x512`` kernel both
+ways).
 """
 
 from __future__ import annotations
