@@ -53,7 +53,7 @@ class FactorizedConv2D(BaseFastConv):
     """
 
     IMPLEMENTATIONS = ("factorized", "dense")
-    STATIC_RULE = {"xla": "dense", "torch": "dense"}
+    STATIC_RULE = {"torch": "dense"}
 
     def __init__(self, filters, kernel_size, intermediate_filters=None, **kwargs):
         self.intermediate_filters = intermediate_filters
