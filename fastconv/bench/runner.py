@@ -142,10 +142,10 @@ def quick_config(**overrides) -> BenchConfig:
 
 
 def full_config(**overrides) -> BenchConfig:
-    """``--full``: the three datasets, sized for about 25 minutes on a 2-core
-    CPU: 30,000 training and all 10,000 test images of MNIST and
-    Fashion-MNIST; 6,000 training and 5,000 test images of CIFAR-10; 1 warm-up
-    + 3 timed epochs each (docs/benchmarks.md has the measured times)."""
+    """``--full``: the three datasets: 30,000 training and all 10,000 test
+    images of MNIST and Fashion-MNIST; 6,000 training and 5,000 test images of
+    CIFAR-10; 1 warm-up + 3 timed epochs each. 15 minutes on a 2-core CPU
+    (docs/benchmarks.md has the measured run)."""
     settings = {
         "datasets": ("mnist", "fashion_mnist", "cifar10"),
         "train_subset": {"mnist": 30000, "fashion_mnist": 30000, "cifar10": 6000},
@@ -154,7 +154,7 @@ def full_config(**overrides) -> BenchConfig:
         "repeats": 30,
         "suite": "full",
         "notes": (
-            "full suite (`fastconv bench --full`): sized to run in about 25 minutes "
+            "full suite (`fastconv bench --full`): sized to run in about 15 minutes "
             "on a 2-core CPU, so MNIST and Fashion-MNIST train on half of their "
             "training images and CIFAR-10 on 6,000 of them, for 4 epochs: CIFAR-10 "
             "is far from converged",
