@@ -1,5 +1,5 @@
 # Two commands do all the set-up on a fresh machine:
-#   make bench   run the quick benchmark suite (creates .venv if missing)
+#   make bench   run the quick benchmark suite on MNIST (creates .venv if missing)
 #   make test    run the test suite under the TensorFlow, JAX and PyTorch backends
 PYTHON ?= python3
 VENV ?= .venv
@@ -16,14 +16,16 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 bench: $(STAMP)
-	$(VENV)/bin/fastconv demo
+	$(VENV)/bin/fastconv bench
 
-# Everything under TensorFlow (the default backend, real-data tests included),
-# then the layer tests again under JAX and PyTorch.
+# Everything under TensorFlow (the default backend, real-data tests and the
+# docstring examples included), then the layer, implementation and profiler
+# tests again under JAX and PyTorch.
 test: $(STAMP)
 	KERAS_BACKEND=tensorflow $(PYTEST) tests
-	KERAS_BACKEND=jax $(PYTEST) -m layers tests/layers
-	KERAS_BACKEND=torch $(PYTEST) -m layers tests/layers
+	KERAS_BACKEND=tensorflow $(PYTEST) --doctest-modules fastconv
+	KERAS_BACKEND=jax $(PYTEST) tests/layers tests/kernels tests/profile
+	KERAS_BACKEND=torch $(PYTEST) tests/layers tests/kernels tests/profile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check fastconv tests benchmarks examples

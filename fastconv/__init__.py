@@ -1,6 +1,6 @@
 """fastconv: fast convolution building blocks for Keras 3."""
 
-from fastconv import cost
+from fastconv import cost, datasets, kernels
 from fastconv.convert import (
     ConversionReport,
     ConversionResult,
@@ -46,6 +46,8 @@ __all__ = [
     "Cost",
     "conv2d_cost",
     "cost",
+    "datasets",
+    "kernels",
     "profile_model",
     "suggest_replacements",
     "__version__",

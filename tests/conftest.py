@@ -1,9 +1,15 @@
+import os
+
 import keras
 import pytest
 from hypothesis import settings
 
 settings.register_profile("fastconv", deadline=None, max_examples=20, derandomize=True)
 settings.load_profile("fastconv")
+
+# Tests check behaviour, never timing: "auto" layers use the static rule unless a
+# test turns autotuning on itself (tests/kernels/test_autotune.py does).
+os.environ.setdefault("FASTCONV_AUTOTUNE", "0")
 
 
 @pytest.fixture(autouse=True)
