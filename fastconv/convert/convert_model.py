@@ -26,7 +26,7 @@ import keras
 import numpy as np
 from keras.src.models.functional import Functional
 
-from fastconv import timing
+from fastconv import kernels, timing
 from fastconv.convert.decompose import (
     DEFAULT_RANK,
     METHODS,
@@ -381,18 +381,25 @@ def _output_error(old, new, calls, batch_size) -> float:
 
 
 # -------------------------------------------------------------------- timing
-def _time(old, new, shape, batch_size: int, repeats: int) -> dict:
-    x = np.random.default_rng(0).standard_normal((batch_size, *shape[1:]))
-    x = x.astype("float32")
-    found = timing.interleaved(
-        {
-            "original": timing.make_forward(old, x),
-            "replacement": timing.make_forward(new, x),
-        },
+def _time(old, new, shape, batch_size: int, repeats: int) -> tuple[dict, str]:
+    """The original's and the replacement's forward timings, and the name of the
+    replacement's fastest implementation.
+
+    The same measurement as ``implementation="auto"`` makes
+    (`fastconv.kernels.measure_implementations`): every implementation of the
+    new layer, interleaved with the original, on random inputs of this shape.
+    """
+    found = kernels.measure_implementations(
+        new,
+        (batch_size, *shape[1:]),
+        baseline=old,
         warmup=TIMING_WARMUP,
         repeats=repeats,
     )
-    return {name: t.as_dict() for name, t in found.items()}
+    original = found.pop("baseline")
+    best = min(found, key=lambda name: found[name].median)
+    times = {"original": original.as_dict(), "replacement": found[best].as_dict()}
+    return times, best
 
 
 def _known(shape, data_format) -> bool:
@@ -516,8 +523,10 @@ def convert_model(
     With ``min_speedup``, a layer is replaced only if its replacement's forward
     pass is at least that many times faster than the original's, both measured
     here (this device, this backend) on a batch of ``batch_size`` inputs of the
-    layer's input shape, with `fastconv.timing.interleaved` and
-    `fastconv.timing.make_forward`; the times are in the report.
+    layer's input shape. The replacement is timed at its fastest implementation,
+    by the same measurement ``implementation="auto"`` makes
+    (`fastconv.kernels.measure_implementations`, interleaved with the
+    original); the times and the implementation are in the report.
 
     The model itself is never modified. Layers that are not converted are
     re-created from their configs and get exact copies of their weights; a
@@ -695,14 +704,15 @@ def _convert_one(plan, calls, seen, min_speedup, batch_size, repeats, replacemen
                 f"{layer.name!r}, which the model leaves unknown ({shape}); pass "
                 "calibration_data so that convert_model sees real sizes"
             )
-        times = _time(layer, new, shape, batch_size, repeats)
+        times, implementation = _time(layer, new, shape, batch_size, repeats)
         row.time_before, row.time_after = times["original"], times["replacement"]
         row.speedup = times["original"]["median_s"] / times["replacement"]["median_s"]
+        measured = f"{row.speedup:.2f}x ({implementation})"
         if row.speedup >= min_speedup:
-            row.decision = f"converted: {row.speedup:.2f}x >= {min_speedup}x"
+            row.decision = f"converted: {measured} >= {min_speedup}x"
         else:
             row.converted = False
-            row.decision = f"kept: {row.speedup:.2f}x < min_speedup {min_speedup}x"
+            row.decision = f"kept: {measured} < min_speedup {min_speedup}x"
     if row.converted:
         replacements[id(layer)] = new
     return row
