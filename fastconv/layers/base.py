@@ -269,6 +269,40 @@ class BaseFastConv(keras.layers.Layer):
             dilation_rate=dilation_rate,
         )
 
+    def _spatial_conv(self, x, kernel):
+        """The layer's own ``k_h x k_w`` convolution: its strides, padding and
+        dilation."""
+        return self._conv(
+            x,
+            kernel,
+            strides=self.strides,
+            padding=self.padding,
+            dilation_rate=self.dilation_rate,
+        )
+
+    def _spatial_conv_cost(self, h: int, w: int, c_in: int, c_out: int) -> Cost:
+        """Cost of ``_spatial_conv`` from ``c_in`` to ``c_out`` channels on an
+        ``h x w`` input, bias excluded."""
+        return conv2d_cost(
+            (h, w, c_in),
+            c_out,
+            self.kernel_size,
+            strides=self.strides,
+            padding=self.padding,
+            dilation_rate=self.dilation_rate,
+            use_bias=False,
+        )
+
+    def _sandwich_cost(self, h: int, w: int, c_in: int, r_in: int, r_out: int):
+        """Cost of 1x1 ``c_in -> r_in``, ``_spatial_conv`` ``r_in -> r_out``, 1x1
+        ``r_out -> output_filters`` (the Tucker-2 and bottleneck shapes)."""
+        cost = conv2d_cost((h, w, c_in), r_in, 1, use_bias=False)
+        cost = cost + self._spatial_conv_cost(h, w, r_in, r_out)
+        ho, wo = self._output_hw(h, w)
+        return cost + conv2d_cost(
+            (ho, wo, r_out), self.output_filters, 1, use_bias=False
+        )
+
     def _pointwise(self, x, matrix):
         """A 1x1 convolution by a ``(C_in, C_out)`` matrix."""
         kernel = keras.ops.reshape(matrix, (1, 1, *matrix.shape))
@@ -389,15 +423,7 @@ class BaseFastConv(keras.layers.Layer):
             return float("inf")
         h, w, c_in = spatial_dims(shape, self.data_format)
         mine = self._cost(h, w, c_in).macs
-        dense = conv2d_cost(
-            (h, w, c_in),
-            self.output_filters,
-            self.kernel_size,
-            strides=self.strides,
-            padding=self.padding,
-            dilation_rate=self.dilation_rate,
-            use_bias=False,
-        ).macs
+        dense = self._spatial_conv_cost(h, w, c_in, self.output_filters).macs
         return dense / mine if mine else float("inf")
 
     def _resolve_implementation(self, inputs, training=None) -> str:
@@ -456,13 +482,7 @@ class BaseFastConv(keras.layers.Layer):
 
     def _linear_dense(self, inputs):
         """Compute with the reconstructed dense kernel, as a plain Conv2D would."""
-        return self._conv(
-            inputs,
-            self._dense_kernel_ops(),
-            strides=self.strides,
-            padding=self.padding,
-            dilation_rate=self.dilation_rate,
-        )
+        return self._spatial_conv(inputs, self._dense_kernel_ops())
 
     def compute_output_shape(self, input_shape):
         shape = list(input_shape)

@@ -7,7 +7,6 @@ import numbers
 import keras
 import numpy as np
 
-from fastconv.cost import conv2d_cost
 from fastconv.layers.base import BaseFastConv
 
 
@@ -171,33 +170,17 @@ class BottleneckConv2D(BaseFastConv):
         }
 
     def _linear_bottleneck(self, inputs):
-        x = self._pointwise(inputs, self.squeeze)
-        x = self.intermediate_activation(x)
-        x = self._conv(
-            x,
-            self.kernel,
-            strides=self.strides,
-            padding=self.padding,
-            dilation_rate=self.dilation_rate,
-        )
-        x = self.intermediate_activation(x)
-        x = self._pointwise(x, self.expand)
-        if self.residual:
-            x = keras.ops.add(x, inputs)
-        return x
+        return self._chain(inputs, self._pointwise)
 
     def _linear_matmul(self, inputs):
-        x = self._pointwise_matmul(inputs, self.squeeze)
-        x = self.intermediate_activation(x)
-        x = self._conv(
-            x,
-            self.kernel,
-            strides=self.strides,
-            padding=self.padding,
-            dilation_rate=self.dilation_rate,
-        )
-        x = self.intermediate_activation(x)
-        x = self._pointwise_matmul(x, self.expand)
+        return self._chain(inputs, self._pointwise_matmul)
+
+    def _chain(self, inputs, pointwise):
+        """Squeeze, k x k, expand, [residual], with the 1x1s computed by
+        ``pointwise``."""
+        x = self.intermediate_activation(pointwise(inputs, self.squeeze))
+        x = self.intermediate_activation(self._spatial_conv(x, self.kernel))
+        x = pointwise(x, self.expand)
         if self.residual:
             x = keras.ops.add(x, inputs)
         return x
@@ -215,18 +198,7 @@ class BottleneckConv2D(BaseFastConv):
 
     def _cost(self, h, w, c_in):
         b = self.bottleneck_channels
-        cost = conv2d_cost((h, w, c_in), b, 1, use_bias=False)
-        cost = cost + conv2d_cost(
-            (h, w, b),
-            b,
-            self.kernel_size,
-            strides=self.strides,
-            padding=self.padding,
-            dilation_rate=self.dilation_rate,
-            use_bias=False,
-        )
-        ho, wo = self._output_hw(h, w)
-        return cost + conv2d_cost((ho, wo, b), self.filters, 1, use_bias=False)
+        return self._sandwich_cost(h, w, c_in, b, b)
 
     @classmethod
     def input_channels_of(cls, factors):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import keras
 
-from fastconv.cost import conv2d_cost
 from fastconv.layers.base import BaseFastConv
 
 
@@ -81,26 +80,16 @@ class TuckerConv2D(BaseFastConv):
         }
 
     def _linear_tucker(self, inputs):
-        x = self._pointwise(inputs, self.pointwise_in)
-        x = self._conv(
-            x,
-            self.core,
-            strides=self.strides,
-            padding=self.padding,
-            dilation_rate=self.dilation_rate,
-        )
-        return self._pointwise(x, self.pointwise_out)
+        return self._chain(inputs, self._pointwise)
 
     def _linear_matmul(self, inputs):
-        x = self._pointwise_matmul(inputs, self.pointwise_in)
-        x = self._conv(
-            x,
-            self.core,
-            strides=self.strides,
-            padding=self.padding,
-            dilation_rate=self.dilation_rate,
-        )
-        return self._pointwise_matmul(x, self.pointwise_out)
+        return self._chain(inputs, self._pointwise_matmul)
+
+    def _chain(self, inputs, pointwise):
+        """1x1, core, 1x1, with the 1x1s computed by ``pointwise``."""
+        x = pointwise(inputs, self.pointwise_in)
+        x = self._spatial_conv(x, self.core)
+        return pointwise(x, self.pointwise_out)
 
     def _dense_kernel_ops(self):
         return keras.ops.einsum(
@@ -108,19 +97,7 @@ class TuckerConv2D(BaseFastConv):
         )
 
     def _cost(self, h, w, c_in):
-        r_in, r_out = self.rank
-        cost = conv2d_cost((h, w, c_in), r_in, 1, use_bias=False)
-        cost = cost + conv2d_cost(
-            (h, w, r_in),
-            r_out,
-            self.kernel_size,
-            strides=self.strides,
-            padding=self.padding,
-            dilation_rate=self.dilation_rate,
-            use_bias=False,
-        )
-        ho, wo = self._output_hw(h, w)
-        return cost + conv2d_cost((ho, wo, r_out), self.filters, 1, use_bias=False)
+        return self._sandwich_cost(h, w, c_in, *self.rank)
 
     @classmethod
     def input_channels_of(cls, factors):

@@ -6,7 +6,6 @@ import math
 
 import keras
 
-from fastconv.cost import conv2d_cost
 from fastconv.layers.base import BaseFastConv
 
 __all__ = ["WideConv2D", "wide_replacement"]
@@ -85,27 +84,13 @@ class WideConv2D(BaseFastConv):
         return {"kernel": (kh, kw, c_in, self.wide_filters)}
 
     def _linear_conv(self, inputs):
-        return self._conv(
-            inputs,
-            self.kernel,
-            strides=self.strides,
-            padding=self.padding,
-            dilation_rate=self.dilation_rate,
-        )
+        return self._spatial_conv(inputs, self.kernel)
 
     def _dense_kernel_ops(self):
         return keras.ops.convert_to_tensor(self.kernel)
 
     def _cost(self, h, w, c_in):
-        return conv2d_cost(
-            (h, w, c_in),
-            self.wide_filters,
-            self.kernel_size,
-            strides=self.strides,
-            padding=self.padding,
-            dilation_rate=self.dilation_rate,
-            use_bias=False,
-        )
+        return self._spatial_conv_cost(h, w, c_in, self.wide_filters)
 
     @classmethod
     def input_channels_of(cls, factors):
