@@ -1,0 +1,51 @@
+"""The cost table in docs/layers.md is what ``layer.cost`` computes.
+
+The table was pasted from a run of the layers' cost methods; this test keeps it
+from drifting away from the code.
+"""
+
+import re
+from pathlib import Path
+
+import pytest
+
+import fastconv
+from fastconv.cost import conv2d_cost
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "layers.md"
+SHAPE = (32, 32, 64)  # the table's input, 64 output channels, "same" padding
+
+
+def _layer(name: str, k: int):
+    same = {"padding": "same"}
+    return {
+        "FactorizedConv2D": lambda: fastconv.FactorizedConv2D(64, k, **same),
+        "StackedConv2D": lambda: fastconv.StackedConv2D(64, k, **same),
+        "BottleneckConv2D": lambda: fastconv.BottleneckConv2D(64, k, **same),
+        "WideConv2D": lambda: fastconv.WideConv2D(64, k, merged_layers=2, **same),
+        "DepthwiseSeparableConv2D": lambda: fastconv.DepthwiseSeparableConv2D(
+            64, k, **same
+        ),
+        "CPConv2D": lambda: fastconv.CPConv2D(64, k, rank=16, **same),
+        "TuckerConv2D": lambda: fastconv.TuckerConv2D(64, k, rank=16, **same),
+    }[name]()
+
+
+def _rows():
+    pattern = re.compile(
+        r"^\| (\d)x\d \| `(\w+)`[^|]* \| ([\d,]+) \| ([\d.]+) M \| ([\d.]+)x"
+    )
+    rows = [m.groups() for line in DOC.read_text().splitlines()
+            if (m := pattern.match(line))]  # fmt: skip
+    assert len(rows) == 15, "the cost table of docs/layers.md changed shape"
+    return rows
+
+
+@pytest.mark.parametrize("k, name, params, macs, ratio", _rows())
+def test_cost_table_matches_layer_cost(k, name, params, macs, ratio):
+    k = int(k)
+    base = conv2d_cost(SHAPE, 64, k, padding="same")
+    cost = base if name == "Conv2D" else _layer(name, k).cost(SHAPE)
+    assert f"{cost.params:,}" == params
+    assert f"{cost.macs / 1e6:.2f}" == macs
+    assert f"{base.macs / cost.macs:.2f}" == ratio
