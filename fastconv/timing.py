@@ -2,10 +2,11 @@
 
 Everything that fastconv reports as a time is measured here: warm-up runs kept
 apart from measured runs, ``time.perf_counter_ns`` around each call, a real
-synchronisation with the device (``block_until_ready`` on JAX, a host copy on
-TensorFlow, ``torch.cuda.synchronize`` on a CUDA device), every raw sample
-kept, and medians with their spread. Variants are compared *interleaved*, in
-one process, so that machine drift hits them all alike.
+synchronisation with the device (``block_until_ready`` on JAX, fetching one
+element of each result on TensorFlow, ``torch.cuda.synchronize`` on a CUDA
+device), every raw sample kept, and medians with their spread. Variants are
+compared *interleaved*, in one process, so that machine drift hits them all
+alike.
 
 Example:
     >>> from fastconv.timing import measure
@@ -113,9 +114,17 @@ def block(value):
         if torch.cuda.is_available():
             torch.cuda.synchronize()
     else:
+        import tensorflow as tf
+
+        # One element of each result is enough to wait for it (on a GPU the
+        # slice is queued after the computation); copying the whole tensor to
+        # the host, as ``.numpy()`` does, would add a memory copy the size of
+        # the output to every sample.
         for leaf in leaves:
-            if hasattr(leaf, "numpy"):
-                leaf.numpy()
+            if isinstance(leaf, tf.Tensor | tf.Variable):
+                flat = tf.reshape(leaf, [-1])
+                if flat.shape[0] != 0:
+                    flat[:1].numpy()
     return value
 
 

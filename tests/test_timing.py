@@ -60,3 +60,14 @@ def test_environment_records_what_results_need():
         assert key in env
     assert env["backend"] == keras.backend.backend()
     assert env["versions"]["keras"] == keras.__version__
+
+
+def test_block_returns_its_argument_for_any_nesting_and_empty_tensors():
+    value = {
+        "a": [keras.ops.zeros((0, 3)), keras.ops.ones((4, 5))],
+        "b": (None, np.ones(2), 1.5),
+        "c": keras.Variable(np.ones((2, 2))),
+    }
+    assert timing.block(value) is value
+    out = timing.block(keras.ops.ones((3,)) * 2)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(out), [2.0, 2.0, 2.0])

@@ -1,7 +1,8 @@
-"""Building blocks of the fast implementations, in ``keras.ops`` only.
+"""Building blocks of the fast implementations.
 
-Two ways to compute a layer's parts that the backends' convolution kernels do
-badly on a CPU:
+Ways to compute a layer's parts that the backends' convolution kernels do
+badly on a CPU, written in ``keras.ops`` except where a backend's own op saves
+a pass over memory that the Keras op makes (each docstring says where):
 
 - ``shifted_depthwise``: a depthwise convolution as a sum of ``k_h k_w`` shifted
   slices of the (once) padded input, each times a per-channel weight. Every
@@ -9,17 +10,25 @@ badly on a CPU:
   pass over memory, where a depthwise convolution kernel often runs far below
   the memory bandwidth.
 - ``pointwise_matmul``: a 1x1 convolution as a matrix product over the channel
-  axis, with no convolution machinery (and, on PyTorch, none of the layout
-  transposes that ``keras.ops.conv`` adds for ``channels_last``).
+  axis, with no convolution machinery, and the bias added inside the product
+  on TensorFlow and PyTorch.
+- ``torch_conv``: PyTorch's ``conv2d`` (plain or depthwise) on the NHWC
+  tensor's ``channels_last`` view, without the copies Keras's PyTorch backend
+  makes.
 
-Both compute exactly what the convolution computes (up to rounding).
+All compute exactly what the convolution computes (up to rounding).
 """
 
 from __future__ import annotations
 
 import keras
 
-__all__ = ["same_padding_widths", "shifted_depthwise", "pointwise_matmul"]
+__all__ = [
+    "same_padding_widths",
+    "shifted_depthwise",
+    "pointwise_matmul",
+    "torch_conv",
+]
 
 
 def _pair(value) -> tuple[int, int]:
@@ -118,8 +127,85 @@ def _expand_channels(piece, weights, last: bool):
     return keras.ops.reshape(term, (-1, channels * multiplier, shape[2], shape[3]))
 
 
-def pointwise_matmul(x, matrix, data_format="channels_last"):
-    """A 1x1 convolution by a ``(C_in, C_out)`` matrix, as a matrix product."""
-    if data_format == "channels_last":
-        return keras.ops.matmul(x, matrix)
-    return keras.ops.einsum("nchw,co->nohw", x, matrix)
+def pointwise_matmul(x, matrix, data_format="channels_last", bias=None):
+    """A 1x1 convolution by a ``(C_in, C_out)`` matrix, as a matrix product.
+
+    With ``bias`` (``(C_out,)``), adds it inside the product where the backend
+    can: TensorFlow fuses a 2-D ``MatMul`` with the ``BiasAdd`` that follows
+    it, PyTorch's ``addmm`` adds it in the GEMM; either way the output is
+    written once instead of twice.
+    """
+    if data_format != "channels_last":
+        y = keras.ops.einsum("nchw,co->nohw", x, matrix)
+        if bias is not None:
+            y = y + keras.ops.reshape(bias, (1, -1, 1, 1))
+        return y
+    backend = keras.backend.backend()
+    x = keras.ops.convert_to_tensor(x)
+    matrix = keras.ops.convert_to_tensor(matrix)
+    if bias is not None:
+        bias = keras.ops.convert_to_tensor(bias)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        shape = tf.shape(x)
+        y = tf.matmul(tf.reshape(x, (-1, matrix.shape[0])), matrix)
+        if bias is not None:
+            y = tf.nn.bias_add(y, bias)
+        return tf.reshape(y, tf.concat([shape[:-1], [matrix.shape[1]]], 0))
+    if backend == "torch":
+        import torch
+
+        flat = x.reshape(-1, matrix.shape[0])
+        if bias is None:
+            y = torch.mm(flat, matrix)
+        else:
+            y = torch.addmm(bias, flat, matrix)
+        return y.reshape(*x.shape[:-1], matrix.shape[1])
+    y = keras.ops.matmul(x, matrix)
+    return y if bias is None else keras.ops.add(y, bias)
+
+
+def torch_conv(
+    x, kernel, strides, padding, dilation_rate, data_format, depthwise=False
+):
+    """``keras.ops.conv`` (or ``depthwise_conv``) on PyTorch without its copies.
+
+    Keras's PyTorch backend makes ``channels_last`` inputs, kernels and outputs
+    contiguous in PyTorch's NCHW order around ``conv2d``. A permuted view of an
+    NHWC tensor is already in PyTorch's ``channels_last`` memory format, which
+    oneDNN's kernels read directly, and their output permuted back is a
+    contiguous NHWC tensor: no copy on either side.
+
+    Args:
+        kernel: ``(k_h, k_w, C_in, C_out)``, or with ``depthwise``
+            ``(k_h, k_w, C, D)`` (output channel ``c D + j`` from channel ``c``).
+        strides, padding, dilation_rate, data_format: as for ``keras.ops.conv``.
+    """
+    import torch.nn.functional as F
+
+    x = keras.ops.convert_to_tensor(x)
+    kernel = keras.ops.convert_to_tensor(kernel)
+    sh, sw = _pair(strides)
+    dh, dw = _pair(dilation_rate)
+    kh, kw, c_in, c_out = kernel.shape
+    last = data_format == "channels_last"
+    xt = x.permute(0, 3, 1, 2) if last else x
+    if depthwise:
+        weight = kernel.permute(2, 3, 0, 1).reshape(c_in * c_out, 1, kh, kw)
+        groups = c_in
+    else:
+        weight = kernel.permute(3, 2, 0, 1)
+        groups = 1
+    pad = (0, 0)
+    if padding == "same":
+        ph = same_padding_widths(int(xt.shape[2]), kh, sh, dh)
+        pw = same_padding_widths(int(xt.shape[3]), kw, sw, dw)
+        if ph[0] == ph[1] and pw[0] == pw[1]:
+            pad = (ph[0], pw[0])
+        else:
+            xt = F.pad(xt, (pw[0], pw[1], ph[0], ph[1]))
+    y = F.conv2d(
+        xt, weight, stride=(sh, sw), padding=pad, dilation=(dh, dw), groups=groups
+    )
+    return y.permute(0, 2, 3, 1) if last else y

@@ -12,7 +12,8 @@ A subclass implements:
 - ``_validate_rest()`` (optional): checks of its own constructor arguments;
 - ``_factor_shapes(c_in) -> dict[name, shape]``: the factor weights, in order;
 - ``_linear_<implementation>(inputs)`` for each name in ``IMPLEMENTATIONS``:
-  the output before bias and activation;
+  the output before bias and activation; those named in ``FUSED_BIAS`` also
+  take ``bias=`` and add it themselves (inside their last matrix product);
 - ``_dense_kernel_ops()``: the equivalent ``(k_h, k_w, C_in, C_out)`` kernel as
   a tensor, for linear layers;
 - ``_cost(h, w, c_in) -> Cost``: its parameters and multiply-adds (bias
@@ -29,7 +30,7 @@ import numpy as np
 
 from fastconv.cost import Cost, conv2d_cost, conv_output_length, spatial_dims
 from fastconv.kernels import autotune
-from fastconv.kernels.ops import pointwise_matmul, shifted_depthwise
+from fastconv.kernels.ops import pointwise_matmul, shifted_depthwise, torch_conv
 
 __all__ = ["BaseFastConv"]
 
@@ -101,6 +102,9 @@ class BaseFastConv(keras.layers.Layer):
     #: otherwise (see ``static_implementation``); missing keys use
     #: ``IMPLEMENTATIONS[0]``.
     STATIC_RULE: Mapping[str, str] = {}
+    #: Implementations that end in a matrix product and add the bias inside it
+    #: (their ``_linear_<name>`` takes ``bias=``).
+    FUSED_BIAS: tuple[str, ...] = ()
     #: Smallest kernel size the layer accepts on each axis.
     MIN_KERNEL: int = 1
 
@@ -223,7 +227,13 @@ class BaseFastConv(keras.layers.Layer):
         """Whether the layer, before its bias and activation, is a linear map."""
         return True
 
-    def _conv(self, x, kernel, strides=1, padding="valid", dilation_rate=1):
+    def _conv(self, x, kernel, strides=1, padding="valid", dilation_rate=1, fast=False):
+        """``keras.ops.conv``; with ``fast``, PyTorch's own op on PyTorch
+        (``kernels.ops.torch_conv``: the plain compositions keep Keras's)."""
+        if fast and keras.backend.backend() == "torch":
+            return torch_conv(
+                x, kernel, strides, padding, dilation_rate, self.data_format
+            )
         if self.data_format == "channels_first" and _tf_cpu_only():
             # TensorFlow's CPU Conv2D kernel takes NHWC only.
             x = keras.ops.transpose(x, (0, 2, 3, 1))
@@ -240,8 +250,15 @@ class BaseFastConv(keras.layers.Layer):
             dilation_rate=dilation_rate,
         )
 
-    def _depthwise(self, x, kernel, strides=1, padding="valid", dilation_rate=1):
+    def _depthwise(
+        self, x, kernel, strides=1, padding="valid", dilation_rate=1, fast=False
+    ):
+        """``keras.ops.depthwise_conv``; ``fast`` as for ``_conv``."""
         strides = (strides, strides) if isinstance(strides, int) else tuple(strides)
+        if fast and keras.backend.backend() == "torch":
+            return torch_conv(
+                x, kernel, strides, padding, dilation_rate, self.data_format, True
+            )
         if strides[0] != strides[1] and keras.backend.backend() == "tensorflow":
             # TensorFlow's depthwise kernel takes equal strides only: pad as the
             # strided conv would, convolve densely, then keep every s-th row/column.
@@ -269,16 +286,20 @@ class BaseFastConv(keras.layers.Layer):
             dilation_rate=dilation_rate,
         )
 
-    def _spatial_conv(self, x, kernel):
+    def _spatial_conv(self, x, kernel, fast=False):
         """The layer's own ``k_h x k_w`` convolution: its strides, padding and
-        dilation."""
+        dilation; ``fast`` as for ``_conv``."""
         return self._conv(
             x,
             kernel,
             strides=self.strides,
             padding=self.padding,
             dilation_rate=self.dilation_rate,
+            fast=fast,
         )
+
+    def _fast_depthwise(self, x, kernel, strides=1, padding="valid", dilation_rate=1):
+        return self._depthwise(x, kernel, strides, padding, dilation_rate, fast=True)
 
     def _spatial_conv_cost(self, h: int, w: int, c_in: int, c_out: int) -> Cost:
         """Cost of ``_spatial_conv`` from ``c_in`` to ``c_out`` channels on an
@@ -303,14 +324,15 @@ class BaseFastConv(keras.layers.Layer):
             (ho, wo, r_out), self.output_filters, 1, use_bias=False
         )
 
-    def _pointwise(self, x, matrix):
-        """A 1x1 convolution by a ``(C_in, C_out)`` matrix."""
+    def _pointwise(self, x, matrix, bias=None):
+        """A 1x1 convolution by a ``(C_in, C_out)`` matrix, then ``bias``."""
         kernel = keras.ops.reshape(matrix, (1, 1, *matrix.shape))
-        return self._conv(x, kernel)
+        return self._add_bias(self._conv(x, kernel), bias)
 
-    def _pointwise_matmul(self, x, matrix):
-        """A 1x1 convolution by a ``(C_in, C_out)`` matrix, as a matrix product."""
-        return pointwise_matmul(x, matrix, self.data_format)
+    def _pointwise_matmul(self, x, matrix, bias=None):
+        """A 1x1 convolution by a ``(C_in, C_out)`` matrix, as a matrix product,
+        with ``bias`` added inside it where the backend can (``kernels.ops``)."""
+        return pointwise_matmul(x, matrix, self.data_format, bias)
 
     def _shifted(self, x, kernel, strides=1, padding="valid", dilation_rate=1):
         """A depthwise convolution as a sum of shifted slices (``kernels.ops``).
@@ -321,7 +343,7 @@ class BaseFastConv(keras.layers.Layer):
         strides = (strides, strides) if isinstance(strides, int) else tuple(strides)
         spatial = x.shape[1:3] if self.data_format == "channels_last" else x.shape[2:]
         if padding == "same" and max(strides) > 1 and None in tuple(spatial):
-            return self._depthwise(x, kernel, strides, padding, dilation_rate)
+            return self._fast_depthwise(x, kernel, strides, padding, dilation_rate)
         return shifted_depthwise(
             x, kernel, strides, padding, dilation_rate, self.data_format
         )
@@ -458,31 +480,39 @@ class BaseFastConv(keras.layers.Layer):
             memo[memo_key] = choice
         return choice
 
-    def _linear(self, inputs, training=None):
-        impl = self._resolve_implementation(inputs, training)
-        return getattr(self, f"_linear_{impl}")(inputs)
+    def _linear(self, inputs, impl, training=None, bias=None):
+        """The implementation ``impl``'s output; ``bias`` only for those in
+        ``FUSED_BIAS``."""
+        kwargs = {} if bias is None else {"bias": bias}
+        return getattr(self, f"_linear_{impl}")(inputs, **kwargs)
 
     def call(self, inputs, training=None):
-        return self._bias_and_activation(self._linear(inputs, training))
-
-    def _bias_and_activation(self, outputs):
-        """The final bias and activation, applied to the linear part's output."""
-        if self.use_bias:
-            if self.data_format == "channels_last":
-                outputs = keras.ops.add(outputs, self.bias)
-            else:
-                bias = keras.ops.reshape(self.bias, (1, self.output_filters, 1, 1))
-                # Not keras.ops.add: on TensorFlow it turns this into a BiasAdd
-                # over the LAST axis whenever the output width equals filters
-                # (Keras 3.15); the operator is a plain broadcasting add.
-                outputs = outputs + bias
+        impl = self._resolve_implementation(inputs, training)
+        if self.use_bias and impl in self.FUSED_BIAS:
+            # The implementation adds the bias in its last matrix product.
+            outputs = self._linear(inputs, impl, training, bias=self.bias)
+        else:
+            outputs = self._add_bias(self._linear(inputs, impl, training), self.bias)
         if self.activation is not None:
             outputs = self.activation(outputs)
         return outputs
 
+    def _add_bias(self, outputs, bias):
+        """``outputs`` plus ``bias`` (``None``: nothing) along the channel axis."""
+        if bias is not None:
+            if self.data_format == "channels_last":
+                outputs = keras.ops.add(outputs, bias)
+            else:
+                bias = keras.ops.reshape(bias, (1, self.output_filters, 1, 1))
+                # Not keras.ops.add: on TensorFlow it turns this into a BiasAdd
+                # over the LAST axis whenever the output width equals filters
+                # (Keras 3.15); the operator is a plain broadcasting add.
+                outputs = outputs + bias
+        return outputs
+
     def _linear_dense(self, inputs):
         """Compute with the reconstructed dense kernel, as a plain Conv2D would."""
-        return self._spatial_conv(inputs, self._dense_kernel_ops())
+        return self._spatial_conv(inputs, self._dense_kernel_ops(), fast=True)
 
     def compute_output_shape(self, input_shape):
         shape = list(input_shape)

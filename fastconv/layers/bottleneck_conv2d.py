@@ -64,6 +64,7 @@ class BottleneckConv2D(BaseFastConv):
 
     IMPLEMENTATIONS = ("bottleneck", "matmul", "dense")
     STATIC_RULE = {"xla": "matmul", "tensorflow": "matmul", "torch": "matmul"}
+    FUSED_BIAS = ("matmul",)
 
     def __init__(
         self,
@@ -172,15 +173,15 @@ class BottleneckConv2D(BaseFastConv):
     def _linear_bottleneck(self, inputs):
         return self._chain(inputs, self._pointwise)
 
-    def _linear_matmul(self, inputs):
-        return self._chain(inputs, self._pointwise_matmul)
+    def _linear_matmul(self, inputs, bias=None):
+        return self._chain(inputs, self._pointwise_matmul, bias, fast=True)
 
-    def _chain(self, inputs, pointwise):
-        """Squeeze, k x k, expand, [residual], with the 1x1s computed by
-        ``pointwise``."""
+    def _chain(self, inputs, pointwise, bias=None, fast=False):
+        """Squeeze, k x k, expand (then ``bias``), [residual], with the 1x1s
+        computed by ``pointwise`` and the k x k by ``_spatial_conv(fast=fast)``."""
         x = self.intermediate_activation(pointwise(inputs, self.squeeze))
-        x = self.intermediate_activation(self._spatial_conv(x, self.kernel))
-        x = pointwise(x, self.expand)
+        x = self.intermediate_activation(self._spatial_conv(x, self.kernel, fast=fast))
+        x = pointwise(x, self.expand, bias)
         if self.residual:
             x = keras.ops.add(x, inputs)
         return x

@@ -26,7 +26,9 @@ class CPConv2D(BaseFastConv):
 
     Implementations (``implementation=``; the weights are the same for all):
     ``"depthwise"`` (``keras.ops.conv`` 1x1s and ``depthwise_conv``),
-    ``"matmul"`` (the 1x1s as matrix products), ``"shift"`` (matrix products and
+    ``"matmul"`` (the 1x1s as matrix products), ``"fused"`` (matrix products
+    and one ``k_h x k_w`` depthwise convolution by the outer product of the
+    two depthwise factors), ``"shift"`` (matrix products and
     the depthwise factors as sums of shifted slices, which XLA fuses),
     ``"dense"`` (the reconstructed kernel) and ``"auto"`` (measured per shape,
     see ``fastconv.kernels.autotune``).
@@ -51,8 +53,9 @@ class CPConv2D(BaseFastConv):
         Fine-tuned CP-Decomposition", ICLR 2015.
     """
 
-    IMPLEMENTATIONS = ("depthwise", "matmul", "shift", "dense")
+    IMPLEMENTATIONS = ("depthwise", "matmul", "fused", "shift", "dense")
     STATIC_RULE = {"xla": "shift", "tensorflow": "matmul", "torch": "matmul"}
+    FUSED_BIAS = ("matmul", "fused", "shift")
 
     def __init__(self, filters, kernel_size, rank, **kwargs):
         self.rank = rank
@@ -95,13 +98,33 @@ class CPConv2D(BaseFastConv):
     def _linear_depthwise(self, inputs):
         return self._cp_chain(inputs, self._pointwise, self._depthwise)
 
-    def _linear_matmul(self, inputs):
-        return self._cp_chain(inputs, self._pointwise_matmul, self._depthwise)
+    def _linear_matmul(self, inputs, bias=None):
+        return self._cp_chain(
+            inputs, self._pointwise_matmul, self._fast_depthwise, bias
+        )
 
-    def _linear_shift(self, inputs):
-        return self._cp_chain(inputs, self._pointwise_matmul, self._shifted)
+    def _linear_shift(self, inputs, bias=None):
+        return self._cp_chain(inputs, self._pointwise_matmul, self._shifted, bias)
 
-    def _cp_chain(self, inputs, pointwise, depthwise):
+    def _linear_fused(self, inputs, bias=None):
+        """Matrix products for the 1x1s and *one* ``k_h x k_w`` depthwise
+        convolution whose kernel, per rank channel, is the outer product of the
+        vertical and horizontal factors: one pass over the intermediate
+        instead of two, at ``k_h k_w`` instead of ``k_h + k_w`` multiply-adds
+        per element. Exact: padding, strides and dilation act per axis."""
+        kh, kw = self.kernel_size
+        x = self._pointwise_matmul(inputs, self.pointwise_in)
+        kernel = keras.ops.einsum("hr,wr->hwr", self.vertical, self.horizontal)
+        x = self._fast_depthwise(
+            x,
+            keras.ops.reshape(kernel, (kh, kw, self.rank, 1)),
+            strides=self.strides,
+            padding=self.padding,
+            dilation_rate=self.dilation_rate,
+        )
+        return self._pointwise_matmul(x, self.pointwise_out, bias)
+
+    def _cp_chain(self, inputs, pointwise, depthwise, bias=None):
         """1x1, vertical, horizontal, 1x1, with the given ways to compute them."""
         kh, kw = self.kernel_size
         x = pointwise(inputs, self.pointwise_in)
@@ -121,7 +144,7 @@ class CPConv2D(BaseFastConv):
             padding=self.padding,
             dilation_rate=(1, self.dilation_rate[1]),
         )
-        return pointwise(x, self.pointwise_out)
+        return pointwise(x, self.pointwise_out, bias)
 
     def _dense_kernel_ops(self):
         return keras.ops.einsum(

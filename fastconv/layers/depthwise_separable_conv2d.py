@@ -72,6 +72,7 @@ class DepthwiseSeparableConv2D(BaseFastConv):
 
     IMPLEMENTATIONS = ("separable", "matmul", "shift", "dense")
     STATIC_RULE = {"xla": "shift", "tensorflow": "matmul", "torch": "matmul"}
+    FUSED_BIAS = ("matmul", "shift")
 
     def __init__(
         self,
@@ -138,24 +139,28 @@ class DepthwiseSeparableConv2D(BaseFastConv):
             shape[self.channel_axis] = c_in * self.depth_multiplier
             self.batchnorm.build(tuple(shape))
 
-    def _linear(self, inputs, training=None):
+    def _linear(self, inputs, impl, training=None, bias=None):
         # The batch norm between the factors needs the training flag.
-        impl = self._resolve_implementation(inputs, training)
         if impl == "dense":
             return self._linear_dense(inputs)
-        return getattr(self, f"_linear_{impl}")(inputs, training)
+        return getattr(self, f"_linear_{impl}")(inputs, training, bias)
 
-    def _linear_separable(self, inputs, training=None):
-        return self._chain(inputs, training, self._depthwise, self._pointwise)
+    def _linear_separable(self, inputs, training=None, bias=None):
+        return self._chain(inputs, training, self._depthwise, self._pointwise, bias)
 
-    def _linear_matmul(self, inputs, training=None):
-        return self._chain(inputs, training, self._depthwise, self._pointwise_matmul)
+    def _linear_matmul(self, inputs, training=None, bias=None):
+        return self._chain(
+            inputs, training, self._fast_depthwise, self._pointwise_matmul, bias
+        )
 
-    def _linear_shift(self, inputs, training=None):
-        return self._chain(inputs, training, self._shifted, self._pointwise_matmul)
+    def _linear_shift(self, inputs, training=None, bias=None):
+        return self._chain(
+            inputs, training, self._shifted, self._pointwise_matmul, bias
+        )
 
-    def _chain(self, inputs, training, depthwise, pointwise):
-        """Depthwise, [batch norm], [activation], 1x1, computed the given ways."""
+    def _chain(self, inputs, training, depthwise, pointwise, bias=None):
+        """Depthwise, [batch norm], [activation], 1x1 (then ``bias``),
+        computed the given ways."""
         x = depthwise(
             inputs,
             self.depthwise,
@@ -166,7 +171,7 @@ class DepthwiseSeparableConv2D(BaseFastConv):
         if self.batchnorm is not None:
             x = self.batchnorm(x, training=training)
         x = self.intermediate_activation(x)
-        return pointwise(x, self.pointwise)
+        return pointwise(x, self.pointwise, bias)
 
     def _dense_kernel_ops(self):
         c_in = self.depthwise.shape[2]

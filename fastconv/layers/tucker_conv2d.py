@@ -55,6 +55,7 @@ class TuckerConv2D(BaseFastConv):
 
     IMPLEMENTATIONS = ("tucker", "matmul", "dense")
     STATIC_RULE = {"xla": "matmul", "tensorflow": "matmul", "torch": "matmul"}
+    FUSED_BIAS = ("matmul",)
 
     def __init__(self, filters, kernel_size, rank, **kwargs):
         self.rank = rank
@@ -82,14 +83,15 @@ class TuckerConv2D(BaseFastConv):
     def _linear_tucker(self, inputs):
         return self._chain(inputs, self._pointwise)
 
-    def _linear_matmul(self, inputs):
-        return self._chain(inputs, self._pointwise_matmul)
+    def _linear_matmul(self, inputs, bias=None):
+        return self._chain(inputs, self._pointwise_matmul, bias, fast=True)
 
-    def _chain(self, inputs, pointwise):
-        """1x1, core, 1x1, with the 1x1s computed by ``pointwise``."""
+    def _chain(self, inputs, pointwise, bias=None, fast=False):
+        """1x1, core, 1x1 (then ``bias``), with the 1x1s computed by
+        ``pointwise`` and the core by ``_spatial_conv(fast=fast)``."""
         x = pointwise(inputs, self.pointwise_in)
-        x = self._spatial_conv(x, self.core)
-        return pointwise(x, self.pointwise_out)
+        x = self._spatial_conv(x, self.core, fast=fast)
+        return pointwise(x, self.pointwise_out, bias)
 
     def _dense_kernel_ops(self):
         return keras.ops.einsum(

@@ -10,6 +10,7 @@ from fastconv.kernels.ops import (
     pointwise_matmul,
     same_padding_widths,
     shifted_depthwise,
+    torch_conv,
 )
 from tests.layer_checks import random_input, relative_error, to_numpy
 
@@ -70,6 +71,58 @@ def test_pointwise_matmul_equals_1x1_conv(data_format):
         x = np.transpose(x, (0, 3, 1, 2))
         ref = np.transpose(ref, (0, 3, 1, 2))
     y = to_numpy(pointwise_matmul(x, matrix, data_format))
+    assert relative_error(y, ref) < 1e-5
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_pointwise_matmul_adds_the_bias(data_format):
+    x = random_input((2, 5, 6, 4), seed=3)
+    matrix = random_input((4, 7), seed=4)
+    bias = random_input((7,), seed=5)
+    ref = to_numpy(keras.ops.conv(x, matrix.reshape(1, 1, 4, 7))) + bias
+    if data_format == "channels_first":
+        x = np.transpose(x, (0, 3, 1, 2))
+        ref = np.transpose(ref, (0, 3, 1, 2))
+    y = to_numpy(pointwise_matmul(x, matrix, data_format, bias=bias))
+    assert y.shape == ref.shape
+    assert relative_error(y, ref) < 1e-5
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="PyTorch's own op")
+@given(
+    kh=st.integers(1, 4),
+    kw=st.integers(1, 4),
+    stride=st.sampled_from([(1, 1), (2, 2), (1, 3), (3, 2)]),
+    dilation=st.integers(1, 2),
+    padding=st.sampled_from(["valid", "same"]),
+    data_format=st.sampled_from(["channels_last", "channels_first"]),
+    multiplier=st.integers(1, 2),
+    h=st.integers(7, 10),
+    w=st.integers(7, 10),
+)
+def test_torch_conv_equals_keras_conv(
+    kh, kw, stride, dilation, padding, data_format, multiplier, h, w
+):
+    if max(stride) > 1:
+        dilation = 1
+    c = 3
+    shape = (2, h, w, c) if data_format == "channels_last" else (2, c, h, w)
+    x = random_input(shape, seed=1)
+    kernel = random_input((kh, kw, c, multiplier), seed=2)
+    y = to_numpy(
+        torch_conv(x, kernel, stride, padding, (dilation, dilation), data_format, True)
+    )
+    ref = _reference_depthwise(x, kernel, stride, padding, dilation, data_format)
+    assert y.shape == ref.shape
+    assert relative_error(y, ref) < 1e-5
+    kernel = random_input((kh, kw, c, 4), seed=3)
+    y = to_numpy(
+        torch_conv(x, kernel, stride, padding, (dilation, dilation), data_format)
+    )
+    ref = to_numpy(
+        keras.ops.conv(x, kernel, stride, padding, data_format, (dilation, dilation))
+    )
+    assert y.shape == ref.shape
     assert relative_error(y, ref) < 1e-5
 
 
