@@ -62,6 +62,11 @@ MIN_MACS = 5_000_000
 #: Warm-up rounds (compilation included) and measured rounds per candidate.
 WARMUP = 2
 REPEATS = 5
+#: A measurement for ``"auto"`` adds rounds, up to ``MAX_REPEATS``, until the
+#: measured rounds take about this long: cheap layers are timed more often,
+#: because their times are short and noisy.
+BUDGET_S = 0.5
+MAX_REPEATS = 40
 CACHE_VERSION = 1
 
 _LOCK = threading.Lock()
@@ -278,6 +283,7 @@ def measure_implementations(
     dtype: str = "float32",
     warmup: int = WARMUP,
     repeats: int = REPEATS,
+    budget_s: float | None = None,
 ) -> dict[str, timing.Timing]:
     """Time each implementation of ``layer`` on random data, interleaved.
 
@@ -298,6 +304,9 @@ def measure_implementations(
         jit: compile with XLA on TensorFlow (JAX always does).
         dtype: dtype of the random input.
         warmup, repeats: as for ``fastconv.timing.interleaved``.
+        budget_s: if given, the rounds are raised from ``repeats`` (up to
+            ``MAX_REPEATS``) until they take about this many seconds, judged
+            from the last warm-up round.
 
     Returns:
         name -> ``Timing``, raw samples included.
@@ -326,7 +335,17 @@ def measure_implementations(
             fns[name] = make(type(layer).from_config(config), x, jit=jit)
         if baseline is not None:
             fns["baseline"] = make(baseline, x, jit=jit)
-        return timing.interleaved(fns, warmup=warmup, repeats=repeats)
+        rounds = repeats
+        if budget_s is not None:
+            # The last warm-up round, timed, says how long a round takes.
+            probe = timing.interleaved(fns, warmup=max(warmup - 1, 0), repeats=1)
+            per_round = sum(t.median for t in probe.values())
+            wanted = int(budget_s / max(per_round, 1e-9))
+            rounds = max(repeats, min(MAX_REPEATS, wanted))
+            warmup_left = 0
+        else:
+            warmup_left = warmup
+        return timing.interleaved(fns, warmup=warmup_left, repeats=rounds)
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(run).result()
@@ -340,6 +359,7 @@ def _measure_request(request: Request) -> dict[str, float]:
         implementations=request.candidates,
         jit=request.compilation == "xla",
         dtype=request.dtype,
+        budget_s=BUDGET_S,
     )
     return {name: t.median for name, t in timings.items()}
 

@@ -54,7 +54,7 @@ class CPConv2D(BaseFastConv):
     """
 
     IMPLEMENTATIONS = ("depthwise", "matmul", "fused", "shift", "dense")
-    STATIC_RULE = {"xla": "shift", "tensorflow": "matmul", "torch": "matmul"}
+    STATIC_RULE = {"xla": "shift", "tensorflow": "fused", "torch": "fused"}
     FUSED_BIAS = ("matmul", "fused", "shift")
 
     def __init__(self, filters, kernel_size, rank, **kwargs):

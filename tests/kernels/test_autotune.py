@@ -254,6 +254,24 @@ def test_measure_implementations_with_baseline():
     assert not layer.built
 
 
+def test_budget_adds_rounds_for_cheap_layers_up_to_the_cap(monkeypatch):
+    monkeypatch.setattr(autotune, "MAX_REPEATS", 7)
+    timings = autotune.measure_implementations(
+        _cp(),
+        (1, 6, 6, 4),
+        implementations=("shift", "dense"),
+        warmup=1,
+        repeats=2,
+        budget_s=60.0,
+    )
+    # A tiny layer takes far less than 60 s a round: the cap decides.
+    assert all(len(t.samples_ns) == 7 for t in timings.values())
+    timings = autotune.measure_implementations(
+        _cp(), (1, 6, 6, 4), implementations=("shift",), repeats=3, budget_s=1e-9
+    )
+    assert len(timings["shift"].samples_ns) == 3
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
