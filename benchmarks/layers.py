@@ -351,7 +351,8 @@ def report(paths: list[str]) -> str:
             got = s["speedups"]["auto"]
             out.append(
                 f"| {layer} inference >= {goal}x | {label} | {got:.2f}x "
-                f"(best {s['speedups'][s['best']]:.2f}x, {s['best']}) | "
+                f"(fastest concrete layer {s['speedups'][s['best']]:.2f}x, "
+                f"{s['best']}) | "
                 f"{'yes' if got >= goal else 'no'} |"
             )
     for (label, mode, layer), s in ref_rows.items():
