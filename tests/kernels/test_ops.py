@@ -25,30 +25,41 @@ def _reference_depthwise(x, kernel, strides, padding, dilation, data_format):
     return np.transpose(y, (0, 3, 1, 2)) if data_format == "channels_first" else y
 
 
-@given(
-    kh=st.integers(1, 4),
-    kw=st.integers(1, 4),
-    stride=st.sampled_from([(1, 1), (2, 2), (3, 3)]),
-    dilation=st.integers(1, 2),
-    padding=st.sampled_from(["valid", "same"]),
-    data_format=st.sampled_from(["channels_last", "channels_first"]),
-    multiplier=st.integers(1, 2),
-    h=st.integers(7, 10),
-    w=st.integers(7, 10),
-)
-def test_shifted_depthwise_equals_depthwise_conv(
-    kh, kw, stride, dilation, padding, data_format, multiplier, h, w
-):
-    if max(stride) > 1:
-        dilation = 1
-    c = 3
-    shape = (2, h, w, c) if data_format == "channels_last" else (2, c, h, w)
-    x = random_input(shape, seed=1)
-    kernel = random_input((kh, kw, c, multiplier), seed=2)
-    y = to_numpy(
-        shifted_depthwise(x, kernel, stride, padding, (dilation, dilation), data_format)
+def _cases(strides):
+    """Depthwise convolution settings; ``strides`` are the ones to draw from."""
+    return st.fixed_dictionaries(
+        dict(
+            kh=st.integers(1, 4),
+            kw=st.integers(1, 4),
+            stride=st.sampled_from(strides),
+            dilation=st.integers(1, 2),
+            padding=st.sampled_from(["valid", "same"]),
+            data_format=st.sampled_from(["channels_last", "channels_first"]),
+            multiplier=st.integers(1, 2),
+            h=st.integers(7, 10),
+            w=st.integers(7, 10),
+        )
     )
-    ref = _reference_depthwise(x, kernel, stride, padding, dilation, data_format)
+
+
+def _depthwise_case(case):
+    """(x, kernel, conv arguments, reference depthwise output) for ``case``."""
+    dilation = 1 if max(case["stride"]) > 1 else case["dilation"]
+    c, h, w, fmt = 3, case["h"], case["w"], case["data_format"]
+    shape = (2, h, w, c) if fmt == "channels_last" else (2, c, h, w)
+    x = random_input(shape, seed=1)
+    kernel = random_input((case["kh"], case["kw"], c, case["multiplier"]), seed=2)
+    args = (case["stride"], case["padding"], (dilation, dilation), fmt)
+    ref = _reference_depthwise(
+        x, kernel, case["stride"], case["padding"], dilation, fmt
+    )
+    return x, kernel, args, ref
+
+
+@given(case=_cases([(1, 1), (2, 2), (3, 3)]))
+def test_shifted_depthwise_equals_depthwise_conv(case):
+    x, kernel, args, ref = _depthwise_case(case)
+    y = to_numpy(shifted_depthwise(x, kernel, *args))
     assert y.shape == ref.shape
     assert relative_error(y, ref) < 1e-5
 
@@ -89,39 +100,16 @@ def test_pointwise_matmul_adds_the_bias(data_format):
 
 
 @pytest.mark.skipif(keras.backend.backend() != "torch", reason="PyTorch's own op")
-@given(
-    kh=st.integers(1, 4),
-    kw=st.integers(1, 4),
-    stride=st.sampled_from([(1, 1), (2, 2), (1, 3), (3, 2)]),
-    dilation=st.integers(1, 2),
-    padding=st.sampled_from(["valid", "same"]),
-    data_format=st.sampled_from(["channels_last", "channels_first"]),
-    multiplier=st.integers(1, 2),
-    h=st.integers(7, 10),
-    w=st.integers(7, 10),
-)
-def test_torch_conv_equals_keras_conv(
-    kh, kw, stride, dilation, padding, data_format, multiplier, h, w
-):
-    if max(stride) > 1:
-        dilation = 1
-    c = 3
-    shape = (2, h, w, c) if data_format == "channels_last" else (2, c, h, w)
-    x = random_input(shape, seed=1)
-    kernel = random_input((kh, kw, c, multiplier), seed=2)
-    y = to_numpy(
-        torch_conv(x, kernel, stride, padding, (dilation, dilation), data_format, True)
-    )
-    ref = _reference_depthwise(x, kernel, stride, padding, dilation, data_format)
+@given(case=_cases([(1, 1), (2, 2), (1, 3), (3, 2)]))
+def test_torch_conv_equals_keras_conv(case):
+    x, kernel, args, ref = _depthwise_case(case)
+    y = to_numpy(torch_conv(x, kernel, *args, depthwise=True))
     assert y.shape == ref.shape
     assert relative_error(y, ref) < 1e-5
-    kernel = random_input((kh, kw, c, 4), seed=3)
-    y = to_numpy(
-        torch_conv(x, kernel, stride, padding, (dilation, dilation), data_format)
-    )
-    ref = to_numpy(
-        keras.ops.conv(x, kernel, stride, padding, data_format, (dilation, dilation))
-    )
+    kernel = random_input((case["kh"], case["kw"], 3, 4), seed=3)
+    y = to_numpy(torch_conv(x, kernel, *args))
+    strides, padding, dilation, fmt = args
+    ref = to_numpy(keras.ops.conv(x, kernel, strides, padding, fmt, dilation))
     assert y.shape == ref.shape
     assert relative_error(y, ref) < 1e-5
 
