@@ -49,3 +49,32 @@ def test_cost_table_matches_layer_cost(k, name, params, macs, ratio):
     assert f"{cost.params:,}" == params
     assert f"{cost.macs / 1e6:.2f}" == macs
     assert f"{base.macs / cost.macs:.2f}" == ratio
+
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+REPORTED = [
+    "layers-tensorflow-grid-graph.json",
+    "layers-tensorflow-quick-xla.json",
+    "layers-jax-grid.json",
+    "layers-torch-grid.json",
+]
+
+
+def test_layer_report_and_performance_doc_are_computed_from_the_results():
+    """layers-report.md is what ``benchmarks/layers.py --report`` computes from
+    the committed result files, and docs/performance.md quotes its tables."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_layers", ROOT / "benchmarks" / "layers.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = module.report([str(RESULTS / name) for name in REPORTED])
+    assert text == (RESULTS / "layers-report.md").read_text()
+    doc = (ROOT / "docs" / "performance.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    assert len(rows) > 40
+    for row in rows:
+        assert row in doc, row
