@@ -335,16 +335,13 @@ def measure_implementations(
             fns[name] = make(type(layer).from_config(config), x, jit=jit)
         if baseline is not None:
             fns["baseline"] = make(baseline, x, jit=jit)
-        rounds = repeats
+        rounds, warmup_left = repeats, warmup
         if budget_s is not None:
             # The last warm-up round, timed, says how long a round takes.
             probe = timing.interleaved(fns, warmup=max(warmup - 1, 0), repeats=1)
             per_round = sum(t.median for t in probe.values())
             wanted = int(budget_s / max(per_round, 1e-9))
-            rounds = max(repeats, min(MAX_REPEATS, wanted))
-            warmup_left = 0
-        else:
-            warmup_left = warmup
+            rounds, warmup_left = max(repeats, min(MAX_REPEATS, wanted)), 0
         return timing.interleaved(fns, warmup=warmup_left, repeats=rounds)
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:

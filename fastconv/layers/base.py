@@ -30,7 +30,12 @@ import numpy as np
 
 from fastconv.cost import Cost, conv2d_cost, conv_output_length, spatial_dims
 from fastconv.kernels import autotune
-from fastconv.kernels.ops import pointwise_matmul, shifted_depthwise, torch_conv
+from fastconv.kernels.ops import (
+    pointwise_matmul,
+    same_padding_widths,
+    shifted_depthwise,
+    torch_conv,
+)
 
 __all__ = ["BaseFastConv"]
 
@@ -355,13 +360,12 @@ class BaseFastConv(keras.layers.Layer):
         """
         shape = keras.ops.shape(x)
         spatial = shape[1:3] if self.data_format == "channels_last" else shape[2:4]
-        pads = []
-        for length, k, s, d in zip(
-            spatial, kernel_size, strides, dilation_rate, strict=True
-        ):
-            out = -(-length // s)
-            total = max((out - 1) * s + (k - 1) * d + 1 - length, 0)
-            pads.append((total // 2, total - total // 2))
+        pads = [
+            same_padding_widths(length, k, s, d)
+            for length, k, s, d in zip(
+                spatial, kernel_size, strides, dilation_rate, strict=True
+            )
+        ]
         if self.data_format == "channels_last":
             widths = [(0, 0), pads[0], pads[1], (0, 0)]
         else:
