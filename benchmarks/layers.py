@@ -406,9 +406,6 @@ def plot(paths: list[str], out: str) -> None:
     markers = dict(zip(LAYERS, "osD^", strict=True))
     for row, run in zip(axes, runs, strict=True):
         env = run["environment"]
-        compiled = "XLA" if env.get("jit") else "no XLA"
-        if env["backend"] == "torch":
-            compiled = "eager"
         for ax, mode in zip(row, ("forward", "train"), strict=True):
             for layer in LAYERS:
                 rows = [
@@ -437,7 +434,7 @@ def plot(paths: list[str], out: str) -> None:
             ax.set_yscale("log")
             ax.set_xlabel("FLOP ratio Conv2D / layer")
             ax.set_ylabel("efficiency = speedup / FLOP ratio")
-            ax.set_title(f"{env['backend']} ({compiled}), {env['device']}: {mode}")
+            ax.set_title(f"{_run_label(env)}, {env['device']}: {mode}")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
