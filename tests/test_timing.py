@@ -5,14 +5,29 @@ import pytest
 from fastconv import timing
 
 
-def test_interleaved_keeps_every_sample_and_rotates_order():
+def test_interleaved_keeps_every_sample_and_shuffles_order():
     calls = []
-    fns = {name: (lambda n=name: calls.append(n)) for name in "abc"}
-    result = timing.interleaved(fns, warmup=1, repeats=3, sync=False)
-    assert list(result) == ["a", "b", "c"]
-    assert all(len(t.samples_ns) == 3 and t.warmup == 1 for t in result.values())
-    # one warm-up round in order, then rounds rotated by one each time
-    assert calls == list("abcabcbcacab")
+    fns = {name: (lambda n=name: calls.append(n)) for name in "abcd"}
+    result = timing.interleaved(fns, warmup=1, repeats=40, sync=False)
+    assert list(result) == list("abcd")
+    assert all(len(t.samples_ns) == 40 and t.warmup == 1 for t in result.values())
+    # one warm-up round in order, then every function once in every round
+    assert calls[:4] == list("abcd")
+    rounds = [tuple(calls[i : i + 4]) for i in range(4, len(calls), 4)]
+    assert all(sorted(r) == list("abcd") for r in rounds)
+    # the order changes: "a" is not always preceded by the same function
+    predecessors = {r[r.index("a") - 1] for r in rounds if r[0] != "a"}
+    assert len(predecessors) > 1
+    assert len(set(rounds)) > 5
+    # and is repeatable for one seed, different for another
+    again = []
+    fns_again = {name: (lambda n=name: again.append(n)) for name in "abcd"}
+    timing.interleaved(fns_again, warmup=1, repeats=40, sync=False)
+    assert again == calls
+    other = []
+    fns_other = {name: (lambda n=name: other.append(n)) for name in "abcd"}
+    timing.interleaved(fns_other, warmup=1, repeats=40, sync=False, seed=1)
+    assert other != calls
 
 
 def test_timing_summary_statistics():

@@ -702,7 +702,7 @@ def profile(
             to this size.
         warmup: unmeasured rounds before measuring (compilation, caches).
         repeats: measured rounds; each round runs every layer and the whole
-            model once, in a rotated order (``fastconv.timing.interleaved``).
+            model once, in a shuffled order (``fastconv.timing.interleaved``).
         jit: compile with XLA on TensorFlow and ``jax.jit`` on JAX
             (``fastconv.timing``; PyTorch runs eagerly either way). ``"auto"``
             (the default) compiles as ``model.fit`` would: the model's
