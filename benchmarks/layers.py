@@ -27,6 +27,12 @@ Usage:
     python benchmarks/layers.py                  # the subsampled grid
     python benchmarks/layers.py --report benchmarks/results/layers-*.json
     KERAS_BACKEND=jax python benchmarks/layers.py --quick
+    KERAS_BACKEND=torch python benchmarks/layers.py --quick --allocator default
+
+Unless ``--allocator default`` is given, the run first calls
+``fastconv.keep_freed_memory()``: without it JAX and PyTorch get fresh pages
+from the OS for every large output, which costs a fast layer more than its
+arithmetic (see ``fastconv/kernels/allocator.py``).
 
 ``"auto"`` measures on first use; the run uses a fresh autotune cache (a
 temporary file) unless ``--cache`` is given, so its choices are made in the run.
@@ -216,10 +222,14 @@ TARGETS = {
 
 def _run_label(env: dict) -> str:
     if env["backend"] == "torch":
-        return "torch (eager)"
-    if env["backend"] == "jax":
-        return "jax (XLA)" if env.get("jit", True) else "jax (eager)"
-    return "tensorflow (XLA)" if env.get("jit") else "tensorflow (graph, no XLA)"
+        mode = "eager"
+    elif env["backend"] == "jax":
+        mode = "XLA" if env.get("jit", True) else "eager"
+    else:
+        mode = "XLA" if env.get("jit") else "graph, no XLA"
+    if env.get("keep_freed_memory") is False:  # recorded since the flag exists
+        mode += ", default malloc"
+    return f"{env['backend']} ({mode})"
 
 
 def _point_label(s: dict) -> str:
@@ -465,6 +475,14 @@ def main(argv=None) -> int:
         default=12.0,
         help="skip grid points whose Conv2D needs more multiply-adds",
     )
+    parser.add_argument(
+        "--allocator",
+        choices=("keep", "default"),
+        default="keep",
+        help="keep: call fastconv.keep_freed_memory() first (recorded in the "
+        "results), so that JAX and PyTorch do not pay for fresh pages on every "
+        "call; default: leave the C library's malloc as it is",
+    )
     parser.add_argument("--cache", help="autotune cache file (default: a fresh one)")
     parser.add_argument(
         "--out",
@@ -504,6 +522,9 @@ def main(argv=None) -> int:
         print(text)
         return 0
 
+    from fastconv.kernels.allocator import keep_freed_memory
+
+    kept = args.allocator == "keep" and keep_freed_memory()
     os.environ["FASTCONV_AUTOTUNE_CACHE"] = args.cache or os.path.join(
         tempfile.mkdtemp(prefix="fastconv-bench-"), "autotune.json"
     )
@@ -527,6 +548,7 @@ def main(argv=None) -> int:
     )
     env = environment()
     env["jit"] = jit
+    env["keep_freed_memory"] = kept
     tag = args.tag or ("quick" if args.quick else "grid")
     if backend == "tensorflow":
         tag += "-xla" if jit else "-graph"

@@ -9,6 +9,7 @@ from fastconv.convert import (
     finetune,
 )
 from fastconv.cost import Cost, conv2d_cost
+from fastconv.kernels import keep_freed_memory
 from fastconv.layers import (
     BaseFastConv,
     BottleneckConv2D,
@@ -48,6 +49,7 @@ __all__ = [
     "cost",
     "datasets",
     "kernels",
+    "keep_freed_memory",
     "profile_model",
     "suggest_replacements",
     "__version__",

@@ -69,6 +69,21 @@ def test_forward_and_grad_step_run_on_this_backend():
     assert flat[0].shape == x.shape
 
 
+def test_grad_step_is_the_vjp_with_a_fixed_seeded_output_gradient():
+    layer = keras.layers.Dense(3)
+    x = np.random.default_rng(1).standard_normal((2, 4)).astype("float32")
+    layer.build(x.shape)
+    grads = [
+        keras.ops.convert_to_numpy(g)
+        for g in timing._leaves(timing.block(timing.make_grad_step(layer, x)()))
+    ]
+    g = np.random.default_rng(0).standard_normal((2, 3)).astype("float32")
+    w = keras.ops.convert_to_numpy(layer.kernel)
+    np.testing.assert_allclose(grads[0], g @ w.T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(grads[1], x.T @ g, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(grads[2], g.sum(0), rtol=1e-5, atol=1e-5)
+
+
 def test_environment_records_what_results_need():
     env = timing.environment()
     for key in ("date", "backend", "device", "precision", "versions", "git_commit"):

@@ -3,8 +3,11 @@
 ``ops``: the shifted multiply-add depthwise convolution and the 1x1 convolution
 as a matrix product, in ``keras.ops``. ``autotune``: the choice among a layer's
 implementations, measured once per shape and mode and cached on disk.
+``allocator``: ``keep_freed_memory``, the C-library setting that stops every
+call of a JAX or PyTorch layer from paying for fresh pages.
 """
 
+from fastconv.kernels.allocator import keep_freed_memory
 from fastconv.kernels.autotune import (
     autotune_enabled,
     cache_path,
@@ -17,6 +20,7 @@ from fastconv.kernels.ops import pointwise_matmul, shifted_depthwise
 __all__ = [
     "autotune_enabled",
     "cache_path",
+    "keep_freed_memory",
     "load_cache",
     "measure_implementations",
     "pointwise_matmul",
