@@ -423,12 +423,17 @@ class BaseFastConv(keras.layers.Layer):
             name for name in self.IMPLEMENTATIONS if name != "dense" or self.is_linear
         )
 
-    def static_implementation(self, input_shape, compilation: str = "eager") -> str:
+    def static_implementation(
+        self, input_shape, compilation: str = "eager", training: bool = False
+    ) -> str:
         """The static rule: what ``"auto"`` runs when it does not measure.
 
         The reconstructed dense kernel when the layer saves less than
         ``1 / DENSE_BELOW_RATIO`` of a ``Conv2D``'s multiply-adds (running
-        several small ops costs more than the saving); else the class's
+        several small ops costs more than the saving), or, for inference on
+        eager PyTorch, when even that ``Conv2D`` would do fewer than
+        ``autotune.MIN_MACS`` (the time is then per-op overhead, and one
+        convolution with a cached kernel has the least); else the class's
         ``STATIC_RULE`` entry for ``"xla"`` when the code is compiled by XLA
         (``compilation``, see ``fastconv.kernels.autotune.compilation_mode``),
         or for the Keras backend's name otherwise; else the first of
@@ -437,6 +442,14 @@ class BaseFastConv(keras.layers.Layer):
         """
         allowed = self.allowed_implementations()
         if "dense" in allowed and self._flop_ratio(input_shape) < DENSE_BELOW_RATIO:
+            return "dense"
+        if (
+            "dense" in allowed
+            and not training
+            and compilation == "eager"
+            and keras.backend.backend() == "torch"
+            and self._dense_macs(input_shape) < autotune.MIN_MACS
+        ):
             return "dense"
         key = "xla" if compilation == "xla" else keras.backend.backend()
         choice = self.STATIC_RULE.get(key, allowed[0])
@@ -452,6 +465,16 @@ class BaseFastConv(keras.layers.Layer):
         dense = self._spatial_conv_cost(h, w, c_in, self.output_filters).macs
         return dense / mine if mine else float("inf")
 
+    def _dense_macs(self, input_shape) -> float:
+        """Multiply-adds of the equivalent Conv2D on the whole batch, or inf if
+        a dimension is unknown."""
+        shape = tuple(input_shape)
+        if len(shape) < 4 or any(d is None for d in shape):
+            return float("inf")
+        h, w, c_in = spatial_dims(shape[1:], self.data_format)
+        per_example = self._spatial_conv_cost(h, w, c_in, self.output_filters).macs
+        return shape[0] * per_example
+
     def _resolve_implementation(self, inputs, training=None) -> str:
         """The concrete implementation to run for these inputs."""
         if self.implementation != "auto":
@@ -462,7 +485,7 @@ class BaseFastConv(keras.layers.Layer):
         memo = self.__dict__.setdefault("_auto_choices", {})
         if memo_key in memo:
             return memo[memo_key]
-        static = self.static_implementation(shape, compilation)
+        static = self.static_implementation(shape, compilation, bool(training))
         known = None not in shape
         macs = shape[0] * self.cost(shape[1:]).macs if known else 0
         config = {
@@ -516,7 +539,36 @@ class BaseFastConv(keras.layers.Layer):
 
     def _linear_dense(self, inputs):
         """Compute with the reconstructed dense kernel, as a plain Conv2D would."""
-        return self._spatial_conv(inputs, self._dense_kernel_ops(), fast=True)
+        return self._spatial_conv(inputs, self._dense_kernel_cached(), fast=True)
+
+    def _dense_kernel_cached(self):
+        """``_dense_kernel_ops()``, rebuilt only when a factor has changed
+        where that can be known: eager PyTorch outside autograd (inference,
+        ``predict``), where every in-place write to a tensor (``assign``, an
+        optimizer step) moves its version counter. Everywhere else (a
+        ``tf.function`` or ``jax.jit`` trace, or a gradient to take) it is
+        rebuilt on every call. For a small layer the rebuild costs more than
+        the convolution: CP's dense kernel took about 70 us to build, the 8x8x32
+        convolution 90 us (eager PyTorch, this project's CPU)."""
+        if keras.backend.backend() != "torch":
+            return self._dense_kernel_ops()
+        import torch
+
+        if torch.is_grad_enabled():
+            return self._dense_kernel_ops()
+        try:
+            key = (self.compute_dtype,) + tuple(
+                (id(t), t.data_ptr(), t._version)
+                for t in (getattr(self, n).value for n in self._factor_names)
+            )
+        except RuntimeError:  # inference-mode tensors keep no version counter
+            return self._dense_kernel_ops()
+        cached = self.__dict__.get("_dense_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        kernel = self._dense_kernel_ops()
+        self.__dict__["_dense_cache"] = (key, kernel)
+        return kernel
 
     def compute_output_shape(self, input_shape):
         shape = list(input_shape)

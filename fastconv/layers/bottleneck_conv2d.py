@@ -187,8 +187,8 @@ class BottleneckConv2D(BaseFastConv):
         return x
 
     def _dense_kernel_ops(self):
-        kernel = keras.ops.einsum(
-            "cb,hwbd,do->hwco", self.squeeze, self.kernel, self.expand
+        kernel = keras.ops.matmul(
+            keras.ops.matmul(self.squeeze, self.kernel), self.expand
         )
         if not self.residual:
             return kernel

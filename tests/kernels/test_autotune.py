@@ -178,6 +178,19 @@ def _static(cls):
     return cls.STATIC_RULE.get(keras.backend.backend(), cls.IMPLEMENTATIONS[0])
 
 
+def test_static_rule_for_tiny_inference_on_eager_torch(monkeypatch):
+    monkeypatch.setattr(autotune, "MIN_MACS", 5_000_000)  # the real value
+    layer = fastconv.CPConv2D(32, 3, rank=8, padding="same")
+    tiny, big = (1, 8, 8, 32), (64, 32, 32, 32)
+    on_torch = keras.backend.backend() == "torch"
+    # batch 1, 8x8x32: a Conv2D does 0.6 M multiply-adds, under MIN_MACS
+    assert layer._dense_macs(tiny) < autotune.MIN_MACS < layer._dense_macs(big)
+    assert (layer.static_implementation(tiny, "eager") == "dense") == on_torch
+    assert layer.static_implementation(tiny, "eager", training=True) != "dense"
+    assert layer.static_implementation(big, "eager") != "dense"
+    assert layer.static_implementation((None, 8, 8, 32), "eager") != "dense"
+
+
 def test_static_rule():
     layer = fastconv.CPConv2D(64, 3, rank=16, padding="same")
     shape = (None, 32, 32, 64)

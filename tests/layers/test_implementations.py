@@ -178,3 +178,53 @@ def test_saved_with_one_implementation_loads_with_any_other(name, tmp_path):
 def test_unknown_implementation_names_the_choices():
     with pytest.raises(ValueError, match="'shift'.*received implementation='fft'"):
         fastconv.CPConv2D(4, 3, rank=2, implementation="fft")
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_dense_kernel_cache_follows_every_weight_change(name):
+    """``dense`` may keep its kernel between inference calls (eager PyTorch):
+    a changed factor, by ``assign``, ``set_weights`` or an optimizer step,
+    must still change the output."""
+    cls, kwargs = LAYERS[name]
+    shape = (2, 6, 6, 4)
+    x = random_input(shape, seed=3)
+    layer = cls(
+        filters=4, kernel_size=3, padding="same", implementation="dense", **kwargs
+    )
+    layer.build(shape)
+
+    def reference():
+        conv = keras.layers.Conv2D(4, 3, padding="same")
+        conv.build(shape)
+        conv.set_weights([layer.dense_kernel(), to_numpy(layer.bias)])
+        return to_numpy(conv(x))
+
+    def predict():
+        if keras.backend.backend() != "torch":
+            return to_numpy(layer(x, training=False))
+        import torch
+
+        with torch.no_grad():  # where the cache is used
+            return to_numpy(layer(x, training=False))
+
+    if keras.backend.backend() == "torch":
+        import torch
+
+        with torch.no_grad():
+            first = layer(x, training=False)
+            kernel = layer.__dict__["_dense_cache"][1]
+            layer(x, training=False)
+            assert layer.__dict__["_dense_cache"][1] is kernel  # reused
+        np.testing.assert_allclose(to_numpy(first), reference(), rtol=1e-4, atol=1e-5)
+    factor = getattr(layer, layer._factor_names[0])
+    factor.assign(2.0 * keras.ops.convert_to_numpy(factor))
+    np.testing.assert_allclose(predict(), reference(), rtol=1e-4, atol=1e-5)
+    layer.set_weights([w * 0.5 for w in layer.get_weights()])
+    np.testing.assert_allclose(predict(), reference(), rtol=1e-4, atol=1e-5)
+    before = predict()
+    model = keras.Sequential([keras.Input(shape[1:]), layer])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    model.train_on_batch(x, np.ones((2, 6, 6, 4), "float32"))
+    after = to_numpy(model.predict(x, verbose=0))
+    assert not np.allclose(after, before)
+    np.testing.assert_allclose(after, reference(), rtol=1e-4, atol=1e-5)
