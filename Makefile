@@ -19,13 +19,13 @@ bench: $(STAMP)
 	$(VENV)/bin/fastconv bench
 
 # Everything under TensorFlow (the default backend, real-data tests and the
-# docstring examples included), then the layer, implementation and profiler
-# tests again under JAX and PyTorch.
+# docstring examples included), then the layer, implementation, profiler and
+# timing tests again under JAX and PyTorch.
 test: $(STAMP)
 	KERAS_BACKEND=tensorflow $(PYTEST) tests
 	KERAS_BACKEND=tensorflow $(PYTEST) --doctest-modules fastconv
-	KERAS_BACKEND=jax $(PYTEST) tests/layers tests/kernels tests/profile
-	KERAS_BACKEND=torch $(PYTEST) tests/layers tests/kernels tests/profile
+	KERAS_BACKEND=jax $(PYTEST) tests/layers tests/kernels tests/profile tests/test_timing.py
+	KERAS_BACKEND=torch $(PYTEST) tests/layers tests/kernels tests/profile tests/test_timing.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check fastconv tests benchmarks examples
