@@ -67,6 +67,12 @@ REPEATS = 5
 #: because their times are short and noisy.
 BUDGET_S = 0.5
 MAX_REPEATS = 40
+#: With a budget, candidates that take more than this times the fastest one's
+#: time in the first timed round are dropped from the remaining rounds: the
+#: budget goes to the close contenders (at the reference shape, ``dense`` and
+#: ``shift`` took most of a round on TensorFlow, and left the three that
+#: mattered with four or five rounds each).
+DROP_ABOVE = 2.0
 CACHE_VERSION = 1
 
 _LOCK = threading.Lock()
@@ -304,9 +310,12 @@ def measure_implementations(
         jit: compile with XLA on TensorFlow (JAX always does).
         dtype: dtype of the random input.
         warmup, repeats: as for ``fastconv.timing.interleaved``.
-        budget_s: if given, the rounds are raised from ``repeats`` (up to
-            ``MAX_REPEATS``) until they take about this many seconds, judged
-            from the last warm-up round.
+        budget_s: if given, the last warm-up round is timed; implementations
+            that took more than ``DROP_ABOVE`` times the fastest one are not
+            run again (their ``Timing`` is that one sample, with
+            ``extra["dropped_after"] = "probe round"``), and the rounds of the
+            others are raised from ``repeats`` (up to ``MAX_REPEATS``) until
+            they take about this many seconds. The baseline is never dropped.
 
     Returns:
         name -> ``Timing``, raw samples included.
@@ -335,17 +344,38 @@ def measure_implementations(
             fns[name] = make(type(layer).from_config(config), x, jit=jit)
         if baseline is not None:
             fns["baseline"] = make(baseline, x, jit=jit)
-        rounds, warmup_left = repeats, warmup
-        if budget_s is not None:
-            # The last warm-up round, timed, says how long a round takes.
-            probe = timing.interleaved(fns, warmup=max(warmup - 1, 0), repeats=1)
-            per_round = sum(t.median for t in probe.values())
-            wanted = int(budget_s / max(per_round, 1e-9))
-            rounds, warmup_left = max(repeats, min(MAX_REPEATS, wanted)), 0
-        return timing.interleaved(fns, warmup=warmup_left, repeats=rounds)
+        if budget_s is None:
+            return timing.interleaved(fns, warmup=warmup, repeats=repeats)
+        return _budgeted(fns, warmup, repeats, budget_s, keep=("baseline",))
 
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(run).result()
+
+
+def _budgeted(fns, warmup, repeats, budget_s, keep=()) -> dict[str, timing.Timing]:
+    """``timing.interleaved`` with a time budget, dropping clear losers (see
+    ``measure_implementations``); ``keep`` names functions never dropped."""
+    # The last warm-up round, timed, says how long a round takes.
+    probe = timing.interleaved(fns, warmup=max(warmup - 1, 0), repeats=1)
+    contenders = [t.median for name, t in probe.items() if name not in keep]
+    fastest = min(contenders) if contenders else 0.0
+    live = {
+        name: fn
+        for name, fn in fns.items()
+        if name in keep or probe[name].median <= DROP_ABOVE * fastest
+    }
+    per_round = sum(probe[name].median for name in live)
+    wanted = int(budget_s / max(per_round, 1e-9))
+    rounds = max(repeats, min(MAX_REPEATS, wanted))
+    timings = timing.interleaved(live, warmup=0, repeats=rounds)
+    return {
+        name: timings[name]
+        if name in live
+        else timing.Timing(
+            probe[name].samples_ns, probe[name].warmup, {"dropped_after": "probe round"}
+        )
+        for name in fns
+    }
 
 
 def _measure_request(request: Request) -> dict[str, float]:

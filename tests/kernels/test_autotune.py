@@ -2,6 +2,7 @@
 where a test needs a winner, the measurement is replaced."""
 
 import json
+import time
 
 import keras
 import numpy as np
@@ -277,12 +278,43 @@ def test_budget_adds_rounds_for_cheap_layers_up_to_the_cap(monkeypatch):
         repeats=2,
         budget_s=60.0,
     )
-    # A tiny layer takes far less than 60 s a round: the cap decides.
-    assert all(len(t.samples_ns) == 7 for t in timings.values())
+    # A tiny layer takes far less than 60 s a round: the cap decides (for
+    # the implementations not dropped after the probe round).
+    kept = [t for t in timings.values() if "dropped_after" not in t.extra]
+    assert kept and all(len(t.samples_ns) == 7 for t in kept)
     timings = autotune.measure_implementations(
         _cp(), (1, 6, 6, 4), implementations=("shift",), repeats=3, budget_s=1e-9
     )
     assert len(timings["shift"].samples_ns) == 3
+
+
+def test_budget_drops_clear_losers_after_the_probe_round(monkeypatch):
+    monkeypatch.setattr(autotune, "MAX_REPEATS", 6)
+    calls = {"fast": 0, "close": 0, "slow": 0, "baseline": 0}
+
+    def fn(name, seconds):
+        def run():
+            calls[name] += 1
+            if seconds:
+                time.sleep(seconds)
+
+        return run
+
+    # Sleeps long enough that scheduling jitter cannot move a ratio across 2.
+    fns = {
+        "fast": fn("fast", 0.02),
+        "close": fn("close", 0.024),
+        "slow": fn("slow", 0.2),
+        "baseline": fn("baseline", 0.05),
+    }
+    timings = autotune._budgeted(fns, 2, 2, budget_s=60.0, keep=("baseline",))
+    assert list(timings) == list(fns)
+    # 200 ms against 20 ms: dropped after one warm-up and the probe round
+    assert timings["slow"].extra == {"dropped_after": "probe round"}
+    assert len(timings["slow"].samples_ns) == 1 and calls["slow"] == 2
+    for name in ("fast", "close", "baseline"):  # kept, to the cap
+        assert len(timings[name].samples_ns) == 6 and calls[name] == 8
+        assert "dropped_after" not in timings[name].extra
 
 
 @pytest.mark.parametrize(
