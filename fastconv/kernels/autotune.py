@@ -70,8 +70,8 @@ MAX_REPEATS = 40
 #: With a budget, candidates that take more than this times the fastest one's
 #: time in the first timed round are dropped from the remaining rounds: the
 #: budget goes to the close contenders (at the reference shape, ``dense`` and
-#: ``shift`` took most of a round on TensorFlow, and left the three that
-#: mattered with four or five rounds each).
+#: ``shift`` took most of a round on TensorFlow, and held the three that
+#: mattered to the minimum of five rounds).
 DROP_ABOVE = 2.0
 CACHE_VERSION = 1
 
