@@ -547,9 +547,9 @@ class BaseFastConv(keras.layers.Layer):
         ``predict``), where every in-place write to a tensor (``assign``, an
         optimizer step) moves its version counter. Everywhere else (a
         ``tf.function`` or ``jax.jit`` trace, or a gradient to take) it is
-        rebuilt on every call. For a small layer the rebuild costs more than
-        the convolution: CP's dense kernel took about 70 us to build, the 8x8x32
-        convolution 90 us (eager PyTorch, this project's CPU)."""
+        rebuilt on every call. For a small layer the rebuild costs nearly as
+        much as the convolution: CP's dense kernel took about 70 us to build,
+        the 8x8x32 convolution 90 us (eager PyTorch, this project's CPU)."""
         if keras.backend.backend() != "torch":
             return self._dense_kernel_ops()
         import torch
