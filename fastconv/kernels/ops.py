@@ -9,6 +9,9 @@ a pass over memory that the Keras op makes (each docstring says where):
   term is elementwise, so XLA (TensorFlow, JAX) fuses the whole sum into one
   pass over memory, where a depthwise convolution kernel often runs far below
   the memory bandwidth.
+- ``shifted_conv``: a full convolution as a sum of shifted slices, each times
+  its tap's ``C_in x C_out`` matrix: for ``k x 1`` and ``1 x k`` windows under
+  XLA, whose CPU convolution handles thin windows badly.
 - ``pointwise_matmul``: a 1x1 convolution as a matrix product over the channel
   axis, with no convolution machinery, and the bias added inside the product
   on TensorFlow and PyTorch.
@@ -25,6 +28,7 @@ import keras
 
 __all__ = [
     "same_padding_widths",
+    "shifted_conv",
     "shifted_depthwise",
     "pointwise_matmul",
     "torch_conv",
@@ -42,6 +46,41 @@ def same_padding_widths(
     out = -(-length // stride)
     total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - length, 0)
     return (total // 2, total - total // 2)
+
+
+def _shifted_pieces(x, kh, kw, strides, padding, dilation_rate, data_format, op):
+    """``(i, j, slice)`` for every tap of a ``kh x kw`` window: the slice of the
+    (once) padded ``x`` that tap ``(i, j)`` multiplies, already strided."""
+    sh, sw = _pair(strides)
+    dh, dw = _pair(dilation_rate)
+    last = data_format == "channels_last"
+    h_axis = 1 if last else 2
+    if padding == "same":
+        pads = []
+        for axis, k, s, d in ((h_axis, kh, sh, dh), (h_axis + 1, kw, sw, dw)):
+            if s == 1:
+                total = (k - 1) * d
+                pads.append((total // 2, total - total // 2))
+            else:
+                length = x.shape[axis]
+                if length is None:
+                    raise ValueError(
+                        f"{op}: 'same' padding with strides > 1 needs a known "
+                        f"spatial size, received input shape {tuple(x.shape)}"
+                    )
+                pads.append(same_padding_widths(int(length), k, s, d))
+        if any(p for pair in pads for p in pair):
+            widths = [(0, 0), (0, 0), (0, 0), (0, 0)]
+            widths[h_axis], widths[h_axis + 1] = pads
+            x = keras.ops.pad(x, widths)
+    for i in range(kh):
+        stop_h = -(kh - 1 - i) * dh or None
+        for j in range(kw):
+            stop_w = -(kw - 1 - j) * dw or None
+            if last:
+                yield i, j, x[:, i * dh : stop_h : sh, j * dw : stop_w : sw, :]
+            else:
+                yield i, j, x[:, :, i * dh : stop_h : sh, j * dw : stop_w : sw]
 
 
 def shifted_depthwise(
@@ -65,50 +104,64 @@ def shifted_depthwise(
     Returns:
         What ``keras.ops.depthwise_conv`` returns, up to rounding.
     """
-    sh, sw = _pair(strides)
-    dh, dw = _pair(dilation_rate)
     kh, kw, channels, multiplier = kernel.shape
     last = data_format == "channels_last"
-    h_axis = 1 if last else 2
-    if padding == "same":
-        pads = []
-        for axis, k, s, d in ((h_axis, kh, sh, dh), (h_axis + 1, kw, sw, dw)):
-            if s == 1:
-                total = (k - 1) * d
-                pads.append((total // 2, total - total // 2))
-            else:
-                length = x.shape[axis]
-                if length is None:
-                    raise ValueError(
-                        "shifted_depthwise: 'same' padding with strides > 1 needs a "
-                        f"known spatial size, received input shape {tuple(x.shape)}"
-                    )
-                pads.append(same_padding_widths(int(length), k, s, d))
-        if any(p for pair in pads for p in pair):
-            widths = [(0, 0), (0, 0), (0, 0), (0, 0)]
-            widths[h_axis], widths[h_axis + 1] = pads
-            x = keras.ops.pad(x, widths)
     if multiplier == 1:
         weights = keras.ops.reshape(kernel, (kh, kw, channels))
     if not last:
         weight_shape = (channels, 1, 1) if multiplier == 1 else (channels, multiplier)
+    pieces = _shifted_pieces(
+        x, kh, kw, strides, padding, dilation_rate, data_format, "shifted_depthwise"
+    )
     total = None
-    for i in range(kh):
-        stop_h = -(kh - 1 - i) * dh or None
-        for j in range(kw):
-            stop_w = -(kw - 1 - j) * dw or None
-            if last:
-                piece = x[:, i * dh : stop_h : sh, j * dw : stop_w : sw, :]
-            else:
-                piece = x[:, :, i * dh : stop_h : sh, j * dw : stop_w : sw]
-            if multiplier == 1:
-                w = weights[i, j]
-                if not last:
-                    w = keras.ops.reshape(w, weight_shape)
-                term = keras.ops.multiply(piece, w)
-            else:
-                term = _expand_channels(piece, kernel[i, j], last)
-            total = term if total is None else keras.ops.add(total, term)
+    for i, j, piece in pieces:
+        if multiplier == 1:
+            w = weights[i, j]
+            if not last:
+                w = keras.ops.reshape(w, weight_shape)
+            term = keras.ops.multiply(piece, w)
+        else:
+            term = _expand_channels(piece, kernel[i, j], last)
+        total = term if total is None else keras.ops.add(total, term)
+    return total
+
+
+def shifted_conv(
+    x,
+    kernel,
+    strides=1,
+    padding="valid",
+    dilation_rate=1,
+    data_format="channels_last",
+):
+    """A convolution as a sum of shifted slices, each times its tap's matrix.
+
+    ``sum_{i,j} x[shifted by (i, j)] @ kernel[i, j]``: one matrix product over
+    the channel axis per tap, no convolution kernel. Meant for thin windows
+    (``k x 1``, ``1 x k``), where XLA's CPU convolution runs far below the
+    rate of its matrix products.
+
+    Args:
+        x: a 4-D input, ``(N, H, W, C_in)`` or ``(N, C_in, H, W)``.
+        kernel: ``(k_h, k_w, C_in, C_out)``, as for ``keras.ops.conv``.
+        strides, padding, dilation_rate, data_format: as for
+            ``keras.ops.conv``. With ``"same"`` padding and a stride above 1
+            the spatial size of ``x`` must be known.
+
+    Returns:
+        What ``keras.ops.conv`` returns, up to rounding.
+    """
+    kh, kw = kernel.shape[:2]
+    pieces = _shifted_pieces(
+        x, kh, kw, strides, padding, dilation_rate, data_format, "shifted_conv"
+    )
+    total = None
+    for i, j, piece in pieces:
+        if data_format == "channels_last":
+            term = keras.ops.matmul(piece, kernel[i, j])
+        else:
+            term = keras.ops.einsum("nchw,co->nohw", piece, kernel[i, j])
+        total = term if total is None else keras.ops.add(total, term)
     return total
 
 

@@ -33,6 +33,7 @@ from fastconv.kernels import autotune
 from fastconv.kernels.ops import (
     pointwise_matmul,
     same_padding_widths,
+    shifted_conv,
     shifted_depthwise,
     torch_conv,
 )
@@ -350,6 +351,18 @@ class BaseFastConv(keras.layers.Layer):
         if padding == "same" and max(strides) > 1 and None in tuple(spatial):
             return self._fast_depthwise(x, kernel, strides, padding, dilation_rate)
         return shifted_depthwise(
+            x, kernel, strides, padding, dilation_rate, self.data_format
+        )
+
+    def _shifted_conv(self, x, kernel, strides=1, padding="valid", dilation_rate=1):
+        """A convolution as a sum of shifted slices times matrices
+        (``kernels.ops.shifted_conv``), falling back to ``_conv`` as
+        ``_shifted`` falls back to ``_depthwise``."""
+        strides = (strides, strides) if isinstance(strides, int) else tuple(strides)
+        spatial = x.shape[1:3] if self.data_format == "channels_last" else x.shape[2:]
+        if padding == "same" and max(strides) > 1 and None in tuple(spatial):
+            return self._conv(x, kernel, strides, padding, dilation_rate, fast=True)
+        return shifted_conv(
             x, kernel, strides, padding, dilation_rate, self.data_format
         )
 

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from fastconv.kernels.ops import (
     pointwise_matmul,
     same_padding_widths,
+    shifted_conv,
     shifted_depthwise,
     torch_conv,
 )
@@ -71,6 +72,36 @@ def test_shifted_depthwise_needs_known_size_for_strided_same_padding():
     kernel = np.ones((3, 3, 3, 1), "float32")
     with pytest.raises(ValueError, match="known spatial size"):
         shifted_depthwise(Unknown(), kernel, 2, "same")
+
+
+@given(case=_cases([(1, 1), (2, 2), (1, 3)]))
+def test_shifted_conv_equals_conv(case):
+    dilation = 1 if max(case["stride"]) > 1 else case["dilation"]
+    h, w, fmt = case["h"], case["w"], case["data_format"]
+    shape = (2, h, w, 3) if fmt == "channels_last" else (2, 3, h, w)
+    x = random_input(shape, seed=1)
+    kernel = random_input((case["kh"], case["kw"], 3, 5), seed=2)
+    y = to_numpy(
+        shifted_conv(x, kernel, case["stride"], case["padding"], dilation, fmt)
+    )
+    nhwc = np.transpose(x, (0, 2, 3, 1)) if fmt == "channels_first" else x
+    ref = to_numpy(
+        keras.ops.conv(
+            nhwc, kernel, case["stride"], case["padding"], "channels_last", dilation
+        )
+    )
+    if fmt == "channels_first":
+        ref = np.transpose(ref, (0, 3, 1, 2))
+    assert y.shape == ref.shape
+    assert relative_error(y, ref) < 1e-5
+
+
+def test_shifted_conv_needs_known_size_for_strided_same_padding():
+    class Unknown:
+        shape = (None, None, None, 3)
+
+    with pytest.raises(ValueError, match="shifted_conv: 'same' padding"):
+        shifted_conv(Unknown(), np.ones((3, 1, 3, 2), "float32"), 2, "same")
 
 
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
