@@ -58,6 +58,8 @@ REPORTED = [
     "layers-tensorflow-quick-xla.json",
     "layers-jax-grid.json",
     "layers-torch-grid.json",
+    "layers-jax-quick-default-malloc.json",
+    "layers-torch-quick-default-malloc.json",
 ]
 
 
