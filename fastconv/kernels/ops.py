@@ -42,9 +42,13 @@ def _pair(value) -> tuple[int, int]:
 def same_padding_widths(
     length: int, kernel: int, stride: int, dilation: int
 ) -> tuple[int, int]:
-    """The (before, after) zero padding of one axis of a ``"same"`` convolution."""
+    """The (before, after) zero padding of one axis of a ``"same"`` convolution.
+
+    ``length`` may be a scalar tensor (a spatial size unknown while tracing):
+    the widths are then tensors too."""
     out = -(-length // stride)
-    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - length, 0)
+    need = (out - 1) * stride + (kernel - 1) * dilation + 1 - length
+    total = max(need, 0) if isinstance(need, int) else keras.ops.maximum(need, 0)
     return (total // 2, total - total // 2)
 
 

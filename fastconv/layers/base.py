@@ -340,15 +340,18 @@ class BaseFastConv(keras.layers.Layer):
         with ``bias`` added inside it where the backend can (``kernels.ops``)."""
         return pointwise_matmul(x, matrix, self.data_format, bias)
 
-    def _shifted(self, x, kernel, strides=1, padding="valid", dilation_rate=1):
-        """A depthwise convolution as a sum of shifted slices (``kernels.ops``).
-
-        Falls back to ``_depthwise`` where the slices need a spatial size that
-        is not known (``"same"`` padding with strides > 1 on a symbolic shape).
-        """
+    def _slices_possible(self, x, strides, padding) -> bool:
+        """Whether shifted slices can compute this convolution: not with
+        ``"same"`` padding and strides > 1 on an unknown spatial size."""
         strides = (strides, strides) if isinstance(strides, int) else tuple(strides)
         spatial = x.shape[1:3] if self.data_format == "channels_last" else x.shape[2:]
-        if padding == "same" and max(strides) > 1 and None in tuple(spatial):
+        return not (padding == "same" and max(strides) > 1 and None in tuple(spatial))
+
+    def _shifted(self, x, kernel, strides=1, padding="valid", dilation_rate=1):
+        """A depthwise convolution as a sum of shifted slices (``kernels.ops``),
+        or ``_fast_depthwise`` where the slices cannot be cut
+        (``_slices_possible``)."""
+        if not self._slices_possible(x, strides, padding):
             return self._fast_depthwise(x, kernel, strides, padding, dilation_rate)
         return shifted_depthwise(
             x, kernel, strides, padding, dilation_rate, self.data_format
@@ -356,11 +359,9 @@ class BaseFastConv(keras.layers.Layer):
 
     def _shifted_conv(self, x, kernel, strides=1, padding="valid", dilation_rate=1):
         """A convolution as a sum of shifted slices times matrices
-        (``kernels.ops.shifted_conv``), falling back to ``_conv`` as
-        ``_shifted`` falls back to ``_depthwise``."""
-        strides = (strides, strides) if isinstance(strides, int) else tuple(strides)
-        spatial = x.shape[1:3] if self.data_format == "channels_last" else x.shape[2:]
-        if padding == "same" and max(strides) > 1 and None in tuple(spatial):
+        (``kernels.ops.shifted_conv``), or ``_conv`` where the slices cannot
+        be cut (``_slices_possible``)."""
+        if not self._slices_possible(x, strides, padding):
             return self._conv(x, kernel, strides, padding, dilation_rate, fast=True)
         return shifted_conv(
             x, kernel, strides, padding, dilation_rate, self.data_format

@@ -228,3 +228,33 @@ def test_dense_kernel_cache_follows_every_weight_change(name):
     after = to_numpy(model.predict(x, verbose=0))
     assert not np.allclose(after, before)
     np.testing.assert_allclose(after, reference(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="only a tf.function trace leaves the spatial size unknown in a call",
+)
+@pytest.mark.parametrize(
+    "cls, kwargs",
+    [
+        (fastconv.CPConv2D, {"rank": 3}),
+        (fastconv.DepthwiseSeparableConv2D, {}),
+        (fastconv.FactorizedConv2D, {}),
+    ],
+)
+def test_shift_with_unknown_size_strides_and_same_padding(cls, kwargs):
+    """Shifted slices need the spatial size for "same" padding with strides.
+    Traced without one (as Keras's ``reduce_retracing`` may do), ``shift``
+    falls back to a convolution."""
+    import tensorflow as tf
+
+    layer = cls(4, 3, strides=2, padding="same", implementation="shift", **kwargs)
+    x = random_input((2, 7, 9, 3), seed=5)
+    layer.build(x.shape)
+    run = tf.function(
+        lambda t: layer(t), input_signature=[tf.TensorSpec((None, None, None, 3))]
+    )
+    conv = keras.layers.Conv2D(4, 3, strides=2, padding="same")
+    conv.build(x.shape)
+    conv.set_weights([layer.dense_kernel(), to_numpy(layer.bias)])
+    assert relative_error(to_numpy(run(x)), to_numpy(conv(x))) < RTOL
