@@ -469,25 +469,31 @@ class BaseFastConv(keras.layers.Layer):
         choice = self.STATIC_RULE.get(key, allowed[0])
         return choice if choice in allowed else allowed[0]
 
-    def _flop_ratio(self, input_shape) -> float:
-        """Multiply-adds of a Conv2D over this layer's, or inf if unknown."""
+    def _macs_per_example(self, input_shape) -> tuple[int, int] | None:
+        """(this layer's, the equivalent Conv2D's) multiply-adds per example,
+        or None if a dimension of the example is unknown."""
         shape = tuple(input_shape)[-3:]
         if len(shape) < 3 or any(d is None for d in shape):
-            return float("inf")
+            return None
         h, w, c_in = spatial_dims(shape, self.data_format)
         mine = self._cost(h, w, c_in).macs
-        dense = self._spatial_conv_cost(h, w, c_in, self.output_filters).macs
-        return dense / mine if mine else float("inf")
+        return mine, self._spatial_conv_cost(h, w, c_in, self.output_filters).macs
+
+    def _flop_ratio(self, input_shape) -> float:
+        """Multiply-adds of a Conv2D over this layer's, or inf if unknown."""
+        macs = self._macs_per_example(input_shape)
+        if macs is None or not macs[0]:
+            return float("inf")
+        return macs[1] / macs[0]
 
     def _dense_macs(self, input_shape) -> float:
         """Multiply-adds of the equivalent Conv2D on the whole batch, or inf if
         a dimension is unknown."""
         shape = tuple(input_shape)
-        if len(shape) < 4 or any(d is None for d in shape):
+        macs = self._macs_per_example(shape)
+        if len(shape) < 4 or shape[0] is None or macs is None:
             return float("inf")
-        h, w, c_in = spatial_dims(shape[1:], self.data_format)
-        per_example = self._spatial_conv_cost(h, w, c_in, self.output_filters).macs
-        return shape[0] * per_example
+        return shape[0] * macs[1]
 
     def _resolve_implementation(self, inputs, training=None) -> str:
         """The concrete implementation to run for these inputs."""

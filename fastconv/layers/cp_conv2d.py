@@ -114,10 +114,9 @@ class CPConv2D(BaseFastConv):
         per element. Exact: padding, strides and dilation act per axis."""
         kh, kw = self.kernel_size
         x = self._pointwise_matmul(inputs, self.pointwise_in)
-        kernel = keras.ops.einsum("hr,wr->hwr", self.vertical, self.horizontal)
         x = self._fast_depthwise(
             x,
-            keras.ops.reshape(kernel, (kh, kw, self.rank, 1)),
+            keras.ops.reshape(self._taps(), (kh, kw, self.rank, 1)),
             strides=self.strides,
             padding=self.padding,
             dilation_rate=self.dilation_rate,
@@ -150,9 +149,14 @@ class CPConv2D(BaseFastConv):
         # (pointwise_in scaled by each tap's vertical x horizontal weights)
         # times pointwise_out: two ops. A four-operand einsum computes the same
         # but took 3x as long on eager PyTorch.
-        taps = keras.ops.einsum("hr,wr->hwr", self.vertical, self.horizontal)
-        scaled = keras.ops.multiply(self.pointwise_in, keras.ops.expand_dims(taps, 2))
+        taps = keras.ops.expand_dims(self._taps(), 2)
+        scaled = keras.ops.multiply(self.pointwise_in, taps)
         return keras.ops.matmul(scaled, self.pointwise_out)
+
+    def _taps(self):
+        """``(k_h, k_w, rank)``: each rank channel's ``k_h x k_w`` weights, the
+        outer product of its vertical and horizontal factors."""
+        return keras.ops.einsum("hr,wr->hwr", self.vertical, self.horizontal)
 
     def _cost(self, h, w, c_in):
         kh, kw = self.kernel_size

@@ -81,34 +81,27 @@ class FactorizedConv2D(BaseFastConv):
         }
 
     def _linear_factorized(self, inputs):
-        x = self._conv(
-            inputs,
-            self.vertical,
-            strides=(self.strides[0], 1),
-            padding=self.padding,
-            dilation_rate=(self.dilation_rate[0], 1),
-        )
-        return self._conv(
-            x,
-            self.horizontal,
-            strides=(1, self.strides[1]),
-            padding=self.padding,
-            dilation_rate=(1, self.dilation_rate[1]),
-        )
+        return self._chain(inputs, self._conv)
 
     def _linear_shift(self, inputs):
         """Each factor as ``k`` shifted slices times that tap's matrix, summed
         (``kernels.ops.shifted_conv``): matrix products and additions that XLA
         fuses, in place of its CPU convolution, which runs ``k x 1`` and
         ``1 x k`` windows far below the rate of a ``k x k`` one."""
-        x = self._shifted_conv(
+        return self._chain(inputs, self._shifted_conv)
+
+    def _chain(self, inputs, conv):
+        """Vertical then horizontal factor, each computed by ``conv`` (called
+        as ``_conv`` is); the vertical one takes the row stride and dilation,
+        the horizontal one the column ones."""
+        x = conv(
             inputs,
             self.vertical,
             strides=(self.strides[0], 1),
             padding=self.padding,
             dilation_rate=(self.dilation_rate[0], 1),
         )
-        return self._shifted_conv(
+        return conv(
             x,
             self.horizontal,
             strides=(1, self.strides[1]),
