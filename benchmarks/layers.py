@@ -239,8 +239,8 @@ def _point_label(s: dict) -> str:
 
 def _choice_vs_best(s: dict) -> float | None:
     """Speedup of the implementation "auto" chose, run as its own layer, over
-    the best one's: the choice's quality, free of the variation between two
-    layer objects running the same code."""
+    the best one's: the choice's quality, apart from the noise between two
+    layer objects timed separately in the same rounds."""
     choice = s.get("auto_choice") or []
     if len(choice) != 1:
         return None
