@@ -29,6 +29,12 @@ class FactorizedConv2D(BaseFastConv):
     ``M = C_in = filters``, a square ``k x k`` kernel, stride 1 and ``"same"``
     padding, both are ``2 / k`` of the ``Conv2D``'s.
 
+    Implementations (``implementation=``; the weights are the same for all):
+    ``"factorized"`` (two ``keras.ops.conv``), ``"shift"`` (each factor as
+    ``k`` shifted slices times its taps' matrices, for XLA),
+    ``"dense"`` (the reconstructed kernel) and ``"auto"`` (measured per
+    shape, see ``fastconv.kernels.autotune``).
+
     Args:
         filters: number of output channels.
         kernel_size: int or pair; at least 2 on one axis.
