@@ -337,7 +337,17 @@ class BaseFastConv(keras.layers.Layer):
 
     def _pointwise_matmul(self, x, matrix, bias=None):
         """A 1x1 convolution by a ``(C_in, C_out)`` matrix, as a matrix product,
-        with ``bias`` added inside it where the backend can (``kernels.ops``)."""
+        with ``bias`` added inside it where the backend can (``kernels.ops``).
+
+        Except for an expansion (``C_in < C_out``) in inference on
+        TensorFlow's CPU without XLA, where ``call`` sets ``_expand_by_conv``:
+        there TensorFlow's 1x1 convolution (oneDNN) with its bias ran
+        forward 0.99-1.21x as fast as ``MatMul`` and ``BiasAdd`` at eight
+        expanding shapes (``C_in`` 8 to 256; 1.12x at batch 64, 32x32,
+        32 -> 128). In a training step it was slower at all ten shapes
+        tried (0.64-0.98x), and forward it lost on 128 -> 32 (0.88x)."""
+        if self.__dict__.get("_expand_by_conv") and matrix.shape[0] < matrix.shape[1]:
+            return self._pointwise(x, matrix, bias)
         return pointwise_matmul(x, matrix, self.data_format, bias)
 
     def _slices_possible(self, x, strides, padding) -> bool:
@@ -535,6 +545,14 @@ class BaseFastConv(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         impl = self._resolve_implementation(inputs, training)
+        # Read by _pointwise_matmul while this call traces (a Python flag).
+        self.__dict__["_expand_by_conv"] = (
+            not training
+            and keras.backend.backend() == "tensorflow"
+            and _tf_cpu_only()
+            and self.data_format == "channels_last"
+            and autotune.compilation_mode(inputs) == "graph"
+        )
         if self.use_bias and impl in self.FUSED_BIAS:
             # The implementation adds the bias in its last matrix product.
             outputs = self._linear(inputs, impl, training, bias=self.bias)

@@ -258,3 +258,27 @@ def test_shift_with_unknown_size_strides_and_same_padding(cls, kwargs):
     conv.build(x.shape)
     conv.set_weights([layer.dense_kernel(), to_numpy(layer.bias)])
     assert relative_error(to_numpy(run(x)), to_numpy(conv(x))) < RTOL
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="a TensorFlow graph rule"
+)
+@pytest.mark.parametrize("implementation", ["fused", "matmul"])
+def test_tensorflow_inference_expands_by_conv_and_agrees(implementation):
+    """In a TensorFlow graph at inference, the expanding 1x1 (rank -> filters)
+    runs as a 1x1 Conv2D; in a training step as a MatMul. Both agree with
+    eager execution."""
+    import tensorflow as tf
+
+    layer = fastconv.CPConv2D(
+        8, 3, rank=3, padding="same", implementation=implementation
+    )
+    x = random_input((2, 6, 5, 4), seed=7)
+    layer.build(x.shape)
+    eager = to_numpy(layer(x))
+    for training in (False, True):
+        run = tf.function(lambda t, training=training: layer(t, training=training))
+        assert relative_error(to_numpy(run(x)), eager) < RTOL
+        ops = [n.op for n in run.get_concrete_function(x).graph.as_graph_def().node]
+        assert ops.count("MatMul") == (2 if training else 1), ops
+        assert ("Conv2D" in ops) == (not training), ops
