@@ -130,6 +130,40 @@ def test_pointwise_matmul_adds_the_bias(data_format):
     assert relative_error(y, ref) < 1e-5
 
 
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="TensorFlow's custom gradient"
+)
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("c_out", [9, 7])
+def test_pointwise_matmul_bias_gradients_equal_tensorflows(dtype, c_out):
+    """4 -> 9 finds the bias gradient inside the weight gradient's product,
+    4 -> 7 takes TensorFlow's own: every gradient equals that of an einsum
+    and an add, in a tf.function, and again one order up."""
+    import tensorflow as tf
+
+    x = tf.constant(random_input((2, 5, 6, 4), seed=3), dtype)
+    w = tf.Variable(random_input((4, c_out), seed=4).astype(dtype))
+    b = tf.Variable(random_input((c_out,), seed=5).astype(dtype))
+    g = tf.constant(random_input((2, 5, 6, c_out), seed=6), dtype)
+
+    def grads(fn):
+        with tf.GradientTape() as outer:
+            outer.watch(x)
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = fn(x)
+            first = tape.gradient(y, [x, w, b], output_gradients=g)
+            total = tf.add_n([tf.reduce_sum(t * t) for t in first])
+        return [*first, outer.gradient(total, x)]
+
+    ours = tf.function(lambda: grads(lambda t: pointwise_matmul(t, w, bias=b)))()
+    theirs = grads(lambda t: tf.einsum("nhwc,co->nhwo", t, w) + b)
+    tol = 1e-5 if dtype == "float32" else 2e-2
+    for a, r in zip(ours, theirs, strict=True):
+        assert a.dtype == r.dtype
+        assert relative_error(to_numpy(a), to_numpy(r)) < tol
+
+
 @pytest.mark.skipif(keras.backend.backend() != "torch", reason="PyTorch's own op")
 @given(case=_cases([(1, 1), (2, 2), (1, 3), (3, 2)]))
 def test_torch_conv_equals_keras_conv(case):
