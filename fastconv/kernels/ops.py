@@ -212,7 +212,10 @@ def pointwise_matmul(x, matrix, data_format="channels_last", bias=None):
         shape = tf.shape(x)
         flat = tf.reshape(x, (-1, matrix.shape[0]))
         if bias is not None and 2 * matrix.shape[0] <= matrix.shape[1]:
-            y = _tf_matmul_bias()(flat, matrix, bias)
+            # Read the variables out here: a custom gradient must not see them.
+            y = _tf_matmul_bias()(
+                flat, tf.convert_to_tensor(matrix), tf.convert_to_tensor(bias)
+            )
         else:
             y = tf.matmul(flat, matrix)
             if bias is not None:

@@ -282,3 +282,72 @@ def test_tensorflow_inference_expands_by_conv_and_agrees(implementation):
         ops = [n.op for n in run.get_concrete_function(x).graph.as_graph_def().node]
         assert ops.count("MatMul") == (2 if training else 1), ops
         assert ("Conv2D" in ops) == (not training), ops
+
+
+def _training_gradients(layer, x, mode):
+    """Gradients of a training step (input, then every trainable weight):
+    ``mode`` "eager" runs it as written (a GradientTape on TensorFlow), "graph"
+    and "xla" compiled as ``fastconv.timing.make_grad_step`` compiles it."""
+    from fastconv.timing import make_grad_step
+
+    if mode == "eager" and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.constant(x)
+        cotangent = np.random.default_rng(0).standard_normal(
+            tuple(layer.compute_output_shape(x.shape))
+        )
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = layer(x, training=True)
+        grads = tape.gradient(
+            out,
+            [x, *layer.trainable_variables],
+            output_gradients=tf.constant(cotangent, out.dtype),
+        )
+    else:
+        grads = make_grad_step(layer, x, jit=mode == "xla")()
+    return [to_numpy(g) for g in keras.tree.flatten(grads)]
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+@pytest.mark.parametrize(
+    "data_format, mode",
+    [
+        ("channels_last", "eager"),
+        ("channels_last", "graph"),
+        ("channels_last", "xla"),
+        ("channels_first", "graph"),
+    ],
+)
+def test_training_gradients_agree(name, data_format, mode):
+    """A training step's gradients (input and every weight) are the same for
+    every implementation, eager and compiled. 3 -> 8 channels and small ranks
+    make the last 1x1s expand by 2 or more, which takes TensorFlow's joined
+    bias gradient (``kernels.ops._tf_matmul_bias``)."""
+    cls, extra = LAYERS[name]
+    extra = {**extra, "rank": 2} if name == "CPConv2D" else extra
+    shape = (2, 6, 5, 3) if data_format == "channels_last" else (2, 3, 6, 5)
+    x = random_input(shape, seed=11)
+    first, grads = None, {}
+    for impl in cls.IMPLEMENTATIONS:
+        layer = cls(
+            8, 3, padding="same", data_format=data_format, implementation=impl, **extra
+        )
+        layer.build(shape)
+        if first is None:
+            first = layer
+            rng = np.random.default_rng(12)
+            layer.set_weights(
+                [rng.standard_normal(w.shape).astype("float32") for w in layer.weights]
+            )
+        else:
+            layer.set_weights(first.get_weights())
+        if impl in layer.allowed_implementations():
+            grads[impl] = _training_gradients(layer, x, mode)
+    names = list(grads)
+    assert len(names) > 1
+    for impl in names[1:]:
+        assert len(grads[impl]) == len(grads[names[0]])
+        for got, ref in zip(grads[impl], grads[names[0]], strict=True):
+            assert relative_error(got, ref) < RTOL, (impl, names[0])
