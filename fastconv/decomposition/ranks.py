@@ -39,6 +39,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from fastconv._validation import is_int as _is_int
 from fastconv.decomposition import _tensorly
 from fastconv.decomposition._utils import (
     check_kernel,
@@ -70,12 +71,6 @@ def _rank_error(rank, method: str) -> ValueError:
     return ValueError(
         f"rank must be {forms}, a float in (0, 1], 'vbmf' or 'energy:<fraction>', "
         f"received rank={rank!r}"
-    )
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(
-        value, (bool, np.bool_)
     )
 
 

@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 import keras
 import numpy as np
 
+from fastconv._validation import is_int as _is_int
 from fastconv.cost import Cost, conv2d_cost, conv_output_length, spatial_dims
 from fastconv.kernels import autotune
 from fastconv.kernels.ops import (
@@ -71,10 +72,6 @@ def _tf_cpu_only() -> bool:
     import tensorflow as tf
 
     return not tf.config.list_logical_devices("GPU")
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 class BaseFastConv(keras.layers.Layer):

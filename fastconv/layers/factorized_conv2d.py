@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import keras
 
 from fastconv.cost import conv2d_cost
@@ -30,10 +32,13 @@ class FactorizedConv2D(BaseFastConv):
     padding, both are ``2 / k`` of the ``Conv2D``'s.
 
     Implementations (``implementation=``; the weights are the same for all):
-    ``"factorized"`` (two ``keras.ops.conv``), ``"shift"`` (each factor as
-    ``k`` shifted slices times its taps' matrices, for XLA),
-    ``"dense"`` (the reconstructed kernel) and ``"auto"`` (measured per
-    shape, see ``fastconv.kernels.autotune``).
+    ``"factorized"`` (two ``keras.ops.conv``), ``"direct"`` (two convolutions
+    by the backend's own op: on PyTorch ``conv2d`` on the ``channels_last``
+    view, without Keras's layout copies; elsewhere the same as
+    ``"factorized"``, so ``"auto"`` considers it on PyTorch only),
+    ``"shift"`` (each factor as ``k`` shifted slices times its taps'
+    matrices, for XLA), ``"dense"`` (the reconstructed kernel) and
+    ``"auto"`` (measured per shape, see ``fastconv.kernels.autotune``).
 
     Args:
         filters: number of output channels.
@@ -58,8 +63,8 @@ class FactorizedConv2D(BaseFastConv):
         Inception Architecture for Computer Vision", CVPR 2016.
     """
 
-    IMPLEMENTATIONS = ("factorized", "shift", "dense")
-    STATIC_RULE = {"xla": "shift", "torch": "dense"}
+    IMPLEMENTATIONS = ("factorized", "direct", "shift", "dense")
+    STATIC_RULE = {"xla": "shift", "torch": "direct"}
 
     def __init__(self, filters, kernel_size, intermediate_filters=None, **kwargs):
         self.intermediate_filters = intermediate_filters
@@ -88,6 +93,16 @@ class FactorizedConv2D(BaseFastConv):
 
     def _linear_factorized(self, inputs):
         return self._chain(inputs, self._conv)
+
+    def _linear_direct(self, inputs):
+        return self._chain(inputs, functools.partial(self._conv, fast=True))
+
+    def allowed_implementations(self) -> tuple[str, ...]:
+        """All but ``"direct"`` off PyTorch, where it is ``"factorized"``."""
+        allowed = super().allowed_implementations()
+        if keras.backend.backend() == "torch":
+            return allowed
+        return tuple(name for name in allowed if name != "direct")
 
     def _linear_shift(self, inputs):
         """Each factor as ``k`` shifted slices times that tap's matrix, summed

@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 from hypothesis import given
@@ -220,3 +221,15 @@ def test_set_factors_rejects_wrong_shapes():
 def test_dense_kernel_needs_built_layer():
     with pytest.raises(ValueError, match="needs a built layer"):
         fastconv.FactorizedConv2D(4, 3).dense_kernel()
+
+
+def test_direct_is_measured_on_pytorch_only():
+    """``direct`` differs from ``factorized`` only on PyTorch (no layout
+    copies), so ``"auto"`` measures it there and nowhere else; it is the
+    static rule on PyTorch."""
+    layer = fastconv.FactorizedConv2D(4, 3, padding="same")
+    on_torch = keras.backend.backend() == "torch"
+    assert ("direct" in layer.allowed_implementations()) == on_torch
+    if on_torch:
+        shape = (2, 16, 16, 8)
+        assert layer.static_implementation(shape, "eager", training=True) == "direct"
