@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
@@ -248,6 +249,32 @@ def _choice_vs_best(s: dict) -> float | None:
     return concrete[choice[0]] / max(concrete.values())
 
 
+def _median_ci(values, confidence: float = 0.95) -> tuple[float, float]:
+    """Distribution-free confidence interval of the median of ``values``: the
+    order statistics ``j`` and ``n - 1 - j`` with the largest ``j`` for which
+    ``Binomial(n, 1/2)`` puts at least ``confidence`` between them."""
+    x = sorted(values)
+    n = len(x)
+    pmf = [math.comb(n, i) / 2**n for i in range(n + 1)]
+    j = 0
+    while j + 1 <= (n - 1) // 2 and sum(pmf[j + 1 : n - j]) >= confidence:
+        j += 1
+    return x[j], x[n - 1 - j]
+
+
+def _paired_speedup_ci(run: dict, s: dict, impl: str = "auto") -> tuple[float, float]:
+    """95% confidence interval of the median, over rounds, of ``Conv2D``'s
+    time / the layer's in the same round (both ran in every round, in a
+    shuffled order): the layer is slower than ``Conv2D`` beyond the run's
+    noise when the interval's upper end is below 1."""
+    point = {k: s[k] for k in REFERENCE}
+    result = next(r for r in run["results"] if r["point"] == point)
+    rows = result["modes"][s["mode"]]["layers"]
+    base = rows["Conv2D"]["samples_ns"]
+    mine = rows[f"{s['layer']}/{impl}"]["samples_ns"]
+    return _median_ci([b / m for b, m in zip(base, mine, strict=True)])
+
+
 def report(paths: list[str]) -> str:
     """Markdown computed from result files: the reference shape, the grid
     statistics and the issue's targets, each number read from the files."""
@@ -385,13 +412,15 @@ def report(paths: list[str]) -> str:
         if not label.startswith("tensorflow"):
             slow = [s for s in rows if s["speedups"]["auto"] < 1.0]
             beyond = [s for s in rows if s["speedups"]["auto"] < 0.95]
+            sure = [s for s in slow if _paired_speedup_ci(run, s)[1] < 1.0]
             verdict = "yes" if not slow else "within 5% noise" if not beyond else "no"
             out.append(
                 f"| no layer slower than dense with auto | {label} "
                 f"(`{Path(path).name}`) | lowest "
                 f"{min(s['speedups']['auto'] for s in rows):.2f}x; "
-                f"{len(slow)} of {len(rows)} below 1.0x, {len(beyond)} below "
-                f"0.95x | {verdict} |"
+                f"{len(slow)} of {len(rows)} below 1.0x ({len(sure)} with the "
+                "95% interval of the paired per-round ratio below 1.0), "
+                f"{len(beyond)} below 0.95x | {verdict} |"
             )
         worst = min(s["auto_vs_best"] for s in rows)
         out.append(

@@ -80,3 +80,35 @@ def test_layer_report_and_performance_doc_are_computed_from_the_results():
     assert len(rows) > 40
     for row in rows:
         assert row in doc, row
+
+
+PARTS = [
+    "parts-tensorflow-graph.json",
+    "parts-tensorflow-xla.json",
+    "parts-jax.json",
+    "parts-torch.json",
+]
+
+
+def test_parts_report_and_performance_doc_are_computed_from_the_results():
+    """parts-report.md is what ``benchmarks/parts.py --report`` computes from
+    the committed result files, and docs/performance.md quotes its table."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_parts", ROOT / "benchmarks" / "parts.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    runs = [
+        (str(RESULTS / name), json.loads((RESULTS / name).read_text()))
+        for name in PARTS
+    ]
+    text = module.markdown(runs)
+    assert text == (RESULTS / "parts-report.md").read_text()
+    doc = (ROOT / "docs" / "performance.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + 8 * len(PARTS)
+    for row in rows:
+        assert row in doc, row
