@@ -479,6 +479,37 @@ def plot(paths: list[str], out: str) -> None:
     fig.savefig(out, dpi=110)
 
 
+def start_run(jit: str, keep: bool, cache: str | None = None):
+    """What a measuring run does first: ``keep_freed_memory()`` if ``keep``,
+    a fresh autotune cache unless ``cache`` names one, and ``jit`` ("on",
+    "off" or "default": XLA on JAX, and on TensorFlow only with a GPU, as
+    Keras's ``fit``/``predict`` would) resolved. Returns the backend's name,
+    the jit flag and ``fastconv.timing.environment()`` with both settings."""
+    from fastconv.kernels.allocator import keep_freed_memory
+
+    kept = keep and keep_freed_memory()
+    os.environ["FASTCONV_AUTOTUNE_CACHE"] = cache or os.path.join(
+        tempfile.mkdtemp(prefix="fastconv-bench-"), "autotune.json"
+    )
+    import keras
+
+    from fastconv.timing import environment
+
+    backend = keras.backend.backend()
+    if jit == "default":
+        on = backend == "jax"
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            on = bool(tf.config.list_physical_devices("GPU"))
+    else:
+        on = jit == "on"
+    env = environment()
+    env["jit"] = on
+    env["keep_freed_memory"] = kept
+    return backend, on, env
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -551,33 +582,12 @@ def main(argv=None) -> int:
         print(text)
         return 0
 
-    from fastconv.kernels.allocator import keep_freed_memory
-
-    kept = args.allocator == "keep" and keep_freed_memory()
-    os.environ["FASTCONV_AUTOTUNE_CACHE"] = args.cache or os.path.join(
-        tempfile.mkdtemp(prefix="fastconv-bench-"), "autotune.json"
-    )
-    import keras
-
-    from fastconv.timing import environment
-
-    backend = keras.backend.backend()
-    if args.jit == "default":
-        jit = backend == "jax"
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            jit = bool(tf.config.list_physical_devices("GPU"))
-    else:
-        jit = args.jit == "on"
+    backend, jit, env = start_run(args.jit, args.allocator == "keep", args.cache)
     points = (
         [dict(REFERENCE)]
         if args.quick
         else [p for p in grid() if dense_gmacs(p) <= args.max_gmacs]
     )
-    env = environment()
-    env["jit"] = jit
-    env["keep_freed_memory"] = kept
     tag = args.tag or ("quick" if args.quick else "grid")
     if backend == "tensorflow":
         tag += "-xla" if jit else "-graph"

@@ -39,8 +39,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -302,28 +300,7 @@ def main(argv=None) -> int:
         print(text)
         return 0
 
-    from fastconv.kernels.allocator import keep_freed_memory
-
-    kept = keep_freed_memory()
-    os.environ["FASTCONV_AUTOTUNE_CACHE"] = os.path.join(
-        tempfile.mkdtemp(prefix="fastconv-parts-"), "autotune.json"
-    )
-    import keras
-
-    from fastconv.timing import environment
-
-    backend = keras.backend.backend()
-    if args.jit == "default":
-        jit = backend == "jax"
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            jit = bool(tf.config.list_physical_devices("GPU"))
-    else:
-        jit = args.jit == "on"
-    env = environment()
-    env["jit"] = jit
-    env["keep_freed_memory"] = kept
+    backend, jit, env = _LAYERS.start_run(args.jit, keep=True)
     result = run(dict(REFERENCE), jit=jit, warmup=args.warmup, repeats=args.repeats)
     payload = {"environment": env, "results": [result], "summary": summarise(result)}
     tag = ("-xla" if jit else "-graph") if backend == "tensorflow" else ""

@@ -66,20 +66,30 @@ REPORTED = [
 def test_layer_report_and_performance_doc_are_computed_from_the_results():
     """layers-report.md is what ``benchmarks/layers.py --report`` computes from
     the committed result files, and docs/performance.md quotes its tables."""
+    text = _benchmark("layers").report([str(RESULTS / name) for name in REPORTED])
+    assert text == (RESULTS / "layers-report.md").read_text()
+    assert _rows_quoted_in_performance_doc(text) > 40
+
+
+def _benchmark(name: str):
+    """benchmarks/<name>.py as a module."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(
-        "bench_layers", ROOT / "benchmarks" / "layers.py"
-    )
+    path = ROOT / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    text = module.report([str(RESULTS / name) for name in REPORTED])
-    assert text == (RESULTS / "layers-report.md").read_text()
+    return module
+
+
+def _rows_quoted_in_performance_doc(text: str) -> int:
+    """Checks that docs/performance.md quotes every table row of ``text``;
+    returns how many rows there are."""
     doc = (ROOT / "docs" / "performance.md").read_text()
     rows = [line for line in text.splitlines() if line.startswith("| ")]
-    assert len(rows) > 40
     for row in rows:
         assert row in doc, row
+    return len(rows)
 
 
 PARTS = [
@@ -93,22 +103,12 @@ PARTS = [
 def test_parts_report_and_performance_doc_are_computed_from_the_results():
     """parts-report.md is what ``benchmarks/parts.py --report`` computes from
     the committed result files, and docs/performance.md quotes its table."""
-    import importlib.util
     import json
 
-    spec = importlib.util.spec_from_file_location(
-        "bench_parts", ROOT / "benchmarks" / "parts.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     runs = [
         (str(RESULTS / name), json.loads((RESULTS / name).read_text()))
         for name in PARTS
     ]
-    text = module.markdown(runs)
+    text = _benchmark("parts").markdown(runs)
     assert text == (RESULTS / "parts-report.md").read_text()
-    doc = (ROOT / "docs" / "performance.md").read_text()
-    rows = [line for line in text.splitlines() if line.startswith("| ")]
-    assert len(rows) == 1 + 8 * len(PARTS)
-    for row in rows:
-        assert row in doc, row
+    assert _rows_quoted_in_performance_doc(text) == 1 + 8 * len(PARTS)
