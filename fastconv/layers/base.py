@@ -45,6 +45,9 @@ _PADDINGS = ("valid", "same")
 _DATA_FORMATS = ("channels_last", "channels_first")
 #: The static rule picks the dense kernel below this FLOP ratio to Conv2D.
 DENSE_BELOW_RATIO = 1.2
+#: ... and, for inference on eager PyTorch, when the equivalent Conv2D would do
+#: fewer multiply-adds than this (the time is then per-op overhead).
+DENSE_TINY_MACS = 5_000_000
 #: Configuration entries that do not change how long the linear part takes.
 _CONFIG_UNTIMED = frozenset(
     {
@@ -453,7 +456,7 @@ class BaseFastConv(keras.layers.Layer):
         ``1 / DENSE_BELOW_RATIO`` of a ``Conv2D``'s multiply-adds (running
         several small ops costs more than the saving), or, for inference on
         eager PyTorch, when even that ``Conv2D`` would do fewer than
-        ``autotune.MIN_MACS`` (the time is then per-op overhead, and one
+        ``DENSE_TINY_MACS`` (the time is then per-op overhead, and one
         convolution with a cached kernel has the least); else the class's
         ``STATIC_RULE`` entry for ``"xla"`` when the code is compiled by XLA
         (``compilation``, see ``fastconv.kernels.autotune.compilation_mode``),
@@ -469,7 +472,7 @@ class BaseFastConv(keras.layers.Layer):
             and not training
             and compilation == "eager"
             and keras.backend.backend() == "torch"
-            and self._dense_macs(input_shape) < autotune.MIN_MACS
+            and self._dense_macs(input_shape) < DENSE_TINY_MACS
         ):
             return "dense"
         key = "xla" if compilation == "xla" else keras.backend.backend()
