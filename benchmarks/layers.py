@@ -86,6 +86,35 @@ def dense_gmacs(p: dict) -> float:
     return p["batch"] * p["size"] ** 2 * p["k"] ** 2 * p["channels"] ** 2 / 1e9
 
 
+def rank_of(p: dict) -> int:
+    """The grid point's rank: its channels times its rank ratio, at least 1."""
+    return max(1, round(p["channels"] * p["ratio"]))
+
+
+def layer_kwargs(p: dict) -> dict[str, dict]:
+    """Each benchmarked layer's class name -> its arguments besides filters,
+    kernel size and padding, at grid point ``p``."""
+    rank = rank_of(p)
+    return {
+        "CPConv2D": {"rank": rank},
+        "TuckerConv2D": {"rank": (rank, rank)},
+        "DepthwiseSeparableConv2D": {},
+        "FactorizedConv2D": {},
+    }
+
+
+def timed_rounds(fns: dict, *, warmup: int, repeats: int) -> dict:
+    """``fastconv.timing.interleaved`` over ``fns``, with at least ``repeats``
+    rounds: cheap functions get more (about TARGET_S seconds per function, at
+    most MAX_REPEATS), because their times are short and noisy."""
+    from fastconv.timing import interleaved
+
+    probe = interleaved(fns, warmup=warmup, repeats=1)
+    slowest = max(t.median for t in probe.values())
+    rounds = min(MAX_REPEATS, max(repeats, int(TARGET_S / max(slowest, 1e-6))))
+    return interleaved(fns, warmup=0, repeats=rounds)
+
+
 def build_layers(p: dict):
     """name -> (layer, flop ratio) for one grid point; built, not called."""
     import keras
@@ -94,19 +123,13 @@ def build_layers(p: dict):
     from fastconv.cost import conv2d_cost
 
     c, k = p["channels"], p["k"]
-    rank = max(1, round(c * p["ratio"]))
     shape = (p["batch"], p["size"], p["size"], c)
     dense_macs = conv2d_cost(shape[1:], c, k, padding="same").macs
-    specs = {
-        "CPConv2D": (fastconv.CPConv2D, {"rank": rank}),
-        "TuckerConv2D": (fastconv.TuckerConv2D, {"rank": (rank, rank)}),
-        "DepthwiseSeparableConv2D": (fastconv.DepthwiseSeparableConv2D, {}),
-        "FactorizedConv2D": (fastconv.FactorizedConv2D, {}),
-    }
     conv = keras.layers.Conv2D(c, k, padding="same")
     conv.build(shape)
     layers = {"Conv2D": (conv, 1.0)}
-    for name, (cls, kwargs) in specs.items():
+    for name, kwargs in layer_kwargs(p).items():
+        cls = getattr(fastconv, name)
         for impl in ("auto", *cls.IMPLEMENTATIONS):
             layer = cls(c, k, padding="same", implementation=impl, **kwargs)
             layer.build(shape)
@@ -116,7 +139,7 @@ def build_layers(p: dict):
 
 
 def run_point(p: dict, *, jit: bool, warmup: int, repeats: int) -> dict:
-    from fastconv.timing import interleaved, make_forward, make_grad_step
+    from fastconv.timing import make_forward, make_grad_step
 
     result = {"point": p, "dense_gmacs": dense_gmacs(p), "modes": {}}
     for mode, make in (("forward", make_forward), ("train", make_grad_step)):
@@ -129,12 +152,7 @@ def run_point(p: dict, *, jit: bool, warmup: int, repeats: int) -> dict:
             if name.endswith("/auto"):
                 fns[name]()  # traces, and so lets "auto" choose, outside the clock
         setup_s = time.perf_counter() - start
-        # Cheap points get more rounds (about TARGET_S seconds per function, at most
-        # MAX_REPEATS): their times are short and noisy.
-        probe = interleaved(fns, warmup=warmup, repeats=1)
-        slowest = max(t.median for t in probe.values())
-        rounds = min(MAX_REPEATS, max(repeats, int(TARGET_S / max(slowest, 1e-6))))
-        timings = interleaved(fns, warmup=0, repeats=rounds)
+        timings = timed_rounds(fns, warmup=warmup, repeats=repeats)
         rows = {}
         for name, (layer, ratio) in layers.items():
             row = {"flop_ratio": ratio, **timings[name].as_dict()}

@@ -131,10 +131,10 @@ def run(point: dict, *, jit: bool, warmup: int, repeats: int) -> dict:
     import keras
 
     import fastconv
-    from fastconv.timing import interleaved, make_forward, make_grad_step
+    from fastconv.timing import make_forward, make_grad_step
 
     c, k = point["channels"], point["k"]
-    rank = max(1, round(c * point["ratio"]))
+    rank = _LAYERS.rank_of(point)
     batch, size = point["batch"], point["size"]
     rng = np.random.default_rng(0)
 
@@ -145,21 +145,13 @@ def run(point: dict, *, jit: bool, warmup: int, repeats: int) -> dict:
     for layer in LAYER_PARTS:
         for part in LAYER_PARTS[layer](c, rank, k):
             parts[part_key(part)] = part
-    kwargs = {
-        "CPConv2D": {"rank": rank},
-        "TuckerConv2D": {"rank": (rank, rank)},
-        "DepthwiseSeparableConv2D": {},
-        "FactorizedConv2D": {},
-    }
+    kwargs = _LAYERS.layer_kwargs(point)
     result = {"point": point, "rank": rank, "modes": {}}
     for mode, make in (("forward", make_forward), ("train", make_grad_step)):
         x = data(c)
 
         def timed(fns):
-            probe = interleaved(fns, warmup=warmup, repeats=1)
-            slowest = max(t.median for t in probe.values())
-            rounds = min(200, max(repeats, int(1.5 / max(slowest, 1e-6))))
-            timings = interleaved(fns, warmup=0, repeats=rounds)
+            timings = _LAYERS.timed_rounds(fns, warmup=warmup, repeats=repeats)
             return {name: t.as_dict() for name, t in timings.items()}
 
         # Round 1: every way of every part, alone.

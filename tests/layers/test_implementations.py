@@ -29,17 +29,17 @@ def _runs(layer, impl) -> bool:
     return impl != "dense" or layer.is_linear
 
 
-def _outputs_by_implementation(cls, kwargs, input_shape, seed=0):
-    """Output of each implementation of ``cls(**kwargs)``, all on one set of weights."""
-    x = random_input(input_shape, seed=seed)
+def _layers_on_one_set_of_weights(cls, kwargs, input_shape, seed):
+    """``(implementation, layer)`` for each implementation of ``cls(**kwargs)``
+    that can run, built for ``input_shape``, all with the same random weights
+    (drawn with ``seed``)."""
     first = None
-    outputs = {}
     for impl in cls.IMPLEMENTATIONS:
         layer = cls(**kwargs, implementation=impl)
         layer.build(input_shape)
         if first is None:
             first = layer
-            rng = np.random.default_rng(seed + 1)
+            rng = np.random.default_rng(seed)
             weights = [
                 rng.standard_normal(w.shape).astype("float32")
                 for w in layer.get_weights()
@@ -48,8 +48,18 @@ def _outputs_by_implementation(cls, kwargs, input_shape, seed=0):
         else:
             layer.set_weights(first.get_weights())
         if _runs(layer, impl):
-            outputs[impl] = to_numpy(layer(x))
-    return outputs
+            yield impl, layer
+
+
+def _outputs_by_implementation(cls, kwargs, input_shape, seed=0):
+    """Output of each implementation of ``cls(**kwargs)``, all on one set of weights."""
+    x = random_input(input_shape, seed=seed)
+    return {
+        impl: to_numpy(layer(x))
+        for impl, layer in _layers_on_one_set_of_weights(
+            cls, kwargs, input_shape, seed + 1
+        )
+    }
 
 
 def _assert_all_equal(outputs):
@@ -336,22 +346,13 @@ def test_training_gradients_agree(name, data_format, mode):
     extra = {**extra, "rank": 2} if name == "CPConv2D" else extra
     shape = (2, 6, 5, 3) if data_format == "channels_last" else (2, 3, 6, 5)
     x = random_input(shape, seed=11)
-    first, grads = None, {}
-    for impl in cls.IMPLEMENTATIONS:
-        layer = cls(
-            8, 3, padding="same", data_format=data_format, implementation=impl, **extra
+    kwargs = dict(filters=8, kernel_size=3, padding="same", data_format=data_format)
+    grads = {
+        impl: _training_gradients(layer, x, mode)
+        for impl, layer in _layers_on_one_set_of_weights(
+            cls, {**kwargs, **extra}, shape, seed=12
         )
-        layer.build(shape)
-        if first is None:
-            first = layer
-            rng = np.random.default_rng(12)
-            layer.set_weights(
-                [rng.standard_normal(w.shape).astype("float32") for w in layer.weights]
-            )
-        else:
-            layer.set_weights(first.get_weights())
-        if _runs(layer, impl):
-            grads[impl] = _training_gradients(layer, x, mode)
+    }
     names = list(grads)
     assert len(names) > 1
     for impl in names[1:]:
