@@ -37,6 +37,7 @@ from fastconv.kernels.ops import (
     shifted_conv,
     shifted_depthwise,
     torch_conv,
+    unfolded_conv,
 )
 
 __all__ = ["BaseFastConv"]
@@ -367,15 +368,17 @@ class BaseFastConv(keras.layers.Layer):
             x, kernel, strides, padding, dilation_rate, self.data_format
         )
 
-    def _shifted_conv(self, x, kernel, strides=1, padding="valid", dilation_rate=1):
-        """A convolution as a sum of shifted slices times matrices
-        (``kernels.ops.shifted_conv``), or ``_conv`` where the slices cannot
-        be cut (``_slices_possible``)."""
+    def _shifted_conv(
+        self, x, kernel, strides=1, padding="valid", dilation_rate=1, unfold=False
+    ):
+        """A convolution by shifted slices: their sum, each times its tap's
+        matrix (``kernels.ops.shifted_conv``), or with ``unfold`` one product
+        of them side by side (``kernels.ops.unfolded_conv``); ``_conv`` where
+        the slices cannot be cut (``_slices_possible``)."""
         if not self._slices_possible(x, strides, padding):
             return self._conv(x, kernel, strides, padding, dilation_rate, fast=True)
-        return shifted_conv(
-            x, kernel, strides, padding, dilation_rate, self.data_format
-        )
+        op = unfolded_conv if unfold else shifted_conv
+        return op(x, kernel, strides, padding, dilation_rate, self.data_format)
 
     def _same_padding(self, x, kernel_size, strides, dilation_rate):
         """Zero-pad ``x`` as a ``"same"`` conv with these settings would.

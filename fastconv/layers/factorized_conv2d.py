@@ -37,7 +37,9 @@ class FactorizedConv2D(BaseFastConv):
     view, without Keras's layout copies; elsewhere the same as
     ``"factorized"``, so ``"auto"`` considers it on PyTorch only),
     ``"shift"`` (each factor as ``k`` shifted slices times its taps'
-    matrices, for XLA), ``"dense"`` (the reconstructed kernel) and
+    matrices, for XLA), ``"unfold"`` (each factor as one matrix product of
+    its ``k`` shifted slices side by side), ``"dense"`` (the reconstructed
+    kernel) and
     ``"auto"`` (measured per shape, see ``fastconv.kernels.autotune``).
 
     Args:
@@ -63,7 +65,7 @@ class FactorizedConv2D(BaseFastConv):
         Inception Architecture for Computer Vision", CVPR 2016.
     """
 
-    IMPLEMENTATIONS = ("factorized", "direct", "shift", "dense")
+    IMPLEMENTATIONS = ("factorized", "direct", "shift", "unfold", "dense")
     STATIC_RULE = {"xla": "shift", "torch": "direct"}
 
     def __init__(self, filters, kernel_size, intermediate_filters=None, **kwargs):
@@ -110,6 +112,12 @@ class FactorizedConv2D(BaseFastConv):
         fuses, in place of its CPU convolution, which runs ``k x 1`` and
         ``1 x k`` windows far below the rate of a ``k x k`` one."""
         return self._chain(inputs, self._shifted_conv)
+
+    def _linear_unfold(self, inputs):
+        """Each factor as one matrix product of its ``k`` shifted slices side
+        by side (``kernels.ops.unfolded_conv``): one large product where
+        ``shift`` does ``k`` small ones and sums them."""
+        return self._chain(inputs, functools.partial(self._shifted_conv, unfold=True))
 
     def _chain(self, inputs, conv):
         """Vertical then horizontal factor, each computed by ``conv`` (called

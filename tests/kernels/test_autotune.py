@@ -313,14 +313,38 @@ def test_budget_drops_clear_losers_after_the_probe_round(monkeypatch):
         "slow": fn("slow", 0.2),
         "baseline": fn("baseline", 0.05),
     }
-    timings = autotune._budgeted(fns, 2, 2, budget_s=60.0, keep=("baseline",))
+    # A round (0.3 s) is more than a tenth of a 2 s budget: one probe round.
+    timings = autotune._budgeted(fns, 2, 2, budget_s=2.0, keep=("baseline",))
     assert list(timings) == list(fns)
     # 200 ms against 20 ms: dropped after one warm-up and the probe round
     assert timings["slow"].extra == {"dropped_after": "probe round"}
     assert len(timings["slow"].samples_ns) == 1 and calls["slow"] == 2
-    for name in ("fast", "close", "baseline"):  # kept, to the cap
+    for name in ("fast", "close", "baseline"):  # kept: 2 s buys 2 rounds of 94 ms
         assert len(timings[name].samples_ns) == 6 and calls[name] == 8
         assert "dropped_after" not in timings[name].extra
+
+    # Under a tenth of a 60 s budget: PROBE_ROUNDS more probe rounds decide.
+    calls.update(dict.fromkeys(calls, 0))
+    timings = autotune._budgeted(fns, 2, 2, budget_s=60.0, keep=("baseline",))
+    probes = autotune.PROBE_ROUNDS
+    assert timings["slow"].extra == {"dropped_after": "probe round"}
+    assert len(timings["slow"].samples_ns) == probes and calls["slow"] == 2 + probes
+    for name in ("fast", "close", "baseline"):
+        assert len(timings[name].samples_ns) == 6 and calls[name] == 8 + probes
+
+
+def test_probe_rounds_keep_a_candidate_one_slow_sample_would_drop(monkeypatch):
+    monkeypatch.setattr(autotune, "MAX_REPEATS", 3)
+    calls = {"first": 0}
+
+    def first():  # 10x slower on its second call only: the single probe's
+        calls["first"] += 1
+        time.sleep(0.1 if calls["first"] == 2 else 0.01)
+
+    fns = {"first": first, "second": lambda: time.sleep(0.01)}
+    timings = autotune._budgeted(fns, 2, 2, budget_s=60.0)
+    assert "dropped_after" not in timings["first"].extra
+    assert len(timings["first"].samples_ns) == 3
 
 
 @pytest.mark.parametrize(

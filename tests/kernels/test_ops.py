@@ -12,6 +12,7 @@ from fastconv.kernels.ops import (
     shifted_conv,
     shifted_depthwise,
     torch_conv,
+    unfolded_conv,
 )
 from tests.layer_checks import random_input, relative_error, to_numpy
 
@@ -74,16 +75,15 @@ def test_shifted_depthwise_needs_known_size_for_strided_same_padding():
         shifted_depthwise(Unknown(), kernel, 2, "same")
 
 
+@pytest.mark.parametrize("op", [shifted_conv, unfolded_conv])
 @given(case=_cases([(1, 1), (2, 2), (1, 3)]))
-def test_shifted_conv_equals_conv(case):
+def test_slice_conv_equals_conv(op, case):
     dilation = 1 if max(case["stride"]) > 1 else case["dilation"]
     h, w, fmt = case["h"], case["w"], case["data_format"]
     shape = (2, h, w, 3) if fmt == "channels_last" else (2, 3, h, w)
     x = random_input(shape, seed=1)
     kernel = random_input((case["kh"], case["kw"], 3, 5), seed=2)
-    y = to_numpy(
-        shifted_conv(x, kernel, case["stride"], case["padding"], dilation, fmt)
-    )
+    y = to_numpy(op(x, kernel, case["stride"], case["padding"], dilation, fmt))
     nhwc = np.transpose(x, (0, 2, 3, 1)) if fmt == "channels_first" else x
     ref = to_numpy(
         keras.ops.conv(
@@ -96,12 +96,13 @@ def test_shifted_conv_equals_conv(case):
     assert relative_error(y, ref) < 1e-5
 
 
-def test_shifted_conv_needs_known_size_for_strided_same_padding():
+@pytest.mark.parametrize("op", [shifted_conv, unfolded_conv])
+def test_slice_conv_needs_known_size_for_strided_same_padding(op):
     class Unknown:
         shape = (None, None, None, 3)
 
-    with pytest.raises(ValueError, match="shifted_conv: 'same' padding"):
-        shifted_conv(Unknown(), np.ones((3, 1, 3, 2), "float32"), 2, "same")
+    with pytest.raises(ValueError, match=f"{op.__name__}: 'same' padding"):
+        op(Unknown(), np.ones((3, 1, 3, 2), "float32"), 2, "same")
 
 
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])

@@ -252,20 +252,23 @@ def test_dense_kernel_cache_follows_every_weight_change(name):
     reason="only a tf.function trace leaves the spatial size unknown in a call",
 )
 @pytest.mark.parametrize(
-    "cls, kwargs",
+    "cls, kwargs, implementation",
     [
-        (fastconv.CPConv2D, {"rank": 3}),
-        (fastconv.DepthwiseSeparableConv2D, {}),
-        (fastconv.FactorizedConv2D, {}),
+        (fastconv.CPConv2D, {"rank": 3}, "shift"),
+        (fastconv.DepthwiseSeparableConv2D, {}, "shift"),
+        (fastconv.FactorizedConv2D, {}, "shift"),
+        (fastconv.FactorizedConv2D, {}, "unfold"),
     ],
 )
-def test_shift_with_unknown_size_strides_and_same_padding(cls, kwargs):
+def test_slices_with_unknown_size_strides_and_same_padding(cls, kwargs, implementation):
     """Shifted slices need the spatial size for "same" padding with strides.
     Traced without one (as Keras's ``reduce_retracing`` may do), ``shift``
-    falls back to a convolution."""
+    and ``unfold`` fall back to a convolution."""
     import tensorflow as tf
 
-    layer = cls(4, 3, strides=2, padding="same", implementation="shift", **kwargs)
+    layer = cls(
+        4, 3, strides=2, padding="same", implementation=implementation, **kwargs
+    )
     x = random_input((2, 7, 9, 3), seed=5)
     layer.build(x.shape)
     run = tf.function(
