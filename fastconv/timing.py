@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fastconv._validation import is_int_at_least
+
 __all__ = [
     "Timing",
     "measure",
@@ -138,9 +140,9 @@ def _leaves(value) -> list:
 
 
 def _check_counts(warmup: int, repeats: int) -> None:
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+    if not is_int_at_least(warmup, 0):
         raise ValueError(f"warmup must be an int >= 0, received warmup={warmup!r}")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+    if not is_int_at_least(repeats, 1):
         raise ValueError(f"repeats must be an int >= 1, received repeats={repeats!r}")
 
 

@@ -32,6 +32,7 @@ import keras
 import numpy as np
 
 from fastconv import datasets, timing
+from fastconv._validation import is_int_at_least
 from fastconv.bench import models as _models
 from fastconv.bench import report as _report
 from fastconv.kernels import autotune
@@ -166,7 +167,7 @@ def full_config(**overrides) -> BenchConfig:
 
 # --------------------------------------------------------------- validation
 def _positive(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+    if not is_int_at_least(value, 1):
         raise BenchError(f"{name} must be an integer >= 1, received {value!r}")
 
 

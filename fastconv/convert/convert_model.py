@@ -27,6 +27,7 @@ import numpy as np
 from keras.src.models.functional import Functional
 
 from fastconv import kernels, timing
+from fastconv._validation import is_int_at_least, is_number
 from fastconv.convert.decompose import (
     DEFAULT_RANK,
     METHODS,
@@ -417,17 +418,13 @@ def _check_args(method, min_speedup, batch_size, skip_first, timing_repeats):
             f"convert_model: method must be one of {', '.join(map(repr, METHODS))}, "
             f"received method={method!r}"
         )
-    if min_speedup is not None and (
-        isinstance(min_speedup, bool)
-        or not isinstance(min_speedup, int | float)
-        or not min_speedup > 0
-    ):
+    if min_speedup is not None and not (is_number(min_speedup) and min_speedup > 0):
         raise ValueError(
             "convert_model: min_speedup must be None or a positive number, "
             f"received min_speedup={min_speedup!r}"
         )
     for name, value in (("batch_size", batch_size), ("timing_repeats", timing_repeats)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not is_int_at_least(value, 1):
             raise ValueError(
                 f"convert_model: {name} must be a positive int, received "
                 f"{name}={value!r}"

@@ -27,6 +27,7 @@ import warnings
 import keras
 import numpy as np
 
+from fastconv._validation import is_number
 from fastconv.cost import spatial_dims
 from fastconv.decomposition import (
     RankClampedWarning,
@@ -414,7 +415,7 @@ def _decompose(
     source = _source(layer)
     method = _check_method(method, source.name)
     if method == "auto":
-        if isinstance(max_error, bool) or not isinstance(max_error, int | float):
+        if not is_number(max_error):
             raise ValueError(
                 f"decompose: max_error must be a non-negative float, received "
                 f"max_error={max_error!r} for layer {source.name!r}"

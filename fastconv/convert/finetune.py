@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import keras
 
+from fastconv._validation import is_int_at_least, is_number
+
 __all__ = ["DEFAULT_LEARNING_RATE", "finetune"]
 
 #: The learning rate `finetune` uses when none is given (Adam).
@@ -70,15 +72,11 @@ def finetune(
         raise TypeError(
             f"finetune: model must be a keras.Model, received {type(model).__name__}"
         )
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+    if not is_int_at_least(epochs, 1):
         raise ValueError(
             f"finetune: epochs must be a positive int, received epochs={epochs!r}"
         )
-    if (
-        isinstance(learning_rate, bool)
-        or not isinstance(learning_rate, int | float)
-        or not learning_rate > 0
-    ):
+    if not (is_number(learning_rate) and learning_rate > 0):
         raise ValueError(
             "finetune: learning_rate must be a positive number, received "
             f"learning_rate={learning_rate!r}"

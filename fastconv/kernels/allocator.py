@@ -33,6 +33,8 @@ import ctypes
 import ctypes.util
 import warnings
 
+from fastconv._validation import is_int_at_least
+
 __all__ = ["keep_freed_memory"]
 
 # mallopt parameters, from glibc's <malloc.h>.
@@ -67,7 +69,7 @@ def keep_freed_memory(max_bytes: int = 1 << 30) -> bool:
         warning, where it has no ``mallopt`` (macOS, Windows, musl) or refused
         one.
     """
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+    if not is_int_at_least(max_bytes, 1):
         raise ValueError(
             "keep_freed_memory: max_bytes must be a positive int, received "
             f"max_bytes={max_bytes!r}"

@@ -29,6 +29,7 @@ import keras
 import numpy as np
 
 from fastconv._validation import is_int as _is_int
+from fastconv._validation import is_int_at_least
 from fastconv.cost import Cost, conv2d_cost, conv_output_length, spatial_dims
 from fastconv.kernels import autotune
 from fastconv.kernels.ops import (
@@ -191,7 +192,7 @@ class BaseFastConv(keras.layers.Layer):
     def _positive_int(self, name: str, value, allow_none: bool = False):
         if value is None and allow_none:
             return None
-        if not _is_int(value) or value < 1:
+        if not is_int_at_least(value, 1):
             raise self._error(name, value, "must be a positive int")
         return int(value)
 

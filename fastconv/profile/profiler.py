@@ -44,6 +44,7 @@ import keras
 import numpy as np
 
 from fastconv import timing
+from fastconv._validation import is_int_at_least
 from fastconv.cost import layer_cost
 from fastconv.profile import report
 
@@ -720,7 +721,7 @@ def profile(
     mode = _check_mode(mode)
     batch_size = _check_batch_size(batch_size)
     for name, value, low in (("warmup", warmup, 0), ("repeats", repeats, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        if not is_int_at_least(value, low):
             raise ValueError(
                 f"profile: {name} must be an int >= {low}, received {name}={value!r}"
             )

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from fastconv._validation import is_number
 from fastconv.cost import layer_cost
 from fastconv.timing import Timing, block, interleaved, make_forward, make_grad_step
 
@@ -329,11 +330,7 @@ def suggest_replacements(
     Raises:
         ValueError: on a ``fraction`` outside (0, 1] or a result without layers.
     """
-    if (
-        isinstance(fraction, bool)
-        or not isinstance(fraction, int | float)
-        or not (0 < fraction <= 1)
-    ):
+    if not (is_number(fraction) and 0 < fraction <= 1):
         raise ValueError(
             f"suggest_replacements: fraction must be a number in (0, 1], received "
             f"fraction={fraction!r}"
