@@ -169,11 +169,9 @@ def shifted_conv(
         x, kh, kw, strides, padding, dilation_rate, data_format, "shifted_conv"
     )
     total = None
+    last = data_format == "channels_last"
     for i, j, piece in pieces:
-        if data_format == "channels_last":
-            term = keras.ops.matmul(piece, kernel[i, j])
-        else:
-            term = keras.ops.einsum("nchw,co->nohw", piece, kernel[i, j])
+        term = _channel_product(piece, kernel[i, j], last)
         total = term if total is None else keras.ops.add(total, term)
     return total
 
@@ -202,15 +200,7 @@ def unfolded_conv(
     0.96x), and without XLA (TensorFlow graphs, PyTorch) it was never the
     fastest form; ``"auto"`` measures it.
 
-    Args:
-        x: a 4-D input, ``(N, H, W, C_in)`` or ``(N, C_in, H, W)``.
-        kernel: ``(k_h, k_w, C_in, C_out)``, as for ``keras.ops.conv``.
-        strides, padding, dilation_rate, data_format: as for
-            ``keras.ops.conv``. With ``"same"`` padding and a stride above 1
-            the spatial size of ``x`` must be known.
-
-    Returns:
-        What ``keras.ops.conv`` returns, up to rounding.
+    Takes the arguments of ``shifted_conv`` and returns what it returns.
     """
     kh, kw, c_in, c_out = kernel.shape
     last = data_format == "channels_last"
@@ -226,9 +216,14 @@ def unfolded_conv(
         else keras.ops.concatenate(pieces, axis=-1 if last else 1)
     )
     matrix = keras.ops.reshape(kernel, (kh * kw * c_in, c_out))
+    return _channel_product(unfolded, matrix, last)
+
+
+def _channel_product(x, matrix, last: bool):
+    """``x`` times ``matrix`` ``(C_in, C_out)`` over the channel axis."""
     if last:
-        return keras.ops.matmul(unfolded, matrix)
-    return keras.ops.einsum("nchw,co->nohw", unfolded, matrix)
+        return keras.ops.matmul(x, matrix)
+    return keras.ops.einsum("nchw,co->nohw", x, matrix)
 
 
 def _expand_channels(piece, weights, last: bool):
