@@ -204,7 +204,7 @@ class BaseFastConv(keras.layers.Layer):
             raise self._error(
                 name, value, "must be a positive int or a pair of them"
             ) from None
-        if len(pair) != 2 or not all(_is_int(v) and v >= 1 for v in pair):
+        if len(pair) != 2 or not all(is_int_at_least(v, 1) for v in pair):
             raise self._error(name, value, "must be a positive int or a pair of them")
         return (int(pair[0]), int(pair[1]))
 
