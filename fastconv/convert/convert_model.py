@@ -10,8 +10,8 @@ weights. A layer shared by several calls is converted (or copied) once and stays
 shared. The user's model is only read.
 
 Walking the graph and running it layer by layer (for the calibration batch) use
-two Keras internals, ``Functional._nodes_by_depth`` and
-``Functional._run_through_graph``, the ones ``clone_model`` itself is built on.
+Keras internals, the ones ``clone_model`` itself is built on; they are wrapped
+in `fastconv._keras_graph` (`operation_nodes` and `run_graph`).
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ from typing import NamedTuple
 
 import keras
 import numpy as np
-from keras.src.models.functional import Functional
 
-from fastconv import kernels, timing
+from fastconv import _keras_graph, kernels, timing
 from fastconv._validation import is_int_at_least, is_number
 from fastconv.convert.decompose import (
     DEFAULT_RANK,
@@ -58,15 +57,6 @@ class ConversionResult(NamedTuple):
 
 
 # --------------------------------------------------------------------- graph
-def _graph(layer) -> Functional | None:
-    """The graph of a Functional or built Sequential model, else None."""
-    if isinstance(layer, keras.Sequential):
-        return layer._functional
-    if isinstance(layer, Functional):
-        return layer
-    return None
-
-
 def _is_conv(layer) -> bool:
     return isinstance(layer, keras.layers.Conv2D | BaseFastConv)
 
@@ -100,50 +90,49 @@ def _walk(function, tainted: bool, path, sites: dict, everything: dict) -> bool:
     Returns whether a convolution lies upstream of any of its outputs.
     """
     taint = {id(x): tainted for x in function.inputs}
-    for depth in sorted(function._nodes_by_depth, reverse=True):
-        for node in function._nodes_by_depth[depth]:
-            op = node.operation
-            if op is None or node.is_input:
-                continue
-            upstream = any(taint.get(id(x), False) for x in node.input_tensors)
-            everything.setdefault(id(op), (op, path))
-            inner = _graph(op)
-            if inner is not None:
-                result = _walk(inner, upstream, (*path, op.name), sites, everything)
-            elif _is_conv(op):
-                site = sites.setdefault(id(op), _Site(op, path))
-                site.shapes.append(tuple(node.input_tensors[0].shape))
-                site.upstream.append(upstream)
-                result = True
-            else:
-                result = upstream
-            for x in node.outputs:
-                taint[id(x)] = result
+    for node in _keras_graph.operation_nodes(function):
+        op = node.operation
+        upstream = any(taint.get(id(x), False) for x in node.input_tensors)
+        everything.setdefault(id(op), (op, path))
+        inner = _keras_graph.graph(op)
+        if inner is not None:
+            result = _walk(inner, upstream, (*path, op.name), sites, everything)
+        elif _is_conv(op):
+            site = sites.setdefault(id(op), _Site(op, path))
+            site.shapes.append(tuple(node.input_tensors[0].shape))
+            site.upstream.append(upstream)
+            result = True
+        else:
+            result = upstream
+        for x in node.outputs:
+            taint[id(x)] = result
     return any(taint.get(id(x), False) for x in function.outputs)
 
 
-def _check_model(model) -> Functional:
+def _check_model(model):
+    """The functional graph of ``model``, or a clear error."""
     if not isinstance(model, keras.Model):
         raise TypeError(
             "convert_model: model must be a keras.Model (Functional or "
             f"Sequential), received an object of type {type(model).__name__}"
         )
+    function = _keras_graph.graph(model)
     if isinstance(model, keras.Sequential):
-        if not model.built or model._functional is None:
+        if not model.built or function is None:
             raise ValueError(
                 f"convert_model: model {model.name!r} is not built; give the "
                 "Sequential model a keras.Input first or call "
                 "model.build(input_shape)"
             )
-        return model._functional
-    if not isinstance(model, Functional):
+        return function
+    if function is None:
         raise ValueError(
             f"convert_model: model {model.name!r} is a subclassed keras.Model "
             f"({type(model).__name__}) whose graph cannot be cloned; convert its "
             "layers one by one with fastconv.decompose(layer, method, rank) and "
             "use the new layers in your model's code"
         )
-    return model
+    return function
 
 
 # ----------------------------------------------------------------- selection
@@ -314,21 +303,19 @@ def _run_recording(model, inputs, targets: set, recorded: dict, shapes: dict):
     to ``recorded[id]``, and the first input shape of every convolution is kept
     in ``shapes[id]``; nested models are run the same way.
     """
-    function = _graph(model)
 
     def call(op, *args, **kwargs):
-        if _graph(op) is not None:
+        if _keras_graph.graph(op) is not None:
             return _run_recording(op, args[0], targets, recorded, shapes)
         if _is_conv(op):
             shapes.setdefault(id(op), (None, *args[0].shape[1:]))
         if id(op) in targets:
             recorded.setdefault(id(op), []).append(args[0])
-        if "training" in getattr(op, "_call_context_args", ()):
+        if _keras_graph.accepts_training(op):
             kwargs["training"] = False
         return op(*args, **kwargs)
 
-    flat = function._standardize_inputs(inputs)
-    return function._run_through_graph(flat, call_fn=call)
+    return _keras_graph.run_graph(model, inputs, call)
 
 
 def _calibrate(model, data, targets: set, batch_size: int):

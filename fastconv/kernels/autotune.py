@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastconv import timing
+from fastconv import _keras_graph, timing
 
 __all__ = [
     "MIN_MACS",
@@ -190,11 +190,7 @@ def compilation_mode(tensor=None) -> str:
 
 
 def _in_symbolic_scope() -> bool:
-    try:
-        from keras.src.backend.common.symbolic_scope import in_symbolic_scope
-    except ImportError:
-        return False
-    return bool(in_symbolic_scope())
+    return _keras_graph.in_symbolic_scope()
 
 
 def choose(request: Request, measure: Callable | None = None) -> str:

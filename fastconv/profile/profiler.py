@@ -8,8 +8,9 @@ activation memory, times, and arithmetic intensity; the result compares the sum
 of the rows with the whole model and reports the gap.
 
 How a layer is isolated: ``Sequential`` models are walked layer by layer,
-functional models node by node, in the order Keras runs them, and nested
-models of either kind are expanded (their rows carry the path of names,
+functional models node by node, in the order Keras runs them (replayed by
+``fastconv._keras_graph.run_graph``, the wrapper of Keras's private graph API),
+and nested models of either kind are expanded (their rows carry the path of names,
 ``"encoder/conv2d"``). Any other layer, a subclassed model included, is one
 row. A layer called on one tensor is timed as it is; a layer called on several
 (``Add``, ``Concatenate``, keyword tensors) is wrapped so that its first float
@@ -43,7 +44,7 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from fastconv import timing
+from fastconv import _keras_graph, timing
 from fastconv._validation import is_int_at_least
 from fastconv.cost import layer_cost
 from fastconv.profile import report
@@ -428,7 +429,7 @@ def _expandable(op) -> str | None:
         return None
     if isinstance(op, keras.Sequential):
         return "sequential"
-    if hasattr(op, "_run_through_graph") and hasattr(op, "_nodes_by_depth"):
+    if _keras_graph.is_functional(op):
         return "functional"
     return None
 
@@ -446,17 +447,12 @@ def _trace(op, args: tuple, kwargs: dict, path: tuple[str, ...]):
     if kind == "functional":
         calls = []
 
-        def operation_fn(inner):
-            def run(*a, **k):
-                sub, out = _trace(inner, a, k, (*path, inner.name))
-                calls.extend(sub)
-                return out
+        def run(inner, *a, **k):
+            sub, out = _trace(inner, a, k, (*path, inner.name))
+            calls.extend(sub)
+            return out
 
-            return run
-
-        inputs = op._standardize_inputs(args[0])
-        outputs = op._run_through_graph(inputs, operation_fn=operation_fn)
-        return calls, outputs
+        return calls, _keras_graph.run_graph(op, args[0], run)
     outputs = op(*args, **kwargs)
     return [_Call(path, op, args, dict(kwargs), outputs)], outputs
 
