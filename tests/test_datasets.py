@@ -6,11 +6,13 @@ import io
 import re
 import shutil
 import struct
+import subprocess
 import sys
 import tarfile
 import textwrap
 import types
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -744,6 +746,23 @@ def test_unknown_name_is_a_value_error_listing_valid_names(function):
     assert f"fastconv.datasets.{function.__name__}: name must be one of" in message
     assert "'mnist', 'fashion_mnist', 'cifar10'" in message
     assert "received name='imagenet'" in message
+
+
+def test_import_fastconv_leaves_datasets_unloaded():
+    script = (
+        "import sys, fastconv; "
+        "print('fastconv.datasets' in sys.modules, hasattr(fastconv, 'datasets')); "
+        "import fastconv.datasets; "
+        "print('fastconv.datasets' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.split() == ["False", "False", "True"]
 
 
 def test_every_dataset_has_sources_ending_with_keras():
