@@ -25,10 +25,10 @@ are below an issue target, the target needs a faster kernel (one that fuses
 parts, say), not a better arrangement of these.
 
 Usage:
-    python benchmarks/parts.py                         # TensorFlow, graph mode
-    python benchmarks/parts.py --jit on                # TensorFlow with XLA
-    KERAS_BACKEND=jax python benchmarks/parts.py
-    python benchmarks/parts.py --report benchmarks/results/parts-*.json
+    python -m benchmarks.parts                         # TensorFlow, graph mode
+    python -m benchmarks.parts --jit on                # TensorFlow with XLA
+    KERAS_BACKEND=jax python -m benchmarks.parts
+    python -m benchmarks.parts --report benchmarks/results/parts-*.json
 
 Writes ``parts-<backend>[-graph|-xla].json`` (every raw sample, the
 environment, the autotune choices) and the same name ``.md``.
