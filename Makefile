@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh machine:
 #   make bench   run the quick benchmark suite on MNIST (creates .venv if missing)
 #   make test    run the test suite under the TensorFlow, JAX and PyTorch backends
+# and `make lint` runs ruff check and ruff format --check (CI runs it before make test).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python

@@ -32,9 +32,9 @@ operations that decided it: a whole CP decomposition of the conv5_1 kernel
 ``decomposition-threads.json``.
 
 Usage:
-    flock /tmp/fastconv-bench.lock python benchmarks/decomposition_speed.py
-    python benchmarks/decomposition_speed.py --quick   # 3 small layers, no TensorLy
-    flock /tmp/fastconv-bench.lock python benchmarks/decomposition_speed.py --threads
+    flock /tmp/fastconv-bench.lock python -m benchmarks.decomposition_speed
+    python -m benchmarks.decomposition_speed --quick   # 3 small layers, no TensorLy
+    flock /tmp/fastconv-bench.lock python -m benchmarks.decomposition_speed --threads
 """
 
 from __future__ import annotations

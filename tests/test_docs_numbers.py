@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import fastconv
+from benchmarks import layers, parts
 from fastconv.cost import conv2d_cost
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "layers.md"
@@ -66,20 +67,9 @@ REPORTED = [
 def test_layer_report_and_performance_doc_are_computed_from_the_results():
     """layers-report.md is what ``benchmarks/layers.py --report`` computes from
     the committed result files, and docs/performance.md quotes its tables."""
-    text = _benchmark("layers").report([str(RESULTS / name) for name in REPORTED])
+    text = layers.report([str(RESULTS / name) for name in REPORTED])
     assert text == (RESULTS / "layers-report.md").read_text()
     assert _rows_quoted_in_performance_doc(text) > 40
-
-
-def _benchmark(name: str):
-    """benchmarks/<name>.py as a module."""
-    import importlib.util
-
-    path = ROOT / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _rows_quoted_in_performance_doc(text: str) -> int:
@@ -109,6 +99,6 @@ def test_parts_report_and_performance_doc_are_computed_from_the_results():
         (str(RESULTS / name), json.loads((RESULTS / name).read_text()))
         for name in PARTS
     ]
-    text = _benchmark("parts").markdown(runs)
+    text = parts.markdown(runs)
     assert text == (RESULTS / "parts-report.md").read_text()
     assert _rows_quoted_in_performance_doc(text) == 1 + 8 * len(PARTS)

@@ -5,11 +5,25 @@ round-robin, converts the trained baseline, times inference interleaved, and
 writes ``results.json``, ``results.md`` and plots (`fastconv.bench.report`).
 ``fastconv bench`` is its command line; docs/benchmarks.md explains the columns.
 
+Modules: `models` (the reference networks and their variants), `config` (the run
+configuration and its checks), `device` (CPU or GPU, the distribution strategy),
+`runner` (the run itself) and `report` (tables and plots).
+
 Example:
     >>> from fastconv.bench import quick_config, run_benchmark
     >>> results = run_benchmark(quick_config(out="bench-out/quick"))  # doctest: +SKIP
 """
 
+from fastconv.bench.config import (
+    DEVICES,
+    DISTRIBUTIONS,
+    PRECISIONS,
+    BenchConfig,
+    BenchError,
+    full_config,
+    quick_config,
+)
+from fastconv.bench.device import select_device
 from fastconv.bench.models import (
     BASELINE,
     MODELS,
@@ -22,19 +36,14 @@ from fastconv.bench.models import (
     register_model,
     register_variant,
 )
-from fastconv.bench.runner import (
-    BenchConfig,
-    BenchError,
-    compare,
-    full_config,
-    quick_config,
-    run_benchmark,
-    training_schedule,
-)
+from fastconv.bench.runner import compare, run_benchmark, training_schedule
 
 __all__ = [
     "BASELINE",
+    "DEVICES",
+    "DISTRIBUTIONS",
     "MODELS",
+    "PRECISIONS",
     "VARIANTS",
     "BenchConfig",
     "BenchError",
@@ -49,5 +58,6 @@ __all__ = [
     "register_model",
     "register_variant",
     "run_benchmark",
+    "select_device",
     "training_schedule",
 ]

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from fastconv import cli
-from fastconv.bench import runner
+from fastconv.bench import device, quick_config, runner
 from fastconv.cli_bench import config_from_args
 
 
@@ -17,7 +17,7 @@ def parse(*argv) -> argparse.Namespace:
 def test_no_options_is_the_quick_suite():
     config = config_from_args(parse())
     assert config.suite == "quick"
-    assert config == runner.quick_config(progress=True)
+    assert config == quick_config(progress=True)
 
 
 def test_full_is_all_three_datasets():
@@ -117,7 +117,7 @@ def test_subset_must_be_a_count_or_all(capsys, value):
 
 
 def test_gpu_without_gpu_exits_2_naming_the_backend(monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr(runner, "_gpus", lambda backend: ([], "none found"))
+    monkeypatch.setattr(device, "_gpus", lambda backend: ([], "none found"))
     monkeypatch.setattr(runner, "_fit_epoch", lambda *a: pytest.fail("trained"))
     assert cli.main(["bench", "--device", "gpu", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err

@@ -2,8 +2,9 @@
 
 import pytest
 
-from fastconv.bench import runner
-from fastconv.bench.runner import BenchError, run_benchmark
+from fastconv.bench import device, runner
+from fastconv.bench.config import BenchError
+from fastconv.bench.runner import run_benchmark
 
 from .conftest import TINY_TEST, TINY_TRAIN, tiny_config, tiny_data
 
@@ -115,8 +116,8 @@ def test_gpu_requested_but_none_visible_names_the_backend(
     tiny_dataset, tmp_path, no_training, monkeypatch
 ):
     load, loads = no_training
-    monkeypatch.setattr(runner, "_gpus", lambda backend: ([], f"{backend} looked"))
-    backend = runner.keras.backend.backend()
+    monkeypatch.setattr(device, "_gpus", lambda backend: ([], f"{backend} looked"))
+    backend = device.keras.backend.backend()
     with pytest.raises(
         BenchError, match=f"--device gpu: the {backend} backend sees no GPU"
     ):
@@ -128,7 +129,7 @@ def test_mirrored_on_a_backend_without_data_parallel(
     tiny_dataset, tmp_path, no_training, monkeypatch
 ):
     load, loads = no_training
-    monkeypatch.setattr(runner.keras.backend, "backend", lambda: "torch")
+    monkeypatch.setattr(device.keras.backend, "backend", lambda: "torch")
     with pytest.raises(BenchError, match="not supported on the torch backend"):
         run_benchmark(tiny_config(tmp_path, distribute="mirrored"), load=load)
     assert loads == []
