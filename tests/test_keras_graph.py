@@ -16,7 +16,7 @@ from tests.layer_checks import random_input, to_numpy
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "fastconv"
 PRIVATE_TEXT = ("keras.src", "_run_through_graph", "_nodes_by_depth")
-ALLOWED = {PACKAGE / "_keras_graph.py", PACKAGE / "bench" / "runner.py"}
+ALLOWED = {PACKAGE / "_keras_graph.py"}
 
 
 def test_every_required_private_name_exists():

@@ -11,7 +11,7 @@ import os
 
 import keras
 
-from fastconv import timing
+from fastconv import _keras_graph, timing
 from fastconv.bench.config import BenchError
 
 __all__ = ["select_device"]
@@ -91,11 +91,10 @@ def _hide_gpus(backend: str) -> None:
                 f" backend and can no longer hide it; {fix} (or JAX_PLATFORMS=cpu)"
             )
     elif backend == "torch":
-        from keras.src.backend.torch import core
-
-        if core.get_device() != "cpu":
+        device = _keras_graph.torch_device()
+        if device != "cpu":
             raise BenchError(
-                f"--device cpu: Keras' torch backend chose {core.get_device()!r} "
+                f"--device cpu: Keras' torch backend chose {device!r} "
                 f"when it was imported; {fix} (or KERAS_TORCH_DEVICE=cpu)"
             )
 
