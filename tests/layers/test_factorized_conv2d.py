@@ -8,47 +8,11 @@ import fastconv
 from fastconv.cost import conv2d_cost
 from tests.layer_checks import (
     assert_matches_conv2d,
-    check_layer,
     random_input,
     to_numpy,
 )
 
 pytestmark = pytest.mark.layers
-
-
-@pytest.mark.parametrize(
-    "kwargs, input_shape",
-    [
-        (dict(filters=6, kernel_size=3), (2, 8, 8, 3)),
-        (
-            dict(
-                filters=6,
-                kernel_size=(3, 5),
-                intermediate_filters=4,
-                padding="same",
-                strides=2,
-            ),
-            (2, 9, 7, 3),
-        ),
-        (
-            dict(filters=4, kernel_size=3, dilation_rate=2, use_bias=False),
-            (2, 9, 9, 5),
-        ),
-        (
-            dict(
-                filters=4,
-                kernel_size=(1, 3),
-                intermediate_filters=3,
-                data_format="channels_first",
-                activation="relu",
-                padding="same",
-            ),
-            (2, 5, 8, 8),
-        ),
-    ],
-)
-def test_layer_checks(kwargs, input_shape, tmp_path):
-    check_layer(fastconv.FactorizedConv2D, kwargs, input_shape, tmp_path)
 
 
 @given(
@@ -194,18 +158,7 @@ def test_cost_formula_strided_valid():
             dict(filters=4, kernel_size=3, intermediate_filters=2.5),
             "received intermediate_filters=2.5",
         ),
-        (dict(filters=0, kernel_size=3), "received filters=0"),
         (dict(filters=4, kernel_size=1), "larger than 1x1"),
-        (dict(filters=4, kernel_size=(3, 0)), "received kernel_size=(3, 0)"),
-        (dict(filters=4, kernel_size=3, padding="full"), "received padding='full'"),
-        (
-            dict(filters=4, kernel_size=3, strides=2, dilation_rate=2),
-            "strides > 1",
-        ),
-        (
-            dict(filters=4, kernel_size=3, implementation="depthwise"),
-            "received implementation='depthwise'",
-        ),
     ],
 )
 def test_bad_arguments(kwargs, message):
@@ -222,11 +175,6 @@ def test_set_factors_rejects_wrong_shapes():
         ValueError, match=r"factor 'horizontal' must have shape \(1, 3, 2, 4\)"
     ):
         layer.set_factors({**factors, "horizontal": np.ones((3, 1, 2, 4))})
-
-
-def test_dense_kernel_needs_built_layer():
-    with pytest.raises(ValueError, match="needs a built layer"):
-        fastconv.FactorizedConv2D(4, 3).dense_kernel()
 
 
 def test_direct_is_measured_on_pytorch_only():

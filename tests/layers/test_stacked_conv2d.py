@@ -7,7 +7,6 @@ from hypothesis import strategies as st
 import fastconv
 from tests.layer_checks import (
     assert_matches_conv2d,
-    check_layer,
     random_input,
     to_numpy,
 )
@@ -23,42 +22,6 @@ def full_composition(first, second):
         for j in range(b):
             out[i : i + a, j : j + a] += first @ second[i, j]
     return out
-
-
-@pytest.mark.parametrize(
-    "kwargs, input_shape",
-    [
-        (dict(filters=6, kernel_size=5, padding="same"), (2, 8, 8, 3)),
-        (
-            dict(filters=4, kernel_size=7, intermediate_filters=3, dilation_rate=2),
-            (2, 15, 14, 3),
-        ),
-        (
-            dict(
-                filters=4,
-                kernel_size=(5, 5),
-                strides=2,
-                padding="same",
-                use_bias=False,
-                data_format="channels_first",
-            ),
-            (2, 3, 9, 8),
-        ),
-        (
-            dict(
-                filters=4,
-                kernel_size=7,
-                intermediate_filters=5,
-                intermediate_activation="relu",
-                activation="relu",
-                padding="same",
-            ),
-            (2, 8, 8, 3),
-        ),
-    ],
-)
-def test_layer_checks(kwargs, input_shape, tmp_path):
-    check_layer(fastconv.StackedConv2D, kwargs, input_shape, tmp_path)
 
 
 @given(
@@ -227,11 +190,6 @@ def test_cost_formula_strided_dilated():
             ),
             "received implementation='dense'",
         ),
-        (dict(filters=4, kernel_size=5, padding="full"), "received padding='full'"),
-        (
-            dict(filters=4, kernel_size=5, strides=2, dilation_rate=2),
-            "strides > 1",
-        ),
     ],
 )
 def test_bad_arguments(kwargs, message):
@@ -247,8 +205,3 @@ def test_from_factors_needs_stack_names():
     layer.build((None, 8, 8, 3))
     with pytest.raises(ValueError, match=r"missing \['stack_1'\]"):
         layer.set_factors({"stack_0": np.ones((3, 3, 3, 4))})
-
-
-def test_dense_kernel_needs_built_layer():
-    with pytest.raises(ValueError, match="needs a built layer"):
-        fastconv.StackedConv2D(4, 5).dense_kernel()
