@@ -35,6 +35,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -367,14 +368,17 @@ def measure_implementations(
         return pool.submit(run).result()
 
 
-def _budgeted(fns, warmup, repeats, budget_s, keep=()) -> dict[str, timing.Timing]:
+def _budgeted(
+    fns, warmup, repeats, budget_s, keep=(), clock=time.perf_counter_ns
+) -> dict[str, timing.Timing]:
     """``timing.interleaved`` with a time budget, dropping clear losers (see
-    ``measure_implementations``); ``keep`` names functions never dropped."""
+    ``measure_implementations``); ``keep`` names functions never dropped,
+    ``clock`` is ``timing.interleaved``'s."""
     # The last warm-up round, timed, says how long a round takes; cheap
     # rounds are probed more than once.
-    probe = timing.interleaved(fns, warmup=max(warmup - 1, 0), repeats=1)
+    probe = timing.interleaved(fns, warmup=max(warmup - 1, 0), repeats=1, clock=clock)
     if sum(t.median for t in probe.values()) < budget_s / 10:
-        probe = timing.interleaved(fns, warmup=0, repeats=PROBE_ROUNDS)
+        probe = timing.interleaved(fns, warmup=0, repeats=PROBE_ROUNDS, clock=clock)
     contenders = [t.median for name, t in probe.items() if name not in keep]
     fastest = min(contenders) if contenders else 0.0
     live = {
@@ -385,7 +389,7 @@ def _budgeted(fns, warmup, repeats, budget_s, keep=()) -> dict[str, timing.Timin
     per_round = sum(probe[name].median for name in live)
     wanted = int(budget_s / max(per_round, 1e-9))
     rounds = max(repeats, min(MAX_REPEATS, wanted))
-    timings = timing.interleaved(live, warmup=0, repeats=rounds)
+    timings = timing.interleaved(live, warmup=0, repeats=rounds, clock=clock)
     return {
         name: timings[name]
         if name in live

@@ -2,7 +2,6 @@
 where a test needs a winner, the measurement is replaced."""
 
 import json
-import time
 
 import keras
 import numpy as np
@@ -10,7 +9,7 @@ import pytest
 
 import fastconv
 from fastconv.kernels import autotune
-from fastconv.timing import make_forward
+from fastconv.timing import Timing, make_forward
 from tests.layer_checks import random_input
 
 
@@ -294,58 +293,108 @@ def test_budget_adds_rounds_for_cheap_layers_up_to_the_cap(monkeypatch):
     assert len(timings["shift"].samples_ns) == 3
 
 
-def test_budget_drops_clear_losers_after_the_probe_round(monkeypatch):
-    monkeypatch.setattr(autotune, "MAX_REPEATS", 6)
-    calls = {"fast": 0, "close": 0, "slow": 0, "baseline": 0}
+class FakeClock:
+    """A clock that moves only when a candidate runs, by that candidate's cost:
+    the budget tests then do not depend on the machine's speed."""
 
-    def fn(name, seconds):
+    def __init__(self):
+        self.now_ns = 0
+        self.calls = {}
+
+    def __call__(self):
+        return self.now_ns
+
+    def candidate(self, name, *costs_ms):
+        """A function costing ``costs_ms[i]`` on its i-th call (the last cost
+        for every call after those)."""
+        self.calls[name] = 0
+
         def run():
-            calls[name] += 1
-            if seconds:
-                time.sleep(seconds)
+            cost = costs_ms[min(self.calls[name], len(costs_ms) - 1)]
+            self.calls[name] += 1
+            self.now_ns += round(cost * 1_000_000)
 
         return run
 
-    # Sleeps long enough that scheduling jitter cannot move a ratio across 2.
-    fns = {
-        "fast": fn("fast", 0.02),
-        "close": fn("close", 0.024),
-        "slow": fn("slow", 0.2),
-        "baseline": fn("baseline", 0.05),
-    }
-    # A round (0.3 s) is more than a tenth of a 2 s budget: one probe round.
-    timings = autotune._budgeted(fns, 2, 2, budget_s=2.0, keep=("baseline",))
-    assert list(timings) == list(fns)
-    # 200 ms against 20 ms: dropped after one warm-up and the probe round
-    assert timings["slow"].extra == {"dropped_after": "probe round"}
-    assert len(timings["slow"].samples_ns) == 1 and calls["slow"] == 2
-    # Kept: 2 s would buy 21 rounds of 94 ms; the cap (6) decides.
-    for name in ("fast", "close", "baseline"):
-        assert len(timings[name].samples_ns) == 6 and calls[name] == 8
-        assert "dropped_after" not in timings[name].extra
 
-    # Under a tenth of a 60 s budget: PROBE_ROUNDS more probe rounds decide.
-    calls.update(dict.fromkeys(calls, 0))
-    timings = autotune._budgeted(fns, 2, 2, budget_s=60.0, keep=("baseline",))
-    probes = autotune.PROBE_ROUNDS
+def _fastest(timings):
+    kept = {n: t for n, t in timings.items() if "dropped_after" not in t.extra}
+    return min(kept, key=lambda name: kept[name].median)
+
+
+def _contest(clock):
+    return {
+        "fast": clock.candidate("fast", 20),
+        "close": clock.candidate("close", 24),
+        "slow": clock.candidate("slow", 200),
+        "baseline": clock.candidate("baseline", 50),
+    }
+
+
+def test_budget_drops_clear_losers_after_the_probe_round():
+    clock = FakeClock()
+    fns = _contest(clock)
+    # A round (294 ms) is more than a tenth of a 2 s budget: one probe round,
+    # after one untimed warm-up round.
+    timings = autotune._budgeted(fns, 2, 2, 2.0, keep=("baseline",), clock=clock)
+    assert list(timings) == list(fns)
+    # 200 ms against 20 ms: dropped after the warm-up and the probe round.
     assert timings["slow"].extra == {"dropped_after": "probe round"}
-    assert len(timings["slow"].samples_ns) == probes and calls["slow"] == 2 + probes
+    assert timings["slow"].samples_ns == (200_000_000,)
+    assert clock.calls["slow"] == 2
+    # Kept: a round of the rest takes 94 ms, so 2 s buys int(2 / 0.094) = 21.
     for name in ("fast", "close", "baseline"):
-        assert len(timings[name].samples_ns) == 6 and calls[name] == 8 + probes
+        assert len(timings[name].samples_ns) == 21 and clock.calls[name] == 23
+        assert "dropped_after" not in timings[name].extra
+    assert timings["close"].median == 0.024
+    assert _fastest(timings) == "fast"
+
+
+def test_budget_rounds_stop_at_the_cap(monkeypatch):
+    monkeypatch.setattr(autotune, "MAX_REPEATS", 6)
+    clock = FakeClock()
+    fns = _contest(clock)
+    # Under a tenth of a 60 s budget: PROBE_ROUNDS more probe rounds decide;
+    # 60 s would buy 638 rounds of 94 ms, the cap allows 6.
+    timings = autotune._budgeted(fns, 2, 2, 60.0, keep=("baseline",), clock=clock)
+    probes = autotune.PROBE_ROUNDS
+    assert probes == 3
+    assert timings["slow"].extra == {"dropped_after": "probe round"}
+    assert timings["slow"].samples_ns == (200_000_000,) * probes
+    assert clock.calls["slow"] == 1 + 1 + probes
+    for name in ("fast", "close", "baseline"):
+        assert len(timings[name].samples_ns) == 6
+        assert clock.calls[name] == 1 + 1 + probes + 6
+    assert _fastest(timings) == "fast"
+
+
+def test_budget_rounds_never_fall_below_repeats():
+    clock = FakeClock()
+    fns = {"a": clock.candidate("a", 30), "b": clock.candidate("b", 20)}
+    # A 10 ms budget buys no round of 50 ms: ``repeats`` (4) is the floor.
+    timings = autotune._budgeted(fns, 1, 4, 0.01, clock=clock)
+    assert {name: len(t.samples_ns) for name, t in timings.items()} == {
+        "a": 4,
+        "b": 4,
+    }
+    assert clock.calls == {"a": 5, "b": 5}
+    assert _fastest(timings) == "b"
 
 
 def test_probe_rounds_keep_a_candidate_one_slow_sample_would_drop(monkeypatch):
     monkeypatch.setattr(autotune, "MAX_REPEATS", 3)
-    calls = {"first": 0}
-
-    def first():  # 10x slower on its second call only: the single probe's
-        calls["first"] += 1
-        time.sleep(0.1 if calls["first"] == 2 else 0.01)
-
-    fns = {"first": first, "second": lambda: time.sleep(0.01)}
-    timings = autotune._budgeted(fns, 2, 2, budget_s=60.0)
+    clock = FakeClock()
+    # 10x slower on its second call only, the single probe round: alone, that
+    # sample (100 ms against 12 ms) would drop the fastest candidate.
+    fns = {
+        "first": clock.candidate("first", 10, 100, 10),
+        "second": clock.candidate("second", 12),
+    }
+    timings = autotune._budgeted(fns, 2, 2, 60.0, clock=clock)
     assert "dropped_after" not in timings["first"].extra
-    assert len(timings["first"].samples_ns) == 3
+    assert timings["first"].samples_ns == (10_000_000,) * 3
+    assert clock.calls == {"first": 2 + 3 + 3, "second": 2 + 3 + 3}
+    assert _fastest(timings) == "first"
 
 
 @pytest.mark.parametrize(
@@ -379,7 +428,33 @@ def test_failed_measurement_warns_and_uses_the_static_rule(monkeypatch, _cache):
     assert not _cache.exists()
 
 
-def test_speedup_over():
+def test_speedup_over(monkeypatch):
+    seen = {}
+
+    def measure(layer, input_shape, **kwargs):
+        seen.update(kwargs, input_shape=input_shape)
+        medians_ms = {"depthwise": 4, "fused": 1.5, "shift": 2, "baseline": 6}
+        return {
+            name: Timing((round(ms * 1_000_000),)) for name, ms in medians_ms.items()
+        }
+
+    monkeypatch.setattr(autotune, "measure_implementations", measure)
+    baseline = keras.layers.Conv2D(4, 3, padding="same")
+    speedup, best = autotune.speedup_over(
+        baseline, _cp(), (1, 6, 6, 4), training=True, warmup=1, repeats=2
+    )
+    assert (speedup, best) == (4.0, "fused")
+    assert seen == dict(
+        input_shape=(1, 6, 6, 4),
+        training=True,
+        baseline=baseline,
+        jit=True,
+        warmup=1,
+        repeats=2,
+    )
+
+
+def test_speedup_over_measures_every_implementation():
     speedup, best = autotune.speedup_over(
         keras.layers.Conv2D(4, 3, padding="same"),
         _cp(),
@@ -387,7 +462,7 @@ def test_speedup_over():
         warmup=1,
         repeats=2,
     )
-    assert speedup > 0
+    assert np.isfinite(speedup)
     assert best in fastconv.CPConv2D.IMPLEMENTATIONS
 
 

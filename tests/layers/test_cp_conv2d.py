@@ -1,58 +1,29 @@
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import fastconv
-from tests.layer_checks import assert_matches_conv2d, check_layer, random_input
+from tests.layer_checks import assert_matches_conv2d, random_input
 
 pytestmark = pytest.mark.layers
-
-
-@pytest.mark.parametrize(
-    "kwargs, input_shape",
-    [
-        (dict(filters=6, kernel_size=3, rank=4), (2, 8, 8, 3)),
-        (
-            dict(filters=6, kernel_size=(3, 5), rank=4, padding="same", strides=2),
-            (2, 9, 7, 3),
-        ),
-        (
-            dict(filters=4, kernel_size=3, rank=2, dilation_rate=2, use_bias=False),
-            (2, 9, 9, 5),
-        ),
-        (
-            dict(
-                filters=4,
-                kernel_size=3,
-                rank=3,
-                data_format="channels_first",
-                activation="relu",
-                padding="same",
-            ),
-            (2, 5, 8, 8),
-        ),
-    ],
-)
-def test_layer_checks(kwargs, input_shape, tmp_path):
-    check_layer(fastconv.CPConv2D, kwargs, input_shape, tmp_path)
 
 
 @given(
     k_h=st.integers(1, 7),
     k_w=st.integers(1, 7),
-    stride=st.sampled_from([1, 2]),
-    dilation=st.sampled_from([1, 2]),
+    # strides > 1 with dilation_rate > 1 is refused: draw only allowed pairs.
+    stride_dilation=st.sampled_from([(1, 1), (2, 1), (1, 2)]),
     padding=st.sampled_from(["valid", "same"]),
     use_bias=st.booleans(),
     data_format=st.sampled_from(["channels_last", "channels_first"]),
     rank=st.integers(1, 6),
 )
 def test_matches_conv2d_with_dense_kernel(
-    k_h, k_w, stride, dilation, padding, use_bias, data_format, rank
+    k_h, k_w, stride_dilation, padding, use_bias, data_format, rank
 ):
-    if max(k_h, k_w) < 2 or (stride > 1 and dilation > 1):
-        return
+    assume(max(k_h, k_w) > 1)
+    stride, dilation = stride_dilation
     layer = fastconv.CPConv2D(
         5,
         (k_h, k_w),
@@ -106,28 +77,7 @@ def test_cost_formula():
         ),
         (dict(filters=4, kernel_size=3, rank=2.5), "received rank=2.5"),
         (dict(filters=4, kernel_size=3, rank=True), "received rank=True"),
-        (dict(filters=0, kernel_size=3, rank=2), "received filters=0"),
         (dict(filters=4, kernel_size=1, rank=2), "larger than 1x1"),
-        (
-            dict(filters=4, kernel_size=3, rank=2, padding="full"),
-            "received padding='full'",
-        ),
-        (
-            dict(filters=4, kernel_size=3, rank=2, data_format="NHWC"),
-            "received data_format='NHWC'",
-        ),
-        (
-            dict(filters=4, kernel_size=(3, 3, 3), rank=2),
-            "received kernel_size=(3, 3, 3)",
-        ),
-        (
-            dict(filters=4, kernel_size=3, rank=2, strides=2, dilation_rate=2),
-            "strides > 1",
-        ),
-        (
-            dict(filters=4, kernel_size=3, rank=2, implementation="fast"),
-            "received implementation='fast'",
-        ),
     ],
 )
 def test_bad_arguments(kwargs, message):
@@ -154,8 +104,3 @@ def test_set_factors_rejects_wrong_shapes_and_names():
         layer.set_factors({k: v for k, v in factors.items() if k != "horizontal"})
     with pytest.raises(TypeError, match="factors must be a mapping"):
         layer.set_factors([1, 2])
-
-
-def test_dense_kernel_needs_built_layer():
-    with pytest.raises(ValueError, match="needs a built layer"):
-        fastconv.CPConv2D(4, 3, rank=2).dense_kernel()

@@ -6,44 +6,12 @@ from hypothesis import strategies as st
 import fastconv
 from tests.layer_checks import (
     assert_matches_conv2d,
-    check_layer,
     random_input,
     relative_error,
     to_numpy,
 )
 
 pytestmark = pytest.mark.layers
-
-
-@pytest.mark.parametrize(
-    "kwargs, input_shape",
-    [
-        (dict(filters=6, kernel_size=3, rank=2), (2, 8, 8, 4)),
-        (
-            dict(filters=6, kernel_size=(3, 5), rank=(3, 4), padding="same", strides=2),
-            (2, 9, 7, 4),
-        ),
-        (
-            dict(
-                filters=4, kernel_size=3, rank=(2, 3), dilation_rate=2, use_bias=False
-            ),
-            (2, 9, 9, 5),
-        ),
-        (
-            dict(
-                filters=4,
-                kernel_size=3,
-                rank=3,
-                data_format="channels_first",
-                activation="relu",
-                padding="same",
-            ),
-            (2, 5, 8, 8),
-        ),
-    ],
-)
-def test_layer_checks(kwargs, input_shape, tmp_path):
-    check_layer(fastconv.TuckerConv2D, kwargs, input_shape, tmp_path)
 
 
 @given(
@@ -147,24 +115,6 @@ def test_cost_formula():
         (dict(filters=4, kernel_size=3, rank=True), "received rank=True"),
         (dict(filters=4, kernel_size=3, rank=(2, 0)), "received rank=(2, 0)"),
         (dict(filters=4, kernel_size=3, rank=(1, 2, 3)), "received rank=(1, 2, 3)"),
-        (dict(filters=0, kernel_size=3, rank=2), "received filters=0"),
-        (dict(filters=4, kernel_size=0, rank=2), "received kernel_size=0"),
-        (
-            dict(filters=4, kernel_size=3, rank=2, padding="full"),
-            "received padding='full'",
-        ),
-        (
-            dict(filters=4, kernel_size=3, rank=2, data_format="NHWC"),
-            "received data_format='NHWC'",
-        ),
-        (
-            dict(filters=4, kernel_size=3, rank=2, strides=2, dilation_rate=2),
-            "strides > 1",
-        ),
-        (
-            dict(filters=4, kernel_size=3, rank=2, implementation="depthwise"),
-            "received implementation='depthwise'",
-        ),
     ],
 )
 def test_bad_arguments(kwargs, message):
@@ -194,8 +144,3 @@ def test_set_factors_rejects_wrong_shapes():
         layer.set_factors({**factors, "core": np.ones((3, 3, 2, 3))})
     with pytest.raises(ValueError, match=r"missing \['pointwise_out'\]"):
         layer.set_factors({k: v for k, v in factors.items() if k != "pointwise_out"})
-
-
-def test_dense_kernel_needs_built_layer():
-    with pytest.raises(ValueError, match="TuckerConv2D: dense_kernel.*built layer"):
-        fastconv.TuckerConv2D(4, 3, rank=2).dense_kernel()

@@ -10,7 +10,6 @@ import fastconv
 from fastconv.cost import conv2d_cost
 from tests.layer_checks import (
     assert_matches_conv2d,
-    check_layer,
     random_input,
     to_numpy,
 )
@@ -18,57 +17,20 @@ from tests.layer_checks import (
 pytestmark = pytest.mark.layers
 
 
-@pytest.mark.parametrize(
-    "kwargs, input_shape",
-    [
-        (dict(filters=4, kernel_size=3, merged_layers=2), (2, 8, 8, 3)),
-        (
-            dict(filters=3, kernel_size=(1, 1), merged_layers=4, strides=2),
-            (2, 7, 8, 3),
-        ),
-        (
-            dict(
-                filters=4,
-                kernel_size=(3, 5),
-                dilation_rate=2,
-                padding="same",
-                use_bias=False,
-                data_format="channels_first",
-            ),
-            (2, 3, 9, 9),
-        ),
-        (
-            dict(
-                filters=5,
-                kernel_size=3,
-                merged_layers=3,
-                activation="relu",
-                padding="same",
-                strides=(2, 1),
-            ),
-            (2, 8, 8, 3),
-        ),
-    ],
-)
-def test_layer_checks(kwargs, input_shape, tmp_path):
-    check_layer(fastconv.WideConv2D, kwargs, input_shape, tmp_path)
-
-
 @given(
     k_h=st.integers(1, 7),
     k_w=st.integers(1, 7),
-    stride=st.sampled_from([1, 2]),
-    dilation=st.sampled_from([1, 2]),
+    # strides > 1 with dilation_rate > 1 is refused: draw only allowed pairs.
+    stride_dilation=st.sampled_from([(1, 1), (2, 1), (1, 2)]),
     padding=st.sampled_from(["valid", "same"]),
     use_bias=st.booleans(),
     data_format=st.sampled_from(["channels_last", "channels_first"]),
     merged_layers=st.integers(1, 4),
 )
 def test_matches_conv2d_with_dense_kernel(
-    k_h, k_w, stride, dilation, padding, use_bias, data_format, merged_layers
+    k_h, k_w, stride_dilation, padding, use_bias, data_format, merged_layers
 ):
-    if stride > 1 and dilation > 1:
-        return
+    stride, dilation = stride_dilation
     layer = fastconv.WideConv2D(
         3,
         (k_h, k_w),
@@ -158,13 +120,6 @@ def test_same_parameter_budget_as_the_stack_between_wide_layers():
         (
             dict(filters=4, kernel_size=3, merged_layers=1.5),
             "received merged_layers=1.5",
-        ),
-        (dict(filters=0, kernel_size=3), "received filters=0"),
-        (dict(filters=4, kernel_size=0), "received kernel_size=0"),
-        (dict(filters=4, kernel_size=3, padding="full"), "received padding='full'"),
-        (
-            dict(filters=4, kernel_size=3, implementation="stacked"),
-            "received implementation='stacked'",
         ),
     ],
 )
