@@ -15,7 +15,8 @@ import zlib
 import numpy as np
 import pytest
 
-from fastconv import cli_data, datasets
+from fastconv import datasets
+from fastconv.cli import data as cli_data
 
 # --------------------------------------------------------------------------- #
 # Writers for the formats under test.

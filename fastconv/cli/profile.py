@@ -1,0 +1,166 @@
+"""``fastconv profile``: where a saved model's time goes, layer by layer.
+
+Loads a ``.keras`` model, runs it once on a random batch to capture each
+layer's real input, and times every layer alone (forward, and forward +
+backward in train mode), interleaved with the whole model. Prints one row per
+layer: parameters, multiply-adds, activation memory, times, shares, and
+multiply-adds per byte moved; then the sum of the rows against the whole model.
+``--suggest`` ends with what the fast layers would change for each Conv2D.
+
+Every argument and path is checked first, including whether one batch of the
+model's input and largest activation fits in available memory; ``--json`` and
+``--png`` replace existing files only with ``--force``.
+
+Example:
+    fastconv profile model.keras --batch-size 128 --mode train \\
+        --json profile.json --png profile.png --suggest
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fastconv.cli import _args
+from fastconv.cli._errors import UsageError
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "profile",
+        help="per-layer cost and measured time of a saved .keras model",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "model",
+        type=_args.input_file,
+        metavar="MODEL.keras",
+        help="a saved Keras model",
+    )
+    parser.add_argument("--batch-size", type=_args.positive_int, default=32)
+    parser.add_argument("--mode", choices=("train", "inference"), default="train")
+    parser.add_argument(
+        "--input-shape",
+        default=None,
+        help="input shape without the batch axis, e.g. 28,28,1 (default: the "
+        "model's own)",
+    )
+    parser.add_argument("--warmup", type=_args.non_negative_int, default=2)
+    parser.add_argument("--repeats", type=_args.positive_int, default=10)
+    parser.add_argument(
+        "--jit",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="XLA / jax.jit compilation; auto: as model.fit would (default)",
+    )
+    parser.add_argument(
+        "--json", type=Path, metavar="FILE", help="write the profile as JSON"
+    )
+    parser.add_argument(
+        "--png", type=Path, metavar="FILE", help="write the bar chart as PNG"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="replace an existing --json or --png"
+    )
+    parser.add_argument(
+        "--suggest",
+        nargs="?",
+        const="measure",
+        choices=("measure", "macs"),
+        help="for each Conv2D, what the fast layers would change: measured "
+        "(default) or multiply-adds only (--suggest macs)",
+    )
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _shape(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise UsageError(
+            "--input-shape",
+            text,
+            "must be positive ints separated by commas, e.g. 28,28,1",
+        )
+    return shape
+
+
+def _input_shape(model, given: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The shape of one example: ``--input-shape``, or the model's own."""
+    if given is not None:
+        return given
+    inputs = getattr(model, "inputs", None) or []
+    shapes = [tuple(tensor.shape[1:]) for tensor in inputs]
+    if not shapes:
+        raise UsageError(
+            "--input-shape", None, "is needed: the model does not say its input shape"
+        )
+    for shape in shapes:
+        if None in shape:
+            raise UsageError(
+                "--input-shape",
+                None,
+                f"is needed: the model's input shape {shape} has unknown sizes",
+            )
+    return shapes[0]
+
+
+def _largest_activation(model) -> tuple:
+    """The largest known output shape (batch axis dropped) among the layers."""
+    largest = ()
+    for layer in getattr(model, "layers", []):
+        try:
+            shape = tuple(layer.output.shape[1:])
+        except (AttributeError, ValueError):
+            continue
+        if None not in shape and _args.float32_bytes(shape) > _args.float32_bytes(
+            largest
+        ):
+            largest = shape
+    return largest
+
+
+def run(args) -> int:
+    # Importing fastconv (this module's package) registered its layers, so a
+    # saved model that uses them loads with no custom_objects.
+    from fastconv.profile import profile, suggest_replacements
+
+    given = _shape(args.input_shape)
+    _args.check_outputs(
+        {"--json": args.json, "--png": args.png},
+        {"MODEL.keras": args.model},
+        force=args.force,
+    )
+    model = _args.load_model("MODEL.keras", args.model, compile=False)
+    example = _input_shape(model, given)
+    per_example = _args.float32_bytes(example)
+    if given is None:
+        per_example += _args.float32_bytes(_largest_activation(model))
+    _args.check_batch_memory("--batch-size", args.batch_size, per_example)
+    jit = {"auto": "auto", "on": True, "off": False}[args.jit]
+    result = profile(
+        model,
+        given,
+        mode=args.mode,
+        batch_size=args.batch_size,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        jit=jit,
+    )
+    if args.suggest:
+        suggestions = suggest_replacements(result, measure=args.suggest == "measure")
+        result = result.with_suggestions(suggestions)
+    print(result.table())
+    if args.json:
+        _args.write_atomically(args.json, result.to_json)
+        print(f"wrote {args.json}")
+    if args.png:
+        _args.write_atomically(args.png, result.plot)
+        print(f"wrote {args.png}")
+    return 0
