@@ -176,10 +176,19 @@ def check_batch_memory(
         raise UsageError(
             argument,
             batch_size,
-            f"needs at least {needed / 2**30:.1f} GiB for one batch "
+            f"needs at least {_in_units(needed)} for one batch "
             f"({bytes_per_example:,} bytes an example), more than the "
-            f"{available / 2**30:.1f} GiB available",
+            f"{_in_units(available)} available",
         )
+
+
+def _in_units(size: float) -> str:
+    """``size`` bytes in the largest binary unit that keeps it >= 1."""
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{size:.1f} {unit}" if unit != "bytes" else f"{size:.0f} bytes"
+        size /= 1024
+    return f"{size:.1f} TiB"
 
 
 def float32_bytes(shape) -> int:

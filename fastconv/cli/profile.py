@@ -93,10 +93,17 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
 
 def _input_shape(model, given: tuple[int, ...] | None) -> tuple[int, ...]:
     """The shape of one example: ``--input-shape``, or the model's own."""
-    if given is not None:
-        return given
     inputs = getattr(model, "inputs", None) or []
     shapes = [tuple(tensor.shape[1:]) for tensor in inputs]
+    if given is not None:
+        if len(shapes) == 1 and len(given) != len(shapes[0]):
+            raise UsageError(
+                "--input-shape",
+                ",".join(map(str, given)),
+                f"must have {len(shapes[0])} sizes, as the model's input "
+                f"{shapes[0]} has",
+            )
+        return given
     if not shapes:
         raise UsageError(
             "--input-shape", None, "is needed: the model does not say its input shape"
