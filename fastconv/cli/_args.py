@@ -111,7 +111,7 @@ def check_outputs(
             raise UsageError(argument, str(path), f"is also given as {seen[resolved]}")
         seen[resolved] = argument
         for name, source in inputs.items():
-            if source is not None and resolved == source.resolve() and not force:
+            if source is not None and _same_file(path, source) and not force:
                 raise UsageError(
                     argument,
                     str(path),
@@ -123,10 +123,18 @@ def check_outputs(
             )
 
 
+def _same_file(path: Path, other: Path) -> bool:
+    """Whether two paths name one file (a link or another spelling included)."""
+    if path.exists() and other.exists():
+        return os.path.samefile(path, other)
+    return path.resolve() == other.resolve()
+
+
 def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     """Calls ``write(temporary)`` next to ``path``, then moves it onto ``path``.
 
-    A failure leaves ``path`` as it was and no temporary file behind.
+    A failure leaves ``path`` as it was and no temporary file behind; an
+    `OSError` names ``path``, not the temporary file.
     """
     handle, name = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix
@@ -136,6 +144,9 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     try:
         write(temporary)
         os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise

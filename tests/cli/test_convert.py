@@ -99,6 +99,12 @@ def test_output_in_a_read_only_folder(workdir, capsys, monkeypatch):
     assert_user_error(code, err, "--output", "cannot be written")
 
 
+def test_output_over_a_hard_link_to_the_input_is_refused(workdir, capsys):
+    (workdir / "link.keras").hardlink_to(workdir / "model.keras")
+    code, _, err = convert(capsys, workdir, "-o", workdir / "link.keras")
+    assert_user_error(code, err, "--output", "would replace the input MODEL.keras")
+
+
 def test_report_over_the_calibration_data_is_refused(workdir, capsys):
     data = workdir / "x.npy"
     np.save(data, np.zeros((2, 8, 8, 3), "float32"))
@@ -117,7 +123,7 @@ def test_the_model_is_saved_before_the_report(workdir, capsys, monkeypatch):
     out, report = workdir / "out.keras", workdir / "r.json"
     argv = ["convert", workdir / "model.keras", *FAST, "-o", out, "--report", report]
     code, _, err = run(capsys, *argv)
-    assert_user_error(code, err, "No space left on device", ".r-")
+    assert_user_error(code, err, f"{report}: No space left on device")
     assert zipfile.is_zipfile(out)
     assert sorted(p.name for p in workdir.iterdir()) == ["model.keras", "out.keras"]
 
@@ -137,7 +143,7 @@ def test_a_failed_save_leaves_the_old_output_and_no_partial_file(
     code, _, err = run(
         capsys, "convert", workdir / "model.keras", *FAST, "-o", out, "--force"
     )
-    assert_user_error(code, err, "No space left on device")
+    assert_user_error(code, err, f"{out}: No space left on device")
     assert out.read_text() == "old"
     assert sorted(p.name for p in workdir.iterdir()) == ["model.keras", "out.keras"]
 

@@ -101,7 +101,7 @@ def test_json_is_written_before_the_png_and_a_failed_png_leaves_nothing(
     monkeypatch.setattr(ProfileResult, "plot", fail)
     argv = ["--json", workdir / "p.json", "--png", workdir / "p.png"]
     code, _, err = run(capsys, "profile", workdir / "model.keras", *FAST, *argv)
-    assert_user_error(code, err, "Permission denied")
+    assert_user_error(code, err, f"{workdir / 'p.png'}: Permission denied")
     assert sorted(p.name for p in workdir.iterdir()) == ["model.keras", "p.json"]
 
 
