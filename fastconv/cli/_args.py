@@ -207,6 +207,51 @@ def float32_bytes(shape) -> int:
     return 4 * math.prod(int(size) for size in shape if size is not None)
 
 
+def example_shape(model, given: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The shape of one example: ``--input-shape`` (``given``), or the model's.
+
+    Raises:
+        UsageError: naming ``--input-shape`` when it has the wrong number of
+            sizes, or when it is needed: the model's input sizes are unknown.
+    """
+    inputs = getattr(model, "inputs", None) or []
+    shapes = [tuple(tensor.shape[1:]) for tensor in inputs]
+    if given is not None:
+        if len(shapes) == 1 and len(given) != len(shapes[0]):
+            raise UsageError(
+                "--input-shape",
+                ",".join(map(str, given)),
+                f"must have {len(shapes[0])} sizes, as the model's input "
+                f"{shapes[0]} has",
+            )
+        return given
+    if not shapes:
+        raise UsageError(
+            "--input-shape", None, "is needed: the model does not say its input shape"
+        )
+    for shape in shapes:
+        if None in shape:
+            raise UsageError(
+                "--input-shape",
+                None,
+                f"is needed: the model's input shape {shape} has unknown sizes",
+            )
+    return shapes[0]
+
+
+def largest_activation_bytes(model) -> int:
+    """Bytes of the largest float32 output, of one example, among the layers."""
+    sizes = [0]
+    for layer in getattr(model, "layers", []):
+        try:
+            shape = tuple(layer.output.shape[1:])
+        except (AttributeError, ValueError):
+            continue
+        if None not in shape:
+            sizes.append(float32_bytes(shape))
+    return max(sizes)
+
+
 def load_model(argument: str, path: Path, *, compile: bool = True):
     """Loads a saved Keras model, or raises `UsageError` naming ``path``.
 

@@ -91,48 +91,6 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
     return shape
 
 
-def _input_shape(model, given: tuple[int, ...] | None) -> tuple[int, ...]:
-    """The shape of one example: ``--input-shape``, or the model's own."""
-    inputs = getattr(model, "inputs", None) or []
-    shapes = [tuple(tensor.shape[1:]) for tensor in inputs]
-    if given is not None:
-        if len(shapes) == 1 and len(given) != len(shapes[0]):
-            raise UsageError(
-                "--input-shape",
-                ",".join(map(str, given)),
-                f"must have {len(shapes[0])} sizes, as the model's input "
-                f"{shapes[0]} has",
-            )
-        return given
-    if not shapes:
-        raise UsageError(
-            "--input-shape", None, "is needed: the model does not say its input shape"
-        )
-    for shape in shapes:
-        if None in shape:
-            raise UsageError(
-                "--input-shape",
-                None,
-                f"is needed: the model's input shape {shape} has unknown sizes",
-            )
-    return shapes[0]
-
-
-def _largest_activation(model) -> tuple:
-    """The largest known output shape (batch axis dropped) among the layers."""
-    largest = ()
-    for layer in getattr(model, "layers", []):
-        try:
-            shape = tuple(layer.output.shape[1:])
-        except (AttributeError, ValueError):
-            continue
-        if None not in shape and _args.float32_bytes(shape) > _args.float32_bytes(
-            largest
-        ):
-            largest = shape
-    return largest
-
-
 def run(args) -> int:
     # Importing fastconv (this module's package) registered its layers, so a
     # saved model that uses them loads with no custom_objects.
@@ -145,10 +103,9 @@ def run(args) -> int:
         force=args.force,
     )
     model = _args.load_model("MODEL.keras", args.model, compile=False)
-    example = _input_shape(model, given)
-    per_example = _args.float32_bytes(example)
+    per_example = _args.float32_bytes(_args.example_shape(model, given))
     if given is None:
-        per_example += _args.float32_bytes(_largest_activation(model))
+        per_example += _args.largest_activation_bytes(model)
     _args.check_batch_memory("--batch-size", args.batch_size, per_example)
     jit = {"auto": "auto", "on": True, "off": False}[args.jit]
     result = profile(
