@@ -1,11 +1,14 @@
 """``fastconv convert`` with bad paths, files and arguments: exit 2, nothing lost."""
 
+import io
+import os
 import zipfile
 
 import keras
 import numpy as np
 import pytest
 
+import fastconv.convert
 from fastconv.convert import ConversionReport
 from tests.cli.checks import assert_user_error, run, snapshot
 
@@ -91,8 +94,6 @@ def test_output_with_the_wrong_suffix(workdir, capsys):
 
 def test_output_in_a_read_only_folder(workdir, capsys, monkeypatch):
     # As root every folder is writable, so os.access stands in for the check.
-    import os
-
     real = os.access
     monkeypatch.setattr(os, "access", lambda p, mode: mode == os.R_OK and real(p, mode))
     code, _, err = convert(capsys, workdir, "-o", workdir / "out.keras")
@@ -198,8 +199,6 @@ def test_a_missing_model(workdir, capsys):
 
 
 def test_an_unreadable_model(workdir, capsys, monkeypatch):
-    import os
-
     monkeypatch.setattr(os, "access", lambda p, mode: mode != os.R_OK)
     code, _, err = convert(capsys, workdir)
     assert_user_error(code, err, "MODEL.keras", "permission denied")
@@ -240,8 +239,6 @@ def test_bad_calibration_data_names_the_argument(workdir, capsys, name, write, p
 
 
 def _npy_bytes() -> bytes:
-    import io
-
     buffer = io.BytesIO()
     np.save(buffer, np.zeros((4, 8, 8, 3), "float32"))
     return buffer.getvalue()
@@ -259,8 +256,6 @@ def test_api_value_errors_are_user_errors(workdir, capsys):
 
 @pytest.mark.parametrize("error", [TypeError, AttributeError, KeyError])
 def test_programming_errors_keep_their_traceback(workdir, monkeypatch, error):
-    import fastconv.convert
-
     def broken(*args, **kwargs):
         raise error("a bug")
 
