@@ -32,16 +32,18 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fastconv",
         description="Fast convolution building blocks for Keras 3.",
     )
-    parser.add_argument(
-        "--verbose",
-        action="store_true",
-        help="let TensorFlow print its C++ start-up lines (CPU features, CUDA)",
-    )
+    verbose = "let TensorFlow print its C++ start-up lines (CPU features, CUDA)"
+    parser.add_argument("--verbose", action="store_true", help=verbose)
     subparsers = parser.add_subparsers(
         dest="command", metavar="COMMAND", required=True, parser_class=Parser
     )
     for module in COMMANDS.values():
-        module.add_parser(subparsers)
+        command = module.add_parser(subparsers)
+        # Also after the command's name (fastconv demo --verbose), where the
+        # console script looks for it too.
+        command.add_argument(
+            "--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose
+        )
     return parser
 
 

@@ -42,6 +42,7 @@ def test_help_exits_0(capsys):
 def test_verbose_is_a_global_flag():
     args = cli.build_parser().parse_args(["--verbose", "demo"])
     assert args.verbose and args.command == "demo"
+    assert cli.build_parser().parse_args(["demo", "--verbose"]).verbose
     assert cli.build_parser().parse_args(["demo"]).verbose is False
 
 
