@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastconv import cli_data, datasets
+from fastconv import datasets
+from fastconv.cli import data as cli_data
 from fastconv.datasets import cache, checks, formats, sources
 
 # --------------------------------------------------------------------------- #

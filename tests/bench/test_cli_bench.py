@@ -7,7 +7,7 @@ import pytest
 
 from fastconv import cli
 from fastconv.bench import device, quick_config, runner
-from fastconv.cli_bench import config_from_args
+from fastconv.cli.bench import config_from_args
 
 
 def parse(*argv) -> argparse.Namespace:

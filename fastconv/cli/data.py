@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from fastconv import datasets
+from fastconv.cli._errors import UsageError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -75,7 +76,13 @@ def run(args: argparse.Namespace) -> int:
 
     Returns:
         0 on success, 1 if any dataset could not be fetched.
+
+    Raises:
+        UsageError: ``--cache-dir`` names something that is not a folder.
     """
+    cache_dir = args.cache_dir
+    if cache_dir is not None and cache_dir.exists() and not cache_dir.is_dir():
+        raise UsageError("--cache-dir", str(cache_dir), "is a file, not a folder")
     if args.data_command == "fetch":
         return _fetch(args)
     return _list(args)

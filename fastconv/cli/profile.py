@@ -7,6 +7,10 @@ layer: parameters, multiply-adds, activation memory, times, shares, and
 multiply-adds per byte moved; then the sum of the rows against the whole model.
 ``--suggest`` ends with what the fast layers would change for each Conv2D.
 
+Every argument and path is checked first, including whether one batch of the
+model's input and largest activation fits in available memory; ``--json`` and
+``--png`` replace existing files only with ``--force``.
+
 Example:
     fastconv profile model.keras --batch-size 128 --mode train \\
         --json profile.json --png profile.png --suggest
@@ -15,6 +19,10 @@ Example:
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from fastconv.cli import _args
+from fastconv.cli._errors import UsageError
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -24,8 +32,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("model", metavar="MODEL.keras", help="a saved Keras model")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "model",
+        type=_args.input_file,
+        metavar="MODEL.keras",
+        help="a saved Keras model",
+    )
+    parser.add_argument("--batch-size", type=_args.positive_int, default=32)
     parser.add_argument("--mode", choices=("train", "inference"), default="train")
     parser.add_argument(
         "--input-shape",
@@ -33,16 +46,23 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="input shape without the batch axis, e.g. 28,28,1 (default: the "
         "model's own)",
     )
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--warmup", type=_args.non_negative_int, default=2)
+    parser.add_argument("--repeats", type=_args.positive_int, default=10)
     parser.add_argument(
         "--jit",
         choices=("auto", "on", "off"),
         default="auto",
         help="XLA / jax.jit compilation; auto: as model.fit would (default)",
     )
-    parser.add_argument("--json", metavar="FILE", help="write the profile as JSON")
-    parser.add_argument("--png", metavar="FILE", help="write the bar chart as PNG")
+    parser.add_argument(
+        "--json", type=Path, metavar="FILE", help="write the profile as JSON"
+    )
+    parser.add_argument(
+        "--png", type=Path, metavar="FILE", help="write the bar chart as PNG"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="replace an existing --json or --png"
+    )
     parser.add_argument(
         "--suggest",
         nargs="?",
@@ -63,37 +83,34 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
     except ValueError:
         shape = ()
     if not shape or min(shape) < 1:
-        raise ValueError(
-            "--input-shape must be positive ints separated by commas, e.g. "
-            f"28,28,1, received {text!r}"
+        raise UsageError(
+            "--input-shape",
+            text,
+            "must be positive ints separated by commas, e.g. 28,28,1",
         )
     return shape
 
 
 def run(args) -> int:
-    import os
-
-    import keras
-
     # Importing fastconv (this module's package) registered its layers, so a
     # saved model that uses them loads with no custom_objects.
     from fastconv.profile import profile, suggest_replacements
 
-    for name in ("batch_size", "repeats"):
-        if getattr(args, name) < 1:
-            raise ValueError(
-                f"--{name.replace('_', '-')} must be >= 1, received "
-                f"{getattr(args, name)}"
-            )
-    if args.warmup < 0:
-        raise ValueError(f"--warmup must be >= 0, received {args.warmup}")
-    if not os.path.isfile(args.model):
-        raise ValueError(f"MODEL.keras: no such file, received {args.model!r}")
-    model = keras.saving.load_model(args.model, compile=False)
+    given = _shape(args.input_shape)
+    _args.check_outputs(
+        {"--json": args.json, "--png": args.png},
+        {"MODEL.keras": args.model},
+        force=args.force,
+    )
+    model = _args.load_model("MODEL.keras", args.model, compile=False)
+    per_example = _args.float32_bytes(_args.example_shape(model, given))
+    if given is None:
+        per_example += _args.largest_activation_bytes(model)
+    _args.check_batch_memory("--batch-size", args.batch_size, per_example)
     jit = {"auto": "auto", "on": True, "off": False}[args.jit]
     result = profile(
         model,
-        _shape(args.input_shape),
+        given,
         mode=args.mode,
         batch_size=args.batch_size,
         warmup=args.warmup,
@@ -105,9 +122,9 @@ def run(args) -> int:
         result = result.with_suggestions(suggestions)
     print(result.table())
     if args.json:
-        result.to_json(args.json)
+        _args.write_atomically(args.json, result.to_json)
         print(f"wrote {args.json}")
     if args.png:
-        result.plot(args.png)
+        _args.write_atomically(args.png, result.plot)
         print(f"wrote {args.png}")
     return 0

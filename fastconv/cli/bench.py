@@ -9,6 +9,10 @@ environment), results.md (the table) and PNG plots.
 With no options it runs the quick suite (MNIST, training and test subsets, a
 few minutes on a 2-core CPU); ``--full`` runs all three datasets. Every option
 given overrides the suite's value. See docs/benchmarks.md.
+
+The numeric options are checked by `fastconv.bench.BenchConfig` before any
+training; an ``--out`` folder that already holds results is replaced only
+with ``--force``.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
+
+from fastconv.cli._errors import UsageError
 
 
 def _count_or_all(text: str):
@@ -101,6 +108,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--out", metavar="DIR", help="results folder (default bench-out/<date>-<suite>)"
     )
     parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write into an --out folder that already holds results",
+    )
+    parser.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress bars"
     )
     parser.add_argument(
@@ -172,10 +184,20 @@ def run(args: argparse.Namespace) -> int:
         return _list()
     from fastconv.bench import report, run_benchmark
 
+    config = config_from_args(args)
+    if args.out is not None and not args.force:
+        results = Path(args.out) / "results.json"
+        if results.exists():
+            raise UsageError(
+                "--out",
+                args.out,
+                "already holds results.json; give --force to replace it",
+            )
+
     # TensorFlow warns each time a new model traces its predict function,
     # which every variant does once: expected here, and noise on the terminal.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    results = run_benchmark(config_from_args(args))
+    results = run_benchmark(config)
     sys.stdout.write(report.markdown(results))
     print(f"\nresults: {results['out']}")
     return 0

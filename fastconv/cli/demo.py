@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 
+from fastconv.cli import _args
 from fastconv.cost import conv2d_cost
 
 
@@ -20,11 +21,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--channels", type=int, default=64, help="C_in = C_out")
-    parser.add_argument("--size", type=int, default=32, help="input height = width")
-    parser.add_argument("--kernel", type=int, default=5, help="kernel size (odd, >= 5)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=10)
+    count = _args.positive_int
+    parser.add_argument("--channels", type=count, default=64, help="C_in = C_out")
+    parser.add_argument("--size", type=count, default=32, help="input height = width")
+    parser.add_argument(
+        "--kernel", type=count, default=5, help="kernel size (odd, >= 5)"
+    )
+    parser.add_argument("--batch-size", type=count, default=32)
+    parser.add_argument("--repeats", type=count, default=10)
     parser.set_defaults(func=run)
     return parser
 
@@ -56,13 +60,11 @@ def run(args) -> int:
 
     from fastconv import timing
 
-    for name in ("channels", "size", "kernel", "batch_size", "repeats"):
-        if getattr(args, name) < 1:
-            raise ValueError(
-                f"--{name.replace('_', '-')} must be >= 1, received "
-                f"{getattr(args, name)}"
-            )
     c, size, k = args.channels, args.size, args.kernel
+    # One batch in, and one out of each of the nine layers timed.
+    _args.check_batch_memory(
+        "--batch-size", args.batch_size, 10 * _args.float32_bytes((size, size, c))
+    )
     shape = (args.batch_size, size, size, c)
     x = np.random.default_rng(0).standard_normal(shape).astype("float32")
     layers = {

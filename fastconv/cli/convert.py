@@ -3,6 +3,11 @@
 ``fastconv convert MODEL.keras --method tucker --rank vbmf -o OUT.keras``
 loads the model, runs `fastconv.convert_model` and prints its report;
 ``--report report.json`` writes the report as JSON as well.
+
+Every argument and path is checked before the work starts: an output that
+exists, or that is the input model, is replaced only with ``--force``. The
+converted model is saved before the report; both are written to a temporary
+file next to them first, so a failure leaves no half-written file.
 """
 
 from __future__ import annotations
@@ -10,6 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from fastconv.cli import _args
+from fastconv.cli._errors import UsageError
 
 
 def _rank(text: str):
@@ -39,7 +47,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("model", type=Path, help="the model to convert (.keras)")
+    parser.add_argument(
+        "model",
+        type=_args.input_file,
+        metavar="MODEL.keras",
+        help="the model to convert (.keras)",
+    )
     parser.add_argument(
         "-o",
         "--output",
@@ -59,6 +72,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--layers",
+        type=_args.regex,
         default=None,
         metavar="REGEX",
         help="convert only the convolutions whose whole name matches REGEX",
@@ -79,13 +93,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--batch-size",
-        type=int,
+        type=_args.positive_int,
         default=32,
         help="batch size of the timed and calibration runs (default: 32)",
     )
     parser.add_argument(
         "--calibration-data",
-        type=Path,
+        type=_args.input_file,
         default=None,
         metavar="FILE.npy",
         help="model inputs (.npy) on which to report output errors",
@@ -95,6 +109,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--report", type=Path, default=None, help="also write the report as JSON here"
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing --output or --report, even the input model",
     )
     parser.add_argument(
         "--no-progress", dest="progress", action="store_false", help="no progress bar"
@@ -111,20 +130,31 @@ def run(args: argparse.Namespace) -> int:
 
     Returns:
         0 on success.
-    """
-    import keras
-    import numpy as np
 
+    Raises:
+        UsageError: a bad argument or file, found before any work.
+    """
     from fastconv.convert import convert_model
 
-    if not args.model.is_file():
-        raise ValueError(f"model file {str(args.model)!r} does not exist")
-    if args.output is not None and args.output.suffix != ".keras":
-        raise ValueError(f"--output must end in .keras, received {str(args.output)!r}")
-    model = keras.models.load_model(args.model)
+    _args.check_outputs(
+        {"--output": args.output, "--report": args.report},
+        {"MODEL.keras": args.model, "--calibration-data": args.calibration_data},
+        force=args.force,
+        suffixes={"--output": ".keras"},
+    )
+    model = _args.load_model("MODEL.keras", args.model)
     calibration = None
     if args.calibration_data is not None:
-        calibration = np.load(args.calibration_data)
+        calibration = _args.load_array("--calibration-data", args.calibration_data)
+        inputs = model.inputs or []
+        expected = tuple(inputs[0].shape[1:]) if len(inputs) == 1 else None
+        if expected is not None and not _fits(calibration.shape[1:], expected):
+            raise UsageError(
+                "--calibration-data",
+                str(args.calibration_data),
+                f"holds an array of shape {calibration.shape}; the model takes "
+                f"(N, {', '.join(str(size) for size in expected)})",
+            )
     options = {}
     if args.method in ("cp", "tucker", "auto"):
         options["random_state"] = args.random_state
@@ -141,12 +171,19 @@ def run(args: argparse.Namespace) -> int:
         **options,
     )
     print(result.report)
-    if args.report is not None:
-        result.report.to_json(args.report)
-        print(f"report: {args.report}")
     if args.output is not None:
-        result.model.save(args.output)
+        _args.write_atomically(args.output, result.model.save)
         print(f"saved: {args.output}")
     else:
         print("no --output given: nothing saved", file=sys.stderr)
+    if args.report is not None:
+        _args.write_atomically(args.report, result.report.to_json)
+        print(f"report: {args.report}")
     return 0
+
+
+def _fits(shape: tuple, expected: tuple) -> bool:
+    """Whether an example of ``shape`` fits an input of ``expected`` (None: any)."""
+    return len(shape) == len(expected) and all(
+        want is None or have == want for have, want in zip(shape, expected, strict=True)
+    )

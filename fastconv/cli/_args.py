@@ -1,0 +1,304 @@
+"""Checks on the CLI's arguments and files, shared by every command.
+
+The argparse types (`positive_int`, `non_negative_int`, `regex`,
+`input_file`) raise `argparse.ArgumentTypeError` with a message that starts
+with "must", which `fastconv.cli._errors.Parser` puts after the argument's
+name. The other checks run before a command's work and raise `UsageError`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import tempfile
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from fastconv.cli._errors import UsageError
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an int >= 1.
+
+    Example:
+        >>> positive_int("8")
+        8
+    """
+    return _int_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: an int >= 0."""
+    return _int_at_least(text, 0)
+
+
+def _int_at_least(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer >= {low}, received {text!r}"
+        ) from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be >= {low}, received {value}")
+    return value
+
+
+def regex(text: str) -> str:
+    """An argparse type: a regular expression that compiles; returns the text."""
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise argparse.ArgumentTypeError(
+            f"must be a regular expression ({exc}), received {text!r}"
+        ) from None
+    return text
+
+
+def input_file(text: str) -> Path:
+    """An argparse type: a file that exists and can be read."""
+    path = Path(text)
+    if path.is_dir():
+        problem = "must be a file, not a folder"
+    elif not path.exists():
+        problem = "must be an existing file: no such file"
+    elif not os.access(path, os.R_OK):
+        problem = "must be a readable file: permission denied"
+    else:
+        return path
+    raise argparse.ArgumentTypeError(f"{problem}, received {text!r}")
+
+
+def check_outputs(
+    outputs: Mapping[str, Path | None],
+    inputs: Mapping[str, Path | None],
+    *,
+    force: bool,
+    suffixes: Mapping[str, str] | None = None,
+) -> None:
+    """Checks, before any work, that every output can be written where asked.
+
+    Args:
+        outputs: Argument name -> output path (None: not asked for).
+        inputs: Argument name -> input path, which no output may replace.
+        force: Whether existing outputs (inputs included) may be replaced.
+        suffixes: Argument name -> the suffix its path must end in.
+
+    Raises:
+        UsageError: naming the first output that cannot be written.
+    """
+    seen: dict[Path, str] = {}
+    for argument, path in outputs.items():
+        if path is None:
+            continue
+        suffix = (suffixes or {}).get(argument)
+        if suffix is not None and path.suffix != suffix:
+            raise UsageError(argument, str(path), f"must end in {suffix}")
+        parent = path.parent
+        if path.is_dir():
+            raise UsageError(argument, str(path), "is a folder, not a file name")
+        if not parent.is_dir():
+            raise UsageError(argument, str(path), "is in a folder that does not exist")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise UsageError(
+                argument, str(path), "is in a folder that cannot be written"
+            )
+        resolved = path.resolve()
+        if resolved in seen:
+            raise UsageError(argument, str(path), f"is also given as {seen[resolved]}")
+        seen[resolved] = argument
+        for name, source in inputs.items():
+            if source is not None and _same_file(path, source) and not force:
+                raise UsageError(
+                    argument,
+                    str(path),
+                    f"would replace the input {name}; give --force to replace it",
+                )
+        if path.exists() and not force:
+            raise UsageError(
+                argument, str(path), "already exists; give --force to replace it"
+            )
+
+
+def _same_file(path: Path, other: Path) -> bool:
+    """Whether two paths name one file (a link or another spelling included)."""
+    if path.exists() and other.exists():
+        return os.path.samefile(path, other)
+    return path.resolve() == other.resolve()
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """Calls ``write(temporary)`` next to ``path``, then moves it onto ``path``.
+
+    A failure leaves ``path`` as it was and no temporary file behind; an
+    `OSError` names ``path``, not the temporary file.
+    """
+    handle, name = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix
+    )
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation, or None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as file:
+            for line in file:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_batch_memory(
+    argument: str, batch_size: int, bytes_per_example: int, available=None
+) -> None:
+    """Refuses a batch whose tensors alone would not fit in available memory.
+
+    Args:
+        argument: The option that sets the batch size, for the message.
+        batch_size: Examples in one batch.
+        bytes_per_example: A lower bound of the memory one example needs.
+        available: Bytes available; default: `available_memory()`.
+
+    Raises:
+        UsageError: when ``batch_size * bytes_per_example`` exceeds it.
+    """
+    available = available_memory() if available is None else available
+    needed = batch_size * bytes_per_example
+    if available is not None and needed > available:
+        raise UsageError(
+            argument,
+            batch_size,
+            f"needs at least {_in_units(needed)} for one batch "
+            f"({bytes_per_example:,} bytes an example), more than the "
+            f"{_in_units(available)} available",
+        )
+
+
+def _in_units(size: float) -> str:
+    """``size`` bytes in the largest binary unit that keeps it >= 1."""
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{size:.1f} {unit}" if unit != "bytes" else f"{size:.0f} bytes"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+def float32_bytes(shape) -> int:
+    """Bytes of one float32 tensor of ``shape`` (its known sizes)."""
+    return 4 * math.prod(int(size) for size in shape if size is not None)
+
+
+def example_shape(model, given: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The shape of one example: ``--input-shape`` (``given``), or the model's.
+
+    Raises:
+        UsageError: naming ``--input-shape`` when it has the wrong number of
+            sizes, or when it is needed: the model's input sizes are unknown.
+    """
+    inputs = getattr(model, "inputs", None) or []
+    shapes = [tuple(tensor.shape[1:]) for tensor in inputs]
+    if given is not None:
+        if len(shapes) == 1 and len(given) != len(shapes[0]):
+            raise UsageError(
+                "--input-shape",
+                ",".join(map(str, given)),
+                f"must have {len(shapes[0])} sizes, as the model's input "
+                f"{shapes[0]} has",
+            )
+        return given
+    if not shapes:
+        raise UsageError(
+            "--input-shape", None, "is needed: the model does not say its input shape"
+        )
+    for shape in shapes:
+        if None in shape:
+            raise UsageError(
+                "--input-shape",
+                None,
+                f"is needed: the model's input shape {shape} has unknown sizes",
+            )
+    return shapes[0]
+
+
+def largest_activation_bytes(model) -> int:
+    """Bytes of the largest float32 output, of one example, among the layers."""
+    sizes = [0]
+    for layer in getattr(model, "layers", []):
+        try:
+            shape = tuple(layer.output.shape[1:])
+        except (AttributeError, ValueError):
+            continue
+        if None not in shape:
+            sizes.append(float32_bytes(shape))
+    return max(sizes)
+
+
+def load_model(argument: str, path: Path, *, compile: bool = True):
+    """Loads a saved Keras model, or raises `UsageError` naming ``path``.
+
+    A ``.keras`` file is checked as a zip archive first (its members' CRCs
+    included), so a truncated or corrupt file says so.
+    """
+    import keras
+
+    if path.suffix == ".keras":
+        if not zipfile.is_zipfile(path):
+            raise UsageError(
+                argument,
+                str(path),
+                "is not a .keras model: not a zip archive (truncated or corrupt?)",
+            )
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise UsageError(argument, str(path), f"is a corrupt zip: {exc}") from None
+        if bad is not None:
+            raise UsageError(argument, str(path), f"is a corrupt zip: bad {bad!r}")
+    try:
+        return keras.saving.load_model(path, compile=compile)
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError) as exc:
+        problem = " ".join(str(exc).split()) or type(exc).__name__
+        raise UsageError(
+            argument, str(path), f"could not be loaded as a Keras model: {problem}"
+        ) from None
+
+
+def load_array(argument: str, path: Path):
+    """Loads a numeric NumPy array (``.npy``), or raises `UsageError`."""
+    import numpy as np
+
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        problem = " ".join(str(exc).split()) or type(exc).__name__
+        raise UsageError(
+            argument, str(path), f"is not a NumPy .npy array: {problem}"
+        ) from None
+    if not isinstance(array, np.ndarray):
+        array.close()
+        raise UsageError(argument, str(path), "is an .npz archive, not one .npy array")
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise UsageError(
+            argument, str(path), f"holds {array.dtype} values, not numbers"
+        )
+    return array
