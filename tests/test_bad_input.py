@@ -1,0 +1,377 @@
+"""Bad input, tried as a skeptical new user would (issue 18, the API side).
+
+Every case asserts the exception type, that the message names the argument or
+file at fault, and that nothing was changed or lost: a layer's weights, a
+model's weights and the autotune cache file are compared before and after."""
+
+import json
+import os
+import warnings
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import fastconv
+from fastconv.kernels import autotune
+from tests.layer_checks import random_input
+
+# ---------------------------------------------------------------- autotune cache
+
+
+@pytest.fixture
+def measured(monkeypatch):
+    """The requests measured: a fake measurement that picks ``shift``."""
+    calls = []
+
+    def measure(request):
+        calls.append(request)
+        return {n: (0.001 if n == "shift" else 0.002) for n in request.candidates}
+
+    monkeypatch.setattr(autotune, "_measure_request", measure)
+    return calls
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch, measured):
+    """Autotuning on, a private cache path, the fake measurement, and no
+    memory of other tests' caches."""
+    from fastconv.layers import base
+
+    path = tmp_path / "cache" / "autotune.json"
+    monkeypatch.setenv("FASTCONV_AUTOTUNE_CACHE", str(path))
+    monkeypatch.setenv("FASTCONV_AUTOTUNE", "1")
+    monkeypatch.setattr(autotune, "MIN_MACS", 0)
+    monkeypatch.setattr(base, "DENSE_TINY_MACS", 0)
+    monkeypatch.setattr(autotune, "_MEMORY", {})
+    monkeypatch.setattr(autotune, "_WARNED", set())
+    return path
+
+
+def _call_layer():
+    layer = fastconv.CPConv2D(4, 3, rank=2, padding="same")
+    return keras.ops.convert_to_numpy(layer(random_input((2, 8, 8, 4))))
+
+
+def _cache_warnings(caught):
+    return [w for w in caught if issubclass(w.category, autotune.AutotuneCacheWarning)]
+
+
+def _call_with_warnings():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        output = _call_layer()
+    return output, _cache_warnings(caught)
+
+
+CORRUPT_CONTENTS = {
+    "not utf-8": b"\xff\xfe\x80 not text \xc3\x28",
+    "not json": b"{not json",
+    "empty file": b"",
+    "a list": b"[1, 2, 3]",
+    "a number": b"42",
+    "a string": b'"autotune"',
+    "null": b"null",
+    "no entries": b'{"version": 1}',
+    "entries a list": b'{"version": 1, "entries": [1]}',
+    "wrong version": b'{"version": 99, "entries": {}}',
+    "deep nesting": b"[" * 100_000,
+}
+
+
+@pytest.mark.parametrize("content", CORRUPT_CONTENTS.values(), ids=CORRUPT_CONTENTS)
+def test_corrupt_cache_gives_one_warning_and_is_moved_aside_and_rebuilt(
+    cache, measured, content
+):
+    cache.parent.mkdir(parents=True)
+    cache.write_bytes(content)
+    output, caught = _call_with_warnings()
+    assert output.shape == (2, 8, 8, 4)
+    assert len(caught) == 1
+    assert str(cache) in str(caught[0].message)
+    assert "corrupt" in str(caught[0].message)
+    assert cache.with_name("autotune.json.corrupt").read_bytes() == content
+    entries = json.loads(cache.read_text())["entries"]
+    assert [e["choice"] for e in entries.values()] == ["shift"]
+    # The rebuilt file is read by the next layer: no new measurement, no warning.
+    _, caught = _call_with_warnings()
+    assert len(measured) == 1 and not caught
+
+
+def test_malformed_entries_are_skipped_with_one_warning(cache):
+    cache.parent.mkdir(parents=True)
+    good = {"choice": "dense", "median_s": {}}
+    entries = {"a": good, "b": 3, "c": ["x"], "d": {"choice": 7}, "e": {}}
+    cache.write_text(json.dumps({"version": 1, "entries": entries}))
+    with pytest.warns(autotune.AutotuneCacheWarning, match="4 malformed entries"):
+        assert autotune.load_cache(cache) == {"a": good}
+    _call_layer()
+    kept = json.loads(cache.read_text())["entries"]
+    assert kept["a"] == good and len(kept) == 2
+
+
+def test_directory_in_place_of_the_cache_file(cache, measured):
+    cache.mkdir(parents=True)
+    output, caught = _call_with_warnings()
+    assert output.shape == (2, 8, 8, 4)
+    assert len(caught) == 1 and str(cache) in str(caught[0].message)
+    assert "directory" in str(caught[0].message)
+    assert cache.is_dir() and not list(cache.parent.glob(".autotune-*"))
+    # Kept in memory: a second layer is not measured again.
+    _, caught = _call_with_warnings()
+    assert len(measured) == 1 and not caught
+
+
+def test_cache_path_below_a_file_is_unwritable(tmp_path, cache, measured, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    path = blocker / "sub" / "autotune.json"
+    monkeypatch.setenv("FASTCONV_AUTOTUNE_CACHE", str(path))
+    output, caught = _call_with_warnings()
+    assert output.shape == (2, 8, 8, 4)
+    assert len(caught) == 1 and str(path) in str(caught[0].message)
+    assert blocker.read_text() == "not a folder"
+    _call_layer()
+    assert len(measured) == 1
+    assert autotune.load_cache(path) != {}
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads and writes any file")
+def test_read_only_folder_keeps_measurements_in_memory(cache, measured):
+    cache.parent.mkdir(parents=True)
+    cache.parent.chmod(0o500)
+    try:
+        output, caught = _call_with_warnings()
+        assert len(caught) == 1 and "cannot be written" in str(caught[0].message)
+        assert str(cache) in str(caught[0].message)
+        _call_layer()
+        assert len(measured) == 1
+    finally:
+        cache.parent.chmod(0o700)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads and writes any file")
+def test_unreadable_cache_file_is_rebuilt(cache):
+    cache.parent.mkdir(parents=True)
+    cache.write_text("{}")
+    cache.chmod(0o000)
+    output, caught = _call_with_warnings()
+    assert len(caught) == 1 and "cannot be read" in str(caught[0].message)
+    assert json.loads(cache.read_text())["version"] == autotune.CACHE_VERSION
+
+
+def test_valid_cache_is_left_exactly_as_it_was_by_a_reader(cache):
+    cache.parent.mkdir(parents=True)
+    _call_layer()
+    before = cache.read_bytes()
+    assert autotune.load_cache(cache)
+    assert cache.read_bytes() == before
+
+
+@given(content=st.binary(max_size=300))
+def test_any_bytes_in_the_cache_file_never_raise(tmp_path_factory, content):
+    path = tmp_path_factory.mktemp("junk") / "autotune.json"
+    path.write_bytes(content)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        entries = autotune.load_cache(path)
+        autotune._store(path, "key", {"choice": "dense"})
+    assert isinstance(entries, dict)
+    assert autotune.load_cache(path)["key"] == {"choice": "dense"}
+
+
+@given(
+    data=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+        lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+        max_leaves=20,
+    )
+)
+def test_any_json_in_the_cache_file_never_raises(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("json") / "autotune.json"
+    path.write_text(json.dumps({"version": 1, "entries": data}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        entries = autotune.load_cache(path)
+    assert all(isinstance(e.get("choice"), str) for e in entries.values())
+
+
+# ------------------------------------------------------- set_factors, from_factors
+
+
+def _built_cp(use_bias=True):
+    layer = fastconv.CPConv2D(4, 3, rank=2, use_bias=use_bias)
+    layer.build((None, 8, 8, 3))
+    return layer
+
+
+def _weights(layer):
+    return [keras.ops.convert_to_numpy(w).copy() for w in layer.weights]
+
+
+def _unchanged(layer, before):
+    return all(
+        np.array_equal(a, b) for a, b in zip(before, _weights(layer), strict=True)
+    )
+
+
+def _with(factors, name, value):
+    return {**factors, name: value}
+
+
+BAD_FACTORS = {
+    "nan": (lambda f: _with(f, "vertical", np.full((3, 2), np.nan)), "finite"),
+    "inf": (lambda f: _with(f, "horizontal", np.full((3, 2), np.inf)), "finite"),
+    "-inf in one": (
+        lambda f: _with(
+            f, "pointwise_out", np.where(f["pointwise_out"] > 1, -np.inf, 1)
+        ),
+        "finite",
+    ),
+    "complex": (lambda f: _with(f, "vertical", f["vertical"] + 1j), "real numbers"),
+    "strings": (lambda f: _with(f, "vertical", np.full((3, 2), "a")), "real numbers"),
+    "bools": (lambda f: _with(f, "vertical", np.ones((3, 2), bool)), "real numbers"),
+    "objects": (
+        lambda f: _with(f, "vertical", np.array([[None, 1]] * 3, dtype=object)),
+        "real numbers",
+    ),
+    "ragged": (lambda f: _with(f, "vertical", [[1, 2], [3]]), "real numbers"),
+    "transposed": (lambda f: _with(f, "vertical", f["vertical"].T), "shape"),
+    "empty": (lambda f: _with(f, "vertical", np.zeros((0, 2))), "shape"),
+    "scalar": (lambda f: _with(f, "vertical", 1.0), "shape"),
+    "too many dims": (lambda f: _with(f, "vertical", f["vertical"][None]), "shape"),
+    "overflows float32": (
+        lambda f: _with(f, "pointwise_in", np.full((3, 2), 1e300)),
+        "overflows float32",
+    ),
+    "missing": (lambda f: {k: v for k, v in f.items() if k != "vertical"}, "missing"),
+    "extra": (lambda f: _with(f, "core", np.ones((3, 3))), "unexpected"),
+    "bias as a factor": (lambda f: _with(f, "bias", np.ones(4)), "unexpected"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_FACTORS.values(), ids=BAD_FACTORS)
+def test_set_factors_refuses_bad_values_and_changes_nothing(case):
+    make, expected = case
+    layer = _built_cp()
+    before = _weights(layer)
+    good = {k: v + 1.0 for k, v in layer.get_factors().items()}
+    with pytest.raises(ValueError, match=expected) as info:
+        layer.set_factors(make(good), bias=np.ones(4))
+    assert "CPConv2D" in str(info.value)
+    assert _unchanged(layer, before)
+
+
+@pytest.mark.parametrize(
+    "bias, expected",
+    [
+        (np.full(4, np.nan), "bias must be finite"),
+        (np.ones(5), r"bias must have shape \(4,\)"),
+        (np.ones((4, 1)), r"bias must have shape \(4,\)"),
+        ("abcd", "bias must be an array of real numbers"),
+        (np.ones(4, complex), "bias must be an array of real numbers"),
+        (np.full(4, 1e40), "bias overflows float32"),
+    ],
+)
+def test_set_factors_refuses_a_bad_bias_and_changes_nothing(bias, expected):
+    layer = _built_cp()
+    before = _weights(layer)
+    good = {k: v + 1.0 for k, v in layer.get_factors().items()}
+    with pytest.raises(ValueError, match=expected):
+        layer.set_factors(good, bias=bias)
+    assert _unchanged(layer, before)
+
+
+def test_set_factors_bias_without_use_bias_changes_nothing():
+    layer = _built_cp(use_bias=False)
+    before = _weights(layer)
+    good = {k: v + 1.0 for k, v in layer.get_factors().items()}
+    with pytest.raises(ValueError, match="use_bias=False"):
+        layer.set_factors(good, bias=np.ones(4))
+    assert _unchanged(layer, before)
+
+
+@pytest.mark.parametrize("factors", [None, 3, [np.ones(3)], "vertical"])
+def test_set_factors_refuses_what_is_not_a_mapping(factors):
+    layer = _built_cp()
+    before = _weights(layer)
+    with pytest.raises(TypeError, match="factors must be a mapping"):
+        layer.set_factors(factors)
+    assert _unchanged(layer, before)
+
+
+def test_set_factors_on_an_unbuilt_layer():
+    layer = fastconv.CPConv2D(4, 3, rank=2)
+    with pytest.raises(ValueError, match=r"set_factors\(\) needs a built layer"):
+        layer.set_factors({})
+
+
+def test_set_factors_accepts_integers_and_float64():
+    layer = _built_cp()
+    shapes = layer.factor_shapes(3)
+    factors = {k: np.ones(shape, dtype=np.int64) for k, shape in shapes.items()}
+    layer.set_factors(factors, bias=np.arange(4, dtype=np.float64))
+    assert np.all(layer.get_factors()["vertical"] == 1.0)
+
+
+@pytest.mark.parametrize(
+    "factors, expected",
+    [
+        ({}, "KeyError"),
+        ({"pointwise_in": np.ones(3)}, "KeyError"),
+        (
+            {
+                "pointwise_in": np.ones(3),
+                "vertical": np.ones((3, 2)),
+                "horizontal": np.ones((3, 2)),
+                "pointwise_out": np.ones((2, 4)),
+            },
+            "IndexError",
+        ),
+    ],
+)
+def test_from_factors_names_the_factors_it_cannot_read(factors, expected):
+    with pytest.raises(ValueError, match=f"CPConv2D.from_factors.*{expected}"):
+        fastconv.CPConv2D.from_factors(factors)
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [(np.nan, "finite"), (np.inf, "finite"), (1j, "real numbers"), ("x", "real")],
+)
+def test_from_factors_refuses_non_finite_or_non_real_values(value, expected):
+    factors = {
+        "pointwise_in": np.ones((3, 2)),
+        "vertical": np.full((3, 2), value),
+        "horizontal": np.ones((3, 2)),
+        "pointwise_out": np.ones((2, 4)),
+    }
+    with pytest.raises(ValueError, match=f"factor 'vertical' must be .*{expected}"):
+        fastconv.CPConv2D.from_factors(factors)
+
+
+_JUNK_ARRAYS = hnp.arrays(
+    dtype=st.sampled_from(
+        [np.float16, np.float32, np.float64, np.int8, np.bool_, np.complex64]
+    ),
+    shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=4),
+    elements={"allow_nan": True, "allow_infinity": True},
+)
+
+
+@given(junk=_JUNK_ARRAYS, name=st.sampled_from(["vertical", "pointwise_out"]))
+def test_set_factors_with_junk_either_sets_or_changes_nothing(junk, name):
+    layer = _built_cp()
+    before = _weights(layer)
+    factors = _with(layer.get_factors(), name, junk)
+    try:
+        layer.set_factors(factors)
+    except ValueError as exc:
+        assert name in str(exc)
+        assert _unchanged(layer, before)
+    else:
+        assert np.array_equal(layer.get_factors()[name], junk.astype(np.float32))
+        assert all(np.all(np.isfinite(w)) for w in _weights(layer))
