@@ -375,3 +375,129 @@ def test_set_factors_with_junk_either_sets_or_changes_nothing(junk, name):
     else:
         assert np.array_equal(layer.get_factors()[name], junk.astype(np.float32))
         assert all(np.all(np.isfinite(w)) for w in _weights(layer))
+
+
+# ---------------------------------------------------------------- decompositions
+
+DECOMPOSERS = {
+    "cp": (fastconv.decomposition.cp_decompose, 4),
+    "tucker": (fastconv.decomposition.tucker2_decompose, (4, 4)),
+    "factorized": (fastconv.decomposition.spatial_svd_decompose, 4),
+    "separable": (fastconv.decomposition.separable_decompose, 4),
+}
+_BASE_KERNEL = np.random.default_rng(0).standard_normal((3, 3, 8, 16))
+
+
+def _reference_error(method):
+    function, rank = DECOMPOSERS[method]
+    return function(_BASE_KERNEL, rank, **_seed(method)).relative_error
+
+
+def _seed(method):
+    return {"random_state": 0} if method in ("cp", "tucker") else {}
+
+
+@pytest.mark.parametrize("method", DECOMPOSERS)
+@pytest.mark.parametrize("scale", [1e-300, 1e-30, 1e-8, 1e8, 1e30, 1e300])
+def test_decompositions_are_finite_and_as_good_at_any_scale(method, scale):
+    function, rank = DECOMPOSERS[method]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        result = function(_BASE_KERNEL * scale, rank, **_seed(method))
+    assert all(np.all(np.isfinite(f)) for f in result.factors.values())
+    assert result.relative_error == pytest.approx(_reference_error(method), abs=0.02)
+    dense = result.to_dense() / scale
+    error = np.linalg.norm(dense - _BASE_KERNEL) / np.linalg.norm(_BASE_KERNEL)
+    assert error == pytest.approx(result.relative_error, abs=1e-6)
+
+
+@pytest.mark.parametrize("method", DECOMPOSERS)
+def test_mixed_scale_kernel_decomposes_to_finite_factors(method):
+    function, rank = DECOMPOSERS[method]
+    mixed = _BASE_KERNEL * np.where(np.arange(16) < 8, 1e-30, 1e30)
+    result = function(mixed, rank, **_seed(method))
+    assert all(np.all(np.isfinite(f)) for f in result.factors.values())
+    assert 0.0 <= result.relative_error < 1.0
+
+
+@pytest.mark.parametrize("method", DECOMPOSERS)
+def test_all_zero_kernel_gives_zero_reconstruction_without_nan(method):
+    function, rank = DECOMPOSERS[method]
+    result = function(np.zeros((3, 3, 8, 16)), rank, **_seed(method))
+    assert all(np.all(np.isfinite(f)) for f in result.factors.values())
+    assert not np.any(result.to_dense()) and result.relative_error == 0.0
+
+
+@pytest.mark.parametrize("method", DECOMPOSERS)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.int32, np.uint8])
+def test_decompositions_take_any_real_dtype(method, dtype):
+    function, rank = DECOMPOSERS[method]
+    kernel = (_BASE_KERNEL * 4).astype(dtype)
+    result = function(kernel, rank, **_seed(method))
+    assert all(f.dtype == np.float64 for f in result.factors.values())
+    assert result.relative_error < 1.0
+
+
+BAD_KERNELS = {
+    "nan": (np.where(_BASE_KERNEL > 2, np.nan, _BASE_KERNEL), "finite"),
+    "inf": (np.where(_BASE_KERNEL > 2, np.inf, _BASE_KERNEL), "finite"),
+    "complex": (_BASE_KERNEL + 1j, "real"),
+    "strings": (np.full((3, 3, 2, 2), "x"), "numeric"),
+    "3-D": (_BASE_KERNEL[0], "4-D"),
+    "5-D": (_BASE_KERNEL[None], "4-D"),
+    "empty axis": (np.zeros((3, 3, 0, 4)), "empty axis"),
+    "ragged": ([[[[1.0]]], [[[1.0, 2.0]]]], "4-D numeric array"),
+    "None": (None, "numeric"),
+}
+
+
+@pytest.mark.parametrize("method", DECOMPOSERS)
+@pytest.mark.parametrize("case", BAD_KERNELS.values(), ids=BAD_KERNELS)
+def test_decompositions_refuse_bad_kernels_naming_the_argument(method, case):
+    function, rank = DECOMPOSERS[method]
+    kernel, expected = case
+    with pytest.raises(ValueError, match=f"kernel.*{expected}|{expected}.*kernel"):
+        function(kernel, rank)
+
+
+@given(
+    kernel=hnp.arrays(
+        dtype=st.sampled_from([np.float16, np.float32, np.float64, np.int16]),
+        shape=hnp.array_shapes(min_dims=4, max_dims=4, min_side=1, max_side=4),
+        elements={"allow_nan": False, "allow_infinity": False},
+    ),
+    method=st.sampled_from(sorted(DECOMPOSERS)),
+)
+def test_decompositions_of_random_finite_kernels_are_finite(kernel, method):
+    function = DECOMPOSERS[method][0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fastconv.decomposition.RankClampedWarning)
+        result = function(kernel, 1, **_seed(method))
+    assert all(np.all(np.isfinite(f)) for f in result.factors.values())
+    assert np.isfinite(result.relative_error)
+
+
+@given(
+    kernel=hnp.arrays(
+        dtype=np.float64,
+        shape=(3, 3, 2, 2),
+        elements=st.floats(allow_nan=True, allow_infinity=True),
+    ).filter(lambda k: not np.all(np.isfinite(k))),
+    method=st.sampled_from(sorted(DECOMPOSERS)),
+)
+def test_decompositions_refuse_any_non_finite_kernel(kernel, method):
+    with pytest.raises(ValueError, match="kernel must be finite"):
+        DECOMPOSERS[method][0](kernel, 1)
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e300])
+@pytest.mark.parametrize(
+    "method, rank", [("tucker", "vbmf"), ("cp", "vbmf"), ("tucker", "energy:0.9")]
+)
+def test_rank_rules_do_not_depend_on_the_scale(scale, method, rank):
+    kernel = np.random.default_rng(0).standard_normal((3, 3, 32, 64))
+    kernel[..., :8] *= 10  # eight strong output channels: a rank VBMF can see
+    resolve = fastconv.decomposition.resolve_rank
+    expected = resolve(rank, kernel, method)
+    assert np.min(expected) > 1
+    assert resolve(rank, kernel * scale, method) == expected
