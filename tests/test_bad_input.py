@@ -501,3 +501,205 @@ def test_rank_rules_do_not_depend_on_the_scale(scale, method, rank):
     expected = resolve(rank, kernel, method)
     assert np.min(expected) > 1
     assert resolve(rank, kernel * scale, method) == expected
+
+
+# ------------------------------------------------------------------ decompose()
+
+
+def _conv(**kwargs):
+    layer = keras.layers.Conv2D(8, 3, padding="same", name="conv", **kwargs)
+    layer.build((None, 8, 8, 4))
+    return layer
+
+
+def _set_kernel(layer, kernel=None, bias=None):
+    weights = layer.get_weights()
+    if kernel is not None:
+        weights[0] = kernel
+    if bias is not None:
+        weights[1] = bias
+    layer.set_weights(weights)
+
+
+@pytest.mark.parametrize("method", ["cp", "tucker", "factorized", "separable"])
+@pytest.mark.parametrize("scale", [1e-30, 1e30])
+def test_decompose_a_layer_of_extreme_scale_gives_finite_weights(method, scale):
+    conv = _conv()
+    _set_kernel(conv, kernel=conv.get_weights()[0] * scale)
+    before = conv.get_weights()
+    fast = fastconv.decompose(conv, method, rank=2)
+    assert all(np.all(np.isfinite(w)) for w in fast.get_weights())
+    dense = fast.dense_kernel().astype(np.float64) / scale
+    original = before[0].astype(np.float64) / scale
+    assert np.linalg.norm(dense - original) < np.linalg.norm(original)
+    assert all(
+        np.array_equal(a, b) for a, b in zip(before, conv.get_weights(), strict=True)
+    )
+
+
+def test_decompose_an_all_zero_layer_gives_zero_weights():
+    conv = _conv()
+    _set_kernel(conv, kernel=np.zeros((3, 3, 4, 8), np.float32))
+    fast = fastconv.decompose(conv, "tucker", rank=2)
+    assert not np.any(fast.dense_kernel())
+    assert all(np.all(np.isfinite(w)) for w in fast.get_weights())
+
+
+@pytest.mark.parametrize("where", ["kernel", "bias"])
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_decompose_refuses_a_non_finite_layer_naming_it(where, value):
+    conv = _conv()
+    weights = conv.get_weights()
+    weights[0 if where == "kernel" else 1].flat[3] = value
+    conv.set_weights(weights)
+    with pytest.raises(ValueError, match=f"layer 'conv' has NaN or Inf in its {where}"):
+        fastconv.decompose(conv, "tucker", rank=2)
+
+
+@pytest.mark.parametrize(
+    "make, error, expected",
+    [
+        (lambda: keras.layers.Conv2D(8, 3, name="conv"), ValueError, "not built"),
+        (lambda: keras.layers.Dense(4, name="conv"), TypeError, "not a keras"),
+        (lambda: keras.layers.Conv1D(4, 3, name="conv"), TypeError, "Conv1D"),
+        (lambda: keras.layers.DepthwiseConv2D(3, name="conv"), TypeError, "Depthwise"),
+        (lambda: np.ones((3, 3, 4, 8)), TypeError, "ndarray"),
+        (lambda: None, TypeError, "NoneType"),
+    ],
+)
+def test_decompose_refuses_what_is_not_a_built_conv2d(make, error, expected):
+    with pytest.raises(error, match=expected):
+        fastconv.decompose(make(), "tucker", rank=2)
+
+
+def test_decompose_refuses_a_grouped_conv_naming_groups():
+    conv = keras.layers.Conv2D(8, 3, groups=2, name="conv")
+    conv.build((None, 8, 8, 4))
+    with pytest.raises(ValueError, match="groups=2"):
+        fastconv.decompose(conv, "tucker", rank=2)
+
+
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        (dict(method="svd"), "method must be one of"),
+        (dict(method=None), "method must be one of"),
+        (
+            dict(method="tucker", max_error=0.1),
+            "max_error applies only to method='auto'",
+        ),
+        (
+            dict(method="cp", input_shape=(8, 8, 4)),
+            "input_shape applies only to method='auto'",
+        ),
+        (dict(method="auto", max_error=-0.1), "max_error must be a non-negative"),
+        (dict(method="auto", max_error=float("nan")), "max_error must be"),
+        (dict(method="auto", max_error="0.1"), "max_error must be"),
+        (dict(method="auto", input_shape=(0, 8, 4)), "input_shape must be"),
+        (dict(method="auto", input_shape=(8, 8)), "input_shape must be"),
+        (dict(method="tucker", rank=0), "rank"),
+        (dict(method="tucker", rank=-1.0), "rank"),
+        (dict(method="tucker", rank="energy:2"), "rank"),
+        (dict(method="cp", rank=True), "rank"),
+    ],
+)
+def test_decompose_refuses_arguments_that_cannot_apply(kwargs, expected):
+    conv = _conv()
+    before = conv.get_weights()
+    kwargs.setdefault("rank", 2)
+    with pytest.raises(ValueError, match=expected) as info:
+        fastconv.decompose(conv, **kwargs)
+    assert "conv" in str(info.value)
+    assert all(
+        np.array_equal(a, b) for a, b in zip(before, conv.get_weights(), strict=True)
+    )
+
+
+@pytest.mark.parametrize(
+    "method, option", [("tucker", "init"), ("factorized", "tol"), ("cp", "rnak")]
+)
+def test_decompose_refuses_options_the_method_does_not_take(method, option):
+    with pytest.raises(TypeError, match=f"takes no option {option!r}"):
+        fastconv.decompose(_conv(), method, rank=2, **{option: 1})
+
+
+# -------------------------------------------------------------- convert_model()
+
+
+def _model():
+    inputs = keras.Input((8, 8, 3), name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same", name="stem")(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", name="c1")(x)
+    x = keras.layers.Conv2D(8, 3, padding="same", groups=2, name="grouped")(x)
+    x = keras.layers.Conv2D(8, 1, name="pointwise")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = keras.layers.Dense(2, name="head")(x)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, expected",
+    [
+        (dict(layers=["nope"]), ValueError, "layers names 'nope'"),
+        (dict(layers=[]), ValueError, r"layers=\[\] names no layer"),
+        (dict(layers=["head"]), TypeError, "layers names 'head', a Dense"),
+        (dict(layers="c[1"), ValueError, "not a valid regular expression"),
+        (dict(layers="zzz.*"), ValueError, "matches no convolution"),
+        (dict(layers="grouped"), ValueError, "selects no convolution that can be"),
+        (dict(layers="stem"), ValueError, "skip_first=True"),
+        (dict(layers="pointwise", method="cp"), ValueError, "selects no convolution"),
+        (dict(layers=lambda layer: False), ValueError, "selects no convolution"),
+        (dict(layers=3), TypeError, "layers must be None"),
+        (dict(overrides={"nope": {"rank": 2}}), ValueError, "overrides names 'nope'"),
+        (dict(overrides={"head": {"rank": 2}}), ValueError, "'head', a Dense"),
+        (dict(overrides={"pool": {}}), ValueError, "not a convolution"),
+        (dict(overrides={"c1": 2}), TypeError, r"overrides\['c1'\] must be a dict"),
+        (dict(overrides=[("c1", {})]), TypeError, "overrides must be a dict"),
+        (dict(overrides={"c1": {"rnak": 2}}), TypeError, "no option 'rnak'"),
+        (dict(overrides={"c1": {"method": "x"}}), ValueError, "method must be one"),
+        (dict(overrides={"grouped": {"rank": 2}}), ValueError, "groups=2"),
+        (dict(max_error=0.1), ValueError, "max_error=0.1 applies only"),
+        (dict(method="bogus"), ValueError, "method must be one of"),
+        (dict(min_speedup=0), ValueError, "min_speedup must be"),
+        (dict(min_speedup=float("inf")), ValueError, "min_speedup must be"),
+        (dict(min_speedup=float("nan")), ValueError, "min_speedup must be"),
+        (dict(batch_size=0), ValueError, "batch_size must be"),
+        (dict(batch_size=2.5), ValueError, "batch_size must be"),
+        (dict(timing_repeats=-1), ValueError, "timing_repeats must be"),
+        (dict(skip_first="no"), TypeError, "skip_first must be a bool"),
+        (dict(progress="yes"), TypeError, "progress must be"),
+        (dict(rank="half"), ValueError, "rank"),
+        (dict(random_state=-1), ValueError, "random_state"),
+    ],
+)
+def test_convert_model_refuses_bad_arguments_and_leaves_the_model_alone(
+    kwargs, error, expected
+):
+    model = _model()
+    before = model.get_weights()
+    kwargs = {"method": "tucker", "rank": 2, "progress": False, **kwargs}
+    with pytest.raises(error, match=expected):
+        fastconv.convert_model(model, **kwargs)
+    after = model.get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_convert_model_max_error_is_used_with_auto():
+    model = _model()
+    _, report = fastconv.convert_model(
+        model, "auto", rank=2, max_error=0.9, layers=["c1"], progress=False
+    )
+    assert [row.name for row in report.rows if row.converted] == ["c1"]
+
+
+@pytest.mark.parametrize(
+    "model, error, expected",
+    [
+        (None, TypeError, "model must be a keras.Model"),
+        (keras.layers.Conv2D(2, 3), TypeError, "model must be a keras.Model"),
+        (keras.Sequential([keras.layers.Conv2D(2, 3)]), ValueError, "not built"),
+    ],
+)
+def test_convert_model_refuses_what_is_not_a_built_model(model, error, expected):
+    with pytest.raises(error, match=expected):
+        fastconv.convert_model(model, progress=False)

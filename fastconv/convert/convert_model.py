@@ -183,7 +183,13 @@ def _matcher(layers, sites, everything) -> tuple[Callable, bool]:
     if layers is None:
         return (lambda site: isinstance(site.layer, keras.layers.Conv2D)), False
     if isinstance(layers, str | re.Pattern):
-        pattern = re.compile(layers) if isinstance(layers, str) else layers
+        try:
+            pattern = re.compile(layers) if isinstance(layers, str) else layers
+        except re.error as exc:
+            raise ValueError(
+                f"convert_model: layers={layers!r} is not a valid regular "
+                f"expression ({exc})"
+            ) from None
 
         def predicate(site):
             return (
@@ -202,6 +208,11 @@ def _matcher(layers, sites, everything) -> tuple[Callable, bool]:
     if isinstance(layers, list | tuple | set | frozenset) and all(
         isinstance(name, str) for name in layers
     ):
+        if not layers:
+            raise ValueError(
+                f"convert_model: layers={layers!r} names no layer; pass None for "
+                f"the default choice or some of {_names(sites)}"
+            )
         chosen = {
             id(layer)
             for name in layers
@@ -262,6 +273,12 @@ def _plan(sites, everything, layers, skip_first, overrides, method, rank, option
                 f"{{'method': 'cp', 'rank': 8}}, received {settings!r}"
             )
         for layer in _lookup(name, everything, sites, "overrides"):
+            if not _is_conv(layer):
+                raise ValueError(
+                    f"convert_model: overrides names {name!r}, a "
+                    f"{type(layer).__name__}, which is not a convolution; the "
+                    f"convolutions are {_names(sites)}"
+                )
             overridden[id(layer)] = dict(settings)
 
     plans = []
@@ -291,7 +308,25 @@ def _plan(sites, everything, layers, skip_first, overrides, method, rank, option
             if reason is not None:
                 plan.selected, plan.reason = False, reason
         plan.method, plan.rank, plan.options = layer_method, layer_rank, settings
+        if plan.selected and "max_error" in settings and layer_method != "auto":
+            raise ValueError(
+                f"convert_model: max_error={settings['max_error']!r} applies only to "
+                f"method='auto', and layer {site.full_name!r} uses "
+                f"method={layer_method!r}"
+            )
         plans.append(plan)
+    if (
+        layers is not None
+        and not strict
+        and not any(p.selected and predicate(p.site) for p in plans)
+    ):
+        matched = [site.full_name for site in sites if predicate(site)]
+        raise ValueError(
+            f"convert_model: layers={layers!r} selects no convolution that can be "
+            f"converted (it matches {matched}, kept for the reasons "
+            f"{[p.reason for p in plans if predicate(p.site)]}); the convolutions "
+            f"are {_names(sites)}"
+        )
     return plans
 
 
@@ -418,9 +453,11 @@ def _check_args(method, min_speedup, batch_size, skip_first, timing_repeats):
             f"convert_model: method must be one of {', '.join(map(repr, METHODS))}, "
             f"received method={method!r}"
         )
-    if min_speedup is not None and not (is_number(min_speedup) and min_speedup > 0):
+    if min_speedup is not None and not (
+        is_number(min_speedup) and 0 < min_speedup < float("inf")
+    ):
         raise ValueError(
-            "convert_model: min_speedup must be None or a positive number, "
+            "convert_model: min_speedup must be None or a positive finite number, "
             f"received min_speedup={min_speedup!r}"
         )
     for name, value in (("batch_size", batch_size), ("timing_repeats", timing_repeats)):
