@@ -703,3 +703,164 @@ def test_convert_model_max_error_is_used_with_auto():
 def test_convert_model_refuses_what_is_not_a_built_model(model, error, expected):
     with pytest.raises(error, match=expected):
         fastconv.convert_model(model, progress=False)
+
+
+# ------------------------------------------------------------------- finetune()
+
+
+def _compiled_model():
+    model = keras.Sequential(
+        [keras.Input((4, 4, 2)), keras.layers.Conv2D(2, 3), keras.layers.Flatten()]
+    )
+    model.compile(loss="mse")
+    return model
+
+
+_X = np.zeros((4, 4, 4, 2), np.float32)
+_Y = np.zeros((4, 8), np.float32)
+
+
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        (dict(learning_rate=0.0), "learning_rate must be a positive finite"),
+        (dict(learning_rate=float("inf")), "learning_rate must be"),
+        (dict(learning_rate=float("nan")), "learning_rate must be"),
+        (dict(learning_rate="1e-4"), "learning_rate must be"),
+        (
+            dict(optimizer=keras.optimizers.SGD(), learning_rate=1e-3),
+            "learning_rate=0.001 cannot apply to an optimizer instance",
+        ),
+        (dict(optimizer="rmsprop"), "optimizer must be 'adam', 'sgd'"),
+        (dict(epochs=0), "epochs must be a positive int"),
+        (dict(epochs=1.5), "epochs must be a positive int"),
+        (dict(batch_size=0), "batch_size must be None or a positive int"),
+        (dict(x=np.full_like(_X, np.nan)), "x holds NaN or Inf"),
+        (dict(y=np.where(_Y == 0, np.inf, _Y)), "y holds NaN or Inf"),
+        (dict(x=[np.full_like(_X, np.nan)]), "x holds NaN or Inf"),
+    ],
+)
+def test_finetune_refuses_before_touching_the_model(kwargs, expected):
+    model = _compiled_model()
+    before = model.get_weights()
+    optimizer = model.optimizer
+    arguments = {"x": _X, "y": _Y, **kwargs}
+    with pytest.raises(ValueError, match=expected):
+        fastconv.finetune(model, **arguments)
+    assert model.optimizer is optimizer
+    assert all(
+        np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True)
+    )
+
+
+def test_finetune_refuses_what_is_not_a_model():
+    with pytest.raises(TypeError, match="model must be a keras.Model"):
+        fastconv.finetune(keras.layers.Dense(2), _X, _Y)
+
+
+def test_finetune_without_a_loss_names_the_model():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)], name="bare")
+    with pytest.raises(ValueError, match="model 'bare' has no compiled loss"):
+        fastconv.finetune(model, np.zeros((2, 2)), np.zeros((2, 1)))
+
+
+# ------------------------------------------------------------------------ cost
+
+_cost = fastconv.cost
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, expected",
+    [
+        (((8, 8, 0), 4, 3), {}, "input_shape's height, width and channels"),
+        (((0, 8, 3), 4, 3), {}, "input_shape's height"),
+        (((-8, 8, 3), 4, 3), {}, "input_shape's height"),
+        (((8.5, 8, 3), 4, 3), {}, "input_shape's height"),
+        (((0, 8, 8, 3), 4, 3), {}, "batch size must be None or a positive int"),
+        (("883", 4, 3), {}, "input_shape must be"),
+        ((8, 4, 3), {}, "input_shape must be"),
+        (((8, 8, 3), 0, 3), {}, "filters must be a positive int"),
+        (((8, 8, 3), 2.0, 3), {}, "filters must be a positive int"),
+        (((8, 8, 3), 4, 0), {}, "kernel_size must be a positive int"),
+        (((8, 8, 3), 4, (3, 3, 3)), {}, "kernel_size must be"),
+        (((8, 8, 3), 4, True), {}, "kernel_size must be"),
+        (((8, 8, 3), 4, 3), {"strides": 0}, "strides must be"),
+        (((8, 8, 3), 4, 3), {"dilation_rate": -1}, "dilation_rate must be"),
+        (((8, 8, 3), 4, 3), {"padding": "full"}, "padding must be 'valid' or"),
+        (((8, 8, 3), 4, 3), {"groups": 2}, "groups=2 must divide"),
+        (((8, 8, 4), 4, 3), {"groups": 0}, "groups must be a positive int"),
+        (((2, 8, 3), 4, 3), {}, "shorter than the kernel"),
+        (((8, 8, 3), 4, 3), {"dilation_rate": 4}, "shorter than the kernel"),
+    ],
+)
+def test_conv2d_cost_refuses_shapes_that_cannot_exist(args, kwargs, expected):
+    with pytest.raises(ValueError, match=expected):
+        _cost.conv2d_cost(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        ((0, 3, 1, "valid"), "length must be"),
+        ((8, 0, 1, "valid"), "kernel must be"),
+        ((8, 3, 0, "same"), "stride must be"),
+        ((8, 3, 1, "valid", 0), "dilation must be"),
+        ((8, 3, 1, "causal"), "padding must be"),
+        ((2, 3, 1, "valid"), "output would be empty"),
+    ],
+)
+def test_conv_output_length_refuses_what_cannot_exist(args, expected):
+    with pytest.raises(ValueError, match=expected):
+        _cost.conv_output_length(*args)
+
+
+def test_conv_output_length_keeps_unknown_and_exact_fit():
+    assert _cost.conv_output_length(None, 3, 1, "valid") is None
+    assert _cost.conv_output_length(3, 3, 1, "valid") == 1
+    assert _cost.conv_output_length(1, 3, 2, "same") == 1
+
+
+@pytest.mark.parametrize("units", [(0, 4), (4, -1), (4.0, 4)])
+def test_dense_cost_refuses_non_positive_units(units):
+    with pytest.raises(ValueError, match="units_"):
+        _cost.dense_cost(*units)
+
+
+@pytest.mark.parametrize(
+    "shape, expected",
+    [
+        ((None, 2, 2, 3), "shorter than the kernel"),
+        ((None, 8, 0, 3), "input_shape's height"),
+        ((None, 8, None, 3), "needs known height"),
+        ((8, 8), "input_shape must be"),
+    ],
+)
+def test_layer_cost_refuses_impossible_shapes(shape, expected):
+    layer = fastconv.CPConv2D(4, 3, rank=2)
+    with pytest.raises(ValueError, match=expected):
+        layer.cost(shape)
+
+
+def test_dense_layer_cost_needs_known_sizes():
+    dense = keras.layers.Dense(3, name="head")
+    with pytest.raises(ValueError, match="Dense layer 'head'"):
+        _cost.layer_cost(dense, (None, None, 4))
+
+
+@given(
+    shape=st.tuples(
+        st.one_of(st.none(), st.integers(-3, 12)),
+        st.integers(-3, 12),
+        st.integers(-3, 12),
+        st.integers(-3, 6),
+    ),
+    kernel=st.integers(-1, 5),
+    stride=st.integers(-1, 3),
+    padding=st.sampled_from(["valid", "same", "other"]),
+)
+def test_conv2d_cost_is_positive_or_refused(shape, kernel, stride, padding):
+    try:
+        cost = _cost.conv2d_cost(shape, 4, kernel, strides=stride, padding=padding)
+    except ValueError:
+        return
+    assert cost.macs > 0 and cost.params > 0
