@@ -864,3 +864,19 @@ def test_conv2d_cost_is_positive_or_refused(shape, kernel, stride, padding):
     except ValueError:
         return
     assert cost.macs > 0 and cost.params > 0
+
+
+@given(
+    junk=st.dictionaries(
+        st.sampled_from(["pointwise_in", "vertical", "horizontal", "pointwise_out"]),
+        _JUNK_ARRAYS,
+        max_size=4,
+    )
+)
+def test_from_factors_with_junk_builds_a_finite_layer_or_refuses(junk):
+    try:
+        layer = fastconv.CPConv2D.from_factors(junk)
+    except ValueError as exc:
+        assert "CPConv2D" in str(exc)
+    else:
+        assert all(np.all(np.isfinite(w)) for w in _weights(layer))
