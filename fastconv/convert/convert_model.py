@@ -320,12 +320,18 @@ def _plan(sites, everything, layers, skip_first, overrides, method, rank, option
         and not strict
         and not any(p.selected and predicate(p.site) for p in plans)
     ):
-        matched = [site.full_name for site in sites if predicate(site)]
+        kept = {p.site.full_name: p.reason for p in plans if predicate(p.site)}
+        convertible = [
+            p.site.full_name
+            for p in plans
+            if not (skip_first and p.site.first)
+            and p.method in METHODS
+            and _skip_reason(p.site.layer, p.method) is None
+        ]
         raise ValueError(
             f"convert_model: layers={layers!r} selects no convolution that can be "
-            f"converted (it matches {matched}, kept for the reasons "
-            f"{[p.reason for p in plans if predicate(p.site)]}); the convolutions "
-            f"are {_names(sites)}"
+            f"converted (it matches {kept}); the convertible convolutions are "
+            f"{convertible}"
         )
     return plans
 
