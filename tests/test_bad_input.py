@@ -880,3 +880,39 @@ def test_from_factors_with_junk_builds_a_finite_layer_or_refuses(junk):
         assert "CPConv2D" in str(exc)
     else:
         assert all(np.all(np.isfinite(w)) for w in _weights(layer))
+
+
+# ----------------------------------------------------------------------- evbmf
+
+
+def _noisy_low_rank():
+    rng = np.random.default_rng(0)
+    low = rng.normal(size=(40, 3)) @ rng.normal(size=(3, 100))
+    return 3 * low + rng.normal(size=(40, 100))
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-30, 1e30, 1e150])
+def test_evbmf_rank_does_not_depend_on_the_scale(scale):
+    matrix = _noisy_low_rank()
+    reference = fastconv.decomposition.evbmf(matrix)
+    result = fastconv.decomposition.evbmf(matrix * scale)
+    assert reference.rank == result.rank == 3
+    assert result.threshold == pytest.approx(reference.threshold * scale, rel=1e-6)
+    assert np.all(np.isfinite(result.singular_values))
+
+
+@pytest.mark.parametrize(
+    "matrix, expected",
+    [
+        (_noisy_low_rank() + 1j, "real numbers, received matrix with dtype complex"),
+        (np.array([["a", "b"]]), "real numbers"),
+        ([[1.0, 2.0], [3.0]], "real numbers, received a list"),
+        (np.array([[np.nan, 1.0]]), "matrix must be finite"),
+        (np.ones(4), "non-empty 2-D"),
+        (np.ones((0, 4)), "non-empty 2-D"),
+        (_noisy_low_rank() * 1e300, "too large for its noise variance"),
+    ],
+)
+def test_evbmf_refuses_what_it_cannot_take(matrix, expected):
+    with pytest.raises(ValueError, match=f"matrix.*{expected}|{expected}"):
+        fastconv.decomposition.evbmf(matrix)
