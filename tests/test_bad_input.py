@@ -916,3 +916,12 @@ def test_evbmf_rank_does_not_depend_on_the_scale(scale):
 def test_evbmf_refuses_what_it_cannot_take(matrix, expected):
     with pytest.raises(ValueError, match=f"matrix.*{expected}|{expected}"):
         fastconv.decomposition.evbmf(matrix)
+
+
+@pytest.mark.parametrize("blank", ["", "  ", "\t"])
+def test_blank_cache_variables_count_as_unset(monkeypatch, tmp_path, blank):
+    monkeypatch.setenv("FASTCONV_AUTOTUNE_CACHE", blank)
+    monkeypatch.setenv("FASTCONV_DATA_DIR", str(tmp_path))
+    assert autotune.cache_path() == tmp_path / "autotune.json"
+    monkeypatch.setenv("FASTCONV_DATA_DIR", blank)
+    assert autotune.cache_path().parts[-2:] == ("fastconv", "autotune.json")

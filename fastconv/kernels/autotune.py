@@ -155,11 +155,14 @@ def autotune_enabled() -> bool:
 
 
 def cache_path() -> Path:
-    """``$FASTCONV_AUTOTUNE_CACHE``, else ``autotune.json`` in the data directory."""
-    configured = os.environ.get("FASTCONV_AUTOTUNE_CACHE")
+    """``$FASTCONV_AUTOTUNE_CACHE``, else ``autotune.json`` in the data directory.
+
+    A variable that is empty or only blanks counts as unset (a blank path
+    would name a file in the working directory)."""
+    configured = os.environ.get("FASTCONV_AUTOTUNE_CACHE", "").strip()
     if configured:
         return Path(configured).expanduser()
-    data_dir = os.environ.get("FASTCONV_DATA_DIR")
+    data_dir = os.environ.get("FASTCONV_DATA_DIR", "").strip()
     base = Path(data_dir).expanduser() if data_dir else Path.home() / ".cache/fastconv"
     return base / "autotune.json"
 
