@@ -925,3 +925,17 @@ def test_blank_cache_variables_count_as_unset(monkeypatch, tmp_path, blank):
     assert autotune.cache_path() == tmp_path / "autotune.json"
     monkeypatch.setenv("FASTCONV_DATA_DIR", blank)
     assert autotune.cache_path().parts[-2:] == ("fastconv", "autotune.json")
+
+
+def test_decompose_factors_that_overflow_float16_name_the_layer():
+    conv = keras.layers.Conv2D(8, 3, name="conv", dtype="float16")
+    conv.build((None, 8, 8, 4))
+    # Tucker's core carries the scale: a constant kernel of 6e4 has core
+    # entries of 6e4 * sqrt(4 * 8), beyond float16's 65504.
+    conv.set_weights([np.full((3, 3, 4, 8), 6e4, np.float16), np.zeros(8, np.float16)])
+    before = conv.get_weights()
+    with pytest.raises(ValueError, match="layer 'conv', method 'tucker'.*float16"):
+        fastconv.decompose(conv, "tucker", rank=1)
+    assert all(
+        np.array_equal(a, b) for a, b in zip(before, conv.get_weights(), strict=True)
+    )

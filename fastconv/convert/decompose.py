@@ -331,9 +331,14 @@ def _one(source: _Source, method: str, rank, options: dict, new_name: str, *, qu
         raise ValueError(
             f"decompose: layer {source.name!r}, method {method!r}: {exc}"
         ) from None
-    layer = _LAYERS[method].from_factors(
-        result.factors, bias=source.bias, name=new_name, **source.kwargs
-    )
+    try:
+        layer = _LAYERS[method].from_factors(
+            result.factors, bias=source.bias, name=new_name, **source.kwargs
+        )
+    except ValueError as exc:  # factors that overflow the layer's dtype
+        raise ValueError(
+            f"decompose: layer {source.name!r}, method {method!r}: {exc}"
+        ) from None
     return Decomposition(layer, method, value, float(result.relative_error))
 
 
