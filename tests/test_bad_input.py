@@ -670,6 +670,17 @@ def _model():
         (dict(progress="yes"), TypeError, "progress must be"),
         (dict(rank="half"), ValueError, "rank"),
         (dict(random_state=-1), ValueError, "random_state"),
+        (
+            dict(calibration_data=np.full((2, 8, 8, 3), np.nan, np.float32)),
+            ValueError,
+            "calibration_data holds NaN or Inf",
+        ),
+        (
+            dict(calibration_data=np.zeros((0, 8, 8, 3), np.float32)),
+            ValueError,
+            "calibration_data must hold at least one example",
+        ),
+        (dict(calibration_data=[]), ValueError, "calibration_data holds no arrays"),
     ],
 )
 def test_convert_model_refuses_bad_arguments_and_leaves_the_model_alone(

@@ -479,6 +479,27 @@ def _check_args(method, min_speedup, batch_size, skip_first, timing_repeats):
         )
 
 
+def _check_calibration(data) -> None:
+    """Refuses calibration data that would give no or NaN errors: no arrays,
+    no examples, arrays of different lengths, or NaN/Inf in an array."""
+    leaves = keras.tree.flatten(data)
+    if not leaves:
+        raise ValueError("convert_model: calibration_data holds no arrays")
+    lengths = {int(np.shape(leaf)[0]) if np.ndim(leaf) else 0 for leaf in leaves}
+    if len(lengths) != 1 or 0 in lengths:
+        raise ValueError(
+            "convert_model: calibration_data must hold at least one example, with "
+            f"the same number in every array, received lengths {sorted(lengths)}"
+        )
+    for leaf in leaves:
+        if isinstance(leaf, np.ndarray) and leaf.dtype.kind == "f":
+            if not np.all(np.isfinite(leaf)):
+                raise ValueError(
+                    "convert_model: calibration_data holds NaN or Inf; the errors "
+                    "measured on it would be NaN"
+                )
+
+
 def _progress(total: int, progress):
     from tqdm.auto import tqdm
 
@@ -623,6 +644,8 @@ def convert_model(
         ['kept: first convolution (skip_first=True)', 'converted']
     """
     _check_args(method, min_speedup, batch_size, skip_first, timing_repeats)
+    if calibration_data is not None:
+        _check_calibration(calibration_data)
     function = _check_model(model)
     sites, everything = {}, {}
     _walk(function, False, (), sites, everything)
