@@ -950,3 +950,33 @@ def test_decompose_factors_that_overflow_float16_name_the_layer():
     assert all(
         np.array_equal(a, b) for a, b in zip(before, conv.get_weights(), strict=True)
     )
+
+
+_ANY_ARRAYS = hnp.arrays(
+    dtype=st.sampled_from([np.float16, np.float64, np.int8, np.bool_, np.complex64]),
+    shape=hnp.array_shapes(min_dims=0, max_dims=5, min_side=0, max_side=4),
+    elements={"allow_nan": True, "allow_infinity": True},
+)
+
+
+@given(junk=_ANY_ARRAYS)
+def test_evbmf_with_junk_returns_a_finite_rank_or_refuses(junk):
+    try:
+        result = fastconv.decomposition.evbmf(junk)
+    except ValueError as exc:
+        assert "matrix" in str(exc)
+    else:
+        assert junk.ndim == 2 and 0 <= result.rank <= min(junk.shape)
+        assert np.all(np.isfinite(result.singular_values))
+
+
+@given(junk=_ANY_ARRAYS, rank=st.sampled_from([1, 0.5, "vbmf", "energy:0.9"]))
+def test_resolve_rank_with_junk_returns_a_rank_or_refuses(junk, rank):
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", fastconv.decomposition.RankClampedWarning)
+            value = fastconv.decomposition.resolve_rank(rank, junk, "cp")
+    except ValueError as exc:
+        assert "kernel" in str(exc)
+    else:
+        assert junk.ndim == 4 and value >= 1
