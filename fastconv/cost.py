@@ -17,6 +17,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from fastconv._validation import is_int, is_int_at_least
+
 __all__ = [
     "Cost",
     "conv_output_length",
@@ -66,21 +68,57 @@ def conv_output_length(
         stride: stride.
         padding: ``"valid"`` or ``"same"``.
         dilation: dilation rate.
+
+    Raises:
+        ValueError: a size that is not a positive int, a padding other than
+            ``"valid"``/``"same"``, or a ``"valid"`` kernel longer than the
+            input (the output would be empty).
     """
     if length is None:
         return None
+    for name, value in (
+        ("length", length),
+        ("kernel", kernel),
+        ("stride", stride),
+        ("dilation", dilation),
+    ):
+        _check_positive(name, value)
+    if padding not in ("valid", "same"):
+        raise ValueError(
+            f"padding must be 'valid' or 'same', received padding={padding!r}"
+        )
     if padding == "same":
         return -(-length // stride)
     effective = (kernel - 1) * dilation + 1
-    return max(0, -(-(length - effective + 1) // stride))
+    if length < effective:
+        raise ValueError(
+            f"an input of length {length} is shorter than the kernel ({kernel}, "
+            f"{effective} with dilation {dilation}): with padding='valid' the "
+            "output would be empty"
+        )
+    return -(-(length - effective + 1) // stride)
+
+
+def _check_positive(name: str, value) -> None:
+    if not is_int_at_least(value, 1):
+        raise ValueError(f"{name} must be a positive int, received {name}={value!r}")
 
 
 def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
-    if isinstance(value, int):
-        return (value, value)
-    value = tuple(value)
-    if len(value) != 2:
-        raise ValueError(f"{name} must be an int or a pair, received {name}={value!r}")
+    if is_int(value):
+        value = (value, value)
+    try:
+        value = tuple(value)
+    except TypeError:
+        raise ValueError(
+            f"{name} must be a positive int or a pair of them, received {name}="
+            f"{value!r}"
+        ) from None
+    if len(value) != 2 or not all(is_int_at_least(v, 1) for v in value):
+        raise ValueError(
+            f"{name} must be a positive int or a pair of them, received {name}="
+            f"{value!r}"
+        )
     return (int(value[0]), int(value[1]))
 
 
@@ -90,15 +128,24 @@ def spatial_dims(
     """Split an image shape, with or without a batch axis, into (H, W, C).
 
     Raises:
-        ValueError: if the shape is not 3-D or 4-D, or has unknown sizes.
+        ValueError: if the shape is not 3-D or 4-D, or has unknown sizes or
+            sizes that are not positive ints.
     """
-    shape = tuple(input_shape)
+    try:
+        shape = tuple(input_shape) if not isinstance(input_shape, str) else ()
+    except TypeError:
+        shape = ()
     if len(shape) == 4:
-        shape = shape[1:]
+        batch, shape = shape[0], shape[1:]
+        if batch is not None and not is_int_at_least(batch, 1):
+            raise ValueError(
+                "input_shape's batch size must be None or a positive int, received "
+                f"input_shape={input_shape!r}"
+            )
     if len(shape) != 3:
         raise ValueError(
             "input_shape must be (H, W, C) or (batch, H, W, C) (channels first: "
-            f"(C, H, W)), received input_shape={tuple(input_shape)!r}"
+            f"(C, H, W)), received input_shape={input_shape!r}"
         )
     if data_format == "channels_first":
         c, h, w = shape
@@ -107,6 +154,11 @@ def spatial_dims(
     if any(v is None for v in (h, w, c)):
         raise ValueError(
             "input_shape needs known height, width and channels to be costed, "
+            f"received input_shape={tuple(input_shape)!r}"
+        )
+    if not all(is_int_at_least(v, 1) for v in (h, w, c)):
+        raise ValueError(
+            "input_shape's height, width and channels must be positive ints, "
             f"received input_shape={tuple(input_shape)!r}"
         )
     return int(h), int(w), int(c)
@@ -129,6 +181,13 @@ def conv2d_cost(
     ``params = k_h * k_w * C_in / groups * filters (+ filters for the bias)``.
     """
     h, w, c_in = spatial_dims(input_shape, data_format)
+    _check_positive("filters", filters)
+    _check_positive("groups", groups)
+    if c_in % groups or filters % groups:
+        raise ValueError(
+            f"groups={groups!r} must divide the input channels ({c_in}) and "
+            f"filters ({filters})"
+        )
     kh, kw = _pair(kernel_size, "kernel_size")
     sh, sw = _pair(strides, "strides")
     dh, dw = _pair(dilation_rate, "dilation_rate")
@@ -166,6 +225,8 @@ def depthwise_conv2d_cost(
 
 def dense_cost(units_in: int, units_out: int, use_bias: bool = True) -> Cost:
     """Cost of a ``Dense`` layer on a flat input of ``units_in`` features."""
+    _check_positive("units_in", units_in)
+    _check_positive("units_out", units_out)
     return Cost(
         units_in * units_out + (units_out if use_bias else 0), units_in * units_out
     )
@@ -241,6 +302,12 @@ def layer_cost(layer, input_shape: Sequence[int | None]) -> Cost:
         )
     if isinstance(layer, keras.layers.Dense):
         shape = tuple(input_shape)
+        if len(shape) < 2 or not all(is_int_at_least(v, 1) for v in shape[1:]):
+            raise ValueError(
+                f"input_shape of Dense layer {layer.name!r} must be (batch, ..., "
+                f"features) with known positive sizes, received "
+                f"input_shape={input_shape!r}"
+            )
         units_in = int(shape[-1])
         positions = math.prod(int(v) for v in shape[1:-1])
         base = dense_cost(units_in, layer.units, layer.use_bias)

@@ -5,7 +5,13 @@ import math
 import numpy as np
 import pytest
 
-from fastconv._validation import is_int, is_int_at_least, is_number
+from fastconv._validation import (
+    check_array,
+    check_arrays,
+    is_int,
+    is_int_at_least,
+    is_number,
+)
 
 
 @pytest.mark.parametrize("value", [0, 3, -2, np.int64(4), np.uint8(1)])
@@ -56,3 +62,39 @@ def test_the_checks_accept_numpy_integers_and_name_bad_values():
     )
     with pytest.raises(ValueError, match=r"received repeats=True"):
         timing.measure(lambda: None, repeats=True)
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (np.array([1.0, np.nan]), "finite"),
+        (np.array([np.inf]), "finite"),
+        (np.array([1 + 2j]), "real numbers, received dtype complex128"),
+        (np.array([True]), "real numbers, received dtype bool"),
+        (np.array(["1"]), "real numbers"),
+        (np.array([None], dtype=object), "real numbers, received dtype object"),
+        ([[1.0], [1.0, 2.0]], "real numbers, received a list"),
+    ],
+)
+def test_check_array_refuses_non_real_or_non_finite_values(value, expected):
+    with pytest.raises(ValueError, match=f"^Owner: factor 'w' must be .*{expected}"):
+        check_array("Owner", "factor 'w'", value)
+
+
+def test_check_array_shape_and_dtype():
+    assert check_array("O", "x", [1, 2], shape=(2,)).dtype.kind == "i"
+    assert check_array("O", "x", [1, 2], dtype="float32").dtype == np.float32
+    with pytest.raises(ValueError, match=r"x must have shape \(3,\), received shape"):
+        check_array("O", "x", [1, 2], shape=(3,))
+    with pytest.raises(ValueError, match="x overflows float16"):
+        check_array("O", "x", [1e5], dtype="float16")
+
+
+def test_check_arrays_checks_every_name_before_returning():
+    shapes = {"a": (2,), "b": (1,)}
+    checked = check_arrays("O", {"b": [3.0], "a": [1, 2]}, shapes, "float64")
+    assert list(checked) == ["a", "b"] and checked["a"].dtype == np.float64
+    with pytest.raises(ValueError, match=r"missing \['b'\], unexpected \['c'\]"):
+        check_arrays("O", {"a": [1, 2], "c": [1.0]}, shapes)
+    with pytest.raises(ValueError, match="factor 'b' must be finite"):
+        check_arrays("O", {"a": [1, 2], "b": [np.nan]}, shapes)

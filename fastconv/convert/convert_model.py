@@ -172,7 +172,13 @@ def _matcher(layers, sites, everything) -> tuple[Callable, bool]:
     if layers is None:
         return (lambda site: isinstance(site.layer, keras.layers.Conv2D)), False
     if isinstance(layers, str | re.Pattern):
-        pattern = re.compile(layers) if isinstance(layers, str) else layers
+        try:
+            pattern = re.compile(layers) if isinstance(layers, str) else layers
+        except re.error as exc:
+            raise ValueError(
+                f"convert_model: layers={layers!r} is not a valid regular "
+                f"expression ({exc})"
+            ) from None
 
         def predicate(site):
             return (
@@ -191,6 +197,11 @@ def _matcher(layers, sites, everything) -> tuple[Callable, bool]:
     if isinstance(layers, list | tuple | set | frozenset) and all(
         isinstance(name, str) for name in layers
     ):
+        if not layers:
+            raise ValueError(
+                f"convert_model: layers={layers!r} names no layer; pass None for "
+                f"the default choice or some of {_names(sites)}"
+            )
         chosen = {
             id(layer)
             for name in layers
@@ -251,6 +262,12 @@ def _plan(sites, everything, layers, skip_first, overrides, method, rank, option
                 f"{{'method': 'cp', 'rank': 8}}, received {settings!r}"
             )
         for layer in _lookup(name, everything, sites, "overrides"):
+            if not _is_conv(layer):
+                raise ValueError(
+                    f"convert_model: overrides names {name!r}, a "
+                    f"{type(layer).__name__}, which is not a convolution; the "
+                    f"convolutions are {_names(sites)}"
+                )
             overridden[id(layer)] = dict(settings)
 
     plans = []
@@ -280,7 +297,31 @@ def _plan(sites, everything, layers, skip_first, overrides, method, rank, option
             if reason is not None:
                 plan.selected, plan.reason = False, reason
         plan.method, plan.rank, plan.options = layer_method, layer_rank, settings
+        if plan.selected and "max_error" in settings and layer_method != "auto":
+            raise ValueError(
+                f"convert_model: max_error={settings['max_error']!r} applies only to "
+                f"method='auto', and layer {site.full_name!r} uses "
+                f"method={layer_method!r}"
+            )
         plans.append(plan)
+    if (
+        layers is not None
+        and not strict
+        and not any(p.selected and predicate(p.site) for p in plans)
+    ):
+        kept = {p.site.full_name: p.reason for p in plans if predicate(p.site)}
+        convertible = [
+            p.site.full_name
+            for p in plans
+            if not (skip_first and p.site.first)
+            and p.method in METHODS
+            and _skip_reason(p.site.layer, p.method) is None
+        ]
+        raise ValueError(
+            f"convert_model: layers={layers!r} selects no convolution that can be "
+            f"converted (it matches {kept}); the convertible convolutions are "
+            f"{convertible}"
+        )
     return plans
 
 
@@ -405,9 +446,11 @@ def _check_args(method, min_speedup, batch_size, skip_first, timing_repeats):
             f"convert_model: method must be one of {', '.join(map(repr, METHODS))}, "
             f"received method={method!r}"
         )
-    if min_speedup is not None and not (is_number(min_speedup) and min_speedup > 0):
+    if min_speedup is not None and not (
+        is_number(min_speedup) and 0 < min_speedup < float("inf")
+    ):
         raise ValueError(
-            "convert_model: min_speedup must be None or a positive number, "
+            "convert_model: min_speedup must be None or a positive finite number, "
             f"received min_speedup={min_speedup!r}"
         )
     for name, value in (("batch_size", batch_size), ("timing_repeats", timing_repeats)):
@@ -421,6 +464,27 @@ def _check_args(method, min_speedup, batch_size, skip_first, timing_repeats):
             "convert_model: skip_first must be a bool, received "
             f"skip_first={skip_first!r}"
         )
+
+
+def _check_calibration(data) -> None:
+    """Refuses calibration data that would give no or NaN errors: no arrays,
+    no examples, arrays of different lengths, or NaN/Inf in an array."""
+    leaves = keras.tree.flatten(data)
+    if not leaves:
+        raise ValueError("convert_model: calibration_data holds no arrays")
+    lengths = {int(np.shape(leaf)[0]) if np.ndim(leaf) else 0 for leaf in leaves}
+    if len(lengths) != 1 or 0 in lengths:
+        raise ValueError(
+            "convert_model: calibration_data must hold at least one example, with "
+            f"the same number in every array, received lengths {sorted(lengths)}"
+        )
+    for leaf in leaves:
+        if isinstance(leaf, np.ndarray) and leaf.dtype.kind == "f":
+            if not np.all(np.isfinite(leaf)):
+                raise ValueError(
+                    "convert_model: calibration_data holds NaN or Inf; the errors "
+                    "measured on it would be NaN"
+                )
 
 
 def _progress(total: int, progress):
@@ -567,6 +631,8 @@ def convert_model(
         ['kept: first convolution (skip_first=True)', 'converted']
     """
     _check_args(method, min_speedup, batch_size, skip_first, timing_repeats)
+    if calibration_data is not None:
+        _check_calibration(calibration_data)
     function = _check_model(model)
     sites, everything = {}, {}
     _walk(function, False, (), sites, everything)

@@ -220,6 +220,11 @@ def _source(layer) -> _Source:
             "must be finite to be decomposed"
         )
     bias = keras.ops.convert_to_numpy(layer.bias) if layer.use_bias else None
+    if bias is not None and not np.all(np.isfinite(bias)):
+        raise ValueError(
+            f"decompose: layer {name!r} has NaN or Inf in its bias; the new layer "
+            "would copy it"
+        )
     kwargs = {
         "strides": tuple(layer.strides),
         "padding": layer.padding,
@@ -326,9 +331,14 @@ def _one(source: _Source, method: str, rank, options: dict, new_name: str, *, qu
         raise ValueError(
             f"decompose: layer {source.name!r}, method {method!r}: {exc}"
         ) from None
-    layer = _LAYERS[method].from_factors(
-        result.factors, bias=source.bias, name=new_name, **source.kwargs
-    )
+    try:
+        layer = _LAYERS[method].from_factors(
+            result.factors, bias=source.bias, name=new_name, **source.kwargs
+        )
+    except ValueError as exc:  # factors that overflow the layer's dtype
+        raise ValueError(
+            f"decompose: layer {source.name!r}, method {method!r}: {exc}"
+        ) from None
     return Decomposition(layer, method, value, float(result.relative_error))
 
 
@@ -415,10 +425,16 @@ def _decompose(
     source = _source(layer)
     method = _check_method(method, source.name)
     if method == "auto":
-        if not is_number(max_error):
+        if not (is_number(max_error) and max_error >= 0):
             raise ValueError(
                 f"decompose: max_error must be a non-negative float, received "
                 f"max_error={max_error!r} for layer {source.name!r}"
+            )
+        if input_shape is not None and _input_shape_of(layer, input_shape) is None:
+            raise ValueError(
+                f"decompose: input_shape must be the layer's input shape, (H, W, C) "
+                f"or (batch, H, W, C) with known positive sizes, received "
+                f"input_shape={input_shape!r} for layer {source.name!r}"
             )
         return _auto(layer, source, rank, options, name, max_error, input_shape)
     return _one(
@@ -431,7 +447,7 @@ def decompose(
     method: str = "tucker",
     rank=DEFAULT_RANK,
     *,
-    max_error: float = AUTO_MAX_ERROR,
+    max_error: float | None = None,
     input_shape=None,
     name: str | None = None,
     **options,
@@ -473,9 +489,11 @@ def decompose(
         method: ``"cp"``, ``"tucker"``, ``"factorized"``, ``"separable"`` or
             ``"auto"``.
         rank: see above; default ``"vbmf"``.
-        max_error: ``"auto"`` only: the kernel error bound.
-        input_shape: ``"auto"`` only: the layer's input shape, to count
-            multiply-adds; default: the shape the layer was first called on.
+        max_error: ``"auto"`` only (refused with another method): the kernel
+            error bound; default ``AUTO_MAX_ERROR``.
+        input_shape: ``"auto"`` only (refused with another method): the
+            layer's input shape, to count multiply-adds; default: the shape the
+            layer was first called on.
         name: the new layer's name; default ``f"{layer.name}_{method}"``.
         **options: passed to the method's decomposition function:
             ``init``, ``n_iter_max``, ``tol``, ``random_state`` for ``"cp"``;
@@ -501,11 +519,19 @@ def decompose(
         >>> type(fast).__name__, fast.intermediate_filters
         ('FactorizedConv2D', 24)
     """
+    unused = {"max_error": max_error, "input_shape": input_shape}
+    for argument, value in unused.items():
+        if value is not None and method in METHODS and method != "auto":
+            raise ValueError(
+                f"decompose: {argument} applies only to method='auto', received "
+                f"{argument}={value!r} with method={method!r} for layer "
+                f"{_layer_name(layer)!r}"
+            )
     return _decompose(
         layer,
         method,
         rank,
-        max_error=max_error,
+        max_error=AUTO_MAX_ERROR if max_error is None else max_error,
         input_shape=input_shape,
         name=name,
         **options,

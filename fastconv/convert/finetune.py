@@ -13,6 +13,7 @@ numbers are in ``docs/convert.md``).
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 from fastconv._validation import is_int_at_least, is_number
 
@@ -27,7 +28,7 @@ def finetune(
     x,
     y=None,
     epochs: int = 1,
-    learning_rate: float = DEFAULT_LEARNING_RATE,
+    learning_rate: float | None = None,
     batch_size: int | None = 32,
     *,
     optimizer: str = "adam",
@@ -47,11 +48,13 @@ def finetune(
         x: training inputs, as for ``model.fit`` (arrays, a dataset, ...).
         y: training targets, as for ``model.fit``.
         epochs: epochs to train (default 1).
-        learning_rate: the optimizer's learning rate (default ``1e-4``).
+        learning_rate: the optimizer's learning rate (default
+            ``DEFAULT_LEARNING_RATE``, ``1e-4``); refused with an optimizer
+            instance, which has its own.
         batch_size: as for ``model.fit``; None for datasets.
         optimizer: ``"adam"`` (default), ``"sgd"`` (with momentum 0.9, as in
             Lebedev et al.) or a ``keras.optimizers.Optimizer`` instance, used
-            as given (``learning_rate`` is then ignored).
+            as given.
         loss: the loss; default: the model's compiled loss.
         metrics: the metrics; default: the model's compiled metrics.
         **fit_kwargs: passed to ``model.fit`` (``validation_data``,
@@ -61,8 +64,12 @@ def finetune(
         The ``keras.callbacks.History`` of the fit.
 
     Raises:
-        ValueError: a non-positive ``learning_rate`` or ``epochs``, an unknown
-            optimizer name, or no ``loss`` for a model that was never compiled.
+        ValueError: a non-positive or non-finite ``learning_rate``, a
+            ``learning_rate`` with an optimizer instance, a non-positive
+            ``epochs`` or ``batch_size``, an unknown optimizer name, NaN or Inf
+            in array inputs or targets (they would turn every weight to NaN),
+            or no ``loss`` for a model that was never compiled. Every check
+            runs before the model is compiled or trained.
 
     Example:
         >>> history = fastconv.finetune(new_model, x_train, y_train, epochs=1)
@@ -76,11 +83,26 @@ def finetune(
         raise ValueError(
             f"finetune: epochs must be a positive int, received epochs={epochs!r}"
         )
-    if not (is_number(learning_rate) and learning_rate > 0):
+    if learning_rate is not None and isinstance(optimizer, keras.optimizers.Optimizer):
         raise ValueError(
-            "finetune: learning_rate must be a positive number, received "
+            f"finetune: learning_rate={learning_rate!r} cannot apply to an optimizer "
+            f"instance ({type(optimizer).__name__}); set its learning rate when "
+            "creating it, or pass optimizer='adam' or 'sgd'"
+        )
+    if learning_rate is None:
+        learning_rate = DEFAULT_LEARNING_RATE
+    if not (is_number(learning_rate) and 0 < learning_rate < float("inf")):
+        raise ValueError(
+            "finetune: learning_rate must be a positive finite number, received "
             f"learning_rate={learning_rate!r}"
         )
+    if batch_size is not None and not is_int_at_least(batch_size, 1):
+        raise ValueError(
+            "finetune: batch_size must be None or a positive int, received "
+            f"batch_size={batch_size!r}"
+        )
+    for name, data in (("x", x), ("y", y)):
+        _check_finite(name, data)
     compiled = _compile_config(model)
     if loss is not None:
         compiled["loss"] = loss
@@ -94,6 +116,20 @@ def finetune(
     compiled["optimizer"] = _optimizer(optimizer, learning_rate)
     model.compile(**compiled)
     return model.fit(x, y, epochs=epochs, batch_size=batch_size, **fit_kwargs)
+
+
+def _check_finite(name: str, data) -> None:
+    """Refuses NumPy arrays in ``data`` (an array, or a list or dict of them)
+    holding NaN or Inf; datasets and generators are not read."""
+    if not isinstance(data, np.ndarray | list | tuple | dict):
+        return
+    for leaf in keras.tree.flatten(data):
+        if isinstance(leaf, np.ndarray) and leaf.dtype.kind == "f":
+            if not np.all(np.isfinite(leaf)):
+                raise ValueError(
+                    f"finetune: {name} holds NaN or Inf; training on it would turn "
+                    "the model's weights to NaN"
+                )
 
 
 def _optimizer(optimizer, learning_rate: float) -> keras.optimizers.Optimizer:

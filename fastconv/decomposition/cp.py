@@ -41,6 +41,7 @@ from fastconv.decomposition._utils import (
     relative_error,
     single_threaded,
     solve,
+    unit_scaled,
 )
 from fastconv.decomposition.ranks import resolve_rank
 from fastconv.decomposition.results import CPFactors
@@ -260,6 +261,7 @@ def _balance(factors: list) -> list:
 
 
 @single_threaded
+@unit_scaled("pointwise_in", "vertical", "horizontal", "pointwise_out")
 def cp_decompose(
     kernel,
     rank,

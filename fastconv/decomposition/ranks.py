@@ -45,6 +45,7 @@ from fastconv.decomposition._utils import (
     check_kernel,
     squared_singular_values,
     svd,
+    to_unit_scale,
 )
 from fastconv.decomposition.vbmf import evbmf
 
@@ -268,6 +269,9 @@ def resolve_rank(rank, kernel_shape_or_kernel, method: str) -> int | tuple[int, 
         shape = _check_shape(kernel_shape_or_kernel)
     else:
         kernel = check_kernel(kernel_shape_or_kernel, "kernel_shape_or_kernel")
+        # The rules are scale-free; at unit scale no Gram matrix over- or
+        # underflows (a 1e300 kernel's failed in eigh, a 1e-300 one's was 0).
+        kernel, _ = to_unit_scale(kernel)
         shape = kernel.shape
 
     if _is_int(rank) or (method == "tucker" and isinstance(rank, (tuple, list))):

@@ -20,6 +20,7 @@ from fastconv.decomposition._utils import (
     relative_error,
     single_threaded,
     svd,
+    unit_scaled,
 )
 from fastconv.decomposition.ranks import resolve_rank
 from fastconv.decomposition.results import SeparableFactors, SpatialSVDFactors
@@ -40,6 +41,7 @@ def _balanced(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 @single_threaded
+@unit_scaled("vertical", "horizontal")
 def spatial_svd_decompose(kernel, rank) -> SpatialSVDFactors:
     """Factorises a kernel into a vertical and a horizontal convolution.
 
@@ -86,6 +88,7 @@ def spatial_svd_decompose(kernel, rank) -> SpatialSVDFactors:
 
 
 @single_threaded
+@unit_scaled("depthwise", "pointwise")
 def separable_decompose(kernel, depth_multiplier) -> SeparableFactors:
     """Factorises a kernel into a depthwise and a pointwise convolution.
 

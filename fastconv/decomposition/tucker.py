@@ -27,6 +27,7 @@ from fastconv.decomposition._utils import (
     orthonormal_basis,
     relative_error,
     single_threaded,
+    unit_scaled,
 )
 from fastconv.decomposition.ranks import resolve_rank
 from fastconv.decomposition.results import Tucker2Factors
@@ -58,6 +59,7 @@ def _check_iterations(n_iter_max, tol) -> None:
 
 
 @single_threaded
+@unit_scaled("core")
 def tucker2_decompose(
     kernel, rank, *, n_iter_max: int = 50, tol: float = 1e-4, random_state=None
 ) -> Tucker2Factors:

@@ -36,7 +36,7 @@ import dataclasses
 
 import numpy as np
 
-from fastconv.decomposition._utils import squared_singular_values
+from fastconv.decomposition._utils import squared_singular_values, to_unit_scale
 
 __all__ = ["VBMFResult", "evbmf"]
 
@@ -134,7 +134,8 @@ def evbmf(matrix) -> VBMFResult:
         threshold for the estimated noise variance.
 
     Raises:
-        ValueError: if ``matrix`` is not a finite 2-D array with no empty axis.
+        ValueError: if ``matrix`` is not a finite, real 2-D array with no empty
+            axis, or so large that its noise variance overflows float64.
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -142,7 +143,19 @@ def evbmf(matrix) -> VBMFResult:
         >>> evbmf(3 * low_rank + rng.normal(size=(40, 100))).rank
         3
     """
-    array = np.asarray(matrix, dtype=np.float64)
+    try:
+        array = np.asarray(matrix)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"matrix must be a 2-D array of real numbers, received a "
+            f"{type(matrix).__name__} that is not one ({exc})"
+        ) from None
+    if array.dtype.kind not in "iuf":
+        raise ValueError(
+            "matrix must be a 2-D array of real numbers, received matrix with "
+            f"dtype {array.dtype}"
+        )
+    array = array.astype(np.float64)
     if array.ndim != 2 or 0 in array.shape:
         raise ValueError(
             f"matrix must be a non-empty 2-D array, received matrix with shape "
@@ -150,6 +163,28 @@ def evbmf(matrix) -> VBMFResult:
         )
     if not np.all(np.isfinite(array)):
         raise ValueError("matrix must be finite, received matrix containing NaN or Inf")
+    # The rank does not depend on the scale; the Gram matrix of a 1e300 matrix
+    # overflows and that of a 1e-300 one underflows, so work at unit scale.
+    array, exponent = to_unit_scale(array)
+    result = _evbmf(array)
+    with np.errstate(over="ignore"):
+        result = VBMFResult(
+            result.rank,
+            float(np.ldexp(result.noise_variance, 2 * exponent)),
+            float(np.ldexp(result.threshold, exponent)),
+            np.ldexp(result.singular_values, exponent),
+            np.ldexp(result.estimated_singular_values, exponent),
+        )
+    if not np.isfinite(result.noise_variance):
+        raise ValueError(
+            "matrix is too large for its noise variance to be a float64 (largest "
+            f"magnitude {float(np.max(np.abs(matrix))):.3g}); scale it down"
+        )
+    return result
+
+
+def _evbmf(array: np.ndarray) -> VBMFResult:
+    """`evbmf` on a checked float64 matrix."""
     length, m = sorted(array.shape)
     squared = squared_singular_values(array)
     singular = np.sqrt(squared)

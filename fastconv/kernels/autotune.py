@@ -24,13 +24,18 @@ Its keys hold everything the timing depends on: backend, device, how the code
 is compiled (XLA, TensorFlow graph, eager), dtypes, the layer class and the
 configuration that shapes its computation, the input shape with the batch
 size, the mode, and the library versions. It is written atomically (temporary
-file, then rename), merged with what another process wrote meanwhile; a
-corrupt file is ignored with a warning and rebuilt.
+file, then rename), merged with what another process wrote meanwhile. No
+state of the file breaks a layer call: a corrupt file (not UTF-8, not JSON,
+not a cache) is ignored with one ``AutotuneCacheWarning`` naming it, moved
+aside to ``<name>.corrupt`` and rebuilt; an unreadable or unwritable one (a
+directory in its place, no permission, a read-only folder) gives one warning
+and the measurements are kept in memory for the process.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import os
 import tempfile
@@ -47,6 +52,7 @@ from fastconv import _keras_graph, timing
 
 __all__ = [
     "MIN_MACS",
+    "AutotuneCacheWarning",
     "Request",
     "autotune_enabled",
     "cache_path",
@@ -150,11 +156,14 @@ def autotune_enabled() -> bool:
 
 
 def cache_path() -> Path:
-    """``$FASTCONV_AUTOTUNE_CACHE``, else ``autotune.json`` in the data directory."""
-    configured = os.environ.get("FASTCONV_AUTOTUNE_CACHE")
+    """``$FASTCONV_AUTOTUNE_CACHE``, else ``autotune.json`` in the data directory.
+
+    A variable that is empty or only blanks counts as unset (a blank path
+    would name a file in the working directory)."""
+    configured = os.environ.get("FASTCONV_AUTOTUNE_CACHE", "").strip()
     if configured:
         return Path(configured).expanduser()
-    data_dir = os.environ.get("FASTCONV_DATA_DIR")
+    data_dir = os.environ.get("FASTCONV_DATA_DIR", "").strip()
     base = Path(data_dir).expanduser() if data_dir else Path.home() / ".cache/fastconv"
     return base / "autotune.json"
 
@@ -233,49 +242,119 @@ def choose(request: Request, measure: Callable | None = None) -> str:
     return choice
 
 
-def load_cache(path: Path | None = None) -> dict:
-    """The cache's entries (key -> entry); empty, with a warning, when corrupt."""
-    path = cache_path() if path is None else Path(path)
+class AutotuneCacheWarning(UserWarning):
+    """The autotune cache file could not be read or written; the layer call
+    goes on, measuring again and keeping the result in memory."""
+
+
+#: Entries measured in this process that could not be written, by cache path.
+_MEMORY: dict[str, dict] = {}
+#: Cache paths already warned about: one warning per file and process.
+_WARNED: set[str] = set()
+
+
+def _warn(path: Path, problem: str, detail: str) -> None:
+    if str(path) in _WARNED:
+        return
+    _WARNED.add(str(path))
+    adjective = "corrupt " if problem == "corrupt" else ""
+    warnings.warn(
+        f"fastconv: {adjective}autotune cache {path}: {detail}",
+        AutotuneCacheWarning,
+        stacklevel=4,
+    )
+
+
+def _valid_entry(entry) -> bool:
+    return isinstance(entry, Mapping) and isinstance(entry.get("choice"), str)
+
+
+def _read(path: Path) -> tuple[dict, str | None, str]:
+    """The file's valid entries, and what is wrong with it: ``(entries, problem,
+    detail)``; ``problem`` is None, ``"unreadable"``, ``"corrupt"`` or
+    ``"entries"`` (some entries malformed)."""
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except FileNotFoundError:
-        return {}
+        return {}, None, ""
+    except IsADirectoryError:
+        return {}, "unreadable", "is a directory, not a file"
     except OSError as exc:
-        warnings.warn(
-            f"fastconv: cannot read autotune cache {path}: {exc}", stacklevel=2
-        )
-        return {}
+        return {}, "unreadable", f"cannot be read ({type(exc).__name__}: {exc})"
     try:
-        data = json.loads(text)
-        if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
-            raise ValueError(f"not a version-{CACHE_VERSION} fastconv autotune cache")
-        entries = data["entries"]
-        if not isinstance(entries, dict):
-            raise ValueError("'entries' is not a mapping")
-    except (ValueError, KeyError) as exc:
-        warnings.warn(
-            f"fastconv: ignoring corrupt autotune cache {path} ({exc}); "
-            "it will be rebuilt",
-            stacklevel=2,
+        data = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return {}, "corrupt", f"is not JSON text ({type(exc).__name__}: {exc})"
+    if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
+        return {}, "corrupt", f"is not a version-{CACHE_VERSION} autotune cache"
+    entries = data.get("entries")
+    if not isinstance(entries, dict):
+        return {}, "corrupt", "its 'entries' is not a mapping"
+    valid = {key: entry for key, entry in entries.items() if _valid_entry(entry)}
+    if len(valid) < len(entries):
+        bad = len(entries) - len(valid)
+        return valid, "entries", f"{bad} malformed entries ignored"
+    return valid, None, ""
+
+
+def load_cache(path: Path | None = None) -> dict:
+    """The cache's entries (key -> entry), with those measured in this process
+    that could not be written.
+
+    A file that cannot be read (a directory, no permission), is not UTF-8 JSON,
+    or is not a cache (a list, a number, no ``entries``) counts as empty and
+    gives one `AutotuneCacheWarning` naming it; malformed entries are skipped
+    with one. Nothing here raises: the layer call that asked goes on.
+    """
+    path = cache_path() if path is None else Path(path)
+    entries, problem, detail = _read(path)
+    if problem == "corrupt":
+        detail += (
+            f"; ignored, moved aside to {path.name}.corrupt and rebuilt when its "
+            "folder is writable"
         )
-        return {}
-    return entries
+    elif problem == "unreadable":
+        detail += "; ignored, rebuilt if it can be written, else kept in memory"
+    if problem is not None:
+        _warn(path, problem, detail)
+    return {**entries, **_MEMORY.get(str(path), {})}
 
 
 def _store(path: Path, key: str, entry: dict) -> None:
-    entries = load_cache(path)
-    entries[key] = entry
+    """Adds ``entry`` to the cache file, merged with what another process wrote
+    meanwhile, atomically (a temporary file in the same folder, then
+    ``os.replace``). A corrupt file is first moved aside to ``<name>.corrupt``
+    (for a post-mortem) and the cache rebuilt. When the file cannot be written
+    (a read-only or missing folder that cannot be created, a directory in its
+    place), one `AutotuneCacheWarning` says so and the entry is kept in memory
+    for the rest of the process."""
+    entries, problem, _ = _read(path)
+    if problem == "corrupt":
+        # Kept for a post-mortem; where it cannot be moved the write below
+        # replaces it, or fails and keeps the entry in memory.
+        with contextlib.suppress(OSError):
+            os.replace(path, path.with_name(path.name + ".corrupt"))
+    entries = {**entries, **_MEMORY.get(str(path), {}), key: entry}
     text = json.dumps({"version": CACHE_VERSION, "entries": entries}, indent=1)
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".autotune-", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)
     except OSError as exc:
-        warnings.warn(
-            f"fastconv: cannot write autotune cache {path}: {exc}", stacklevel=3
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+        _MEMORY.setdefault(str(path), {})[key] = entry
+        _warn(
+            path,
+            "unwritable",
+            f"cannot be written ({type(exc).__name__}: {exc}); measurements are "
+            "kept in memory for this process",
         )
+        return
+    _MEMORY.pop(str(path), None)
 
 
 def _platform() -> dict:

@@ -28,8 +28,8 @@ from collections.abc import Mapping, Sequence
 import keras
 import numpy as np
 
+from fastconv._validation import check_array, check_arrays, is_int_at_least
 from fastconv._validation import is_int as _is_int
-from fastconv._validation import is_int_at_least
 from fastconv.cost import Cost, conv2d_cost, conv_output_length, spatial_dims
 from fastconv.kernels import autotune
 from fastconv.kernels.ops import (
@@ -733,45 +733,28 @@ class BaseFastConv(keras.layers.Layer):
             bias: array of shape ``(output_filters,)``; None leaves the bias as is.
 
         Raises:
-            ValueError: on missing or unexpected names, or wrong shapes.
+            ValueError: on missing or unexpected names, wrong shapes, values that
+                are not finite real numbers (or overflow the weights' dtype);
+                every value is checked before any weight is assigned, so after
+                an error the layer is as it was.
         """
         self._require_built("set_factors()")
-        factors = _factor_mapping(factors, type(self).__name__)
+        owner = type(self).__name__
         expected = {
             name: tuple(getattr(self, name).shape) for name in self._factor_names
         }
-        unknown = sorted(set(factors) - set(expected))
-        missing = sorted(set(expected) - set(factors))
-        if unknown or missing:
-            raise ValueError(
-                f"{type(self).__name__}: factors must have exactly the names "
-                f"{sorted(expected)}, received factors with names {sorted(factors)} "
-                f"(missing {missing}, unexpected {unknown})"
-            )
-        for name, shape in expected.items():
-            value = np.asarray(factors[name])
-            if value.shape != shape:
-                raise ValueError(
-                    f"{type(self).__name__}: factor {name!r} must have shape {shape}, "
-                    f"received shape {value.shape}"
-                )
+        dtype = self.variable_dtype
+        factors = check_arrays(owner, _factor_mapping(factors, owner), expected, dtype)
         if bias is not None:
-            bias = np.asarray(bias)
             if not self.use_bias:
                 raise ValueError(
-                    f"{type(self).__name__}: a bias was given but the layer has "
-                    "use_bias=False"
+                    f"{owner}: a bias was given but the layer has use_bias=False"
                 )
-            if bias.shape != (self.output_filters,):
-                raise ValueError(
-                    f"{type(self).__name__}: bias must have shape "
-                    f"({self.output_filters},), received shape {bias.shape}"
-                )
+            bias = check_array(owner, "bias", bias, (self.output_filters,), dtype)
         for name in self._factor_names:
-            variable = getattr(self, name)
-            variable.assign(np.asarray(factors[name]).astype(variable.dtype))
+            getattr(self, name).assign(factors[name])
         if bias is not None:
-            self.bias.assign(bias.astype(self.bias.dtype))
+            self.bias.assign(bias)
 
     @classmethod
     def input_channels_of(cls, factors: Mapping[str, np.ndarray]) -> int:
@@ -798,10 +781,19 @@ class BaseFastConv(keras.layers.Layer):
             16
         """
         factors = _factor_mapping(factors, cls.__name__)
-        kwargs = {**cls._kwargs_from_factors(factors), **kwargs}
+        try:
+            read = cls._kwargs_from_factors(factors)
+            c_in = cls.input_channels_of(factors)
+        except (KeyError, IndexError, ValueError) as exc:
+            shapes = {name: value.shape for name, value in factors.items()}
+            raise ValueError(
+                f"{cls.__name__}.from_factors: factors must have the names and "
+                f"number of dimensions of a {cls.__name__}'s weights, received "
+                f"factors with shapes {shapes} ({type(exc).__name__}: {exc})"
+            ) from None
+        kwargs = {**read, **kwargs}
         kwargs.setdefault("use_bias", bias is not None)
         layer = cls(**kwargs)
-        c_in = cls.input_channels_of(factors)
         if layer.data_format == "channels_last":
             layer.build((None, None, None, c_in))
         else:
@@ -854,4 +846,6 @@ def _factor_mapping(factors, owner: str) -> dict[str, np.ndarray]:
             f"{owner}: factors must be a mapping of name -> array or a decomposition "
             f"result with .factors, received {type(factors).__name__}"
         )
-    return {str(k): np.asarray(v) for k, v in factors.items()}
+    return {
+        str(k): check_array(owner, f"factor {str(k)!r}", v) for k, v in factors.items()
+    }

@@ -1,0 +1,982 @@
+"""Bad input, tried as a skeptical new user would (issue 18, the API side).
+
+Every case asserts the exception type, that the message names the argument or
+file at fault, and that nothing was changed or lost: a layer's weights, a
+model's weights and the autotune cache file are compared before and after."""
+
+import json
+import os
+import warnings
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import fastconv
+from fastconv.kernels import autotune
+from tests.layer_checks import random_input
+
+# ---------------------------------------------------------------- autotune cache
+
+
+@pytest.fixture
+def measured(monkeypatch):
+    """The requests measured: a fake measurement that picks ``shift``."""
+    calls = []
+
+    def measure(request):
+        calls.append(request)
+        return {n: (0.001 if n == "shift" else 0.002) for n in request.candidates}
+
+    monkeypatch.setattr(autotune, "_measure_request", measure)
+    return calls
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch, measured):
+    """Autotuning on, a private cache path, the fake measurement, and no
+    memory of other tests' caches."""
+    from fastconv.layers import base
+
+    path = tmp_path / "cache" / "autotune.json"
+    monkeypatch.setenv("FASTCONV_AUTOTUNE_CACHE", str(path))
+    monkeypatch.setenv("FASTCONV_AUTOTUNE", "1")
+    monkeypatch.setattr(autotune, "MIN_MACS", 0)
+    monkeypatch.setattr(base, "DENSE_TINY_MACS", 0)
+    monkeypatch.setattr(autotune, "_MEMORY", {})
+    monkeypatch.setattr(autotune, "_WARNED", set())
+    return path
+
+
+def _call_layer():
+    layer = fastconv.CPConv2D(4, 3, rank=2, padding="same")
+    return keras.ops.convert_to_numpy(layer(random_input((2, 8, 8, 4))))
+
+
+def _cache_warnings(caught):
+    return [w for w in caught if issubclass(w.category, autotune.AutotuneCacheWarning)]
+
+
+def _call_with_warnings():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        output = _call_layer()
+    return output, _cache_warnings(caught)
+
+
+CORRUPT_CONTENTS = {
+    "not utf-8": b"\xff\xfe\x80 not text \xc3\x28",
+    "not json": b"{not json",
+    "empty file": b"",
+    "a list": b"[1, 2, 3]",
+    "a number": b"42",
+    "a string": b'"autotune"',
+    "null": b"null",
+    "no entries": b'{"version": 1}',
+    "entries a list": b'{"version": 1, "entries": [1]}',
+    "wrong version": b'{"version": 99, "entries": {}}',
+    "deep nesting": b"[" * 100_000,
+}
+
+
+@pytest.mark.parametrize("content", CORRUPT_CONTENTS.values(), ids=CORRUPT_CONTENTS)
+def test_corrupt_cache_gives_one_warning_and_is_moved_aside_and_rebuilt(
+    cache, measured, content
+):
+    cache.parent.mkdir(parents=True)
+    cache.write_bytes(content)
+    output, caught = _call_with_warnings()
+    assert output.shape == (2, 8, 8, 4)
+    assert len(caught) == 1
+    assert str(cache) in str(caught[0].message)
+    assert "corrupt" in str(caught[0].message)
+    assert cache.with_name("autotune.json.corrupt").read_bytes() == content
+    entries = json.loads(cache.read_text())["entries"]
+    assert [e["choice"] for e in entries.values()] == ["shift"]
+    # The rebuilt file is read by the next layer: no new measurement, no warning.
+    _, caught = _call_with_warnings()
+    assert len(measured) == 1 and not caught
+
+
+def test_malformed_entries_are_skipped_with_one_warning(cache):
+    cache.parent.mkdir(parents=True)
+    good = {"choice": "dense", "median_s": {}}
+    entries = {"a": good, "b": 3, "c": ["x"], "d": {"choice": 7}, "e": {}}
+    cache.write_text(json.dumps({"version": 1, "entries": entries}))
+    with pytest.warns(autotune.AutotuneCacheWarning, match="4 malformed entries"):
+        assert autotune.load_cache(cache) == {"a": good}
+    _call_layer()
+    kept = json.loads(cache.read_text())["entries"]
+    assert kept["a"] == good and len(kept) == 2
+
+
+def test_directory_in_place_of_the_cache_file(cache, measured):
+    cache.mkdir(parents=True)
+    output, caught = _call_with_warnings()
+    assert output.shape == (2, 8, 8, 4)
+    assert len(caught) == 1 and str(cache) in str(caught[0].message)
+    assert "directory" in str(caught[0].message)
+    assert cache.is_dir() and not list(cache.parent.glob(".autotune-*"))
+    # Kept in memory: a second layer is not measured again.
+    _, caught = _call_with_warnings()
+    assert len(measured) == 1 and not caught
+
+
+def test_cache_path_below_a_file_is_unwritable(tmp_path, cache, measured, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    path = blocker / "sub" / "autotune.json"
+    monkeypatch.setenv("FASTCONV_AUTOTUNE_CACHE", str(path))
+    output, caught = _call_with_warnings()
+    assert output.shape == (2, 8, 8, 4)
+    assert len(caught) == 1 and str(path) in str(caught[0].message)
+    assert blocker.read_text() == "not a folder"
+    _call_layer()
+    assert len(measured) == 1
+    assert autotune.load_cache(path) != {}
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads and writes any file")
+def test_read_only_folder_keeps_measurements_in_memory(cache, measured):
+    cache.parent.mkdir(parents=True)
+    cache.parent.chmod(0o500)
+    try:
+        output, caught = _call_with_warnings()
+        assert len(caught) == 1 and "cannot be written" in str(caught[0].message)
+        assert str(cache) in str(caught[0].message)
+        _call_layer()
+        assert len(measured) == 1
+    finally:
+        cache.parent.chmod(0o700)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads and writes any file")
+def test_unreadable_cache_file_is_rebuilt(cache):
+    cache.parent.mkdir(parents=True)
+    cache.write_text("{}")
+    cache.chmod(0o000)
+    output, caught = _call_with_warnings()
+    assert len(caught) == 1 and "cannot be read" in str(caught[0].message)
+    assert json.loads(cache.read_text())["version"] == autotune.CACHE_VERSION
+
+
+def test_valid_cache_is_left_exactly_as_it_was_by_a_reader(cache):
+    cache.parent.mkdir(parents=True)
+    _call_layer()
+    before = cache.read_bytes()
+    assert autotune.load_cache(cache)
+    assert cache.read_bytes() == before
+
+
+@given(content=st.binary(max_size=300))
+def test_any_bytes_in_the_cache_file_never_raise(tmp_path_factory, content):
+    path = tmp_path_factory.mktemp("junk") / "autotune.json"
+    path.write_bytes(content)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        entries = autotune.load_cache(path)
+        autotune._store(path, "key", {"choice": "dense"})
+    assert isinstance(entries, dict)
+    assert autotune.load_cache(path)["key"] == {"choice": "dense"}
+
+
+@given(
+    data=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+        lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+        max_leaves=20,
+    )
+)
+def test_any_json_in_the_cache_file_never_raises(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("json") / "autotune.json"
+    path.write_text(json.dumps({"version": 1, "entries": data}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        entries = autotune.load_cache(path)
+    assert all(isinstance(e.get("choice"), str) for e in entries.values())
+
+
+# ------------------------------------------------------- set_factors, from_factors
+
+
+def _built_cp(use_bias=True):
+    layer = fastconv.CPConv2D(4, 3, rank=2, use_bias=use_bias)
+    layer.build((None, 8, 8, 3))
+    return layer
+
+
+def _weights(layer):
+    return [keras.ops.convert_to_numpy(w).copy() for w in layer.weights]
+
+
+def _unchanged(layer, before):
+    return all(
+        np.array_equal(a, b) for a, b in zip(before, _weights(layer), strict=True)
+    )
+
+
+def _with(factors, name, value):
+    return {**factors, name: value}
+
+
+BAD_FACTORS = {
+    "nan": (lambda f: _with(f, "vertical", np.full((3, 2), np.nan)), "finite"),
+    "inf": (lambda f: _with(f, "horizontal", np.full((3, 2), np.inf)), "finite"),
+    "-inf in one": (
+        lambda f: _with(
+            f, "pointwise_out", np.where(f["pointwise_out"] > 1, -np.inf, 1)
+        ),
+        "finite",
+    ),
+    "complex": (lambda f: _with(f, "vertical", f["vertical"] + 1j), "real numbers"),
+    "strings": (lambda f: _with(f, "vertical", np.full((3, 2), "a")), "real numbers"),
+    "bools": (lambda f: _with(f, "vertical", np.ones((3, 2), bool)), "real numbers"),
+    "objects": (
+        lambda f: _with(f, "vertical", np.array([[None, 1]] * 3, dtype=object)),
+        "real numbers",
+    ),
+    "ragged": (lambda f: _with(f, "vertical", [[1, 2], [3]]), "real numbers"),
+    "transposed": (lambda f: _with(f, "vertical", f["vertical"].T), "shape"),
+    "empty": (lambda f: _with(f, "vertical", np.zeros((0, 2))), "shape"),
+    "scalar": (lambda f: _with(f, "vertical", 1.0), "shape"),
+    "too many dims": (lambda f: _with(f, "vertical", f["vertical"][None]), "shape"),
+    "overflows float32": (
+        lambda f: _with(f, "pointwise_in", np.full((3, 2), 1e300)),
+        "overflows float32",
+    ),
+    "missing": (lambda f: {k: v for k, v in f.items() if k != "vertical"}, "missing"),
+    "extra": (lambda f: _with(f, "core", np.ones((3, 3))), "unexpected"),
+    "bias as a factor": (lambda f: _with(f, "bias", np.ones(4)), "unexpected"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_FACTORS.values(), ids=BAD_FACTORS)
+def test_set_factors_refuses_bad_values_and_changes_nothing(case):
+    make, expected = case
+    layer = _built_cp()
+    before = _weights(layer)
+    good = {k: v + 1.0 for k, v in layer.get_factors().items()}
+    with pytest.raises(ValueError, match=expected) as info:
+        layer.set_factors(make(good), bias=np.ones(4))
+    assert "CPConv2D" in str(info.value)
+    assert _unchanged(layer, before)
+
+
+@pytest.mark.parametrize(
+    "bias, expected",
+    [
+        (np.full(4, np.nan), "bias must be finite"),
+        (np.ones(5), r"bias must have shape \(4,\)"),
+        (np.ones((4, 1)), r"bias must have shape \(4,\)"),
+        ("abcd", "bias must be an array of real numbers"),
+        (np.ones(4, complex), "bias must be an array of real numbers"),
+        (np.full(4, 1e40), "bias overflows float32"),
+    ],
+)
+def test_set_factors_refuses_a_bad_bias_and_changes_nothing(bias, expected):
+    layer = _built_cp()
+    before = _weights(layer)
+    good = {k: v + 1.0 for k, v in layer.get_factors().items()}
+    with pytest.raises(ValueError, match=expected):
+        layer.set_factors(good, bias=bias)
+    assert _unchanged(layer, before)
+
+
+def test_set_factors_bias_without_use_bias_changes_nothing():
+    layer = _built_cp(use_bias=False)
+    before = _weights(layer)
+    good = {k: v + 1.0 for k, v in layer.get_factors().items()}
+    with pytest.raises(ValueError, match="use_bias=False"):
+        layer.set_factors(good, bias=np.ones(4))
+    assert _unchanged(layer, before)
+
+
+@pytest.mark.parametrize("factors", [None, 3, [np.ones(3)], "vertical"])
+def test_set_factors_refuses_what_is_not_a_mapping(factors):
+    layer = _built_cp()
+    before = _weights(layer)
+    with pytest.raises(TypeError, match="factors must be a mapping"):
+        layer.set_factors(factors)
+    assert _unchanged(layer, before)
+
+
+def test_set_factors_on_an_unbuilt_layer():
+    layer = fastconv.CPConv2D(4, 3, rank=2)
+    with pytest.raises(ValueError, match=r"set_factors\(\) needs a built layer"):
+        layer.set_factors({})
+
+
+def test_set_factors_accepts_integers_and_float64():
+    layer = _built_cp()
+    shapes = layer.factor_shapes(3)
+    factors = {k: np.ones(shape, dtype=np.int64) for k, shape in shapes.items()}
+    layer.set_factors(factors, bias=np.arange(4, dtype=np.float64))
+    assert np.all(layer.get_factors()["vertical"] == 1.0)
+
+
+@pytest.mark.parametrize(
+    "factors, expected",
+    [
+        ({}, "KeyError"),
+        ({"pointwise_in": np.ones(3)}, "KeyError"),
+        (
+            {
+                "pointwise_in": np.ones(3),
+                "vertical": np.ones((3, 2)),
+                "horizontal": np.ones((3, 2)),
+                "pointwise_out": np.ones((2, 4)),
+            },
+            "IndexError",
+        ),
+    ],
+)
+def test_from_factors_names_the_factors_it_cannot_read(factors, expected):
+    with pytest.raises(ValueError, match=f"CPConv2D.from_factors.*{expected}"):
+        fastconv.CPConv2D.from_factors(factors)
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [(np.nan, "finite"), (np.inf, "finite"), (1j, "real numbers"), ("x", "real")],
+)
+def test_from_factors_refuses_non_finite_or_non_real_values(value, expected):
+    factors = {
+        "pointwise_in": np.ones((3, 2)),
+        "vertical": np.full((3, 2), value),
+        "horizontal": np.ones((3, 2)),
+        "pointwise_out": np.ones((2, 4)),
+    }
+    with pytest.raises(ValueError, match=f"factor 'vertical' must be .*{expected}"):
+        fastconv.CPConv2D.from_factors(factors)
+
+
+_JUNK_ARRAYS = hnp.arrays(
+    dtype=st.sampled_from(
+        [np.float16, np.float32, np.float64, np.int8, np.bool_, np.complex64]
+    ),
+    shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=4),
+    elements={"allow_nan": True, "allow_infinity": True},
+)
+
+
+@given(junk=_JUNK_ARRAYS, name=st.sampled_from(["vertical", "pointwise_out"]))
+def test_set_factors_with_junk_either_sets_or_changes_nothing(junk, name):
+    layer = _built_cp()
+    before = _weights(layer)
+    factors = _with(layer.get_factors(), name, junk)
+    try:
+        layer.set_factors(factors)
+    except ValueError as exc:
+        assert name in str(exc)
+        assert _unchanged(layer, before)
+    else:
+        assert np.array_equal(layer.get_factors()[name], junk.astype(np.float32))
+        assert all(np.all(np.isfinite(w)) for w in _weights(layer))
+
+
+# ---------------------------------------------------------------- decompositions
+
+DECOMPOSERS = {
+    "cp": (fastconv.decomposition.cp_decompose, 4),
+    "tucker": (fastconv.decomposition.tucker2_decompose, (4, 4)),
+    "factorized": (fastconv.decomposition.spatial_svd_decompose, 4),
+    "separable": (fastconv.decomposition.separable_decompose, 4),
+}
+_BASE_KERNEL = np.random.default_rng(0).standard_normal((3, 3, 8, 16))
+
+
+def _reference_error(method):
+    function, rank = DECOMPOSERS[method]
+    return function(_BASE_KERNEL, rank, **_seed(method)).relative_error
+
+
+def _seed(method):
+    return {"random_state": 0} if method in ("cp", "tucker") else {}
+
+
+@pytest.mark.parametrize("method", DECOMPOSERS)
+@pytest.mark.parametrize("scale", [1e-300, 1e-30, 1e-8, 1e8, 1e30, 1e300])
+def test_decompositions_are_finite_and_as_good_at_any_scale(method, scale):
+    function, rank = DECOMPOSERS[method]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        result = function(_BASE_KERNEL * scale, rank, **_seed(method))
+    assert all(np.all(np.isfinite(f)) for f in result.factors.values())
+    assert result.relative_error == pytest.approx(_reference_error(method), abs=0.02)
+    dense = result.to_dense() / scale
+    error = np.linalg.norm(dense - _BASE_KERNEL) / np.linalg.norm(_BASE_KERNEL)
+    assert error == pytest.approx(result.relative_error, abs=1e-6)
+
+
+@pytest.mark.parametrize("method", DECOMPOSERS)
+def test_mixed_scale_kernel_decomposes_to_finite_factors(method):
+    function, rank = DECOMPOSERS[method]
+    mixed = _BASE_KERNEL * np.where(np.arange(16) < 8, 1e-30, 1e30)
+    result = function(mixed, rank, **_seed(method))
+    assert all(np.all(np.isfinite(f)) for f in result.factors.values())
+    assert 0.0 <= result.relative_error < 1.0
+
+
+@pytest.mark.parametrize("method", DECOMPOSERS)
+def test_all_zero_kernel_gives_zero_reconstruction_without_nan(method):
+    function, rank = DECOMPOSERS[method]
+    result = function(np.zeros((3, 3, 8, 16)), rank, **_seed(method))
+    assert all(np.all(np.isfinite(f)) for f in result.factors.values())
+    assert not np.any(result.to_dense()) and result.relative_error == 0.0
+
+
+@pytest.mark.parametrize("method", DECOMPOSERS)
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.int32, np.uint8])
+def test_decompositions_take_any_real_dtype(method, dtype):
+    function, rank = DECOMPOSERS[method]
+    kernel = (_BASE_KERNEL * 4).astype(dtype)
+    result = function(kernel, rank, **_seed(method))
+    assert all(f.dtype == np.float64 for f in result.factors.values())
+    assert result.relative_error < 1.0
+
+
+BAD_KERNELS = {
+    "nan": (np.where(_BASE_KERNEL > 2, np.nan, _BASE_KERNEL), "finite"),
+    "inf": (np.where(_BASE_KERNEL > 2, np.inf, _BASE_KERNEL), "finite"),
+    "complex": (_BASE_KERNEL + 1j, "real"),
+    "strings": (np.full((3, 3, 2, 2), "x"), "numeric"),
+    "3-D": (_BASE_KERNEL[0], "4-D"),
+    "5-D": (_BASE_KERNEL[None], "4-D"),
+    "empty axis": (np.zeros((3, 3, 0, 4)), "empty axis"),
+    "ragged": ([[[[1.0]]], [[[1.0, 2.0]]]], "4-D numeric array"),
+    "None": (None, "numeric"),
+}
+
+
+@pytest.mark.parametrize("method", DECOMPOSERS)
+@pytest.mark.parametrize("case", BAD_KERNELS.values(), ids=BAD_KERNELS)
+def test_decompositions_refuse_bad_kernels_naming_the_argument(method, case):
+    function, rank = DECOMPOSERS[method]
+    kernel, expected = case
+    with pytest.raises(ValueError, match=f"kernel.*{expected}|{expected}.*kernel"):
+        function(kernel, rank)
+
+
+@given(
+    kernel=hnp.arrays(
+        dtype=st.sampled_from([np.float16, np.float32, np.float64, np.int16]),
+        shape=hnp.array_shapes(min_dims=4, max_dims=4, min_side=1, max_side=4),
+        elements={"allow_nan": False, "allow_infinity": False},
+    ),
+    method=st.sampled_from(sorted(DECOMPOSERS)),
+)
+def test_decompositions_of_random_finite_kernels_are_finite(kernel, method):
+    function = DECOMPOSERS[method][0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fastconv.decomposition.RankClampedWarning)
+        result = function(kernel, 1, **_seed(method))
+    assert all(np.all(np.isfinite(f)) for f in result.factors.values())
+    assert np.isfinite(result.relative_error)
+
+
+@given(
+    kernel=hnp.arrays(
+        dtype=np.float64,
+        shape=(3, 3, 2, 2),
+        elements=st.floats(allow_nan=True, allow_infinity=True),
+    ).filter(lambda k: not np.all(np.isfinite(k))),
+    method=st.sampled_from(sorted(DECOMPOSERS)),
+)
+def test_decompositions_refuse_any_non_finite_kernel(kernel, method):
+    with pytest.raises(ValueError, match="kernel must be finite"):
+        DECOMPOSERS[method][0](kernel, 1)
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e300])
+@pytest.mark.parametrize(
+    "method, rank", [("tucker", "vbmf"), ("cp", "vbmf"), ("tucker", "energy:0.9")]
+)
+def test_rank_rules_do_not_depend_on_the_scale(scale, method, rank):
+    kernel = np.random.default_rng(0).standard_normal((3, 3, 32, 64))
+    kernel[..., :8] *= 10  # eight strong output channels: a rank VBMF can see
+    resolve = fastconv.decomposition.resolve_rank
+    expected = resolve(rank, kernel, method)
+    assert np.min(expected) > 1
+    assert resolve(rank, kernel * scale, method) == expected
+
+
+# ------------------------------------------------------------------ decompose()
+
+
+def _conv(**kwargs):
+    layer = keras.layers.Conv2D(8, 3, padding="same", name="conv", **kwargs)
+    layer.build((None, 8, 8, 4))
+    return layer
+
+
+def _set_kernel(layer, kernel=None, bias=None):
+    weights = layer.get_weights()
+    if kernel is not None:
+        weights[0] = kernel
+    if bias is not None:
+        weights[1] = bias
+    layer.set_weights(weights)
+
+
+@pytest.mark.parametrize("method", ["cp", "tucker", "factorized", "separable"])
+@pytest.mark.parametrize("scale", [1e-30, 1e30])
+def test_decompose_a_layer_of_extreme_scale_gives_finite_weights(method, scale):
+    conv = _conv()
+    _set_kernel(conv, kernel=conv.get_weights()[0] * scale)
+    before = conv.get_weights()
+    fast = fastconv.decompose(conv, method, rank=2)
+    assert all(np.all(np.isfinite(w)) for w in fast.get_weights())
+    dense = fast.dense_kernel().astype(np.float64) / scale
+    original = before[0].astype(np.float64) / scale
+    assert np.linalg.norm(dense - original) < np.linalg.norm(original)
+    assert all(
+        np.array_equal(a, b) for a, b in zip(before, conv.get_weights(), strict=True)
+    )
+
+
+def test_decompose_an_all_zero_layer_gives_zero_weights():
+    conv = _conv()
+    _set_kernel(conv, kernel=np.zeros((3, 3, 4, 8), np.float32))
+    fast = fastconv.decompose(conv, "tucker", rank=2)
+    assert not np.any(fast.dense_kernel())
+    assert all(np.all(np.isfinite(w)) for w in fast.get_weights())
+
+
+@pytest.mark.parametrize("where", ["kernel", "bias"])
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_decompose_refuses_a_non_finite_layer_naming_it(where, value):
+    conv = _conv()
+    weights = conv.get_weights()
+    weights[0 if where == "kernel" else 1].flat[3] = value
+    conv.set_weights(weights)
+    with pytest.raises(ValueError, match=f"layer 'conv' has NaN or Inf in its {where}"):
+        fastconv.decompose(conv, "tucker", rank=2)
+
+
+@pytest.mark.parametrize(
+    "make, error, expected",
+    [
+        (lambda: keras.layers.Conv2D(8, 3, name="conv"), ValueError, "not built"),
+        (lambda: keras.layers.Dense(4, name="conv"), TypeError, "not a keras"),
+        (lambda: keras.layers.Conv1D(4, 3, name="conv"), TypeError, "Conv1D"),
+        (lambda: keras.layers.DepthwiseConv2D(3, name="conv"), TypeError, "Depthwise"),
+        (lambda: np.ones((3, 3, 4, 8)), TypeError, "ndarray"),
+        (lambda: None, TypeError, "NoneType"),
+    ],
+)
+def test_decompose_refuses_what_is_not_a_built_conv2d(make, error, expected):
+    with pytest.raises(error, match=expected):
+        fastconv.decompose(make(), "tucker", rank=2)
+
+
+def test_decompose_refuses_a_grouped_conv_naming_groups():
+    conv = keras.layers.Conv2D(8, 3, groups=2, name="conv")
+    conv.build((None, 8, 8, 4))
+    with pytest.raises(ValueError, match="groups=2"):
+        fastconv.decompose(conv, "tucker", rank=2)
+
+
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        (dict(method="svd"), "method must be one of"),
+        (dict(method=None), "method must be one of"),
+        (
+            dict(method="tucker", max_error=0.1),
+            "max_error applies only to method='auto'",
+        ),
+        (
+            dict(method="cp", input_shape=(8, 8, 4)),
+            "input_shape applies only to method='auto'",
+        ),
+        (dict(method="auto", max_error=-0.1), "max_error must be a non-negative"),
+        (dict(method="auto", max_error=float("nan")), "max_error must be"),
+        (dict(method="auto", max_error="0.1"), "max_error must be"),
+        (dict(method="auto", input_shape=(0, 8, 4)), "input_shape must be"),
+        (dict(method="auto", input_shape=(8, 8)), "input_shape must be"),
+        (dict(method="tucker", rank=0), "rank"),
+        (dict(method="tucker", rank=-1.0), "rank"),
+        (dict(method="tucker", rank="energy:2"), "rank"),
+        (dict(method="cp", rank=True), "rank"),
+    ],
+)
+def test_decompose_refuses_arguments_that_cannot_apply(kwargs, expected):
+    conv = _conv()
+    before = conv.get_weights()
+    kwargs.setdefault("rank", 2)
+    with pytest.raises(ValueError, match=expected) as info:
+        fastconv.decompose(conv, **kwargs)
+    assert "conv" in str(info.value)
+    assert all(
+        np.array_equal(a, b) for a, b in zip(before, conv.get_weights(), strict=True)
+    )
+
+
+@pytest.mark.parametrize(
+    "method, option", [("tucker", "init"), ("factorized", "tol"), ("cp", "rnak")]
+)
+def test_decompose_refuses_options_the_method_does_not_take(method, option):
+    with pytest.raises(TypeError, match=f"takes no option {option!r}"):
+        fastconv.decompose(_conv(), method, rank=2, **{option: 1})
+
+
+# -------------------------------------------------------------- convert_model()
+
+
+def _model():
+    inputs = keras.Input((8, 8, 3), name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same", name="stem")(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", name="c1")(x)
+    x = keras.layers.Conv2D(8, 3, padding="same", groups=2, name="grouped")(x)
+    x = keras.layers.Conv2D(8, 1, name="pointwise")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = keras.layers.Dense(2, name="head")(x)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, expected",
+    [
+        (dict(layers=["nope"]), ValueError, "layers names 'nope'"),
+        (dict(layers=[]), ValueError, r"layers=\[\] names no layer"),
+        (dict(layers=["head"]), TypeError, "layers names 'head', a Dense"),
+        (dict(layers="c[1"), ValueError, "not a valid regular expression"),
+        (dict(layers="zzz.*"), ValueError, "matches no convolution"),
+        (dict(layers="grouped"), ValueError, "selects no convolution that can be"),
+        (dict(layers="stem"), ValueError, "skip_first=True"),
+        (dict(layers="pointwise", method="cp"), ValueError, "selects no convolution"),
+        (dict(layers=lambda layer: False), ValueError, "selects no convolution"),
+        (dict(layers=3), TypeError, "layers must be None"),
+        (dict(overrides={"nope": {"rank": 2}}), ValueError, "overrides names 'nope'"),
+        (dict(overrides={"head": {"rank": 2}}), ValueError, "'head', a Dense"),
+        (dict(overrides={"pool": {}}), ValueError, "not a convolution"),
+        (dict(overrides={"c1": 2}), TypeError, r"overrides\['c1'\] must be a dict"),
+        (dict(overrides=[("c1", {})]), TypeError, "overrides must be a dict"),
+        (dict(overrides={"c1": {"rnak": 2}}), TypeError, "no option 'rnak'"),
+        (dict(overrides={"c1": {"method": "x"}}), ValueError, "method must be one"),
+        (dict(overrides={"grouped": {"rank": 2}}), ValueError, "groups=2"),
+        (dict(max_error=0.1), ValueError, "max_error=0.1 applies only"),
+        (dict(method="bogus"), ValueError, "method must be one of"),
+        (dict(min_speedup=0), ValueError, "min_speedup must be"),
+        (dict(min_speedup=float("inf")), ValueError, "min_speedup must be"),
+        (dict(min_speedup=float("nan")), ValueError, "min_speedup must be"),
+        (dict(batch_size=0), ValueError, "batch_size must be"),
+        (dict(batch_size=2.5), ValueError, "batch_size must be"),
+        (dict(timing_repeats=-1), ValueError, "timing_repeats must be"),
+        (dict(skip_first="no"), TypeError, "skip_first must be a bool"),
+        (dict(progress="yes"), TypeError, "progress must be"),
+        (dict(rank="half"), ValueError, "rank"),
+        (dict(random_state=-1), ValueError, "random_state"),
+        (
+            dict(calibration_data=np.full((2, 8, 8, 3), np.nan, np.float32)),
+            ValueError,
+            "calibration_data holds NaN or Inf",
+        ),
+        (
+            dict(calibration_data=np.zeros((0, 8, 8, 3), np.float32)),
+            ValueError,
+            "calibration_data must hold at least one example",
+        ),
+        (dict(calibration_data=[]), ValueError, "calibration_data holds no arrays"),
+    ],
+)
+def test_convert_model_refuses_bad_arguments_and_leaves_the_model_alone(
+    kwargs, error, expected
+):
+    model = _model()
+    before = model.get_weights()
+    kwargs = {"method": "tucker", "rank": 2, "progress": False, **kwargs}
+    with pytest.raises(error, match=expected):
+        fastconv.convert_model(model, **kwargs)
+    after = model.get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_convert_model_max_error_is_used_with_auto():
+    model = _model()
+    _, report = fastconv.convert_model(
+        model, "auto", rank=2, max_error=0.9, layers=["c1"], progress=False
+    )
+    assert [row.name for row in report.rows if row.converted] == ["c1"]
+
+
+@pytest.mark.parametrize(
+    "model, error, expected",
+    [
+        (None, TypeError, "model must be a keras.Model"),
+        (keras.layers.Conv2D(2, 3), TypeError, "model must be a keras.Model"),
+        (keras.Sequential([keras.layers.Conv2D(2, 3)]), ValueError, "not built"),
+    ],
+)
+def test_convert_model_refuses_what_is_not_a_built_model(model, error, expected):
+    with pytest.raises(error, match=expected):
+        fastconv.convert_model(model, progress=False)
+
+
+# ------------------------------------------------------------------- finetune()
+
+
+def _compiled_model():
+    model = keras.Sequential(
+        [keras.Input((4, 4, 2)), keras.layers.Conv2D(2, 3), keras.layers.Flatten()]
+    )
+    model.compile(loss="mse")
+    return model
+
+
+_X = np.zeros((4, 4, 4, 2), np.float32)
+_Y = np.zeros((4, 8), np.float32)
+
+
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        (dict(learning_rate=0.0), "learning_rate must be a positive finite"),
+        (dict(learning_rate=float("inf")), "learning_rate must be"),
+        (dict(learning_rate=float("nan")), "learning_rate must be"),
+        (dict(learning_rate="1e-4"), "learning_rate must be"),
+        (
+            dict(optimizer=keras.optimizers.SGD(), learning_rate=1e-3),
+            "learning_rate=0.001 cannot apply to an optimizer instance",
+        ),
+        (dict(optimizer="rmsprop"), "optimizer must be 'adam', 'sgd'"),
+        (dict(epochs=0), "epochs must be a positive int"),
+        (dict(epochs=1.5), "epochs must be a positive int"),
+        (dict(batch_size=0), "batch_size must be None or a positive int"),
+        (dict(x=np.full_like(_X, np.nan)), "x holds NaN or Inf"),
+        (dict(y=np.where(_Y == 0, np.inf, _Y)), "y holds NaN or Inf"),
+        (dict(x=[np.full_like(_X, np.nan)]), "x holds NaN or Inf"),
+    ],
+)
+def test_finetune_refuses_before_touching_the_model(kwargs, expected):
+    model = _compiled_model()
+    before = model.get_weights()
+    optimizer = model.optimizer
+    arguments = {"x": _X, "y": _Y, **kwargs}
+    with pytest.raises(ValueError, match=expected):
+        fastconv.finetune(model, **arguments)
+    assert model.optimizer is optimizer
+    assert all(
+        np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True)
+    )
+
+
+def test_finetune_refuses_what_is_not_a_model():
+    with pytest.raises(TypeError, match="model must be a keras.Model"):
+        fastconv.finetune(keras.layers.Dense(2), _X, _Y)
+
+
+def test_finetune_without_a_loss_names_the_model():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)], name="bare")
+    with pytest.raises(ValueError, match="model 'bare' has no compiled loss"):
+        fastconv.finetune(model, np.zeros((2, 2)), np.zeros((2, 1)))
+
+
+# ------------------------------------------------------------------------ cost
+
+_cost = fastconv.cost
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, expected",
+    [
+        (((8, 8, 0), 4, 3), {}, "input_shape's height, width and channels"),
+        (((0, 8, 3), 4, 3), {}, "input_shape's height"),
+        (((-8, 8, 3), 4, 3), {}, "input_shape's height"),
+        (((8.5, 8, 3), 4, 3), {}, "input_shape's height"),
+        (((0, 8, 8, 3), 4, 3), {}, "batch size must be None or a positive int"),
+        (("883", 4, 3), {}, "input_shape must be"),
+        ((8, 4, 3), {}, "input_shape must be"),
+        (((8, 8, 3), 0, 3), {}, "filters must be a positive int"),
+        (((8, 8, 3), 2.0, 3), {}, "filters must be a positive int"),
+        (((8, 8, 3), 4, 0), {}, "kernel_size must be a positive int"),
+        (((8, 8, 3), 4, (3, 3, 3)), {}, "kernel_size must be"),
+        (((8, 8, 3), 4, True), {}, "kernel_size must be"),
+        (((8, 8, 3), 4, 3), {"strides": 0}, "strides must be"),
+        (((8, 8, 3), 4, 3), {"dilation_rate": -1}, "dilation_rate must be"),
+        (((8, 8, 3), 4, 3), {"padding": "full"}, "padding must be 'valid' or"),
+        (((8, 8, 3), 4, 3), {"groups": 2}, "groups=2 must divide"),
+        (((8, 8, 4), 4, 3), {"groups": 0}, "groups must be a positive int"),
+        (((2, 8, 3), 4, 3), {}, "shorter than the kernel"),
+        (((8, 8, 3), 4, 3), {"dilation_rate": 4}, "shorter than the kernel"),
+    ],
+)
+def test_conv2d_cost_refuses_shapes_that_cannot_exist(args, kwargs, expected):
+    with pytest.raises(ValueError, match=expected):
+        _cost.conv2d_cost(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        ((0, 3, 1, "valid"), "length must be"),
+        ((8, 0, 1, "valid"), "kernel must be"),
+        ((8, 3, 0, "same"), "stride must be"),
+        ((8, 3, 1, "valid", 0), "dilation must be"),
+        ((8, 3, 1, "causal"), "padding must be"),
+        ((2, 3, 1, "valid"), "output would be empty"),
+    ],
+)
+def test_conv_output_length_refuses_what_cannot_exist(args, expected):
+    with pytest.raises(ValueError, match=expected):
+        _cost.conv_output_length(*args)
+
+
+def test_conv_output_length_keeps_unknown_and_exact_fit():
+    assert _cost.conv_output_length(None, 3, 1, "valid") is None
+    assert _cost.conv_output_length(3, 3, 1, "valid") == 1
+    assert _cost.conv_output_length(1, 3, 2, "same") == 1
+
+
+@pytest.mark.parametrize("units", [(0, 4), (4, -1), (4.0, 4)])
+def test_dense_cost_refuses_non_positive_units(units):
+    with pytest.raises(ValueError, match="units_"):
+        _cost.dense_cost(*units)
+
+
+@pytest.mark.parametrize(
+    "shape, expected",
+    [
+        ((None, 2, 2, 3), "shorter than the kernel"),
+        ((None, 8, 0, 3), "input_shape's height"),
+        ((None, 8, None, 3), "needs known height"),
+        ((8, 8), "input_shape must be"),
+    ],
+)
+def test_layer_cost_refuses_impossible_shapes(shape, expected):
+    layer = fastconv.CPConv2D(4, 3, rank=2)
+    with pytest.raises(ValueError, match=expected):
+        layer.cost(shape)
+
+
+def test_dense_layer_cost_needs_known_sizes():
+    dense = keras.layers.Dense(3, name="head")
+    with pytest.raises(ValueError, match="Dense layer 'head'"):
+        _cost.layer_cost(dense, (None, None, 4))
+
+
+@given(
+    shape=st.tuples(
+        st.one_of(st.none(), st.integers(-3, 12)),
+        st.integers(-3, 12),
+        st.integers(-3, 12),
+        st.integers(-3, 6),
+    ),
+    kernel=st.integers(-1, 5),
+    stride=st.integers(-1, 3),
+    padding=st.sampled_from(["valid", "same", "other"]),
+)
+def test_conv2d_cost_is_positive_or_refused(shape, kernel, stride, padding):
+    try:
+        cost = _cost.conv2d_cost(shape, 4, kernel, strides=stride, padding=padding)
+    except ValueError:
+        return
+    assert cost.macs > 0 and cost.params > 0
+
+
+@given(
+    junk=st.dictionaries(
+        st.sampled_from(["pointwise_in", "vertical", "horizontal", "pointwise_out"]),
+        _JUNK_ARRAYS,
+        max_size=4,
+    )
+)
+def test_from_factors_with_junk_builds_a_finite_layer_or_refuses(junk):
+    try:
+        layer = fastconv.CPConv2D.from_factors(junk)
+    except ValueError as exc:
+        assert "CPConv2D" in str(exc)
+    else:
+        assert all(np.all(np.isfinite(w)) for w in _weights(layer))
+
+
+# ----------------------------------------------------------------------- evbmf
+
+
+def _noisy_low_rank():
+    rng = np.random.default_rng(0)
+    low = rng.normal(size=(40, 3)) @ rng.normal(size=(3, 100))
+    return 3 * low + rng.normal(size=(40, 100))
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e-30, 1e30, 1e150])
+def test_evbmf_rank_does_not_depend_on_the_scale(scale):
+    matrix = _noisy_low_rank()
+    reference = fastconv.decomposition.evbmf(matrix)
+    result = fastconv.decomposition.evbmf(matrix * scale)
+    assert reference.rank == result.rank == 3
+    assert result.threshold == pytest.approx(reference.threshold * scale, rel=1e-6)
+    assert np.all(np.isfinite(result.singular_values))
+
+
+@pytest.mark.parametrize(
+    "matrix, expected",
+    [
+        (_noisy_low_rank() + 1j, "real numbers, received matrix with dtype complex"),
+        (np.array([["a", "b"]]), "real numbers"),
+        ([[1.0, 2.0], [3.0]], "real numbers, received a list"),
+        (np.array([[np.nan, 1.0]]), "matrix must be finite"),
+        (np.ones(4), "non-empty 2-D"),
+        (np.ones((0, 4)), "non-empty 2-D"),
+        (_noisy_low_rank() * 1e300, "too large for its noise variance"),
+    ],
+)
+def test_evbmf_refuses_what_it_cannot_take(matrix, expected):
+    with pytest.raises(ValueError, match=f"matrix.*{expected}|{expected}"):
+        fastconv.decomposition.evbmf(matrix)
+
+
+@pytest.mark.parametrize("blank", ["", "  ", "\t"])
+def test_blank_cache_variables_count_as_unset(monkeypatch, tmp_path, blank):
+    monkeypatch.setenv("FASTCONV_AUTOTUNE_CACHE", blank)
+    monkeypatch.setenv("FASTCONV_DATA_DIR", str(tmp_path))
+    assert autotune.cache_path() == tmp_path / "autotune.json"
+    monkeypatch.setenv("FASTCONV_DATA_DIR", blank)
+    assert autotune.cache_path().parts[-2:] == ("fastconv", "autotune.json")
+
+
+def test_decompose_factors_that_overflow_float16_name_the_layer():
+    conv = keras.layers.Conv2D(8, 3, name="conv", dtype="float16")
+    conv.build((None, 8, 8, 4))
+    # Tucker's core carries the scale: a constant kernel of 6e4 has core
+    # entries of 6e4 * sqrt(4 * 8), beyond float16's 65504.
+    conv.set_weights([np.full((3, 3, 4, 8), 6e4, np.float16), np.zeros(8, np.float16)])
+    before = conv.get_weights()
+    with pytest.raises(ValueError, match="layer 'conv', method 'tucker'.*float16"):
+        fastconv.decompose(conv, "tucker", rank=1)
+    assert all(
+        np.array_equal(a, b) for a, b in zip(before, conv.get_weights(), strict=True)
+    )
+
+
+_ANY_ARRAYS = hnp.arrays(
+    dtype=st.sampled_from([np.float16, np.float64, np.int8, np.bool_, np.complex64]),
+    shape=hnp.array_shapes(min_dims=0, max_dims=5, min_side=0, max_side=4),
+    elements={"allow_nan": True, "allow_infinity": True},
+)
+
+
+@given(junk=_ANY_ARRAYS)
+def test_evbmf_with_junk_returns_a_finite_rank_or_refuses(junk):
+    try:
+        result = fastconv.decomposition.evbmf(junk)
+    except ValueError as exc:
+        assert "matrix" in str(exc)
+    else:
+        assert junk.ndim == 2 and 0 <= result.rank <= min(junk.shape)
+        assert np.all(np.isfinite(result.singular_values))
+
+
+@given(junk=_ANY_ARRAYS, rank=st.sampled_from([1, 0.5, "vbmf", "energy:0.9"]))
+def test_resolve_rank_with_junk_returns_a_rank_or_refuses(junk, rank):
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", fastconv.decomposition.RankClampedWarning)
+            value = fastconv.decomposition.resolve_rank(rank, junk, "cp")
+    except ValueError as exc:
+        assert "kernel" in str(exc)
+    else:
+        assert junk.ndim == 4 and value >= 1
