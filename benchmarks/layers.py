@@ -157,9 +157,7 @@ def run_point(p: dict, *, jit: bool, warmup: int, repeats: int) -> dict:
         for name, (layer, ratio) in layers.items():
             row = {"flop_ratio": ratio, **timings[name].as_dict()}
             if name.endswith("/auto"):
-                row["choice"] = sorted(
-                    set(layer.__dict__.get("_auto_choices", {}).values())
-                )
+                row["choice"] = sorted(set(layer._auto_choices.values()))
             rows[name] = row
         result["modes"][mode] = {"setup_s": setup_s, "layers": rows}
     return result

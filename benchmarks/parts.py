@@ -177,9 +177,7 @@ def run(point: dict, *, jit: bool, warmup: int, repeats: int) -> dict:
             fns[f"{name} | chain"] = make(keras.Sequential(chain), x, jit=jit)
         together = timed(fns)
         for name, layer in layers.items():
-            together[name]["choice"] = sorted(
-                set(layer.__dict__.get("_auto_choices", {}).values())
-            )
+            together[name]["choice"] = sorted(set(layer._auto_choices.values()))
         result["modes"][mode] = {"alone": alone, "together": together}
     return result
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import fastconv
-from fastconv.kernels import autotune
+from fastconv.kernels import autotune, policy
 from tests.layer_checks import random_input
 
 # ---------------------------------------------------------------- autotune cache
@@ -39,13 +39,11 @@ def measured(monkeypatch):
 def cache(tmp_path, monkeypatch, measured):
     """Autotuning on, a private cache path, the fake measurement, and no
     memory of other tests' caches."""
-    from fastconv.layers import base
-
     path = tmp_path / "cache" / "autotune.json"
     monkeypatch.setenv("FASTCONV_AUTOTUNE_CACHE", str(path))
     monkeypatch.setenv("FASTCONV_AUTOTUNE", "1")
     monkeypatch.setattr(autotune, "MIN_MACS", 0)
-    monkeypatch.setattr(base, "DENSE_TINY_MACS", 0)
+    monkeypatch.setattr(policy, "DENSE_TINY_MACS", 0)
     monkeypatch.setattr(autotune, "_MEMORY", {})
     monkeypatch.setattr(autotune, "_WARNED", set())
     return path

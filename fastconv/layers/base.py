@@ -1,19 +1,22 @@
 """The shared base of every fastconv layer.
 
 ``BaseFastConv`` does what Keras's ``BaseConv`` does for ``Conv2D``: it takes
-and validates Conv2D's arguments, creates the bias, applies bias and activation
-once at the end, computes output shapes, serialises the config, and gives every
-layer the same ``cost``, ``dense_kernel``, ``get_factors``/``set_factors`` and
-``from_factors`` API. A subclass declares its factor weights and how to compute
-its linear part; it stays short.
+and validates Conv2D's arguments, creates the factor weights and the bias,
+applies bias and activation once at the end, computes output shapes and
+serialises the config. ``FactorsMixin`` (``layers/_factors.py``) adds the
+``cost``, ``dense_kernel``, ``get_factors``/``set_factors`` and
+``from_factors`` API; ``kernels.policy`` picks the implementation a call
+runs, and ``kernels.functional`` holds the implementations themselves.
 
-A subclass implements:
+A subclass calls ``super().__init__(filters, kernel_size, **kwargs)`` first,
+then validates its own arguments, and implements:
 
-- ``_validate_rest()`` (optional): checks of its own constructor arguments;
 - ``_factor_shapes(c_in) -> dict[name, shape]``: the factor weights, in order;
-- ``_linear_<implementation>(inputs)`` for each name in ``IMPLEMENTATIONS``:
-  the output before bias and activation; those named in ``FUSED_BIAS`` also
-  take ``bias=`` and add it themselves (inside their last matrix product);
+- ``_linear_<implementation>(inputs, training, bias, expand_by_conv)`` for
+  each name in ``IMPLEMENTATIONS`` but ``"dense"``: the output before bias
+  and activation, usually one call of a ``kernels.functional`` function;
+  those named in ``FUSED_BIAS`` add ``bias`` themselves (inside their last
+  matrix product), the others receive None;
 - ``_dense_kernel_ops()``: the equivalent ``(k_h, k_w, C_in, C_out)`` kernel as
   a tensor, for linear layers;
 - ``_cost(h, w, c_in) -> Cost``: its parameters and multiply-adds (bias
@@ -22,64 +25,25 @@ A subclass implements:
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import keras
 import numpy as np
 
-from fastconv._validation import check_array, check_arrays, is_int_at_least
 from fastconv._validation import is_int as _is_int
-from fastconv.cost import Cost, conv2d_cost, conv_output_length, spatial_dims
-from fastconv.kernels import autotune
-from fastconv.kernels.ops import (
-    pointwise_matmul,
-    same_padding_widths,
-    shifted_conv,
-    shifted_depthwise,
-    torch_conv,
-    unfolded_conv,
-)
+from fastconv._validation import is_int_at_least
+from fastconv.cost import conv_output_length
+from fastconv.kernels import conv, policy
+from fastconv.kernels.dense_cache import DenseKernelCache
+from fastconv.layers._factors import FactorsMixin
 
 __all__ = ["BaseFastConv"]
 
 _PADDINGS = ("valid", "same")
 _DATA_FORMATS = ("channels_last", "channels_first")
-#: The static rule picks the dense kernel below this FLOP ratio to Conv2D.
-DENSE_BELOW_RATIO = 1.2
-#: ... and, for inference on eager PyTorch, when the equivalent Conv2D would do
-#: fewer multiply-adds than this (the time is then per-op overhead).
-DENSE_TINY_MACS = 5_000_000
-#: Configuration entries that do not change how long the linear part takes.
-_CONFIG_UNTIMED = frozenset(
-    {
-        "name",
-        "trainable",
-        "dtype",
-        "implementation",
-        "activation",
-        "kernel_initializer",
-        "bias_initializer",
-        "kernel_regularizer",
-        "bias_regularizer",
-        "activity_regularizer",
-        "kernel_constraint",
-        "bias_constraint",
-    }
-)
 
 
-@functools.cache
-def _tf_cpu_only() -> bool:
-    """True on the TensorFlow backend when it sees no GPU."""
-    if keras.backend.backend() != "tensorflow":
-        return False
-    import tensorflow as tf
-
-    return not tf.config.list_logical_devices("GPU")
-
-
-class BaseFastConv(keras.layers.Layer):
+class BaseFastConv(FactorsMixin, keras.layers.Layer):
     """Base class of the fastconv 2-D convolution layers.
 
     Args:
@@ -104,14 +68,15 @@ class BaseFastConv(keras.layers.Layer):
         **kwargs: passed to ``keras.layers.Layer`` (``name``, ``dtype``, ...).
     """
 
+    #: Number of spatial axes of the inputs.
+    SPATIAL_DIMS: int = 2
     #: Concrete ways to compute the layer, first one is the static default.
     IMPLEMENTATIONS: tuple[str, ...] = ("conv",)
     #: The static rule's choice under XLA (key ``"xla"``) and per Keras backend
-    #: otherwise (see ``static_implementation``); missing keys use
-    #: ``IMPLEMENTATIONS[0]``.
+    #: otherwise (see ``kernels.policy.static_implementation``); missing keys
+    #: use ``IMPLEMENTATIONS[0]``.
     STATIC_RULE: Mapping[str, str] = {}
-    #: Implementations that end in a matrix product and add the bias inside it
-    #: (their ``_linear_<name>`` takes ``bias=``).
+    #: Implementations that end in a matrix product and add the bias inside it.
     FUSED_BIAS: tuple[str, ...] = ()
     #: Smallest kernel size the layer accepts on each axis.
     MIN_KERNEL: int = 1
@@ -180,8 +145,10 @@ class BaseFastConv(keras.layers.Layer):
                 "implementation", implementation, f"must be one of {allowed}"
             )
         self.implementation = implementation
-        self._validate_rest()
-        self.input_spec = keras.layers.InputSpec(ndim=4)
+        self.input_spec = keras.layers.InputSpec(ndim=self.SPATIAL_DIMS + 2)
+        #: ``"auto"``'s choices per (input shape, training, compilation).
+        self._auto_choices = {}
+        self._dense_cache = DenseKernelCache()
 
     # ------------------------------------------------------------ validation
     def _error(self, name: str, value, requirement: str) -> ValueError:
@@ -217,10 +184,7 @@ class BaseFastConv(keras.layers.Layer):
                 name, value, "must be None, an activation name or a callable"
             ) from None
 
-    def _validate_rest(self) -> None:
-        """Checks of a subclass's own constructor arguments."""
-
-    # --------------------------------------------------------------- helpers
+    # ------------------------------------------------------------ properties
     @property
     def channel_axis(self) -> int:
         return -1 if self.data_format == "channels_last" else 1
@@ -235,171 +199,17 @@ class BaseFastConv(keras.layers.Layer):
         """Whether the layer, before its bias and activation, is a linear map."""
         return True
 
-    def _conv(self, x, kernel, strides=1, padding="valid", dilation_rate=1, fast=False):
-        """``keras.ops.conv``; with ``fast``, PyTorch's own op on PyTorch
-        (``kernels.ops.torch_conv``: the plain compositions keep Keras's)."""
-        if fast and keras.backend.backend() == "torch":
-            return torch_conv(
-                x, kernel, strides, padding, dilation_rate, self.data_format
-            )
-        if self.data_format == "channels_first" and _tf_cpu_only():
-            # TensorFlow's CPU Conv2D kernel takes NHWC only.
-            x = keras.ops.transpose(x, (0, 2, 3, 1))
-            y = keras.ops.conv(
-                x, kernel, strides, padding, "channels_last", dilation_rate
-            )
-            return keras.ops.transpose(y, (0, 3, 1, 2))
-        return keras.ops.conv(
-            x,
-            kernel,
-            strides=strides,
-            padding=padding,
-            data_format=self.data_format,
-            dilation_rate=dilation_rate,
-        )
+    @property
+    def _conv_settings(self) -> dict:
+        """The convolution settings, as ``kernels.functional`` takes them."""
+        return {
+            "strides": self.strides,
+            "padding": self.padding,
+            "dilation_rate": self.dilation_rate,
+            "data_format": self.data_format,
+        }
 
-    def _depthwise(
-        self, x, kernel, strides=1, padding="valid", dilation_rate=1, fast=False
-    ):
-        """``keras.ops.depthwise_conv``; ``fast`` as for ``_conv``."""
-        strides = (strides, strides) if isinstance(strides, int) else tuple(strides)
-        if fast and keras.backend.backend() == "torch":
-            return torch_conv(
-                x, kernel, strides, padding, dilation_rate, self.data_format, True
-            )
-        if strides[0] != strides[1] and keras.backend.backend() == "tensorflow":
-            # TensorFlow's depthwise kernel takes equal strides only: pad as the
-            # strided conv would, convolve densely, then keep every s-th row/column.
-            dilation = (
-                (dilation_rate, dilation_rate)
-                if isinstance(dilation_rate, int)
-                else tuple(dilation_rate)
-            )
-            if padding == "same":
-                k = kernel.shape[:2]
-                x = self._same_padding(x, k, strides, dilation)
-            x = keras.ops.depthwise_conv(
-                x, kernel, 1, "valid", self.data_format, dilation
-            )
-            sh, sw = strides
-            if self.data_format == "channels_last":
-                return x[:, ::sh, ::sw, :]
-            return x[:, :, ::sh, ::sw]
-        return keras.ops.depthwise_conv(
-            x,
-            kernel,
-            strides=strides,
-            padding=padding,
-            data_format=self.data_format,
-            dilation_rate=dilation_rate,
-        )
-
-    def _spatial_conv(self, x, kernel, fast=False):
-        """The layer's own ``k_h x k_w`` convolution: its strides, padding and
-        dilation; ``fast`` as for ``_conv``."""
-        return self._conv(
-            x,
-            kernel,
-            strides=self.strides,
-            padding=self.padding,
-            dilation_rate=self.dilation_rate,
-            fast=fast,
-        )
-
-    def _fast_depthwise(self, x, kernel, strides=1, padding="valid", dilation_rate=1):
-        return self._depthwise(x, kernel, strides, padding, dilation_rate, fast=True)
-
-    def _spatial_conv_cost(self, h: int, w: int, c_in: int, c_out: int) -> Cost:
-        """Cost of ``_spatial_conv`` from ``c_in`` to ``c_out`` channels on an
-        ``h x w`` input, bias excluded."""
-        return conv2d_cost(
-            (h, w, c_in),
-            c_out,
-            self.kernel_size,
-            strides=self.strides,
-            padding=self.padding,
-            dilation_rate=self.dilation_rate,
-            use_bias=False,
-        )
-
-    def _sandwich_cost(self, h: int, w: int, c_in: int, r_in: int, r_out: int):
-        """Cost of 1x1 ``c_in -> r_in``, ``_spatial_conv`` ``r_in -> r_out``, 1x1
-        ``r_out -> output_filters`` (the Tucker-2 and bottleneck shapes)."""
-        cost = conv2d_cost((h, w, c_in), r_in, 1, use_bias=False)
-        cost = cost + self._spatial_conv_cost(h, w, r_in, r_out)
-        ho, wo = self._output_hw(h, w)
-        return cost + conv2d_cost(
-            (ho, wo, r_out), self.output_filters, 1, use_bias=False
-        )
-
-    def _pointwise(self, x, matrix, bias=None):
-        """A 1x1 convolution by a ``(C_in, C_out)`` matrix, then ``bias``."""
-        kernel = keras.ops.reshape(matrix, (1, 1, *matrix.shape))
-        return self._add_bias(self._conv(x, kernel), bias)
-
-    def _pointwise_matmul(self, x, matrix, bias=None):
-        """A 1x1 convolution by a ``(C_in, C_out)`` matrix, as a matrix product,
-        with ``bias`` added inside it where the backend can (``kernels.ops``).
-
-        Except for an expansion (``C_in < C_out``) in inference on
-        TensorFlow's CPU without XLA, where ``call`` sets ``_expand_by_conv``:
-        there TensorFlow's 1x1 convolution (oneDNN) with its bias ran
-        forward 0.99-1.21x as fast as ``MatMul`` and ``BiasAdd`` at eight
-        expanding shapes (``C_in`` 8 to 256; 1.12x at batch 64, 32x32,
-        32 -> 128). In a training step it was slower at all ten shapes
-        tried (0.64-0.98x), and forward it lost on 128 -> 32 (0.88x)."""
-        if self.__dict__.get("_expand_by_conv") and matrix.shape[0] < matrix.shape[1]:
-            return self._pointwise(x, matrix, bias)
-        return pointwise_matmul(x, matrix, self.data_format, bias)
-
-    def _slices_possible(self, x, strides, padding) -> bool:
-        """Whether shifted slices can compute this convolution: not with
-        ``"same"`` padding and strides > 1 on an unknown spatial size."""
-        strides = (strides, strides) if isinstance(strides, int) else tuple(strides)
-        spatial = x.shape[1:3] if self.data_format == "channels_last" else x.shape[2:]
-        return not (padding == "same" and max(strides) > 1 and None in tuple(spatial))
-
-    def _shifted(self, x, kernel, strides=1, padding="valid", dilation_rate=1):
-        """A depthwise convolution as a sum of shifted slices (``kernels.ops``),
-        or ``_fast_depthwise`` where the slices cannot be cut
-        (``_slices_possible``)."""
-        if not self._slices_possible(x, strides, padding):
-            return self._fast_depthwise(x, kernel, strides, padding, dilation_rate)
-        return shifted_depthwise(
-            x, kernel, strides, padding, dilation_rate, self.data_format
-        )
-
-    def _shifted_conv(
-        self, x, kernel, strides=1, padding="valid", dilation_rate=1, unfold=False
-    ):
-        """A convolution by shifted slices: their sum, each times its tap's
-        matrix (``kernels.ops.shifted_conv``), or with ``unfold`` one product
-        of them side by side (``kernels.ops.unfolded_conv``); ``_conv`` where
-        the slices cannot be cut (``_slices_possible``)."""
-        if not self._slices_possible(x, strides, padding):
-            return self._conv(x, kernel, strides, padding, dilation_rate, fast=True)
-        op = unfolded_conv if unfold else shifted_conv
-        return op(x, kernel, strides, padding, dilation_rate, self.data_format)
-
-    def _same_padding(self, x, kernel_size, strides, dilation_rate):
-        """Zero-pad ``x`` as a ``"same"`` conv with these settings would.
-
-        Lets a stack of ``"valid"`` convs reproduce one ``"same"`` conv exactly.
-        """
-        shape = keras.ops.shape(x)
-        spatial = shape[1:3] if self.data_format == "channels_last" else shape[2:4]
-        pads = [
-            same_padding_widths(length, k, s, d)
-            for length, k, s, d in zip(
-                spatial, kernel_size, strides, dilation_rate, strict=True
-            )
-        ]
-        if self.data_format == "channels_last":
-            widths = [(0, 0), pads[0], pads[1], (0, 0)]
-        else:
-            widths = [(0, 0), (0, 0), pads[0], pads[1]]
-        return keras.ops.pad(x, widths)
-
+    # ------------------------------------------------------------- the layer
     def _input_channels(self, input_shape) -> int:
         channels = input_shape[self.channel_axis]
         if channels is None:
@@ -408,10 +218,6 @@ class BaseFastConv(keras.layers.Layer):
                 f"received input_shape={tuple(input_shape)!r}"
             )
         return int(channels)
-
-    # ------------------------------------------------------------ the layer
-    def _factor_shapes(self, c_in: int) -> dict[str, tuple[int, ...]]:
-        raise NotImplementedError
 
     def _extra_build(self, input_shape) -> None:
         """Builds sublayers (batch norm); called at the end of ``build``."""
@@ -441,7 +247,9 @@ class BaseFastConv(keras.layers.Layer):
             )
         else:
             self.bias = None
-        self.input_spec = keras.layers.InputSpec(ndim=4, axes={self.channel_axis: c_in})
+        self.input_spec = keras.layers.InputSpec(
+            ndim=self.SPATIAL_DIMS + 2, axes={self.channel_axis: c_in}
+        )
         self._extra_build(input_shape)
 
     def allowed_implementations(self) -> tuple[str, ...]:
@@ -454,356 +262,60 @@ class BaseFastConv(keras.layers.Layer):
     def static_implementation(
         self, input_shape, compilation: str = "eager", training: bool = False
     ) -> str:
-        """The static rule: what ``"auto"`` runs when it does not measure.
-
-        The reconstructed dense kernel when the layer saves less than
-        ``1 / DENSE_BELOW_RATIO`` of a ``Conv2D``'s multiply-adds (running
-        several small ops costs more than the saving), or, for inference on
-        eager PyTorch, when even that ``Conv2D`` would do fewer than
-        ``DENSE_TINY_MACS`` (the time is then per-op overhead, and one
-        convolution with a cached kernel has the least); else the class's
-        ``STATIC_RULE`` entry for ``"xla"`` when the code is compiled by XLA
-        (``compilation``, see ``fastconv.kernels.autotune.compilation_mode``),
-        or for the Keras backend's name otherwise; else the first of
-        ``IMPLEMENTATIONS``. The entries are the implementations measured
-        fastest at most points of ``benchmarks/layers.py`` (docs/performance.md).
-        """
-        allowed = self.allowed_implementations()
-        if "dense" in allowed and self._flop_ratio(input_shape) < DENSE_BELOW_RATIO:
-            return "dense"
-        if (
-            "dense" in allowed
-            and not training
-            and compilation == "eager"
-            and keras.backend.backend() == "torch"
-            and self._dense_macs(input_shape) < DENSE_TINY_MACS
-        ):
-            return "dense"
-        key = "xla" if compilation == "xla" else keras.backend.backend()
-        choice = self.STATIC_RULE.get(key, allowed[0])
-        return choice if choice in allowed else allowed[0]
-
-    def _macs_per_example(self, input_shape) -> tuple[int, int] | None:
-        """(this layer's, the equivalent Conv2D's) multiply-adds per example,
-        or None if a dimension of the example is unknown."""
-        shape = tuple(input_shape)[-3:]
-        if len(shape) < 3 or any(d is None for d in shape):
-            return None
-        h, w, c_in = spatial_dims(shape, self.data_format)
-        mine = self._cost(h, w, c_in).macs
-        return mine, self._spatial_conv_cost(h, w, c_in, self.output_filters).macs
-
-    def _flop_ratio(self, input_shape) -> float:
-        """Multiply-adds of a Conv2D over this layer's, or inf if unknown."""
-        macs = self._macs_per_example(input_shape)
-        if macs is None or not macs[0]:
-            return float("inf")
-        return macs[1] / macs[0]
-
-    def _dense_macs(self, input_shape) -> float:
-        """Multiply-adds of the equivalent Conv2D on the whole batch, or inf if
-        a dimension is unknown."""
-        shape = tuple(input_shape)
-        macs = self._macs_per_example(shape)
-        if len(shape) < 4 or shape[0] is None or macs is None:
-            return float("inf")
-        return shape[0] * macs[1]
-
-    def _resolve_implementation(self, inputs, training=None) -> str:
-        """The concrete implementation to run for these inputs."""
-        if self.implementation != "auto":
-            return self.implementation
-        shape = tuple(None if d is None else int(d) for d in inputs.shape)
-        compilation = autotune.compilation_mode(inputs)
-        memo_key = (shape, bool(training), compilation)
-        memo = self.__dict__.setdefault("_auto_choices", {})
-        if memo_key in memo:
-            return memo[memo_key]
-        static = self.static_implementation(shape, compilation, bool(training))
-        known = None not in shape
-        macs = shape[0] * self.cost(shape[1:]).macs if known else 0
-        config = {
-            k: v for k, v in self.get_config().items() if k not in _CONFIG_UNTIMED
-        }
-        request = autotune.Request(
-            layer=self,
-            input_shape=shape,
-            dtype=keras.backend.standardize_dtype(inputs.dtype),
-            training=bool(training),
-            candidates=self.allowed_implementations(),
-            static=static,
-            macs=macs,
+        """What ``"auto"`` runs on ``input_shape`` when it does not measure:
+        ``kernels.policy.static_implementation`` for this layer."""
+        return policy.static_implementation(
+            self.allowed_implementations(),
+            self.STATIC_RULE,
+            flop_ratio=self._flop_ratio(input_shape),
+            dense_macs=self._dense_macs(input_shape),
             compilation=compilation,
-            config=config,
+            training=training,
         )
-        choice = autotune.choose(request)
-        if known:
-            memo[memo_key] = choice
-        return choice
-
-    def _linear(self, inputs, impl, training=None, bias=None):
-        """The implementation ``impl``'s output; ``bias`` only for those in
-        ``FUSED_BIAS``."""
-        kwargs = {} if bias is None else {"bias": bias}
-        return getattr(self, f"_linear_{impl}")(inputs, **kwargs)
 
     def call(self, inputs, training=None):
-        impl = self._resolve_implementation(inputs, training)
-        # Read by _pointwise_matmul while this call traces (a Python flag).
-        self.__dict__["_expand_by_conv"] = (
-            not training
-            and keras.backend.backend() == "tensorflow"
-            and _tf_cpu_only()
-            and self.data_format == "channels_last"
-            and autotune.compilation_mode(inputs) == "graph"
+        impl = policy.resolve_implementation(self, inputs, training, self._auto_choices)
+        expand_by_conv = policy.expand_by_conv(inputs, training, self.data_format)
+        fused = self.use_bias and impl in self.FUSED_BIAS
+        outputs = self._linear(
+            inputs, impl, training, self.bias if fused else None, expand_by_conv
         )
-        if self.use_bias and impl in self.FUSED_BIAS:
-            # The implementation adds the bias in its last matrix product.
-            outputs = self._linear(inputs, impl, training, bias=self.bias)
-        else:
-            outputs = self._add_bias(self._linear(inputs, impl, training), self.bias)
+        if not fused:
+            outputs = conv.add_bias(outputs, self.bias, self.data_format)
         if self.activation is not None:
             outputs = self.activation(outputs)
         return outputs
 
-    def _add_bias(self, outputs, bias):
-        """``outputs`` plus ``bias`` (``None``: nothing) along the channel axis."""
-        if bias is not None:
-            if self.data_format == "channels_last":
-                outputs = keras.ops.add(outputs, bias)
-            else:
-                bias = keras.ops.reshape(bias, (1, self.output_filters, 1, 1))
-                # Not keras.ops.add: on TensorFlow it turns this into a BiasAdd
-                # over the LAST axis whenever the output width equals filters
-                # (Keras 3.15); the operator is a plain broadcasting add.
-                outputs = outputs + bias
-        return outputs
+    def _linear(self, inputs, impl, training, bias, expand_by_conv):
+        """The implementation ``impl``'s output; ``bias`` (or None) only for
+        those in ``FUSED_BIAS``."""
+        if impl == "dense":
+            return self._linear_dense(inputs)
+        method = getattr(self, f"_linear_{impl}")
+        return method(inputs, training, bias, expand_by_conv)
 
     def _linear_dense(self, inputs):
         """Compute with the reconstructed dense kernel, as a plain Conv2D would."""
-        return self._spatial_conv(inputs, self._dense_kernel_cached(), fast=True)
-
-    def _dense_kernel_cached(self):
-        """``_dense_kernel_ops()``, rebuilt only when a factor has changed
-        where that can be known: eager PyTorch outside autograd (inference,
-        ``predict``), where every in-place write to a tensor (``assign``, an
-        optimizer step) moves its version counter. Everywhere else (a
-        ``tf.function`` or ``jax.jit`` trace, or a gradient to take) it is
-        rebuilt on every call. For a small layer the rebuild costs nearly as
-        much as the convolution: CP's dense kernel took about 70 us to build,
-        the 8x8x32 convolution 90 us (eager PyTorch, this project's CPU)."""
-        if keras.backend.backend() != "torch":
-            return self._dense_kernel_ops()
-        import torch
-
-        if torch.is_grad_enabled():
-            return self._dense_kernel_ops()
-        try:
-            key = (self.compute_dtype,) + tuple(
-                (id(t), t.data_ptr(), t._version)
-                for t in (getattr(self, n).value for n in self._factor_names)
-            )
-        except RuntimeError:  # inference-mode tensors keep no version counter
-            return self._dense_kernel_ops()
-        cached = self.__dict__.get("_dense_cache")
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        kernel = self._dense_kernel_ops()
-        self.__dict__["_dense_cache"] = (key, kernel)
-        return kernel
+        kernel = self._dense_cache.get(
+            self._dense_kernel_ops,
+            [getattr(self, name) for name in self._factor_names],
+            self.compute_dtype,
+        )
+        return conv.conv(inputs, kernel, **self._conv_settings, fast=True)
 
     def compute_output_shape(self, input_shape):
         shape = list(input_shape)
-        if self.data_format == "channels_last":
-            h_axis, w_axis, c_axis = 1, 2, 3
-        else:
-            c_axis, h_axis, w_axis = 1, 2, 3
-        shape[h_axis] = conv_output_length(
-            shape[h_axis],
-            self.kernel_size[0],
-            self.strides[0],
-            self.padding,
-            self.dilation_rate[0],
-        )
-        shape[w_axis] = conv_output_length(
-            shape[w_axis],
-            self.kernel_size[1],
-            self.strides[1],
-            self.padding,
-            self.dilation_rate[1],
-        )
-        shape[c_axis] = self.output_filters
+        first = 1 if self.data_format == "channels_last" else 2
+        for i in range(self.SPATIAL_DIMS):
+            shape[first + i] = conv_output_length(
+                shape[first + i],
+                self.kernel_size[i],
+                self.strides[i],
+                self.padding,
+                self.dilation_rate[i],
+            )
+        shape[self.channel_axis] = self.output_filters
         return tuple(shape)
-
-    # ------------------------------------------------------------ the API
-    def cost(self, input_shape: Sequence[int | None]) -> Cost:
-        """Parameters and multiply-adds of this layer for one example.
-
-        Args:
-            input_shape: ``(H, W, C)`` or ``(batch, H, W, C)`` (channels first:
-                ``(C, H, W)``), in this layer's data format. The layer need not
-                be built.
-
-        Returns:
-            A ``fastconv.cost.Cost`` with ``params`` and ``macs`` (per example;
-            biases count as parameters, not as multiply-adds).
-        """
-        h, w, c_in = spatial_dims(input_shape, self.data_format)
-        base = self._cost(h, w, c_in)
-        if self.use_bias:
-            base = base + Cost(self.output_filters, 0)
-        return base
-
-    def _cost(self, h: int, w: int, c_in: int) -> Cost:
-        raise NotImplementedError
-
-    def _output_hw(self, h: int, w: int) -> tuple[int, int]:
-        return (
-            conv_output_length(
-                h,
-                self.kernel_size[0],
-                self.strides[0],
-                self.padding,
-                self.dilation_rate[0],
-            ),
-            conv_output_length(
-                w,
-                self.kernel_size[1],
-                self.strides[1],
-                self.padding,
-                self.dilation_rate[1],
-            ),
-        )
-
-    def _require_built(self, what: str) -> None:
-        if not self.built:
-            raise ValueError(
-                f"{type(self).__name__}: {what} needs a built layer; call the layer on "
-                "an input or call layer.build(input_shape) first"
-            )
-
-    def _require_linear(self, what: str) -> None:
-        if not self.is_linear:
-            raise ValueError(
-                f"{type(self).__name__}: {what} exists only for a linear layer, and "
-                f"this one is not: {self._nonlinear_reason()}"
-            )
-
-    def _nonlinear_reason(self) -> str:
-        return ""
-
-    def dense_kernel(self) -> np.ndarray:
-        """The equivalent dense ``(k_h, k_w, C_in, C_out)`` kernel, as NumPy.
-
-        A ``keras.layers.Conv2D`` with this kernel, this layer's bias and the same
-        strides, padding, dilation, data format and activation computes the same
-        output (up to rounding).
-
-        Raises:
-            ValueError: if the layer is not built, or not a linear map.
-        """
-        self._require_built("dense_kernel()")
-        self._require_linear("dense_kernel()")
-        return keras.ops.convert_to_numpy(self._dense_kernel_ops()).astype("float32")
-
-    def _dense_kernel_ops(self):
-        raise NotImplementedError
-
-    def get_factors(self) -> dict[str, np.ndarray]:
-        """The factor weights as NumPy arrays, by name (bias excluded)."""
-        self._require_built("get_factors()")
-        return {
-            name: keras.ops.convert_to_numpy(getattr(self, name))
-            for name in self._factor_names
-        }
-
-    def factor_shapes(self, input_channels: int) -> dict[str, tuple[int, ...]]:
-        """The shapes of the factor weights for ``input_channels`` input channels."""
-        return dict(
-            self._factor_shapes(self._positive_int("input_channels", input_channels))
-        )
-
-    def set_factors(self, factors, bias=None) -> None:
-        """Set the factor weights (and optionally the bias).
-
-        Args:
-            factors: a mapping name -> array with exactly this layer's factor names
-                and shapes, or an object with such a mapping in ``.factors`` (the
-                results of ``fastconv.decomposition``).
-            bias: array of shape ``(output_filters,)``; None leaves the bias as is.
-
-        Raises:
-            ValueError: on missing or unexpected names, wrong shapes, values that
-                are not finite real numbers (or overflow the weights' dtype);
-                every value is checked before any weight is assigned, so after
-                an error the layer is as it was.
-        """
-        self._require_built("set_factors()")
-        owner = type(self).__name__
-        expected = {
-            name: tuple(getattr(self, name).shape) for name in self._factor_names
-        }
-        dtype = self.variable_dtype
-        factors = check_arrays(owner, _factor_mapping(factors, owner), expected, dtype)
-        if bias is not None:
-            if not self.use_bias:
-                raise ValueError(
-                    f"{owner}: a bias was given but the layer has use_bias=False"
-                )
-            bias = check_array(owner, "bias", bias, (self.output_filters,), dtype)
-        for name in self._factor_names:
-            getattr(self, name).assign(factors[name])
-        if bias is not None:
-            self.bias.assign(bias)
-
-    @classmethod
-    def input_channels_of(cls, factors: Mapping[str, np.ndarray]) -> int:
-        """Number of input channels implied by a factor mapping."""
-        raise NotImplementedError
-
-    @classmethod
-    def from_factors(cls, factors, bias=None, **kwargs):
-        """A built layer whose weights are the given factors.
-
-        Args:
-            factors: as for ``set_factors``.
-            bias: optional bias of shape ``(filters,)``; with ``use_bias`` unset,
-                the layer gets a bias exactly when one is given.
-            **kwargs: the layer's constructor arguments except those the factors
-                determine (``filters`` and ranks are read off the factors when
-                not given).
-
-        Example:
-            >>> import numpy as np, fastconv
-            >>> f = {"pointwise_in": np.ones((8, 4)), "vertical": np.ones((3, 4)),
-            ...      "horizontal": np.ones((3, 4)), "pointwise_out": np.ones((4, 16))}
-            >>> fastconv.CPConv2D.from_factors(f).filters
-            16
-        """
-        factors = _factor_mapping(factors, cls.__name__)
-        try:
-            read = cls._kwargs_from_factors(factors)
-            c_in = cls.input_channels_of(factors)
-        except (KeyError, IndexError, ValueError) as exc:
-            shapes = {name: value.shape for name, value in factors.items()}
-            raise ValueError(
-                f"{cls.__name__}.from_factors: factors must have the names and "
-                f"number of dimensions of a {cls.__name__}'s weights, received "
-                f"factors with shapes {shapes} ({type(exc).__name__}: {exc})"
-            ) from None
-        kwargs = {**read, **kwargs}
-        kwargs.setdefault("use_bias", bias is not None)
-        layer = cls(**kwargs)
-        if layer.data_format == "channels_last":
-            layer.build((None, None, None, c_in))
-        else:
-            layer.build((None, c_in, None, None))
-        layer.set_factors(factors, bias=bias)
-        return layer
-
-    @classmethod
-    def _kwargs_from_factors(cls, factors: Mapping[str, np.ndarray]) -> dict:
-        raise NotImplementedError
 
     def get_config(self):
         config = super().get_config()
@@ -836,16 +348,3 @@ class BaseFastConv(keras.layers.Layer):
             }
         )
         return config
-
-
-def _factor_mapping(factors, owner: str) -> dict[str, np.ndarray]:
-    if hasattr(factors, "factors") and not isinstance(factors, Mapping):
-        factors = factors.factors
-    if not isinstance(factors, Mapping):
-        raise TypeError(
-            f"{owner}: factors must be a mapping of name -> array or a decomposition "
-            f"result with .factors, received {type(factors).__name__}"
-        )
-    return {
-        str(k): check_array(owner, f"factor {str(k)!r}", v) for k, v in factors.items()
-    }

@@ -7,6 +7,7 @@ import numbers
 import keras
 import numpy as np
 
+from fastconv.kernels import functional
 from fastconv.layers.base import BaseFastConv
 
 
@@ -76,27 +77,20 @@ class BottleneckConv2D(BaseFastConv):
         residual=False,
         **kwargs,
     ):
-        self.bottleneck_filters = bottleneck_filters
-        self.bottleneck_ratio = bottleneck_ratio
-        self.intermediate_activation = intermediate_activation
-        self.residual = residual
         super().__init__(filters, kernel_size, **kwargs)
-
-    def _validate_rest(self):
-        if self.bottleneck_filters is not None and self.bottleneck_ratio is not None:
+        if bottleneck_filters is not None and bottleneck_ratio is not None:
             raise ValueError(
                 f"{type(self).__name__}: give bottleneck_filters or "
                 "bottleneck_ratio, not both, received "
-                f"bottleneck_filters={self.bottleneck_filters!r} and "
-                f"bottleneck_ratio={self.bottleneck_ratio!r}"
+                f"bottleneck_filters={bottleneck_filters!r} and "
+                f"bottleneck_ratio={bottleneck_ratio!r}"
             )
         self.bottleneck_filters = self._positive_int(
-            "bottleneck_filters", self.bottleneck_filters, allow_none=True
+            "bottleneck_filters", bottleneck_filters, allow_none=True
         )
+        self.bottleneck_ratio = bottleneck_ratio
         if self.bottleneck_filters is None:
-            if self.bottleneck_ratio is None:
-                self.bottleneck_ratio = 0.25
-            ratio = self.bottleneck_ratio
+            ratio = 0.25 if bottleneck_ratio is None else bottleneck_ratio
             if (
                 isinstance(ratio, bool)
                 or not isinstance(ratio, numbers.Real)
@@ -107,11 +101,11 @@ class BottleneckConv2D(BaseFastConv):
                 )
             self.bottleneck_ratio = float(ratio)
         self.intermediate_activation = self._activation(
-            "intermediate_activation", self.intermediate_activation
+            "intermediate_activation", intermediate_activation
         )
-        if not isinstance(self.residual, bool | np.bool_):
-            raise self._error("residual", self.residual, "must be a bool")
-        self.residual = bool(self.residual)
+        if not isinstance(residual, bool | np.bool_):
+            raise self._error("residual", residual, "must be a bool")
+        self.residual = bool(residual)
         if self.residual and (self.strides != (1, 1) or self.padding != "same"):
             raise ValueError(
                 f"{type(self).__name__}: residual=True needs strides=1 and "
@@ -170,32 +164,37 @@ class BottleneckConv2D(BaseFastConv):
             "expand": (b, self.filters),
         }
 
-    def _linear_bottleneck(self, inputs):
-        return self._chain(inputs, self._pointwise)
+    def _linear_bottleneck(self, inputs, training, bias, expand_by_conv):
+        return functional.bottleneck_bottleneck(
+            inputs,
+            self.squeeze,
+            self.kernel,
+            self.expand,
+            intermediate_activation=self.intermediate_activation,
+            residual=self.residual,
+            **self._conv_settings,
+        )
 
-    def _linear_matmul(self, inputs, bias=None):
-        return self._chain(inputs, self._pointwise_matmul, bias, fast=True)
-
-    def _chain(self, inputs, pointwise, bias=None, fast=False):
-        """Squeeze, k x k, expand (then ``bias``), [residual], with the 1x1s
-        computed by ``pointwise`` and the k x k by ``_spatial_conv(fast=fast)``."""
-        x = self.intermediate_activation(pointwise(inputs, self.squeeze))
-        x = self.intermediate_activation(self._spatial_conv(x, self.kernel, fast=fast))
-        x = pointwise(x, self.expand, bias)
-        if self.residual:
-            x = keras.ops.add(x, inputs)
-        return x
+    def _linear_matmul(self, inputs, training, bias, expand_by_conv):
+        return functional.bottleneck_matmul(
+            inputs,
+            self.squeeze,
+            self.kernel,
+            self.expand,
+            bias=bias,
+            intermediate_activation=self.intermediate_activation,
+            residual=self.residual,
+            expand_by_conv=expand_by_conv,
+            **self._conv_settings,
+        )
 
     def _dense_kernel_ops(self):
-        kernel = keras.ops.matmul(
-            keras.ops.matmul(self.squeeze, self.kernel), self.expand
+        return functional.bottleneck_dense_kernel(
+            self.squeeze,
+            self.kernel,
+            self.expand,
+            self._identity_tap() if self.residual else None,
         )
-        if not self.residual:
-            return kernel
-        # residual=True implies C_in == filters.
-        identity = np.zeros((*self.kernel_size, self.filters, self.filters), "float32")
-        identity[self._identity_tap()] = np.eye(self.filters)
-        return keras.ops.add(kernel, keras.ops.cast(identity, kernel.dtype))
 
     def _cost(self, h, w, c_in):
         b = self.bottleneck_channels

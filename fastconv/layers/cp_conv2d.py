@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from fastconv.cost import conv2d_cost, depthwise_conv2d_cost
+from fastconv.kernels import functional
 from fastconv.layers.base import BaseFastConv
 
 
@@ -58,11 +59,8 @@ class CPConv2D(BaseFastConv):
     FUSED_BIAS = ("matmul", "fused", "shift")
 
     def __init__(self, filters, kernel_size, rank, **kwargs):
-        self.rank = rank
         super().__init__(filters, kernel_size, **kwargs)
-
-    def _validate_rest(self):
-        self.rank = self._positive_int("rank", self.rank)
+        self.rank = self._positive_int("rank", rank)
         if max(self.kernel_size) < 2:
             raise self._error(
                 "kernel_size",
@@ -95,68 +93,41 @@ class CPConv2D(BaseFastConv):
             "pointwise_out": (r, self.filters),
         }
 
-    def _linear_depthwise(self, inputs):
-        return self._cp_chain(inputs, self._pointwise, self._depthwise)
+    def _factors(self):
+        return (self.pointwise_in, self.vertical, self.horizontal, self.pointwise_out)
 
-    def _linear_matmul(self, inputs, bias=None):
-        return self._cp_chain(
-            inputs, self._pointwise_matmul, self._fast_depthwise, bias
+    def _linear_depthwise(self, inputs, training, bias, expand_by_conv):
+        return functional.cp_depthwise(inputs, *self._factors(), **self._conv_settings)
+
+    def _linear_matmul(self, inputs, training, bias, expand_by_conv):
+        return functional.cp_matmul(
+            inputs,
+            *self._factors(),
+            bias=bias,
+            expand_by_conv=expand_by_conv,
+            **self._conv_settings,
         )
 
-    def _linear_shift(self, inputs, bias=None):
-        return self._cp_chain(inputs, self._pointwise_matmul, self._shifted, bias)
+    def _linear_shift(self, inputs, training, bias, expand_by_conv):
+        return functional.cp_shift(
+            inputs,
+            *self._factors(),
+            bias=bias,
+            expand_by_conv=expand_by_conv,
+            **self._conv_settings,
+        )
 
-    def _linear_fused(self, inputs, bias=None):
-        """Matrix products for the 1x1s and *one* ``k_h x k_w`` depthwise
-        convolution whose kernel, per rank channel, is the outer product of the
-        vertical and horizontal factors: one pass over the intermediate
-        instead of two, at ``k_h k_w`` instead of ``k_h + k_w`` multiply-adds
-        per element. Exact: padding, strides and dilation act per axis."""
-        kh, kw = self.kernel_size
-        x = self._pointwise_matmul(inputs, self.pointwise_in)
-        x = self._fast_depthwise(
-            x,
-            keras.ops.reshape(self._taps(), (kh, kw, self.rank, 1)),
-            strides=self.strides,
-            padding=self.padding,
-            dilation_rate=self.dilation_rate,
+    def _linear_fused(self, inputs, training, bias, expand_by_conv):
+        return functional.cp_fused(
+            inputs,
+            *self._factors(),
+            bias=bias,
+            expand_by_conv=expand_by_conv,
+            **self._conv_settings,
         )
-        return self._pointwise_matmul(x, self.pointwise_out, bias)
-
-    def _cp_chain(self, inputs, pointwise, depthwise, bias=None):
-        """1x1, vertical, horizontal, 1x1, with the given ways to compute them."""
-        kh, kw = self.kernel_size
-        x = pointwise(inputs, self.pointwise_in)
-        vertical = keras.ops.reshape(self.vertical, (kh, 1, self.rank, 1))
-        x = depthwise(
-            x,
-            vertical,
-            strides=(self.strides[0], 1),
-            padding=self.padding,
-            dilation_rate=(self.dilation_rate[0], 1),
-        )
-        horizontal = keras.ops.reshape(self.horizontal, (1, kw, self.rank, 1))
-        x = depthwise(
-            x,
-            horizontal,
-            strides=(1, self.strides[1]),
-            padding=self.padding,
-            dilation_rate=(1, self.dilation_rate[1]),
-        )
-        return pointwise(x, self.pointwise_out, bias)
 
     def _dense_kernel_ops(self):
-        # (pointwise_in scaled by each tap's vertical x horizontal weights)
-        # times pointwise_out: two ops. A four-operand einsum computes the same
-        # but took 3x as long on eager PyTorch.
-        taps = keras.ops.expand_dims(self._taps(), 2)
-        scaled = keras.ops.multiply(self.pointwise_in, taps)
-        return keras.ops.matmul(scaled, self.pointwise_out)
-
-    def _taps(self):
-        """``(k_h, k_w, rank)``: each rank channel's ``k_h x k_w`` weights, the
-        outer product of its vertical and horizontal factors."""
-        return keras.ops.einsum("hr,wr->hwr", self.vertical, self.horizontal)
+        return functional.cp_dense_kernel(*self._factors())
 
     def _cost(self, h, w, c_in):
         kh, kw = self.kernel_size

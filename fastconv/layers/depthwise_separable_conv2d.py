@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import numpy as np
 
 from fastconv.cost import Cost, conv2d_cost, depthwise_conv2d_cost
+from fastconv.kernels import functional
 from fastconv.layers.base import BaseFastConv
 
 
@@ -83,30 +86,23 @@ class DepthwiseSeparableConv2D(BaseFastConv):
         intermediate_batchnorm=False,
         **kwargs,
     ):
-        self.depth_multiplier = depth_multiplier
-        self.intermediate_activation = intermediate_activation
-        self.intermediate_batchnorm = intermediate_batchnorm
         super().__init__(filters, kernel_size, **kwargs)
+        self.depth_multiplier = self._positive_int("depth_multiplier", depth_multiplier)
+        self.intermediate_activation = self._activation(
+            "intermediate_activation", intermediate_activation
+        )
+        if not isinstance(intermediate_batchnorm, bool | np.bool_):
+            raise self._error(
+                "intermediate_batchnorm", intermediate_batchnorm, "must be a bool"
+            )
+        self.intermediate_batchnorm = bool(intermediate_batchnorm)
+        if self.implementation == "dense":
+            self._require_linear("implementation='dense'")
         self.batchnorm = None
         if self.intermediate_batchnorm:
             self.batchnorm = keras.layers.BatchNormalization(
                 axis=self.channel_axis, dtype=self.dtype_policy, name="batchnorm"
             )
-
-    def _validate_rest(self):
-        self.depth_multiplier = self._positive_int(
-            "depth_multiplier", self.depth_multiplier
-        )
-        self.intermediate_activation = self._activation(
-            "intermediate_activation", self.intermediate_activation
-        )
-        if not isinstance(self.intermediate_batchnorm, bool | np.bool_):
-            raise self._error(
-                "intermediate_batchnorm", self.intermediate_batchnorm, "must be a bool"
-            )
-        self.intermediate_batchnorm = bool(self.intermediate_batchnorm)
-        if self.implementation == "dense":
-            self._require_linear("implementation='dense'")
 
     @property
     def is_linear(self):
@@ -139,46 +135,45 @@ class DepthwiseSeparableConv2D(BaseFastConv):
             shape[self.channel_axis] = c_in * self.depth_multiplier
             self.batchnorm.build(tuple(shape))
 
-    def _linear(self, inputs, impl, training=None, bias=None):
-        # The batch norm between the factors needs the training flag.
-        if impl == "dense":
-            return self._linear_dense(inputs)
-        return getattr(self, f"_linear_{impl}")(inputs, training, bias)
-
-    def _linear_separable(self, inputs, training=None, bias=None):
-        return self._chain(inputs, training, self._depthwise, self._pointwise, bias)
-
-    def _linear_matmul(self, inputs, training=None, bias=None):
-        return self._chain(
-            inputs, training, self._fast_depthwise, self._pointwise_matmul, bias
-        )
-
-    def _linear_shift(self, inputs, training=None, bias=None):
-        return self._chain(
-            inputs, training, self._shifted, self._pointwise_matmul, bias
-        )
-
-    def _chain(self, inputs, training, depthwise, pointwise, bias=None):
-        """Depthwise, [batch norm], [activation], 1x1 (then ``bias``),
-        computed the given ways."""
-        x = depthwise(
-            inputs,
-            self.depthwise,
-            strides=self.strides,
-            padding=self.padding,
-            dilation_rate=self.dilation_rate,
-        )
+    def _intermediate(self, x, training):
+        """[batch norm], then the intermediate activation."""
         if self.batchnorm is not None:
             x = self.batchnorm(x, training=training)
-        x = self.intermediate_activation(x)
-        return pointwise(x, self.pointwise, bias)
+        return self.intermediate_activation(x)
+
+    def _linear_separable(self, inputs, training, bias, expand_by_conv):
+        return functional.separable_separable(
+            inputs,
+            self.depthwise,
+            self.pointwise,
+            intermediate=functools.partial(self._intermediate, training=training),
+            **self._conv_settings,
+        )
+
+    def _linear_matmul(self, inputs, training, bias, expand_by_conv):
+        return functional.separable_matmul(
+            inputs,
+            self.depthwise,
+            self.pointwise,
+            bias=bias,
+            intermediate=functools.partial(self._intermediate, training=training),
+            expand_by_conv=expand_by_conv,
+            **self._conv_settings,
+        )
+
+    def _linear_shift(self, inputs, training, bias, expand_by_conv):
+        return functional.separable_shift(
+            inputs,
+            self.depthwise,
+            self.pointwise,
+            bias=bias,
+            intermediate=functools.partial(self._intermediate, training=training),
+            expand_by_conv=expand_by_conv,
+            **self._conv_settings,
+        )
 
     def _dense_kernel_ops(self):
-        c_in = self.depthwise.shape[2]
-        pointwise = keras.ops.reshape(
-            self.pointwise, (c_in, self.depth_multiplier, self.filters)
-        )
-        return keras.ops.einsum("hwcj,cjo->hwco", self.depthwise, pointwise)
+        return functional.separable_dense_kernel(self.depthwise, self.pointwise)
 
     def _cost(self, h, w, c_in):
         mid = c_in * self.depth_multiplier

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import functools
-
 import keras
 
 from fastconv.cost import conv2d_cost
+from fastconv.kernels import functional
 from fastconv.layers.base import BaseFastConv
 
 
@@ -69,12 +68,9 @@ class FactorizedConv2D(BaseFastConv):
     STATIC_RULE = {"xla": "shift", "torch": "direct"}
 
     def __init__(self, filters, kernel_size, intermediate_filters=None, **kwargs):
-        self.intermediate_filters = intermediate_filters
         super().__init__(filters, kernel_size, **kwargs)
-
-    def _validate_rest(self):
         self.intermediate_filters = self._positive_int(
-            "intermediate_filters", self.intermediate_filters, allow_none=True
+            "intermediate_filters", intermediate_filters, allow_none=True
         )
         if self.intermediate_filters is None:
             self.intermediate_filters = self.filters
@@ -93,12 +89,6 @@ class FactorizedConv2D(BaseFastConv):
             "horizontal": (1, kw, m, self.filters),
         }
 
-    def _linear_factorized(self, inputs):
-        return self._chain(inputs, self._conv)
-
-    def _linear_direct(self, inputs):
-        return self._chain(inputs, functools.partial(self._conv, fast=True))
-
     def allowed_implementations(self) -> tuple[str, ...]:
         """All but ``"direct"`` off PyTorch, where it is ``"factorized"``."""
         allowed = super().allowed_implementations()
@@ -106,44 +96,28 @@ class FactorizedConv2D(BaseFastConv):
             return allowed
         return tuple(name for name in allowed if name != "direct")
 
-    def _linear_shift(self, inputs):
-        """Each factor as ``k`` shifted slices times that tap's matrix, summed
-        (``kernels.ops.shifted_conv``): matrix products and additions that XLA
-        fuses, in place of its CPU convolution, which runs ``k x 1`` and
-        ``1 x k`` windows far below the rate of a ``k x k`` one."""
-        return self._chain(inputs, self._shifted_conv)
-
-    def _linear_unfold(self, inputs):
-        """Each factor as one matrix product of its ``k`` shifted slices side
-        by side (``kernels.ops.unfolded_conv``): one large product where
-        ``shift`` does ``k`` small ones and sums them."""
-        return self._chain(inputs, functools.partial(self._shifted_conv, unfold=True))
-
-    def _chain(self, inputs, conv):
-        """Vertical then horizontal factor, each computed by ``conv`` (called
-        as ``_conv`` is); the vertical one takes the row stride and dilation,
-        the horizontal one the column ones."""
-        x = conv(
-            inputs,
-            self.vertical,
-            strides=(self.strides[0], 1),
-            padding=self.padding,
-            dilation_rate=(self.dilation_rate[0], 1),
+    def _linear_factorized(self, inputs, training, bias, expand_by_conv):
+        return functional.factorized_factorized(
+            inputs, self.vertical, self.horizontal, **self._conv_settings
         )
-        return conv(
-            x,
-            self.horizontal,
-            strides=(1, self.strides[1]),
-            padding=self.padding,
-            dilation_rate=(1, self.dilation_rate[1]),
+
+    def _linear_direct(self, inputs, training, bias, expand_by_conv):
+        return functional.factorized_direct(
+            inputs, self.vertical, self.horizontal, **self._conv_settings
+        )
+
+    def _linear_shift(self, inputs, training, bias, expand_by_conv):
+        return functional.factorized_shift(
+            inputs, self.vertical, self.horizontal, **self._conv_settings
+        )
+
+    def _linear_unfold(self, inputs, training, bias, expand_by_conv):
+        return functional.factorized_unfold(
+            inputs, self.vertical, self.horizontal, **self._conv_settings
         )
 
     def _dense_kernel_ops(self):
-        return keras.ops.einsum(
-            "hcm,wmo->hwco",
-            keras.ops.squeeze(self.vertical, axis=1),
-            keras.ops.squeeze(self.horizontal, axis=0),
-        )
+        return functional.factorized_dense_kernel(self.vertical, self.horizontal)
 
     def _cost(self, h, w, c_in):
         kh, kw = self.kernel_size

@@ -5,28 +5,8 @@ from __future__ import annotations
 import keras
 
 from fastconv.cost import conv2d_cost, conv_output_length
+from fastconv.kernels import functional
 from fastconv.layers.base import BaseFastConv
-
-
-def _compose(first, second):
-    """The kernel of ``first`` then ``second`` (both "valid", stride 1).
-
-    A full 2-D convolution of the two kernels over their spatial axes with a
-    matrix product over the channels: ``second``'s tap ``(i, j)`` contributes
-    ``first @ second[i, j]`` shifted by ``(i, j)``. The result is
-    ``(a_h + b_h - 1, a_w + b_w - 1, C_in, C_out)``; with dilation ``d`` on
-    both, it is the composite kernel on the same dilated grid.
-    """
-    kh, kw = second.shape[0], second.shape[1]
-    total = None
-    for i in range(kh):
-        for j in range(kw):
-            part = keras.ops.einsum("abcm,mo->abco", first, second[i, j])
-            part = keras.ops.pad(
-                part, [(i, kh - 1 - i), (j, kw - 1 - j), (0, 0), (0, 0)]
-            )
-            total = part if total is None else keras.ops.add(total, part)
-    return total
 
 
 @keras.saving.register_keras_serializable(package="fastconv")
@@ -98,13 +78,9 @@ class StackedConv2D(BaseFastConv):
         intermediate_activation=None,
         **kwargs,
     ):
-        self.intermediate_filters = intermediate_filters
-        self.intermediate_activation = intermediate_activation
         super().__init__(filters, kernel_size, **kwargs)
-
-    def _validate_rest(self):
         self.intermediate_filters = self._positive_int(
-            "intermediate_filters", self.intermediate_filters, allow_none=True
+            "intermediate_filters", intermediate_filters, allow_none=True
         )
         if self.intermediate_filters is None:
             self.intermediate_filters = self.filters
@@ -116,15 +92,9 @@ class StackedConv2D(BaseFastConv):
                 "must be square, odd and at least 5 (a k x k conv becomes "
                 "(k - 1) / 2 stacked 3x3 convs)",
             )
-        value = self.intermediate_activation
-        try:
-            self.intermediate_activation = keras.activations.get(value)
-        except ValueError:
-            raise self._error(
-                "intermediate_activation",
-                value,
-                "must be None, an activation name or a callable",
-            ) from None
+        self.intermediate_activation = self._activation(
+            "intermediate_activation", intermediate_activation
+        )
         if self.implementation == "dense" and not self.is_linear:
             raise self._error(
                 "implementation",
@@ -158,30 +128,21 @@ class StackedConv2D(BaseFastConv):
             f"stack_{i}": (3, 3, a, b) for i, (a, b) in enumerate(self._channels(c_in))
         }
 
-    def _linear_stacked(self, inputs):
-        x = inputs
-        if self.padding == "same":
-            x = self._same_padding(
-                x, self.kernel_size, self.strides, self.dilation_rate
-            )
-        for i in range(self.depth):
-            last = i == self.depth - 1
-            x = self._conv(
-                x,
-                getattr(self, f"stack_{i}"),
-                strides=self.strides if last else 1,
-                padding="valid",
-                dilation_rate=self.dilation_rate,
-            )
-            if not last and not self.is_linear:
-                x = self.intermediate_activation(x)
-        return x
+    def _stack(self):
+        return [getattr(self, f"stack_{i}") for i in range(self.depth)]
+
+    def _linear_stacked(self, inputs, training, bias, expand_by_conv):
+        return functional.stacked_stacked(
+            inputs,
+            self._stack(),
+            intermediate_activation=(
+                None if self.is_linear else self.intermediate_activation
+            ),
+            **self._conv_settings,
+        )
 
     def _dense_kernel_ops(self):
-        kernel = self.stack_0
-        for i in range(1, self.depth):
-            kernel = _compose(kernel, getattr(self, f"stack_{i}"))
-        return kernel
+        return functional.stacked_dense_kernel(self._stack())
 
     def _cost(self, h, w, c_in):
         k = self.kernel_size[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from fastconv.kernels import functional
 from fastconv.layers.base import BaseFastConv
 
 
@@ -58,11 +59,8 @@ class TuckerConv2D(BaseFastConv):
     FUSED_BIAS = ("matmul",)
 
     def __init__(self, filters, kernel_size, rank, **kwargs):
-        self.rank = rank
         super().__init__(filters, kernel_size, **kwargs)
-
-    def _validate_rest(self):
-        self.rank = self._int_pair("rank", self.rank)
+        self.rank = self._int_pair("rank", rank)
 
     def _factor_shapes(self, c_in):
         r_in, r_out = self.rank
@@ -80,24 +78,30 @@ class TuckerConv2D(BaseFastConv):
             "pointwise_out": (r_out, self.filters),
         }
 
-    def _linear_tucker(self, inputs):
-        return self._chain(inputs, self._pointwise)
+    def _linear_tucker(self, inputs, training, bias, expand_by_conv):
+        return functional.tucker_tucker(
+            inputs,
+            self.pointwise_in,
+            self.core,
+            self.pointwise_out,
+            **self._conv_settings,
+        )
 
-    def _linear_matmul(self, inputs, bias=None):
-        return self._chain(inputs, self._pointwise_matmul, bias, fast=True)
-
-    def _chain(self, inputs, pointwise, bias=None, fast=False):
-        """1x1, core, 1x1 (then ``bias``), with the 1x1s computed by
-        ``pointwise`` and the core by ``_spatial_conv(fast=fast)``."""
-        x = pointwise(inputs, self.pointwise_in)
-        x = self._spatial_conv(x, self.core, fast=fast)
-        return pointwise(x, self.pointwise_out, bias)
+    def _linear_matmul(self, inputs, training, bias, expand_by_conv):
+        return functional.tucker_matmul(
+            inputs,
+            self.pointwise_in,
+            self.core,
+            self.pointwise_out,
+            bias=bias,
+            expand_by_conv=expand_by_conv,
+            **self._conv_settings,
+        )
 
     def _dense_kernel_ops(self):
-        # Two broadcast matrix products: a three-operand einsum computes the
-        # same but costs more ops on eager PyTorch.
-        inner = keras.ops.matmul(self.pointwise_in, self.core)
-        return keras.ops.matmul(inner, self.pointwise_out)
+        return functional.tucker_dense_kernel(
+            self.pointwise_in, self.core, self.pointwise_out
+        )
 
     def _cost(self, h, w, c_in):
         return self._sandwich_cost(h, w, c_in, *self.rank)

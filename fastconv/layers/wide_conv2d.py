@@ -6,6 +6,7 @@ import math
 
 import keras
 
+from fastconv.kernels import conv
 from fastconv.layers.base import BaseFastConv
 
 __all__ = ["WideConv2D", "wide_replacement"]
@@ -64,11 +65,8 @@ class WideConv2D(BaseFastConv):
     IMPLEMENTATIONS = ("conv", "dense")
 
     def __init__(self, filters, kernel_size, merged_layers=1, **kwargs):
-        self.merged_layers = merged_layers
         super().__init__(filters, kernel_size, **kwargs)
-
-    def _validate_rest(self):
-        self.merged_layers = self._positive_int("merged_layers", self.merged_layers)
+        self.merged_layers = self._positive_int("merged_layers", merged_layers)
 
     @property
     def wide_filters(self) -> int:
@@ -83,8 +81,8 @@ class WideConv2D(BaseFastConv):
         kh, kw = self.kernel_size
         return {"kernel": (kh, kw, c_in, self.wide_filters)}
 
-    def _linear_conv(self, inputs):
-        return self._spatial_conv(inputs, self.kernel)
+    def _linear_conv(self, inputs, training, bias, expand_by_conv):
+        return conv.conv(inputs, self.kernel, **self._conv_settings)
 
     def _dense_kernel_ops(self):
         return keras.ops.convert_to_tensor(self.kernel)

@@ -140,7 +140,10 @@ def test_bad_arguments_are_argparse_errors(saved, capsys, argv, match):
 @pytest.mark.parametrize(
     "extra, match",
     [
-        (["--min-speedup", "0"], "min_speedup must be None or a positive finite number"),
+        (
+            ["--min-speedup", "0"],
+            "min_speedup must be None or a positive finite number",
+        ),
         (["-o", "out.h5"], "--output must end in .keras, received 'out.h5'"),
         (["--rank", "2", "--method", "cp", "--layers", "nothing"], "matches no"),
     ],

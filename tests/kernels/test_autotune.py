@@ -17,13 +17,13 @@ from tests.layer_checks import random_input
 def _cache(tmp_path, monkeypatch):
     """A private cache file, autotuning on, every layer big enough to measure
     and too big for the static rule's tiny-layer case."""
-    from fastconv.layers import base
+    from fastconv.kernels import policy
 
     path = tmp_path / "cache" / "autotune.json"
     monkeypatch.setenv("FASTCONV_AUTOTUNE_CACHE", str(path))
     monkeypatch.setenv("FASTCONV_AUTOTUNE", "1")
     monkeypatch.setattr(autotune, "MIN_MACS", 0)
-    monkeypatch.setattr(base, "DENSE_TINY_MACS", 0)
+    monkeypatch.setattr(policy, "DENSE_TINY_MACS", 0)
     return path
 
 
@@ -174,7 +174,7 @@ def test_concrete_implementation_never_measures(fake):
     layer = _cp(implementation="shift")
     layer(random_input((2, 8, 8, 4)))
     assert measure.requests == []
-    assert "_auto_choices" not in layer.__dict__
+    assert not layer._auto_choices
 
 
 def _static(cls):
@@ -183,14 +183,14 @@ def _static(cls):
 
 
 def test_static_rule_for_tiny_inference_on_eager_torch(monkeypatch):
-    from fastconv.layers import base
+    from fastconv.kernels import policy
 
-    monkeypatch.setattr(base, "DENSE_TINY_MACS", 5_000_000)  # the real value
+    monkeypatch.setattr(policy, "DENSE_TINY_MACS", 5_000_000)  # the real value
     layer = fastconv.CPConv2D(32, 3, rank=8, padding="same")
     tiny, big = (1, 8, 8, 32), (64, 32, 32, 32)
     on_torch = keras.backend.backend() == "torch"
     # batch 1, 8x8x32: a Conv2D does 0.6 M multiply-adds, under DENSE_TINY_MACS
-    assert layer._dense_macs(tiny) < base.DENSE_TINY_MACS < layer._dense_macs(big)
+    assert layer._dense_macs(tiny) < policy.DENSE_TINY_MACS < layer._dense_macs(big)
     assert (layer.static_implementation(tiny, "eager") == "dense") == on_torch
     assert layer.static_implementation(tiny, "eager", training=True) != "dense"
     assert layer.static_implementation(big, "eager") != "dense"

@@ -229,9 +229,9 @@ def test_dense_kernel_cache_follows_every_weight_change(name):
 
         with torch.no_grad():
             first = layer(x, training=False)
-            kernel = layer.__dict__["_dense_cache"][1]
+            kernel = layer._dense_cache.kernel
             layer(x, training=False)
-            assert layer.__dict__["_dense_cache"][1] is kernel  # reused
+            assert layer._dense_cache.kernel is kernel  # reused
         np.testing.assert_allclose(to_numpy(first), reference(), rtol=1e-4, atol=1e-5)
     factor = getattr(layer, layer._factor_names[0])
     factor.assign(2.0 * keras.ops.convert_to_numpy(factor))

@@ -1,0 +1,265 @@
+"""The factor API and cost that every fastconv layer shares.
+
+``FactorsMixin`` gives a layer ``cost``, ``dense_kernel``,
+``get_factors``/``set_factors``/``factor_shapes`` and ``from_factors``, from
+what the layer declares:
+
+- ``_factor_shapes(c_in) -> dict[name, shape]``: the factor weights, in order;
+- ``_dense_kernel_ops()``: the equivalent ``(k_h, k_w, C_in, C_out)`` kernel as
+  a tensor, for linear layers;
+- ``_cost(h, w, c_in) -> Cost``: its parameters and multiply-adds (bias
+  excluded; ``cost`` adds it);
+- ``input_channels_of(factors)`` and ``_kwargs_from_factors(factors)``: what a
+  factor mapping says of the constructor arguments.
+
+It reads the convolution settings of ``BaseFastConv`` (``kernel_size``,
+``strides``, ``padding``, ``dilation_rate``, ``data_format``,
+``output_filters``, ``use_bias``, ``is_linear``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import keras
+import numpy as np
+
+from fastconv._validation import check_array, check_arrays
+from fastconv.cost import Cost, conv2d_cost, conv_output_length, spatial_dims
+
+__all__ = ["FactorsMixin"]
+
+
+class FactorsMixin:
+    """Factor API and cost of a fastconv layer (see the module docstring)."""
+
+    # ------------------------------------------------------------- cost
+    def cost(self, input_shape: Sequence[int | None]) -> Cost:
+        """Parameters and multiply-adds of this layer for one example.
+
+        Args:
+            input_shape: ``(H, W, C)`` or ``(batch, H, W, C)`` (channels first:
+                ``(C, H, W)``), in this layer's data format. The layer need not
+                be built.
+
+        Returns:
+            A ``fastconv.cost.Cost`` with ``params`` and ``macs`` (per example;
+            biases count as parameters, not as multiply-adds).
+        """
+        h, w, c_in = spatial_dims(input_shape, self.data_format)
+        base = self._cost(h, w, c_in)
+        if self.use_bias:
+            base = base + Cost(self.output_filters, 0)
+        return base
+
+    def _cost(self, h: int, w: int, c_in: int) -> Cost:
+        raise NotImplementedError
+
+    def _output_hw(self, h: int, w: int) -> tuple[int, int]:
+        return tuple(
+            conv_output_length(length, k, s, self.padding, d)
+            for length, k, s, d in zip(
+                (h, w),
+                self.kernel_size,
+                self.strides,
+                self.dilation_rate,
+                strict=True,
+            )
+        )
+
+    def _spatial_conv_cost(self, h: int, w: int, c_in: int, c_out: int) -> Cost:
+        """Cost of the layer's own ``k_h x k_w`` convolution (its strides,
+        padding and dilation) from ``c_in`` to ``c_out`` channels on an
+        ``h x w`` input, bias excluded."""
+        return conv2d_cost(
+            (h, w, c_in),
+            c_out,
+            self.kernel_size,
+            strides=self.strides,
+            padding=self.padding,
+            dilation_rate=self.dilation_rate,
+            use_bias=False,
+        )
+
+    def _sandwich_cost(self, h: int, w: int, c_in: int, r_in: int, r_out: int):
+        """Cost of 1x1 ``c_in -> r_in``, the spatial conv ``r_in -> r_out``, 1x1
+        ``r_out -> output_filters`` (the Tucker-2 and bottleneck shapes)."""
+        cost = conv2d_cost((h, w, c_in), r_in, 1, use_bias=False)
+        cost = cost + self._spatial_conv_cost(h, w, r_in, r_out)
+        ho, wo = self._output_hw(h, w)
+        return cost + conv2d_cost(
+            (ho, wo, r_out), self.output_filters, 1, use_bias=False
+        )
+
+    def _macs_per_example(self, input_shape) -> tuple[int, int] | None:
+        """(this layer's, the equivalent Conv2D's) multiply-adds per example,
+        or None if a dimension of the example is unknown."""
+        shape = tuple(input_shape)[-3:]
+        if len(shape) < 3 or any(d is None for d in shape):
+            return None
+        h, w, c_in = spatial_dims(shape, self.data_format)
+        mine = self._cost(h, w, c_in).macs
+        return mine, self._spatial_conv_cost(h, w, c_in, self.output_filters).macs
+
+    def _flop_ratio(self, input_shape) -> float:
+        """Multiply-adds of a Conv2D over this layer's, or inf if unknown."""
+        macs = self._macs_per_example(input_shape)
+        if macs is None or not macs[0]:
+            return float("inf")
+        return macs[1] / macs[0]
+
+    def _dense_macs(self, input_shape) -> float:
+        """Multiply-adds of the equivalent Conv2D on the whole batch, or inf if
+        a dimension is unknown."""
+        shape = tuple(input_shape)
+        macs = self._macs_per_example(shape)
+        if len(shape) < 4 or shape[0] is None or macs is None:
+            return float("inf")
+        return shape[0] * macs[1]
+
+    # ---------------------------------------------------------- factors
+    def _require_built(self, what: str) -> None:
+        if not self.built:
+            raise ValueError(
+                f"{type(self).__name__}: {what} needs a built layer; call the layer on "
+                "an input or call layer.build(input_shape) first"
+            )
+
+    def _require_linear(self, what: str) -> None:
+        if not self.is_linear:
+            raise ValueError(
+                f"{type(self).__name__}: {what} exists only for a linear layer, and "
+                f"this one is not: {self._nonlinear_reason()}"
+            )
+
+    def _nonlinear_reason(self) -> str:
+        return ""
+
+    def dense_kernel(self) -> np.ndarray:
+        """The equivalent dense ``(k_h, k_w, C_in, C_out)`` kernel, as NumPy.
+
+        A ``keras.layers.Conv2D`` with this kernel, this layer's bias and the same
+        strides, padding, dilation, data format and activation computes the same
+        output (up to rounding).
+
+        Raises:
+            ValueError: if the layer is not built, or not a linear map.
+        """
+        self._require_built("dense_kernel()")
+        self._require_linear("dense_kernel()")
+        return keras.ops.convert_to_numpy(self._dense_kernel_ops()).astype("float32")
+
+    def _dense_kernel_ops(self):
+        raise NotImplementedError
+
+    def get_factors(self) -> dict[str, np.ndarray]:
+        """The factor weights as NumPy arrays, by name (bias excluded)."""
+        self._require_built("get_factors()")
+        return {
+            name: keras.ops.convert_to_numpy(getattr(self, name))
+            for name in self._factor_names
+        }
+
+    def _factor_shapes(self, c_in: int) -> dict[str, tuple[int, ...]]:
+        raise NotImplementedError
+
+    def factor_shapes(self, input_channels: int) -> dict[str, tuple[int, ...]]:
+        """The shapes of the factor weights for ``input_channels`` input channels."""
+        return dict(
+            self._factor_shapes(self._positive_int("input_channels", input_channels))
+        )
+
+    def set_factors(self, factors, bias=None) -> None:
+        """Set the factor weights (and optionally the bias).
+
+        Args:
+            factors: a mapping name -> array with exactly this layer's factor names
+                and shapes, or an object with such a mapping in ``.factors`` (the
+                results of ``fastconv.decomposition``).
+            bias: array of shape ``(output_filters,)``; None leaves the bias as is.
+
+        Raises:
+            ValueError: on missing or unexpected names, wrong shapes, values that
+                are not finite real numbers (or overflow the weights' dtype);
+                every value is checked before any weight is assigned, so after
+                an error the layer is as it was.
+        """
+        self._require_built("set_factors()")
+        owner = type(self).__name__
+        expected = {
+            name: tuple(getattr(self, name).shape) for name in self._factor_names
+        }
+        dtype = self.variable_dtype
+        factors = check_arrays(owner, _factor_mapping(factors, owner), expected, dtype)
+        if bias is not None:
+            if not self.use_bias:
+                raise ValueError(
+                    f"{owner}: a bias was given but the layer has use_bias=False"
+                )
+            bias = check_array(owner, "bias", bias, (self.output_filters,), dtype)
+        for name in self._factor_names:
+            getattr(self, name).assign(factors[name])
+        if bias is not None:
+            self.bias.assign(bias)
+
+    @classmethod
+    def input_channels_of(cls, factors: Mapping[str, np.ndarray]) -> int:
+        """Number of input channels implied by a factor mapping."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_factors(cls, factors, bias=None, **kwargs):
+        """A built layer whose weights are the given factors.
+
+        Args:
+            factors: as for ``set_factors``.
+            bias: optional bias of shape ``(filters,)``; with ``use_bias`` unset,
+                the layer gets a bias exactly when one is given.
+            **kwargs: the layer's constructor arguments except those the factors
+                determine (``filters`` and ranks are read off the factors when
+                not given).
+
+        Example:
+            >>> import numpy as np, fastconv
+            >>> f = {"pointwise_in": np.ones((8, 4)), "vertical": np.ones((3, 4)),
+            ...      "horizontal": np.ones((3, 4)), "pointwise_out": np.ones((4, 16))}
+            >>> fastconv.CPConv2D.from_factors(f).filters
+            16
+        """
+        factors = _factor_mapping(factors, cls.__name__)
+        try:
+            read = cls._kwargs_from_factors(factors)
+            c_in = cls.input_channels_of(factors)
+        except (KeyError, IndexError, ValueError) as exc:
+            shapes = {name: value.shape for name, value in factors.items()}
+            raise ValueError(
+                f"{cls.__name__}.from_factors: factors must have the names and "
+                f"number of dimensions of a {cls.__name__}'s weights, received "
+                f"factors with shapes {shapes} ({type(exc).__name__}: {exc})"
+            ) from None
+        kwargs = {**read, **kwargs}
+        kwargs.setdefault("use_bias", bias is not None)
+        layer = cls(**kwargs)
+        if layer.data_format == "channels_last":
+            layer.build((None, None, None, c_in))
+        else:
+            layer.build((None, c_in, None, None))
+        layer.set_factors(factors, bias=bias)
+        return layer
+
+    @classmethod
+    def _kwargs_from_factors(cls, factors: Mapping[str, np.ndarray]) -> dict:
+        raise NotImplementedError
+
+
+def _factor_mapping(factors, owner: str) -> dict[str, np.ndarray]:
+    if hasattr(factors, "factors") and not isinstance(factors, Mapping):
+        factors = factors.factors
+    if not isinstance(factors, Mapping):
+        raise TypeError(
+            f"{owner}: factors must be a mapping of name -> array or a decomposition "
+            f"result with .factors, received {type(factors).__name__}"
+        )
+    return {
+        str(k): check_array(owner, f"factor {str(k)!r}", v) for k, v in factors.items()
+    }
