@@ -77,7 +77,8 @@ def run(args) -> int:
 
     # Importing fastconv (this module's package) registered its layers, so a
     # saved model that uses them loads with no custom_objects.
-    from fastconv.profile import profile, suggest_replacements
+    from fastconv.convert import suggest_replacements
+    from fastconv.profile import profile
 
     for name in ("batch_size", "repeats"):
         if getattr(args, name) < 1:
