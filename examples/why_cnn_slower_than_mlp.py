@@ -55,8 +55,9 @@ import numpy as np
 import fastconv
 from fastconv import datasets, timing
 from fastconv.bench.models import model_cost
+from fastconv.convert import candidate_layer, suggest_replacements
 from fastconv.convert.finetune import DEFAULT_LEARNING_RATE
-from fastconv.profile import candidate_layer, profile, suggest_replacements
+from fastconv.profile import profile
 
 L = keras.layers
 EXPECTED_PARAMS = {"mlp": 669_706, "cnn": 110_986, "cnn_4_filters": 5_958}

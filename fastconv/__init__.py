@@ -7,6 +7,7 @@ from fastconv.convert import (
     convert_model,
     decompose,
     finetune,
+    suggest_replacements,
 )
 from fastconv.cost import Cost, conv2d_cost
 from fastconv.kernels import keep_freed_memory
@@ -25,7 +26,6 @@ from fastconv.layers import (
 # fastconv.profile stays the package; its function is fastconv.profile_model
 # (see fastconv/profile/__init__.py for why).
 from fastconv.profile import profile as profile_model
-from fastconv.profile import suggest_replacements
 
 __version__ = "0.1.0"
 

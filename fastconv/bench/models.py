@@ -21,6 +21,12 @@ A variant is one of:
   baseline goes through ``fastconv.convert_model`` with those arguments, and is
   measured right after conversion and after a short ``fastconv.finetune``.
 
+The built-in layer variants build their layers with the fast layer's
+``like`` classmethod (``fastconv.CPConv2D.like(conv, ratio)``), the size rule
+that ``fastconv.suggest_replacements`` uses too: CP, Tucker and bottleneck at
+a quarter of the channels, factorized and stacked at all of them
+(intermediate = filters); ``wide`` stands for a stack and is built directly.
+
 A variant that replaces none of a network's convolutions is *not applicable*
 to it (``stacked`` needs an odd kernel of at least 5, ``wide`` a stack); the
 benchmark says so and skips it.
@@ -228,28 +234,45 @@ def _kernel(kernel_size) -> tuple[int, int]:
     return tuple(int(k) for k in kernel_size)
 
 
+def _like(cls, filters, kernel_size, conv_kwargs, ratio=0.25, **extra):
+    """``cls.like`` of the ``Conv2D(filters, kernel_size, **conv_kwargs)`` offered.
+
+    A variant does not see the convolution's input, so it is sized as though
+    the input had ``filters`` channels: CP rank and Tucker ranks ``filters / 4``
+    at ``ratio=0.25``. ``conv_kwargs`` (``name`` included) and ``extra`` are
+    passed on to the layer as they are.
+    """
+    conv = keras.layers.Conv2D(filters, kernel_size, **conv_kwargs)
+    return cls.like(conv, ratio, input_channels=filters, **conv_kwargs, **extra)
+
+
 def _factorized(filters, kernel_size, **kwargs):
     if max(_kernel(kernel_size)) < 2:
         return None
-    return fastconv.FactorizedConv2D(filters, kernel_size, **kwargs)
+    return _like(fastconv.FactorizedConv2D, filters, kernel_size, kwargs, ratio=1)
 
 
 def _stacked(filters, kernel_size, **kwargs):
     kh, kw = _kernel(kernel_size)
     if kh != kw or kh < 5 or kh % 2 == 0:
         return None
-    return fastconv.StackedConv2D(
-        filters, kernel_size, intermediate_activation="relu", **kwargs
+    return _like(
+        fastconv.StackedConv2D,
+        filters,
+        kernel_size,
+        kwargs,
+        ratio=1,
+        intermediate_activation="relu",
     )
 
 
 def _bottleneck(filters, kernel_size, **kwargs):
-    return fastconv.BottleneckConv2D(
+    return _like(
+        fastconv.BottleneckConv2D,
         filters,
         kernel_size,
-        bottleneck_ratio=0.25,
+        kwargs,
         intermediate_activation="relu",
-        **kwargs,
     )
 
 
@@ -260,19 +283,17 @@ def _wide(filters, kernel_size, n, **kwargs):
 
 
 def _separable(filters, kernel_size, **kwargs):
-    return fastconv.DepthwiseSeparableConv2D(filters, kernel_size, **kwargs)
+    return _like(fastconv.DepthwiseSeparableConv2D, filters, kernel_size, kwargs)
 
 
 def _cp(filters, kernel_size, **kwargs):
     if max(_kernel(kernel_size)) < 2:
         return None
-    return fastconv.CPConv2D(filters, kernel_size, rank=max(1, filters // 4), **kwargs)
+    return _like(fastconv.CPConv2D, filters, kernel_size, kwargs)
 
 
 def _tucker(filters, kernel_size, **kwargs):
-    return fastconv.TuckerConv2D(
-        filters, kernel_size, rank=max(1, filters // 4), **kwargs
-    )
+    return _like(fastconv.TuckerConv2D, filters, kernel_size, kwargs)
 
 
 MODELS: dict[str, ModelEntry] = {

@@ -94,7 +94,8 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
 def run(args) -> int:
     # Importing fastconv (this module's package) registered its layers, so a
     # saved model that uses them loads with no custom_objects.
-    from fastconv.profile import profile, suggest_replacements
+    from fastconv.convert import suggest_replacements
+    from fastconv.profile import profile
 
     given = _shape(args.input_shape)
     _args.check_outputs(

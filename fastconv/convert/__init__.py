@@ -1,21 +1,34 @@
 """From trained Keras models to fast ones: `decompose`, `convert_model`, `finetune`.
 
 Floor 3 of fastconv: the one place where the decompositions
-(`fastconv.decomposition`) and the layers (`fastconv.layers`) meet.
+(`fastconv.decomposition`) and the layers (`fastconv.layers`) meet, and where a
+profile (`fastconv.profile`) meets the layers: `suggest_replacements`.
 """
 
 from fastconv.convert.convert_model import ConversionResult, convert_model
 from fastconv.convert.decompose import Decomposition, decompose, parse_rank
 from fastconv.convert.finetune import finetune
 from fastconv.convert.report import ConversionReport, LayerReport
+from fastconv.convert.suggest import (
+    DEFAULT_CANDIDATES,
+    Candidate,
+    Suggestion,
+    candidate_layer,
+    suggest_replacements,
+)
 
 __all__ = [
+    "DEFAULT_CANDIDATES",
+    "Candidate",
     "ConversionReport",
     "ConversionResult",
     "Decomposition",
     "LayerReport",
+    "Suggestion",
+    "candidate_layer",
     "convert_model",
     "decompose",
     "finetune",
     "parse_rank",
+    "suggest_replacements",
 ]

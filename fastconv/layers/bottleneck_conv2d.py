@@ -213,6 +213,10 @@ class BottleneckConv2D(BaseFastConv):
             "bottleneck_filters": int(b),
         }
 
+    @classmethod
+    def _like_kwargs(cls, conv, c_in, ratio):
+        return {"bottleneck_filters": cls._share(conv.filters, ratio)}
+
     def get_config(self):
         config = super().get_config()
         config.update(

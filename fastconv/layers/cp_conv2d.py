@@ -1,10 +1,16 @@
-"""CP-decomposed 2-D convolution (Lebedev et al. 2015)."""
+"""CP-decomposed 2-D convolution (Lebedev et al. 2015).
+
+The largest CP rank of a kernel shape is ``fastconv.decomposition.ranks.max_rank``:
+this layer imports that module, pure rank arithmetic on shapes, so that the
+formula is written once.
+"""
 
 from __future__ import annotations
 
 import keras
 
 from fastconv.cost import conv2d_cost, depthwise_conv2d_cost
+from fastconv.decomposition import ranks
 from fastconv.kernels import functional
 from fastconv.layers.base import BaseFastConv
 
@@ -69,10 +75,10 @@ class CPConv2D(BaseFastConv):
             )
 
     def max_rank(self, input_channels: int) -> int:
-        """The largest rank that makes sense for ``input_channels`` inputs."""
+        """The largest rank that makes sense for ``input_channels`` inputs
+        (``fastconv.decomposition.ranks.max_rank`` of the kernel's shape)."""
         kh, kw = self.kernel_size
-        shape = (kh, kw, input_channels, self.filters)
-        return int(kh * kw * input_channels * self.filters // max(shape))
+        return ranks.max_rank((kh, kw, input_channels, self.filters), "cp")
 
     def _factor_shapes(self, c_in):
         limit = self.max_rank(c_in)
@@ -168,6 +174,12 @@ class CPConv2D(BaseFastConv):
             ),
             "rank": int(factors["pointwise_in"].shape[1]),
         }
+
+    @classmethod
+    def _like_kwargs(cls, conv, c_in, ratio):
+        kh, kw = conv.kernel_size
+        limit = ranks.max_rank((kh, kw, c_in, conv.filters), "cp")
+        return {"rank": min(cls._share(conv.filters, ratio), limit)}
 
     def get_config(self):
         config = super().get_config()

@@ -157,6 +157,10 @@ class FactorizedConv2D(BaseFastConv):
             "intermediate_filters": int(factors["vertical"].shape[3]),
         }
 
+    @classmethod
+    def _like_kwargs(cls, conv, c_in, ratio):
+        return {"intermediate_filters": cls._share(conv.filters, ratio)}
+
     def get_config(self):
         config = super().get_config()
         config["intermediate_filters"] = self.intermediate_filters

@@ -203,6 +203,10 @@ class StackedConv2D(BaseFastConv):
             "intermediate_filters": int(factors[names[0]].shape[3]),
         }
 
+    @classmethod
+    def _like_kwargs(cls, conv, c_in, ratio):
+        return {"intermediate_filters": cls._share(conv.filters, ratio)}
+
     def get_config(self):
         config = super().get_config()
         config["intermediate_filters"] = self.intermediate_filters

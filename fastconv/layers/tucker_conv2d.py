@@ -119,6 +119,10 @@ class TuckerConv2D(BaseFastConv):
             "rank": (int(r_in), int(r_out)),
         }
 
+    @classmethod
+    def _like_kwargs(cls, conv, c_in, ratio):
+        return {"rank": (cls._share(c_in, ratio), cls._share(conv.filters, ratio))}
+
     def get_config(self):
         config = super().get_config()
         config["rank"] = self.rank

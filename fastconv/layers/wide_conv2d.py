@@ -104,6 +104,18 @@ class WideConv2D(BaseFastConv):
             "merged_layers": 1,
         }
 
+    @classmethod
+    def _like_kwargs(cls, conv, c_in, ratio):
+        """A ``WideConv2D`` stands for a stack of convolutions, not for one: its
+        width comes from how many it merges, which one ``Conv2D`` cannot say
+        (and ``merged_layers=1`` would be the ``Conv2D`` itself). Build it from
+        the stack with ``fastconv.wide_replacement(layers)``."""
+        raise TypeError(
+            f"{cls.__name__}.like: a WideConv2D stands for a stack of Conv2D "
+            "layers, not for one; use fastconv.wide_replacement(layers), received "
+            f"conv={conv.name!r}"
+        )
+
     def get_config(self):
         config = super().get_config()
         config["merged_layers"] = self.merged_layers

@@ -4,8 +4,10 @@
 with its parameters, multiply-adds, activation memory, measured forward and
 backward time, their shares of the model, and its arithmetic intensity; the
 sum of the rows is compared with the whole model, measured the same way.
-``suggest_replacements(result)`` says, for each ``Conv2D``, what the fast
-layers would change there.
+What the fast layers would change at each ``Conv2D`` of a result is
+``fastconv.convert.suggest_replacements`` (also ``fastconv.suggest_replacements``):
+it builds fast layers, so it lives on the floor above ``layers/`` and this
+package.
 
 Names: ``fastconv.profile`` is this package, and stays one. The function is
 ``fastconv.profile.profile`` (``from fastconv.profile import profile``) and,
@@ -14,8 +16,7 @@ at the top level, ``fastconv.profile_model``. Binding the top-level name
 function or a package depending on import order, and break
 ``import fastconv.profile.report`` followed by ``fastconv.profile.report``;
 making the module itself callable would be a trick that IDEs, type checkers
-and readers do not expect. The same goes for ``suggest_replacements``, whose
-module is ``fastconv.profile.suggest``.
+and readers do not expect.
 
 Example:
     >>> import keras
@@ -32,26 +33,14 @@ Example:
 
 from fastconv.profile.profiler import MODES, LayerProfile, ProfileResult, profile
 from fastconv.profile.report import format_table, load_json, plot, write_json
-from fastconv.profile.suggest import (
-    DEFAULT_CANDIDATES,
-    Candidate,
-    Suggestion,
-    candidate_layer,
-    suggest_replacements,
-)
 
 __all__ = [
     "MODES",
-    "DEFAULT_CANDIDATES",
-    "Candidate",
     "LayerProfile",
     "ProfileResult",
-    "Suggestion",
-    "candidate_layer",
     "format_table",
     "load_json",
     "plot",
     "profile",
-    "suggest_replacements",
     "write_json",
 ]

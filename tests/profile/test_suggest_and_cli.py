@@ -12,16 +12,15 @@ import pytest
 
 import fastconv
 from fastconv.cli import main
-from fastconv.cost import layer_cost
-from fastconv.profile import (
+from fastconv.convert import (
     DEFAULT_CANDIDATES,
     Candidate,
     Suggestion,
     candidate_layer,
-    load_json,
-    profile,
     suggest_replacements,
 )
+from fastconv.cost import layer_cost
+from fastconv.profile import load_json, profile
 from fastconv.timing import Timing
 
 L = keras.layers

@@ -11,26 +11,23 @@ conv2d_1 with TuckerConv2D(rank=(8, 16)): 2.9x faster here". A measured
 spreads do not overlap) as well as a speed-up of at least ``MIN_SPEEDUP``;
 otherwise the line says "keep" and why.
 
-The sizes, one rule for all: a quarter of the channels (``fraction=0.25``). CP
-rank ``filters / 4``; Tucker ranks ``(C_in / 4, filters / 4)``; bottleneck
-width ``filters / 4``; factorized intermediate channels ``filters / 4``;
-depthwise separable has no size. A fast layer is a different model with random
-weights here: the speed is real, the accuracy has to be earned by training it
-or by converting the trained ``Conv2D`` (``fastconv.convert_model``).
+It lives in ``fastconv.convert`` (floor 3 of STYLE.md), above both floor-2
+packages it joins: it reads a profile (``fastconv.profile``) and builds the
+fast layers (``fastconv.layers``) with their ``like`` classmethod.
 
-Why this module can build fastconv layers without importing them: ``profile/``
-and ``layers/`` are both on floor 2, and a module imports only from floors
-below (STYLE.md). Every fastconv layer registers itself with Keras under the
-package name ``"fastconv"``, a name STYLE.md freezes because saved ``.keras``
-files depend on it; this module looks the classes up there
-(``keras.saving.get_registered_object("fastconv>CPConv2D")``), exactly as
-loading a saved model does. So the dependency is on the layers' public,
-serialised names, not on their modules: ``profile/`` imports nothing from
-``layers/``, and a layer that is not registered is reported as unavailable
-instead of breaking the profiler. Callers may also pass their own factories.
+The sizes, one rule for all: a quarter of the channels (``fraction=0.25``),
+``Layer.like(conv, fraction)`` of each fast layer (see
+``BaseFastConv.like_size``). CP rank ``filters / 4`` (at most the kernel's
+largest CP rank); Tucker ranks ``(C_in / 4, filters / 4)``; bottleneck width
+``filters / 4``; factorized intermediate channels ``filters / 4``; depthwise
+separable has no size. A fast layer is a different model with random
+weights here: the speed is real, the accuracy has to be earned by training it
+or by converting the trained ``Conv2D`` (``fastconv.convert_model``). Callers
+may also pass their own factories.
 
 Example:
-    >>> from fastconv.profile import profile, suggest_replacements
+    >>> from fastconv.convert import suggest_replacements
+    >>> from fastconv.profile import profile
     >>> result = profile(model, (28, 28, 1), batch_size=128)  # doctest: +SKIP
     >>> result = result.with_suggestions(
     ...     suggest_replacements(result, measure=True))  # doctest: +SKIP
@@ -46,6 +43,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from fastconv import layers
 from fastconv._validation import is_number
 from fastconv.cost import layer_cost
 from fastconv.timing import Timing, block, interleaved, make_forward, make_grad_step
@@ -58,7 +56,7 @@ __all__ = [
     "suggest_replacements",
 ]
 
-#: The fast layers tried for each ``Conv2D``, by registered class name.
+#: The fast layers tried for each ``Conv2D``, by class name.
 DEFAULT_CANDIDATES = (
     "CPConv2D",
     "TuckerConv2D",
@@ -221,60 +219,37 @@ def _channels(shape, data_format: str) -> int:
     return int(shape[-1] if data_format == "channels_last" else shape[1])
 
 
-def _conv_kwargs(conv) -> dict:
-    return {
-        "filters": conv.filters,
-        "kernel_size": tuple(conv.kernel_size),
-        "strides": tuple(conv.strides),
-        "padding": conv.padding,
-        "data_format": conv.data_format,
-        "dilation_rate": tuple(conv.dilation_rate),
-        "activation": conv.activation,
-        "use_bias": conv.use_bias,
-    }
-
-
 def candidate_layer(name: str, conv, input_shape, fraction: float = 0.25):
     """Build the fastconv layer ``name`` standing for ``conv`` on ``input_shape``.
 
     Args:
-        name: a fastconv layer's class name (``"CPConv2D"``, ...), looked up in
-            Keras's registry under ``"fastconv>" + name``.
+        name: a fastconv layer's class name (``"CPConv2D"``, ...).
         conv: the ``keras.layers.Conv2D`` to stand for.
         input_shape: its input shape, batch axis included.
         fraction: the size rule: ranks and inner widths are this fraction of
-            the channels (see the module docstring).
+            the channels (``Layer.like``).
 
     Returns:
         ``(label, layer)``; the layer is not built.
 
     Raises:
-        ValueError: if ``name`` is not a registered fastconv layer, or the
-            layer rejects this configuration.
+        ValueError: if ``name`` is not a fastconv layer, or the layer rejects
+            this configuration.
+        TypeError: if the layer cannot stand for one ``Conv2D``
+            (``WideConv2D``).
     """
-    cls = keras.saving.get_registered_object(f"fastconv>{name}")
-    if cls is None:
+    cls = getattr(layers, name, None) if isinstance(name, str) else None
+    if (
+        not isinstance(cls, type)
+        or not issubclass(cls, layers.BaseFastConv)
+        or cls is layers.BaseFastConv
+    ):
         raise ValueError(
-            f"{name} is not a registered fastconv layer (is it installed?), "
-            f"received name={name!r}"
+            f"{name} is not a fastconv layer class, received name={name!r}"
         )
-    kwargs = _conv_kwargs(conv)
     c_in = _channels(input_shape, conv.data_format)
-    out_size = max(1, round(conv.filters * fraction))
-    in_size = max(1, round(c_in * fraction))
-    if name == "CPConv2D":
-        kh, kw = conv.kernel_size
-        limit = kh * kw * c_in * conv.filters // max(kh, kw, c_in, conv.filters)
-        size = {"rank": min(out_size, limit)}
-    elif name == "TuckerConv2D":
-        size = {"rank": (min(in_size, c_in), min(out_size, conv.filters))}
-    elif name == "BottleneckConv2D":
-        size = {"bottleneck_filters": out_size}
-    elif name == "FactorizedConv2D":
-        size = {"intermediate_filters": out_size}
-    else:
-        size = {}
-    layer = cls(**kwargs, **size)
+    size = cls.like_size(conv, fraction, input_channels=c_in)
+    layer = cls.like(conv, fraction, input_channels=c_in)
     label = name + (
         "(" + ", ".join(f"{k}={v!r}" for k, v in size.items()) + ")" if size else ""
     )
@@ -315,8 +290,9 @@ def suggest_replacements(
     Args:
         result: a ``ProfileResult`` from ``profile`` (not a loaded JSON: the
             layers themselves are needed).
-        candidates: fastconv layer class names (built with the size rule of the
-            module docstring) or factories ``f(conv, input_shape) -> layer``.
+        candidates: fastconv layer class names (built with ``Layer.like``, the
+            size rule of the module docstring) or factories
+            ``f(conv, input_shape) -> layer``.
         measure: also time each candidate against the ``Conv2D`` at the row's
             input shape, interleaved, forward + backward in train mode.
         fraction: the size rule's fraction of the channels, in (0, 1].
