@@ -52,8 +52,7 @@ from collections.abc import Callable, Mapping
 
 import keras
 
-import fastconv
-from fastconv import datasets
+from fastconv import datasets, layers
 from fastconv.cost import Cost, layer_cost
 
 __all__ = [
@@ -160,11 +159,11 @@ class Convs:
         for the layers of a stack that is kept.
         """
         if self.variant is not None and self.variant.stack is not None:
-            layers = self.variant.stack(filters, kernel_size, n, **kwargs)
-            if layers is not None:
+            replacement = self.variant.stack(filters, kernel_size, n, **kwargs)
+            if replacement is not None:
                 self.offered += n
                 self.replaced += n
-                return list(layers)
+                return list(replacement)
         name = kwargs.pop("name", None)
         return [
             self.conv(
@@ -249,7 +248,7 @@ def _like(cls, filters, kernel_size, conv_kwargs, ratio=0.25, **extra):
 def _factorized(filters, kernel_size, **kwargs):
     if max(_kernel(kernel_size)) < 2:
         return None
-    return _like(fastconv.FactorizedConv2D, filters, kernel_size, kwargs, ratio=1)
+    return _like(layers.FactorizedConv2D, filters, kernel_size, kwargs, ratio=1)
 
 
 def _stacked(filters, kernel_size, **kwargs):
@@ -257,7 +256,7 @@ def _stacked(filters, kernel_size, **kwargs):
     if kh != kw or kh < 5 or kh % 2 == 0:
         return None
     return _like(
-        fastconv.StackedConv2D,
+        layers.StackedConv2D,
         filters,
         kernel_size,
         kwargs,
@@ -268,7 +267,7 @@ def _stacked(filters, kernel_size, **kwargs):
 
 def _bottleneck(filters, kernel_size, **kwargs):
     return _like(
-        fastconv.BottleneckConv2D,
+        layers.BottleneckConv2D,
         filters,
         kernel_size,
         kwargs,
@@ -279,21 +278,21 @@ def _bottleneck(filters, kernel_size, **kwargs):
 def _wide(filters, kernel_size, n, **kwargs):
     if n < 2:
         return None
-    return [fastconv.WideConv2D(filters, kernel_size, merged_layers=n, **kwargs)]
+    return [layers.WideConv2D(filters, kernel_size, merged_layers=n, **kwargs)]
 
 
 def _separable(filters, kernel_size, **kwargs):
-    return _like(fastconv.DepthwiseSeparableConv2D, filters, kernel_size, kwargs)
+    return _like(layers.DepthwiseSeparableConv2D, filters, kernel_size, kwargs)
 
 
 def _cp(filters, kernel_size, **kwargs):
     if max(_kernel(kernel_size)) < 2:
         return None
-    return _like(fastconv.CPConv2D, filters, kernel_size, kwargs)
+    return _like(layers.CPConv2D, filters, kernel_size, kwargs)
 
 
 def _tucker(filters, kernel_size, **kwargs):
-    return _like(fastconv.TuckerConv2D, filters, kernel_size, kwargs)
+    return _like(layers.TuckerConv2D, filters, kernel_size, kwargs)
 
 
 MODELS: dict[str, ModelEntry] = {

@@ -34,23 +34,27 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def variants(channels: int, kernel: int) -> dict:
-    """The fast layers standing for one ``Conv2D(channels, kernel, "same")``."""
-    import fastconv
+    """The fast layers standing for one ``Conv2D(channels, kernel, "same")``,
+    sized by ``Layer.like``'s rule (a quarter of the channels; factorized and
+    stacked keep all of them)."""
+    import keras
+
+    from fastconv import layers
 
     c, k = channels, kernel
-    same = {"padding": "same"}
+    conv = keras.layers.Conv2D(c, k, padding="same")
     return {
-        "FactorizedConv2D": fastconv.FactorizedConv2D(c, k, **same),
-        "StackedConv2D": fastconv.StackedConv2D(c, k, **same),
-        "BottleneckConv2D": fastconv.BottleneckConv2D(
-            c, k, bottleneck_ratio=0.25, **same
+        "FactorizedConv2D": layers.FactorizedConv2D.like(conv, 1, input_channels=c),
+        "StackedConv2D": layers.StackedConv2D.like(conv, 1, input_channels=c),
+        "BottleneckConv2D": layers.BottleneckConv2D.like(conv, input_channels=c),
+        "WideConv2D(2 layers)": layers.WideConv2D(
+            c, k, merged_layers=2, padding="same"
         ),
-        "WideConv2D(2 layers)": fastconv.WideConv2D(c, k, merged_layers=2, **same),
-        "DepthwiseSeparableConv2D": fastconv.DepthwiseSeparableConv2D(c, k, **same),
-        "CPConv2D(rank C/4)": fastconv.CPConv2D(c, k, rank=max(1, c // 4), **same),
-        "TuckerConv2D(rank C/4)": fastconv.TuckerConv2D(
-            c, k, rank=max(1, c // 4), **same
+        "DepthwiseSeparableConv2D": layers.DepthwiseSeparableConv2D.like(
+            conv, input_channels=c
         ),
+        "CPConv2D(rank C/4)": layers.CPConv2D.like(conv, input_channels=c),
+        "TuckerConv2D(rank C/4)": layers.TuckerConv2D.like(conv, input_channels=c),
     }
 
 
