@@ -1,7 +1,9 @@
 """Every layer's implementations as pure functions of tensors.
 
 One function per layer and implementation, named ``<family>_<implementation>``
-(``cp_fused``, ``tucker_matmul``, ...): the factors come in as tensors, the
+(``cp_fused``, ``tucker_matmul``, ...), except the plain Keras composition
+whose implementation bears the family's own name (``"tucker"``,
+``"separable"``, ...): ``<family>_plain``. The factors come in as tensors, the
 convolution settings as keywords (``strides``, ``padding``,
 ``dilation_rate``, ``data_format``, all normalised as the layers normalise
 them: pairs, lower case), and each returns the layer's output before its
@@ -31,7 +33,7 @@ from fastconv.kernels.conv import (
 )
 
 __all__ = [
-    "bottleneck_bottleneck",
+    "bottleneck_plain",
     "bottleneck_dense_kernel",
     "bottleneck_matmul",
     "cp_dense_kernel",
@@ -42,18 +44,18 @@ __all__ = [
     "cp_taps",
     "factorized_dense_kernel",
     "factorized_direct",
-    "factorized_factorized",
+    "factorized_plain",
     "factorized_shift",
     "factorized_unfold",
     "separable_dense_kernel",
     "separable_matmul",
-    "separable_separable",
+    "separable_plain",
     "separable_shift",
     "stacked_dense_kernel",
-    "stacked_stacked",
+    "stacked_plain",
     "tucker_dense_kernel",
     "tucker_matmul",
-    "tucker_tucker",
+    "tucker_plain",
 ]
 
 
@@ -286,7 +288,7 @@ def _sandwich(
     return pointwise_op(x, last, bias)
 
 
-def tucker_tucker(
+def tucker_plain(
     x,
     pointwise_in,
     core,
@@ -353,7 +355,7 @@ def tucker_dense_kernel(pointwise_in, core, pointwise_out):
     return keras.ops.matmul(keras.ops.matmul(pointwise_in, core), pointwise_out)
 
 
-def bottleneck_bottleneck(
+def bottleneck_plain(
     x,
     squeeze,
     kernel,
@@ -401,7 +403,7 @@ def bottleneck_matmul(
     data_format,
     expand_by_conv=False,
 ):
-    """As ``bottleneck_bottleneck`` with the 1x1s as matrix products (the
+    """As ``bottleneck_plain`` with the 1x1s as matrix products (the
     bias inside the last) and the ``k x k`` by the backend's own op."""
     y = _sandwich(
         x,
@@ -460,7 +462,7 @@ def _separable_chain(
     return pointwise_op(x, pointwise_kernel, bias)
 
 
-def separable_separable(
+def separable_plain(
     x,
     depthwise_kernel,
     pointwise_kernel,
@@ -582,7 +584,7 @@ def _factorized_chain(
     )
 
 
-def factorized_factorized(
+def factorized_plain(
     x, vertical, horizontal, *, strides, padding, dilation_rate, data_format
 ):
     """Two ``keras.ops.conv``: ``k_h x 1`` then ``1 x k_w``."""
@@ -654,7 +656,7 @@ def factorized_dense_kernel(vertical, horizontal):
 
 
 # ---------------------------------------------------------------- stacked
-def stacked_stacked(
+def stacked_plain(
     x,
     kernels,
     *,

@@ -165,7 +165,7 @@ class BottleneckConv2D(BaseFastConv):
         }
 
     def _linear_bottleneck(self, inputs, training, bias, expand_by_conv):
-        return functional.bottleneck_bottleneck(
+        return functional.bottleneck_plain(
             inputs,
             self.squeeze,
             self.kernel,

@@ -142,7 +142,7 @@ class DepthwiseSeparableConv2D(BaseFastConv):
         return self.intermediate_activation(x)
 
     def _linear_separable(self, inputs, training, bias, expand_by_conv):
-        return functional.separable_separable(
+        return functional.separable_plain(
             inputs,
             self.depthwise,
             self.pointwise,

@@ -97,7 +97,7 @@ class FactorizedConv2D(BaseFastConv):
         return tuple(name for name in allowed if name != "direct")
 
     def _linear_factorized(self, inputs, training, bias, expand_by_conv):
-        return functional.factorized_factorized(
+        return functional.factorized_plain(
             inputs, self.vertical, self.horizontal, **self._conv_settings
         )
 

@@ -132,7 +132,7 @@ class StackedConv2D(BaseFastConv):
         return [getattr(self, f"stack_{i}") for i in range(self.depth)]
 
     def _linear_stacked(self, inputs, training, bias, expand_by_conv):
-        return functional.stacked_stacked(
+        return functional.stacked_plain(
             inputs,
             self._stack(),
             intermediate_activation=(

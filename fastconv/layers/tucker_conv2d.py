@@ -79,7 +79,7 @@ class TuckerConv2D(BaseFastConv):
         }
 
     def _linear_tucker(self, inputs, training, bias, expand_by_conv):
-        return functional.tucker_tucker(
+        return functional.tucker_plain(
             inputs,
             self.pointwise_in,
             self.core,

@@ -29,14 +29,14 @@ IMPLEMENTATIONS = [
     ("cp", "matmul"),
     ("cp", "shift"),
     ("cp", "fused"),
-    ("tucker", "tucker"),
+    ("tucker", "plain"),
     ("tucker", "matmul"),
-    ("bottleneck", "bottleneck"),
+    ("bottleneck", "plain"),
     ("bottleneck", "matmul"),
-    ("separable", "separable"),
+    ("separable", "plain"),
     ("separable", "matmul"),
     ("separable", "shift"),
-    ("factorized", "factorized"),
+    ("factorized", "plain"),
     ("factorized", "direct"),
     ("factorized", "shift"),
     ("factorized", "unfold"),
@@ -107,7 +107,7 @@ def test_bottleneck_residual_and_activation():
     x = random_input((2, 6, 6, 4), seed=5)
     settings = _settings((1, 1), "same", (1, 1), "channels_last")
     y = to_numpy(
-        functional.bottleneck_bottleneck(
+        functional.bottleneck_plain(
             x, squeeze, kernel, expand, residual=True, **settings
         )
     )
@@ -141,7 +141,7 @@ def test_stacked_equals_conv_with_composed_kernel(padding, strides):
     ]
     x = random_input((2, 11, 10, C_IN), seed=4)
     settings = _settings(strides, padding, (1, 1), "channels_last")
-    y = to_numpy(functional.stacked_stacked(x, kernels, **settings))
+    y = to_numpy(functional.stacked_plain(x, kernels, **settings))
     dense = to_numpy(functional.stacked_dense_kernel(kernels))
     assert dense.shape == (7, 7, C_IN, C_OUT)
     ref = _reference(x, dense, strides, padding, (1, 1), "channels_last")
