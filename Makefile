@@ -29,8 +29,8 @@ test: $(STAMP)
 	KERAS_BACKEND=torch $(PYTEST) tests/layers tests/kernels tests/profile tests/test_timing.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check fastconv tests benchmarks examples
-	$(VENV)/bin/ruff format --check fastconv tests benchmarks examples
+	$(VENV)/bin/ruff check fastconv fastconv_launch tests benchmarks examples
+	$(VENV)/bin/ruff format --check fastconv fastconv_launch tests benchmarks examples
 
 clean:
 	rm -rf $(VENV) build *.egg-info

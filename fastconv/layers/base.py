@@ -20,7 +20,11 @@ then validates its own arguments, and implements:
 - ``_dense_kernel_ops()``: the equivalent ``(k_h, k_w, C_in, C_out)`` kernel as
   a tensor, for linear layers;
 - ``_cost(h, w, c_in) -> Cost``: its parameters and multiply-adds (bias
-  excluded; the base adds it).
+  excluded; the base adds it);
+- ``input_channels_of(factors)`` and ``_kwargs_from_factors(factors)``: what
+  ``from_factors`` reads off a factor mapping;
+- ``_like_kwargs(conv, c_in, ratio)``: its size arguments when it stands for
+  a ``Conv2D`` (``like``); none by default.
 """
 
 from __future__ import annotations
