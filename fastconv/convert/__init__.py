@@ -1,4 +1,5 @@
-"""From trained Keras models to fast ones: `decompose`, `convert_model`, `finetune`.
+"""From trained Keras models to fast ones: `decompose`, `convert_model`, `finetune`,
+`sensitivity`.
 
 Floor 3 of fastconv: the one place where the decompositions
 (`fastconv.decomposition`) and the layers (`fastconv.layers`) meet.
@@ -8,6 +9,11 @@ from fastconv.convert.convert_model import ConversionResult, convert_model
 from fastconv.convert.decompose import Decomposition, decompose, parse_rank
 from fastconv.convert.finetune import finetune
 from fastconv.convert.report import ConversionReport, LayerReport
+from fastconv.convert.sensitivity import (
+    SensitivityResult,
+    SensitivityRow,
+    sensitivity,
+)
 
 __all__ = [
     "ConversionReport",
@@ -18,4 +24,7 @@ __all__ = [
     "decompose",
     "finetune",
     "parse_rank",
+    "SensitivityResult",
+    "SensitivityRow",
+    "sensitivity",
 ]
