@@ -4,9 +4,11 @@ from fastconv import cost, kernels
 from fastconv.convert import (
     ConversionReport,
     ConversionResult,
+    SensitivityResult,
     convert_model,
     decompose,
     finetune,
+    sensitivity,
     suggest_replacements,
 )
 from fastconv.cost import Cost, conv2d_cost
@@ -44,6 +46,8 @@ __all__ = [
     "convert_model",
     "decompose",
     "finetune",
+    "SensitivityResult",
+    "sensitivity",
     "Cost",
     "conv2d_cost",
     "cost",

@@ -7,7 +7,9 @@ writes ``results.json``, ``results.md`` and plots (`fastconv.bench.report`).
 
 Modules: `models` (the reference networks and their variants), `config` (the run
 configuration and its checks), `device` (CPU or GPU, the distribution strategy),
-`runner` (the run itself) and `report` (tables and plots).
+`runner` (the run itself), `report` (tables and plots) and `references`
+(reference models trained to convergence and cached, and fine-tuning beside a
+control).
 
 Example:
     >>> from fastconv.bench import quick_config, run_benchmark
@@ -36,6 +38,14 @@ from fastconv.bench.models import (
     register_model,
     register_variant,
 )
+from fastconv.bench.references import (
+    REFERENCES,
+    ControlledFinetune,
+    Recipe,
+    ReferenceModel,
+    controlled_finetune,
+    reference_model,
+)
 from fastconv.bench.runner import compare, run_benchmark, training_schedule
 
 __all__ = [
@@ -44,17 +54,23 @@ __all__ = [
     "DISTRIBUTIONS",
     "MODELS",
     "PRECISIONS",
+    "REFERENCES",
     "VARIANTS",
     "BenchConfig",
     "BenchError",
+    "ControlledFinetune",
     "Convs",
     "NotApplicableError",
+    "Recipe",
+    "ReferenceModel",
     "Variant",
     "build_model",
     "compare",
+    "controlled_finetune",
     "full_config",
     "model_cost",
     "quick_config",
+    "reference_model",
     "register_model",
     "register_variant",
     "run_benchmark",

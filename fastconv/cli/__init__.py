@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 
-from fastconv.cli import bench, convert, data, demo, profile
+from fastconv.cli import bench, convert, data, demo, profile, sensitivity
 from fastconv.cli._errors import Parser, UsageError, report
 
 COMMANDS = {
@@ -22,6 +22,7 @@ COMMANDS = {
     "data": data,
     "convert": convert,
     "profile": profile,
+    "sensitivity": sensitivity,
     "bench": bench,
 }
 

@@ -1,4 +1,5 @@
-"""From trained Keras models to fast ones: `decompose`, `convert_model`, `finetune`.
+"""From trained Keras models to fast ones: `decompose`, `convert_model`, `finetune`,
+`sensitivity`.
 
 Floor 3 of fastconv: the one place where the decompositions
 (`fastconv.decomposition`) and the layers (`fastconv.layers`) meet, and where a
@@ -9,6 +10,11 @@ from fastconv.convert.convert_model import ConversionResult, convert_model
 from fastconv.convert.decompose import Decomposition, decompose, parse_rank
 from fastconv.convert.finetune import finetune
 from fastconv.convert.report import ConversionReport, LayerReport
+from fastconv.convert.sensitivity import (
+    SensitivityResult,
+    SensitivityRow,
+    sensitivity,
+)
 from fastconv.convert.suggest import (
     DEFAULT_CANDIDATES,
     Candidate,
@@ -31,4 +37,7 @@ __all__ = [
     "finetune",
     "parse_rank",
     "suggest_replacements",
+    "SensitivityResult",
+    "SensitivityRow",
+    "sensitivity",
 ]

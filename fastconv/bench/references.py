@@ -1,0 +1,716 @@
+"""Reference models trained to convergence, cached, and fine-tuning with a control.
+
+`reference_model(dataset)` trains a dataset's reference network on its full
+training set with that dataset's `Recipe`, measures its test accuracy, and
+caches the trained ``.keras`` file in ``$FASTCONV_DATA_DIR/models/`` (default
+``~/.cache/fastconv/models/``), named by architecture, dataset, seed and a hash
+of the recipe, with a JSON sidecar (test accuracy, epochs, training time,
+versions, CPU). Every later call with the same key loads the cached file and
+trains nothing; a file that cannot be read is reported, moved aside and
+trained again. Both files are written atomically: a temporary file in the same
+folder, then ``os.replace``, so a crash never leaves a half-written model under
+the final name.
+
+`controlled_finetune` fine-tunes a converted model and gives the original the
+same extra training (same optimizer configuration and schedule, epochs, data
+order and seed), so that what the conversion costs is not confused with what
+more training gives.
+
+The recipes:
+
+- MNIST and Fashion-MNIST (`fastconv.bench.models.mnist_cnn`): Adam at
+  ``1e-3`` with a cosine decay to zero, batch 128; 15 epochs for MNIST, 30 for
+  Fashion-MNIST.
+- CIFAR-10 (`fastconv.bench.models.cifar10_vgg_bn`): SGD with Nesterov momentum
+  0.9 and weight decay ``5e-4``, a linear warm-up over 2 epochs to ``0.05``,
+  then a cosine decay to zero; batch 128, 40 epochs; random crops (a shift of
+  up to 4 pixels with zero fill, which is a crop of the image padded by 4) and
+  horizontal flips, written as Keras layers so they run on every backend.
+
+How long training takes on 2 CPU cores, and the accuracies reached, are not
+measured yet (see docs/benchmarks.md).
+
+Example:
+    >>> from fastconv.bench import references
+    >>> references.reference_path("mnist", seed=0).name  # doctest: +ELLIPSIS
+    'mnist_cnn-mnist-seed0-...keras'
+    >>> ref = references.reference_model("mnist")  # doctest: +SKIP
+    >>> ref.info["test_accuracy"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import platform
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from fastconv import datasets, timing
+from fastconv._validation import is_int_at_least, is_number
+from fastconv.bench import models as _models
+from fastconv.bench.runner import _images
+from fastconv.convert.finetune import finetune
+
+__all__ = [
+    "OPTIMIZERS",
+    "REFERENCES",
+    "ControlledFinetune",
+    "Recipe",
+    "ReferenceModel",
+    "ReferenceSpec",
+    "augmentation",
+    "controlled_finetune",
+    "models_cache_dir",
+    "reference_model",
+    "reference_path",
+]
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How a reference network is trained.
+
+    Attributes:
+        epochs: passes over the full training set.
+        batch_size: training batch size.
+        optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"`` (Nesterov momentum 0.9).
+        learning_rate: the peak learning rate.
+        warmup_epochs: epochs of linear warm-up from a tenth of it; then a
+            cosine decay to zero over the remaining steps.
+        weight_decay: the optimizer's decoupled weight decay, or None.
+        augment: random crops (a shift of up to 4 pixels, zero fill) and
+            horizontal flips of the training images.
+    """
+
+    epochs: int
+    batch_size: int = 128
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    warmup_epochs: int = 0
+    weight_decay: float | None = None
+    augment: bool = False
+
+    def to_dict(self) -> dict:
+        """The recipe as plain values."""
+        return dataclasses.asdict(self)
+
+    def key(self) -> str:
+        """Ten hex digits of a hash of the recipe: part of the cache file name."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+@dataclasses.dataclass(frozen=True)
+class ReferenceSpec:
+    """A dataset's reference network, its recipe and, optionally, its loader.
+
+    Attributes:
+        builder: ``builder(convs, input_shape, num_classes) -> keras.Model``
+            (see `fastconv.bench.models`); its function name names the
+            architecture in the cache.
+        recipe: the `Recipe`.
+        load: ``load(dataset) -> ((x_train, y_train), (x_test, y_test))``;
+            None means ``fastconv.datasets.load``.
+    """
+
+    builder: Callable
+    recipe: Recipe
+    load: Callable | None = None
+
+    @property
+    def architecture(self) -> str:
+        """The builder's name, e.g. ``"mnist_cnn"``."""
+        return self.builder.__name__
+
+
+REFERENCES: dict[str, ReferenceSpec] = {
+    "mnist": ReferenceSpec(_models.mnist_cnn, Recipe(epochs=15)),
+    "fashion_mnist": ReferenceSpec(_models.mnist_cnn, Recipe(epochs=30)),
+    "cifar10": ReferenceSpec(
+        _models.cifar10_vgg_bn,
+        Recipe(
+            epochs=40,
+            optimizer="sgd",
+            learning_rate=0.05,
+            warmup_epochs=2,
+            weight_decay=5e-4,
+            augment=True,
+        ),
+    ),
+}
+"""Dataset -> its `ReferenceSpec`."""
+
+
+@dataclasses.dataclass
+class ReferenceModel:
+    """A trained reference model and what its sidecar says about it.
+
+    Attributes:
+        model: the trained Keras model (compiled with its loss and accuracy).
+        path: its cached ``.keras`` file.
+        info: the JSON sidecar: ``test_accuracy``, ``epochs``,
+            ``train_time_s``, ``recipe``, ``environment``, ``cpu``, ...
+        trained: True when this call trained it, False when it came from the
+            cache.
+    """
+
+    model: keras.Model
+    path: Path
+    info: dict
+    trained: bool
+
+    @property
+    def test_accuracy(self) -> float:
+        """The accuracy on the full test set, measured after training."""
+        return float(self.info["test_accuracy"])
+
+
+# --------------------------------------------------------------------- cache
+def models_cache_dir() -> Path:
+    """``$FASTCONV_DATA_DIR/models``, or ``~/.cache/fastconv/models``."""
+    return datasets.default_cache_dir() / "models"
+
+
+def _spec(dataset) -> ReferenceSpec:
+    if dataset not in REFERENCES:
+        raise ValueError(
+            f"reference_model: dataset must be one of {', '.join(REFERENCES)}, "
+            f"received dataset={dataset!r}"
+        )
+    return REFERENCES[dataset]
+
+
+def _recipe(spec: ReferenceSpec, epochs) -> Recipe:
+    if epochs is None:
+        return spec.recipe
+    if not is_int_at_least(epochs, 1):
+        raise ValueError(
+            "reference_model: epochs must be None or a positive int, received "
+            f"epochs={epochs!r}"
+        )
+    return dataclasses.replace(spec.recipe, epochs=int(epochs))
+
+
+def reference_path(
+    dataset: str,
+    *,
+    seed: int = 0,
+    epochs: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> Path:
+    """Where `reference_model` caches ``dataset``'s trained reference model.
+
+    ``<cache_dir>/<architecture>-<dataset>-seed<seed>-<recipe hash>.keras``;
+    ``cache_dir`` defaults to `models_cache_dir()`.
+    """
+    spec = _spec(dataset)
+    if not is_int_at_least(seed, 0):
+        raise ValueError(
+            f"reference_model: seed must be an int >= 0, received seed={seed!r}"
+        )
+    recipe = _recipe(spec, epochs)
+    folder = Path(cache_dir) if cache_dir is not None else models_cache_dir()
+    return folder / f"{spec.architecture}-{dataset}-seed{seed}-{recipe.key()}.keras"
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(temporary)`` in ``path``'s folder, then ``os.replace`` onto it;
+    on any failure the temporary file is removed and ``path`` is untouched."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix
+    )
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _save(model: keras.Model, info: dict, path: Path) -> None:
+    """The sidecar, then the model; a failure leaves neither behind."""
+    sidecar = _sidecar(path)
+    text = json.dumps(info, indent=2, default=str) + "\n"
+    _write_atomically(sidecar, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    try:
+        _write_atomically(path, model.save)
+    except BaseException:
+        sidecar.unlink(missing_ok=True)
+        raise
+
+
+def _load(path: Path, key: str) -> tuple[keras.Model, dict]:
+    info = json.loads(_sidecar(path).read_text(encoding="utf-8"))
+    if not isinstance(info, dict) or info.get("recipe_hash") != key:
+        raise ValueError(f"the sidecar {_sidecar(path)} does not describe this recipe")
+    return keras.saving.load_model(path), info
+
+
+def _move_aside(path: Path) -> Path:
+    """Renames ``path`` (and its sidecar) to ``*.corrupt-<time>``; returns it."""
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    for source, target in (
+        (path, aside),
+        (
+            _sidecar(path),
+            _sidecar(path).with_name(f"{_sidecar(path).name}.corrupt-{stamp}"),
+        ),
+    ):
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(source, target)
+    return aside
+
+
+# ------------------------------------------------------------------ training
+def augmentation(input_shape, *, seed: int = 0, shift: int = 4) -> keras.Sequential:
+    """Random crops and horizontal flips, as Keras layers (every backend).
+
+    A random shift of up to ``shift`` pixels each way with zero fill, which
+    is a random crop of the image padded by ``shift`` on each side, then a
+    random horizontal flip. Active in training only.
+
+    Args:
+        input_shape: one image's shape (``keras.config.image_data_format()``).
+        seed: the layers' seed.
+        shift: the most pixels an image moves.
+    """
+    if keras.config.image_data_format() == "channels_last":
+        height, width = input_shape[0], input_shape[1]
+    else:
+        height, width = input_shape[1], input_shape[2]
+    return keras.Sequential(
+        [
+            keras.Input(tuple(input_shape)),
+            keras.layers.RandomTranslation(
+                shift / height,
+                shift / width,
+                fill_mode="constant",
+                interpolation="nearest",
+                seed=seed,
+            ),
+            keras.layers.RandomFlip("horizontal", seed=seed),
+        ],
+        name="augment",
+    )
+
+
+def _optimizer(recipe: Recipe, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    total = recipe.epochs * steps_per_epoch
+    warmup = min(recipe.warmup_epochs * steps_per_epoch, total - 1)
+    if warmup > 0:
+        schedule = keras.optimizers.schedules.CosineDecay(
+            recipe.learning_rate / 10,
+            decay_steps=total - warmup,
+            warmup_target=recipe.learning_rate,
+            warmup_steps=warmup,
+        )
+    else:
+        schedule = keras.optimizers.schedules.CosineDecay(
+            recipe.learning_rate, decay_steps=total
+        )
+    decay = {} if recipe.weight_decay is None else {"weight_decay": recipe.weight_decay}
+    if recipe.optimizer == "adam":
+        return keras.optimizers.Adam(schedule, **decay)
+    if recipe.optimizer == "adamw":
+        return keras.optimizers.AdamW(schedule, **decay)
+    if recipe.optimizer == "sgd":
+        return keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, **decay)
+    raise ValueError(
+        f"reference_model: the recipe's optimizer must be one of {OPTIMIZERS}, "
+        f"received optimizer={recipe.optimizer!r}"
+    )
+
+
+def _prepare(arrays) -> tuple:
+    (x_train, y_train), (x_test, y_test) = arrays
+    fmt = keras.config.image_data_format()
+    return (
+        _images(x_train, fmt),
+        np.asarray(y_train).reshape(-1).astype("int32"),
+        _images(x_test, fmt),
+        np.asarray(y_test).reshape(-1).astype("int32"),
+    )
+
+
+def _accuracy(model, x, y, batch_size: int) -> float:
+    probs = model.predict(x, batch_size=batch_size, verbose=0)
+    return float(np.mean(np.argmax(np.asarray(probs), axis=-1) == y))
+
+
+def _train(model, data, recipe: Recipe, seed: int, progress: bool) -> dict:
+    """Trains ``model`` in place on ``data``; returns what the sidecar keeps."""
+    x_train, y_train, _, _ = data
+    steps = math.ceil(len(x_train) / recipe.batch_size)
+    trained = model
+    if recipe.augment:
+        inputs = keras.Input(x_train.shape[1:])
+        augmented = augmentation(x_train.shape[1:], seed=seed)(inputs)
+        trained = keras.Model(inputs, model(augmented), name=f"{model.name}_train")
+    trained.compile(
+        optimizer=_optimizer(recipe, steps),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    start = time.perf_counter()
+    history = trained.fit(
+        x_train,
+        y_train,
+        batch_size=recipe.batch_size,
+        epochs=recipe.epochs,
+        shuffle=True,
+        verbose=2 if progress else 0,
+    )
+    timing.block([v.value for v in model.trainable_variables])
+    return {
+        "train_time_s": time.perf_counter() - start,
+        "train_loss": [float(v) for v in history.history["loss"]],
+        "train_accuracy": [float(v) for v in history.history["accuracy"]],
+    }
+
+
+def _cpu() -> dict:
+    """The CPU's model name and which vector extensions it has."""
+    name, flags = platform.processor() or platform.machine(), set()
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo", encoding="utf-8") as file:
+            for line in file:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    name = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    wanted = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16")
+    return {
+        "model": name,
+        "vector_extensions": [flag for flag in wanted if flag in flags],
+        "cores": os.cpu_count(),
+    }
+
+
+def reference_model(
+    dataset: str,
+    *,
+    seed: int = 0,
+    epochs: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> ReferenceModel:
+    """``dataset``'s reference network, trained with its recipe, from the cache.
+
+    The first call builds the network (`REFERENCES`), seeds Keras with
+    ``seed``, trains it on the full training set, measures its accuracy on
+    the full test set and caches the model and a JSON sidecar at
+    `reference_path` (atomically: temporary files in the same folder, then
+    ``os.replace``). Later calls with the same dataset, seed and recipe load
+    the cached model and train nothing. A cached file that cannot be loaded
+    is warned about (naming it), moved aside to ``*.corrupt-<time>`` and the
+    model trained again.
+
+    Args:
+        dataset: ``"mnist"``, ``"fashion_mnist"``, ``"cifar10"`` or another
+            key of `REFERENCES`.
+        seed: the seed of the weights, the data order and the augmentation.
+        epochs: None for the recipe's epochs, or fewer (or more); part of the
+            cache key.
+        cache_dir: the folder of the cached models; default
+            `models_cache_dir()`.
+        progress: print one line per training epoch.
+
+    Returns:
+        A `ReferenceModel`: ``.model``, ``.path``, ``.info`` (the sidecar)
+        and ``.trained``.
+
+    Raises:
+        ValueError: an unknown dataset, a bad seed, epochs or progress.
+        fastconv.datasets.DatasetUnavailableError: the data cannot be had.
+    """
+    spec = _spec(dataset)
+    recipe = _recipe(spec, epochs)
+    path = reference_path(dataset, seed=seed, epochs=epochs, cache_dir=cache_dir)
+    if not isinstance(progress, bool):
+        raise ValueError(
+            f"reference_model: progress must be a bool, received progress={progress!r}"
+        )
+    if path.exists():
+        try:
+            model, info = _load(path, recipe.key())
+        except Exception as exc:
+            aside = _move_aside(path)
+            warnings.warn(
+                f"reference_model: the cached model {path} could not be loaded "
+                f"({type(exc).__name__}: {' '.join(str(exc).split())}); moved it "
+                f"to {aside} and training again",
+                stacklevel=2,
+            )
+        else:
+            return ReferenceModel(model, path, info, trained=False)
+
+    load = spec.load or datasets.load
+    data = _prepare(load(dataset))
+    x_train, y_train, x_test, y_test = data
+    classes = int(max(y_train.max(), y_test.max())) + 1
+    keras.utils.set_random_seed(seed)
+    model = spec.builder(_models.Convs(), tuple(x_train.shape[1:]), classes)
+    trained = _train(model, data, recipe, seed, progress)
+    # Compiled with its loss, so that convert_model and finetune find it; the
+    # optimizer is built so that loading the file restores it without a warning.
+    model.compile(
+        optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    model.optimizer.build(model.trainable_variables)
+    info = {
+        "dataset": dataset,
+        "architecture": spec.architecture,
+        "seed": seed,
+        "recipe": recipe.to_dict(),
+        "recipe_hash": recipe.key(),
+        "epochs": recipe.epochs,
+        "train_examples": len(x_train),
+        "test_examples": len(x_test),
+        "test_accuracy": _accuracy(model, x_test, y_test, 256),
+        **trained,
+        "params": int(model.count_params()),
+        "cpu": _cpu(),
+        "environment": timing.environment(),
+    }
+    _save(model, info, path)
+    return ReferenceModel(model, path, info, trained=True)
+
+
+# ------------------------------------------------------------ controlled runs
+class _SeededBatches(keras.utils.PyDataset):
+    """Batches of ``(x, y)`` in an order fixed by ``seed`` and the epoch.
+
+    The epoch comes from `epoch_callback` (``on_epoch_begin``), so the order
+    depends on nothing but the seed and the epoch. ``served`` keeps the
+    indices of every batch handed out, in order.
+    """
+
+    def __init__(self, x, y, batch_size: int, seed: int):
+        super().__init__()
+        self.x, self.y = x, y
+        self.batch_size, self.seed = batch_size, seed
+        self.epoch = 0
+        self.served: list[tuple[int, list[int]]] = []
+        outer = self
+
+        class _Epoch(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                outer.epoch = epoch
+
+        self.epoch_callback = _Epoch()
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __getitem__(self, index: int):
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.x))
+        picked = order[index * self.batch_size : (index + 1) * self.batch_size]
+        self.served.append((self.epoch, picked.tolist()))
+        return self.x[picked], self.y[picked]
+
+
+@dataclasses.dataclass
+class ControlledFinetune:
+    """A converted model fine-tuned, beside the original given the same training.
+
+    Attributes:
+        converted_model: the fine-tuned copy of the converted model.
+        control_model: the copy of the original given the same training.
+        original_accuracy: the original's test accuracy before any of it.
+        converted_accuracy_before: the converted model's, before fine-tuning.
+        converted_accuracy: the converted model's, after.
+        control_accuracy: the control's, after.
+        epochs, seed: of both fits.
+        steps: optimizer steps each took, ``{"converted": n, "control": n}``.
+        served: the batches each was served, ``(epoch, example indices)``.
+        histories: each fit's ``History.history``.
+    """
+
+    converted_model: keras.Model
+    control_model: keras.Model
+    original_accuracy: float
+    converted_accuracy_before: float
+    converted_accuracy: float
+    control_accuracy: float
+    epochs: int
+    seed: int
+    steps: dict
+    served: dict
+    histories: dict
+
+    @property
+    def gap(self) -> float:
+        """Control accuracy minus converted accuracy: what the conversion costs."""
+        return self.control_accuracy - self.converted_accuracy
+
+
+def _copy(model: keras.Model) -> keras.Model:
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _fresh(optimizer):
+    if isinstance(optimizer, keras.optimizers.Optimizer):
+        return type(optimizer).from_config(optimizer.get_config())
+    return optimizer
+
+
+def controlled_finetune(
+    original: keras.Model,
+    converted: keras.Model,
+    train_data,
+    test_data,
+    *,
+    epochs: int = 1,
+    seed: int = 0,
+    learning_rate: float | None = None,
+    batch_size: int = 32,
+    optimizer="adam",
+    loss=None,
+    callbacks: Callable[[str], list] | None = None,
+) -> ControlledFinetune:
+    """Fine-tunes ``converted`` and gives ``original`` exactly the same training.
+
+    Both are copied first (the models given are left as they are). Each copy
+    goes through `fastconv.finetune` with the same optimizer (a fresh one
+    from the same configuration, learning-rate schedule included), the same
+    epochs and batch size, the same seed (``keras.utils.set_random_seed``
+    before each fit) and the same data order: batch ``i`` of epoch ``e`` is
+    the same examples for both, drawn from a permutation seeded by ``seed``
+    and ``e``.
+
+    Args:
+        original: the trained model that was converted.
+        converted: ``fastconv.convert_model(original, ...).model``.
+        train_data: ``(x, y)`` arrays to fine-tune on; ``y`` integer labels.
+        test_data: ``(x, y)`` arrays for the accuracies.
+        epochs: epochs of each fit.
+        seed: the seed of both fits and of the data order.
+        learning_rate: as for `fastconv.finetune` (None: its default); not
+            with an optimizer instance.
+        batch_size: batch size of both fits.
+        optimizer: ``"adam"``, ``"sgd"`` or a ``keras.optimizers.Optimizer``
+            (each model gets a fresh copy from its configuration).
+        loss: the loss; default: the original's compiled loss, else sparse
+            categorical cross-entropy.
+        callbacks: optional ``callbacks("converted")`` / ``callbacks("control")``
+            returning the Keras callbacks of that fit.
+
+    Returns:
+        A `ControlledFinetune`.
+
+    Raises:
+        ValueError: bad arguments, as `fastconv.finetune` refuses them, or
+            data that is not two pairs of arrays of the same length.
+    """
+    for name, model in (("original", original), ("converted", converted)):
+        if not isinstance(model, keras.Model):
+            raise ValueError(
+                f"controlled_finetune: {name} must be a keras.Model, received "
+                f"{type(model).__name__}"
+            )
+    if not is_int_at_least(seed, 0):
+        raise ValueError(
+            f"controlled_finetune: seed must be an int >= 0, received seed={seed!r}"
+        )
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if not is_int_at_least(value, 1):
+            raise ValueError(
+                f"controlled_finetune: {name} must be a positive int, received "
+                f"{name}={value!r}"
+            )
+    if learning_rate is not None and not is_number(learning_rate):
+        raise ValueError(
+            "controlled_finetune: learning_rate must be None or a number, received "
+            f"learning_rate={learning_rate!r}"
+        )
+    (x_train, y_train), (x_test, y_test) = (
+        _pair(name, data)
+        for name, data in (("train_data", train_data), ("test_data", test_data))
+    )
+    if loss is None:
+        loss = getattr(original, "loss", None) or "sparse_categorical_crossentropy"
+    original_accuracy = _accuracy(original, x_test, y_test, batch_size)
+    converted_before = _accuracy(converted, x_test, y_test, batch_size)
+    results = {}
+    for label, source in (("converted", converted), ("control", original)):
+        model = _copy(source)
+        batches = _SeededBatches(x_train, y_train, batch_size, seed)
+        extra = list(callbacks(label)) if callbacks is not None else []
+        keras.utils.set_random_seed(seed)
+        history = finetune(
+            model,
+            batches,
+            epochs=epochs,
+            learning_rate=learning_rate,
+            batch_size=None,
+            optimizer=_fresh(optimizer),
+            loss=loss,
+            metrics=["accuracy"],
+            verbose=0,
+            callbacks=[batches.epoch_callback, *extra],
+        )
+        results[label] = (model, batches.served, history.history)
+    (converted_model, *_), (control_model, *_) = (
+        results["converted"],
+        results["control"],
+    )
+    return ControlledFinetune(
+        converted_model=converted_model,
+        control_model=control_model,
+        original_accuracy=original_accuracy,
+        converted_accuracy_before=converted_before,
+        converted_accuracy=_accuracy(converted_model, x_test, y_test, batch_size),
+        control_accuracy=_accuracy(control_model, x_test, y_test, batch_size),
+        epochs=epochs,
+        seed=seed,
+        steps={
+            label: int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+            for label, (model, *_) in results.items()
+        },
+        served={label: served for label, (_, served, _) in results.items()},
+        histories={label: hist for label, (*_, hist) in results.items()},
+    )
+
+
+def _pair(name: str, data) -> tuple[np.ndarray, np.ndarray]:
+    if not isinstance(data, list | tuple) or len(data) != 2:
+        raise ValueError(
+            f"controlled_finetune: {name} must be a pair (x, y) of arrays, "
+            f"received {type(data).__name__}"
+        )
+    x, y = (np.asarray(part) for part in data)
+    if x.ndim == 0 or len(x) == 0 or y.ndim == 0 or len(y) != len(x):
+        raise ValueError(
+            f"controlled_finetune: {name} must hold at least one example, as many "
+            f"in x as in y, received shapes {x.shape} and {y.shape}"
+        )
+    for part, what in ((x, "x"), (y, "y")):
+        if part.dtype.kind == "f" and not np.all(np.isfinite(part)):
+            raise ValueError(f"controlled_finetune: {name}'s {what} holds NaN or Inf")
+    return x, y.reshape(len(y)) if y.ndim == 2 and y.shape[1] == 1 else y

@@ -1,0 +1,243 @@
+"""``fastconv sensitivity``: what converting each convolution alone costs and wins.
+
+``fastconv sensitivity MODEL.keras --data mnist --method cp --ranks 0.1,0.25,0.5
+--out DIR`` loads the model, runs `fastconv.sensitivity` on the data (the test
+split of a dataset, or the ``x`` and ``y`` arrays of an ``.npz`` file), prints
+the table and writes ``sensitivity.md``, ``sensitivity.json`` and
+``sensitivity.png`` in ``DIR`` (created if missing; its parent must exist).
+
+Every argument and path is checked before the work starts; files already in
+``DIR`` are replaced only with ``--force``, and each is written to a temporary
+file next to it first, so a failure leaves no half-written file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from fastconv.cli import _args
+from fastconv.cli._errors import UsageError
+
+OUTPUTS = {
+    "table": "sensitivity.md",
+    "json": "sensitivity.json",
+    "plot": "sensitivity.png",
+}
+
+
+def _ranks(text: str) -> tuple:
+    """An argparse type: ranks separated by commas; a Tucker pair is ``16x32``."""
+    from fastconv.convert import parse_rank
+    from fastconv.convert.sensitivity import _check_ranks
+
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise argparse.ArgumentTypeError(
+            "must be ranks separated by commas (0.1,0.25,8,16x32,vbmf), "
+            f"received {text!r}"
+        )
+    try:
+        return _check_ranks(tuple(parse_rank(item.replace("x", ",")) for item in items))
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(
+            f"must be ranks separated by commas (0.1,0.25,8,16x32,vbmf): {exc}"
+        ) from None
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Registers ``sensitivity MODEL``.
+
+    Args:
+        subparsers: The object returned by the main parser's
+            ``add_subparsers()``.
+
+    Returns:
+        The ``sensitivity`` parser; its ``func`` default is `run`.
+    """
+    from fastconv.convert.decompose import METHODS
+    from fastconv.convert.sensitivity import DEFAULT_RANKS
+
+    parser = subparsers.add_parser(
+        "sensitivity",
+        help="accuracy drop and speedup of converting each convolution alone",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "model",
+        type=_args.input_file,
+        metavar="MODEL.keras",
+        help="the trained model (.keras)",
+    )
+    parser.add_argument(
+        "--data",
+        required=True,
+        metavar="NAME|FILE.npz",
+        help="mnist, fashion_mnist or cifar10 (their test split), or an .npz file "
+        "holding arrays x and y",
+    )
+    parser.add_argument("--method", choices=METHODS, default="cp", help="default: cp")
+    parser.add_argument(
+        "--ranks",
+        type=_ranks,
+        default=DEFAULT_RANKS,
+        help="ranks separated by commas: fractions of the parameters (0.25), "
+        "ints, Tucker pairs (16x32), vbmf (default: "
+        f"{','.join(map(str, DEFAULT_RANKS))})",
+    )
+    parser.add_argument(
+        "--limit",
+        type=_args.positive_int,
+        default=None,
+        metavar="N",
+        help="use only the first N examples",
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="where to write"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_args.positive_int,
+        default=32,
+        help="batch size of the accuracy and timed runs (default: 32)",
+    )
+    parser.add_argument(
+        "--timing-repeats",
+        type=_args.positive_int,
+        default=10,
+        help="measured rounds per layer and rank (default: 10)",
+    )
+    parser.add_argument(
+        "--no-speed",
+        dest="measure_speed",
+        action="store_false",
+        help="do not time the layers (the plot then shows multiply-add ratios)",
+    )
+    parser.add_argument(
+        "--random-state", type=int, default=0, help="seed of CP's ALS (default: 0)"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="replace existing files in --out"
+    )
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bar"
+    )
+    parser.set_defaults(func=run, progress=None)
+    return parser
+
+
+def _check_out(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise UsageError("--out", str(out), "is a file, not a folder")
+    if not out.exists():
+        if not out.parent.is_dir():
+            raise UsageError("--out", str(out), "is in a folder that does not exist")
+        if not os.access(out.parent, os.W_OK | os.X_OK):
+            raise UsageError("--out", str(out), "is in a folder that cannot be written")
+        return
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UsageError("--out", str(out), "is a folder that cannot be written")
+    for name in OUTPUTS.values():
+        if (out / name).exists() and not force:
+            raise UsageError(
+                "--out",
+                str(out),
+                f"already holds {name}; give --force to replace it",
+            )
+
+
+def _source(text: str):
+    """``--data`` as a dataset name or the path of an existing .npz file."""
+    from fastconv import datasets
+
+    if text in datasets.NAMES:
+        return text
+    path = Path(text)
+    if path.suffix != ".npz":
+        raise UsageError(
+            "--data",
+            text,
+            f"must be one of {', '.join(datasets.NAMES)} or an .npz file",
+        )
+    if not path.is_file():
+        raise UsageError("--data", text, "must be an existing .npz file: no such file")
+    return path
+
+
+def _load_data(source, limit: int | None):
+    """``(x, y)``: a dataset's test split, or the arrays x and y of an .npz file;
+    uint8 images become floats in [0, 1]."""
+    import keras
+    import numpy as np
+
+    from fastconv import datasets
+    from fastconv.bench.runner import _images
+
+    if isinstance(source, str):
+        (_, _), (x, y) = datasets.load(source)
+        x = _images(x[:limit], keras.config.image_data_format())
+        return x, np.asarray(y[:limit]).reshape(-1)
+    try:
+        with np.load(source, allow_pickle=False) as archive:
+            if not {"x", "y"} <= set(archive.files):
+                raise UsageError(
+                    "--data",
+                    str(source),
+                    f"must hold arrays named x and y; it holds {archive.files}",
+                )
+            x, y = archive["x"][:limit], archive["y"][:limit]
+    except (ValueError, OSError, EOFError) as exc:
+        problem = " ".join(str(exc).split()) or type(exc).__name__
+        raise UsageError(
+            "--data", str(source), f"is not a readable .npz file: {problem}"
+        ) from None
+    if x.dtype == np.uint8:
+        x = x.astype("float32") / 255.0
+    return x, y
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs ``sensitivity``.
+
+    Args:
+        args: Parsed arguments from a parser set up by `add_parser`.
+
+    Returns:
+        0 on success.
+
+    Raises:
+        UsageError: a bad argument or file, found before any work.
+    """
+    from fastconv.convert import sensitivity
+
+    source = _source(args.data)
+    _check_out(args.out, args.force)
+    model = _args.load_model("MODEL.keras", args.model)
+    x, y = _load_data(source, args.limit)
+    options = {}
+    if args.method in ("cp", "tucker", "auto"):
+        options["random_state"] = args.random_state
+    result = sensitivity(
+        model,
+        (x, y),
+        method=args.method,
+        ranks=args.ranks,
+        batch_size=args.batch_size,
+        measure_speed=args.measure_speed,
+        timing_repeats=args.timing_repeats,
+        progress=args.progress,
+        **options,
+    )
+    print(result)
+    args.out.mkdir(exist_ok=True)
+    paths = {kind: args.out / name for kind, name in OUTPUTS.items()}
+    _args.write_atomically(
+        paths["table"], lambda tmp: tmp.write_text(str(result) + "\n", encoding="utf-8")
+    )
+    _args.write_atomically(paths["json"], result.to_json)
+    _args.write_atomically(paths["plot"], result.plot)
+    for path in paths.values():
+        print(f"wrote: {path}")
+    return 0

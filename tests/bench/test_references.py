@@ -1,0 +1,317 @@
+"""Cached reference models and fine-tuning beside a control."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+import fastconv
+from fastconv.bench import models, references
+from fastconv.bench.references import Recipe, ReferenceSpec
+
+from .conftest import TINY_TRAIN, tiny_data, tiny_net
+
+TINY = "tiny"
+
+
+@pytest.fixture
+def tiny(monkeypatch, tmp_path):
+    """A registered tiny reference (one epoch) and a cache folder of its own."""
+    loads = []
+
+    def load(name):
+        loads.append(name)
+        return tiny_data()
+
+    spec = ReferenceSpec(tiny_net, Recipe(epochs=1, batch_size=32), load=load)
+    monkeypatch.setitem(references.REFERENCES, TINY, spec)
+    monkeypatch.setenv("FASTCONV_DATA_DIR", str(tmp_path / "data"))
+    return loads
+
+
+def _files(folder):
+    return sorted(path.name for path in folder.iterdir())
+
+
+def _same_weights(a, b):
+    return _same_weights_list(a.get_weights(), b.get_weights())
+
+
+def _same_weights_list(a, b):
+    return len(a) == len(b) and all(
+        np.array_equal(x, y) for x, y in zip(a, b, strict=True)
+    )
+
+
+def test_the_cache_is_keyed_by_architecture_data_seed_and_recipe(tiny, tmp_path):
+    path = references.reference_path(TINY, seed=3)
+    assert path.parent == tmp_path / "data" / "models"
+    key = references.REFERENCES[TINY].recipe.key()
+    assert path.name == f"tiny_net-tiny-seed3-{key}.keras"
+    assert references.reference_path(TINY, seed=4) != path
+    assert references.reference_path(TINY, seed=3, epochs=2) != path
+    assert references.reference_path(TINY, seed=3, cache_dir=tmp_path).parent == (
+        tmp_path
+    )
+    mnist = references.reference_path("mnist")
+    assert mnist.name.startswith("mnist_cnn-mnist-seed0-")
+    assert references.reference_path("cifar10").name.startswith(
+        "cifar10_vgg_bn-cifar10-seed0-"
+    )
+
+
+def test_first_call_trains_and_caches_then_the_second_loads(tiny, monkeypatch):
+    first = references.reference_model(TINY, progress=False)
+    assert first.trained and first.path.is_file()
+    folder = first.path.parent
+    assert _files(folder) == sorted([first.path.name, first.path.stem + ".json"])
+    info = first.info
+    assert 0.0 <= info["test_accuracy"] <= 1.0
+    assert first.test_accuracy == info["test_accuracy"]
+    assert info["epochs"] == 1 and info["train_examples"] == TINY_TRAIN
+    assert info["recipe_hash"] == references.REFERENCES[TINY].recipe.key()
+    assert info["train_time_s"] > 0 and len(info["train_loss"]) == 1
+    assert {"model", "vector_extensions"} <= set(info["cpu"])
+    assert "versions" in info["environment"]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the cached model was trained again")
+
+    monkeypatch.setattr(references, "_train", no_training)
+    second = references.reference_model(TINY, progress=False)
+    assert not second.trained
+    assert second.info == info
+    assert _same_weights(first.model, second.model)
+    assert tiny == [TINY]  # the data was loaded once, for the training
+
+
+def test_test_accuracy_is_measured_on_the_test_set(tiny):
+    ref = references.reference_model(TINY, progress=False)
+    (_, _), (x_test, y_test) = tiny_data()
+    probs = ref.model.predict(x_test.astype("float32")[..., None] / 255, verbose=0)
+    expected = float(np.mean(np.argmax(probs, -1) == y_test))
+    assert ref.test_accuracy == pytest.approx(expected)
+    assert ref.info["test_examples"] == len(x_test)
+
+
+def test_a_crash_while_saving_leaves_no_file(tiny, monkeypatch):
+    path = references.reference_path(TINY)
+    saved = keras.Model.save
+
+    def crash(self, filepath, *args, **kwargs):
+        with open(filepath, "wb") as file:
+            file.write(b"PK\x03\x04 half a model")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(keras.Model, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        references.reference_model(TINY, progress=False)
+    assert not path.exists()
+    assert _files(path.parent) == []
+
+    monkeypatch.setattr(keras.Model, "save", saved)
+    ref = references.reference_model(TINY, progress=False)
+    assert ref.trained and path.is_file()
+
+
+def test_a_corrupt_cache_is_warned_about_moved_aside_and_retrained(tiny):
+    path = references.reference_path(TINY)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a zip")
+    with pytest.warns(UserWarning, match=str(path)):
+        ref = references.reference_model(TINY, progress=False)
+    assert ref.trained
+    aside = [name for name in _files(path.parent) if ".corrupt-" in name]
+    assert len(aside) == 1 and aside[0].startswith(path.name)
+    assert path.read_bytes()[:2] == b"PK"
+    again = references.reference_model(TINY, progress=False)
+    assert not again.trained
+
+
+def test_a_sidecar_of_another_recipe_is_not_trusted(tiny):
+    ref = references.reference_model(TINY, progress=False)
+    sidecar = ref.path.with_suffix(".json")
+    sidecar.write_text('{"recipe_hash": "something else"}')
+    with pytest.warns(UserWarning, match="does not describe this recipe"):
+        again = references.reference_model(TINY, progress=False)
+    assert again.trained
+
+
+def test_the_augmented_sgd_recipe_trains(monkeypatch, tmp_path):
+    recipe = Recipe(
+        epochs=2,
+        batch_size=32,
+        optimizer="sgd",
+        learning_rate=0.05,
+        warmup_epochs=1,
+        weight_decay=5e-4,
+        augment=True,
+    )
+    spec = ReferenceSpec(tiny_net, recipe, load=lambda name: tiny_data())
+    monkeypatch.setitem(references.REFERENCES, TINY, spec)
+    ref = references.reference_model(TINY, cache_dir=tmp_path, progress=False)
+    assert ref.trained and ref.info["recipe"]["augment"] is True
+    assert [layer.name for layer in ref.model.layers][0] != "augment"
+    loaded = references.reference_model(TINY, cache_dir=tmp_path, progress=False)
+    assert not loaded.trained and loaded.model.name == "tiny_net"
+
+
+def test_augmentation_shifts_and_flips_in_training_only():
+    x = np.zeros((16, 12, 12, 1), "float32")
+    x[:, 4:8, 4:8] = 1.0
+    augment = references.augmentation((12, 12, 1), seed=0, shift=2)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(augment(x, training=False)), x
+    )
+    out = keras.ops.convert_to_numpy(augment(x, training=True))
+    assert out.shape == x.shape
+    assert np.all(out.sum(axis=(1, 2, 3)) <= 16.0)
+    assert not all(np.array_equal(o, x[0]) for o in out)
+
+
+@pytest.mark.parametrize(
+    "kwargs, named",
+    [
+        ({"dataset": "nope"}, "dataset='nope'"),
+        ({"seed": -1}, "seed=-1"),
+        ({"epochs": 0}, "epochs=0"),
+        ({"progress": "yes"}, "progress='yes'"),
+    ],
+)
+def test_bad_arguments_are_named(tiny, kwargs, named):
+    kwargs = {"dataset": TINY, **kwargs}
+    with pytest.raises(ValueError, match="reference_model") as info:
+        references.reference_model(kwargs.pop("dataset"), **kwargs)
+    assert named in str(info.value)
+
+
+def test_cifar10_reference_net_has_wide_convolutions_that_dominate():
+    model = models.cifar10_vgg_bn(models.Convs(), (32, 32, 3), 10)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [c.filters for c in convs] == [64, 64, 128, 128, 256, 256]
+    assert all(not c.use_bias for c in convs)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds.count("BatchNormalization") == len(convs)
+    total = models.model_cost(model).macs
+    wide = sum(
+        fastconv.cost.layer_cost(c, tuple(c.input.shape)).macs
+        for c in convs
+        if c.filters >= 128
+    )
+    assert wide / total > 0.5
+    assert model.output_shape == (None, 10)
+
+
+# ---------------------------------------------------------------- the control
+class _Record(keras.callbacks.Callback):
+    """The optimizer's step and learning rate after every batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps, self.rates = [], []
+
+    def on_train_batch_end(self, batch, logs=None):
+        optimizer = self.model.optimizer
+        self.steps.append(int(keras.ops.convert_to_numpy(optimizer.iterations)))
+        self.rates.append(float(keras.ops.convert_to_numpy(optimizer.learning_rate)))
+
+
+@pytest.fixture(scope="module")
+def pair():
+    """A tiny untrained model, its Tucker conversion, and the tiny data."""
+    (x_train, y_train), (x_test, y_test) = tiny_data()
+    x_train = x_train.astype("float32")[..., None] / 255
+    x_test = x_test.astype("float32")[..., None] / 255
+    keras.utils.set_random_seed(0)
+    original = tiny_net(models.Convs(), x_train.shape[1:], 3)
+    original.compile(loss="sparse_categorical_crossentropy")
+    converted = fastconv.convert_model(
+        original, "tucker", rank=(2, 2), progress=False
+    ).model
+    return original, converted, (x_train, y_train), (x_test, y_test)
+
+
+def test_the_control_is_trained_exactly_as_the_converted_model(pair):
+    original, converted, train, test = pair
+    kept = {"original": original.get_weights(), "converted": converted.get_weights()}
+    records = {}
+
+    def callbacks(label):
+        records[label] = _Record()
+        return [records[label]]
+
+    schedule = keras.optimizers.schedules.CosineDecay(1e-2, decay_steps=6)
+    result = references.controlled_finetune(
+        original,
+        converted,
+        train,
+        test,
+        epochs=2,
+        seed=7,
+        batch_size=32,
+        optimizer=keras.optimizers.Adam(schedule),
+        callbacks=callbacks,
+    )
+    steps = 2 * math.ceil(TINY_TRAIN / 32)
+    assert result.steps == {"converted": steps, "control": steps}
+    assert records["converted"].steps == records["control"].steps
+    assert records["converted"].steps == list(range(1, steps + 1))
+    assert records["converted"].rates == records["control"].rates
+    assert records["converted"].rates[0] > records["converted"].rates[-1]
+    assert result.served["converted"] == result.served["control"]
+    epochs = {epoch for epoch, _ in result.served["control"]}
+    assert epochs == {0, 1}
+    first = [
+        i for epoch, batch in result.served["control"] if epoch == 0 for i in batch
+    ]
+    assert sorted(set(first)) == list(range(TINY_TRAIN))
+    by_epoch = {epoch: batch for epoch, batch in reversed(result.served["control"])}
+    assert by_epoch[0] != by_epoch[1]
+    assert result.histories["converted"].keys() == result.histories["control"].keys()
+
+    for name, model in (("original", original), ("converted", converted)):
+        assert _same_weights_list(model.get_weights(), kept[name])
+    assert not _same_weights(result.control_model, original)
+    assert isinstance(
+        result.converted_model.get_layer("conv2_tucker"), fastconv.TuckerConv2D
+    )
+    assert isinstance(result.control_model.get_layer("conv2"), keras.layers.Conv2D)
+    for value in (
+        result.original_accuracy,
+        result.converted_accuracy_before,
+        result.converted_accuracy,
+        result.control_accuracy,
+    ):
+        assert 0.0 <= value <= 1.0
+    assert result.gap == result.control_accuracy - result.converted_accuracy
+
+
+def test_the_control_with_a_named_optimizer_and_another_seed(pair):
+    original, converted, train, test = pair
+    one = references.controlled_finetune(
+        original, converted, train, test, seed=1, learning_rate=1e-3
+    )
+    two = references.controlled_finetune(
+        original, converted, train, test, seed=2, learning_rate=1e-3
+    )
+    assert one.steps["control"] == one.steps["converted"] == math.ceil(TINY_TRAIN / 32)
+    assert one.served["control"] != two.served["control"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, named",
+    [
+        ({"epochs": 0}, "epochs=0"),
+        ({"seed": -2}, "seed=-2"),
+        ({"batch_size": 0}, "batch_size=0"),
+        ({"train_data": "x"}, "train_data"),
+        ({"test_data": (np.zeros((0, 12, 12, 1)), np.zeros(0))}, "test_data"),
+    ],
+)
+def test_controlled_finetune_refuses_bad_arguments(pair, kwargs, named):
+    original, converted, train, test = pair
+    arguments = {"train_data": train, "test_data": test, **kwargs}
+    with pytest.raises(ValueError, match="controlled_finetune") as info:
+        references.controlled_finetune(original, converted, **arguments)
+    assert named in str(info.value)
