@@ -980,3 +980,62 @@ def test_resolve_rank_with_junk_returns_a_rank_or_refuses(junk, rank):
         assert "kernel" in str(exc)
     else:
         assert junk.ndim == 4 and value >= 1
+
+
+# ---------------------------------------------------------------- profile_model()
+
+
+def _profiled_model():
+    inputs = keras.Input((6, 6, 2))
+    x = keras.layers.Conv2D(2, 3, padding="same", name="conv")(inputs)
+    return keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+
+
+@pytest.mark.parametrize(
+    "inputs, kwargs, expected",
+    [
+        (
+            np.zeros((2, 6, 6, 2), np.float32),
+            dict(seed=3),
+            "seed=3 would be ignored: inputs is a sample batch",
+        ),
+        (
+            [np.zeros((2, 6, 6, 2), np.float32)],
+            dict(seed=0),
+            "seed=0 would be ignored: inputs is a sample batch",
+        ),
+        (
+            np.full((2, 6, 6, 2), np.nan, np.float32),
+            {},
+            r"a sample batch must be finite, received inputs with NaN",
+        ),
+        (
+            np.where(np.eye(6)[None, :, :, None] > 0, np.inf, 0.0).repeat(2, 3),
+            {},
+            r"a sample batch must be finite, received inputs with NaN or Inf",
+        ),
+        ((6, 6, 2), dict(seed=-1), "seed must be an int >= 0 or None"),
+        ((6, 6, 2), dict(seed=1.5), "seed must be an int >= 0 or None"),
+        ((6, 6, 2), dict(seed="0"), "seed must be an int >= 0 or None"),
+        (
+            (4, 6, 6, 2),
+            dict(batch_size=8),
+            r"the batch axis of inputs \(4\) differs from the batch size of "
+            r"batch_size \(8\)",
+        ),
+    ],
+)
+def test_profile_model_refuses_inputs_it_would_ignore_or_misread(
+    inputs, kwargs, expected, monkeypatch
+):
+    from fastconv import timing
+
+    monkeypatch.setattr(timing, "interleaved", lambda *a, **k: pytest.fail("timed"))
+    model = _profiled_model()
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=expected) as info:
+        fastconv.profile_model(model, inputs, repeats=1, warmup=0, **kwargs)
+    assert str(info.value).startswith("profile: ")
+    assert all(
+        np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True)
+    )
