@@ -779,11 +779,10 @@ def test_folder_in_place_of_the_cache_file_warns_once_and_still_loads(
         assert "cannot be written (IsADirectoryError" in message
         assert "every load fetches it again" in message
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["inside", "mnist.npz"]
-    with (
-        pytest.raises(IsADirectoryError, match="mnist.npz"),
-        pytest.warns(datasets.DatasetCacheWarning, match="cannot be read"),
-    ):
-        datasets.fetch("mnist", progress=False, cache_dir=tmp_path, sources=[good()])
+    never = [broken("unused", AssertionError("fetch should refuse first"))]
+    with pytest.raises(IsADirectoryError, match="mnist.npz") as info:
+        datasets.fetch("mnist", progress=False, cache_dir=tmp_path, sources=never)
+    assert info.value.filename == str(path)
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["inside", "mnist.npz"]
 
 
@@ -800,6 +799,13 @@ def test_cache_dir_that_is_a_file_warns_once_and_still_loads(
     assert "NotADirectoryError" in message and "cannot be written" in message
     assert not_a_folder.read_text() == "a file, not a folder"
     assert [p.name for p in tmp_path.iterdir()] == ["data"]
+    never = [broken("unused", AssertionError("fetch should refuse first"))]
+    with pytest.raises(NotADirectoryError, match="cache folder is below a file"):
+        datasets.fetch("mnist", progress=False, sources=never)
+    with pytest.raises(NotADirectoryError, match="cache folder is a file") as info:
+        datasets.cached()
+    assert info.value.filename == str(not_a_folder)
+    assert not_a_folder.read_text() == "a file, not a folder"
 
 
 def test_unwritable_cache_warns_on_every_load_and_leaves_nothing(

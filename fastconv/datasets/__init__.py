@@ -37,12 +37,13 @@ Example:
 """
 
 import contextlib
+import errno
 import logging
 import os
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -192,8 +193,15 @@ def _obtain(
             f"fastconv.datasets.{caller}: name must be one of {valid}, "
             f"received name={name!r}"
         )
+    if cache_dir is not None and not isinstance(cache_dir, str | os.PathLike):
+        raise TypeError(
+            f"fastconv.datasets.{caller}: cache_dir must be None, a str or a path, "
+            f"received cache_dir={cache_dir!r}"
+        )
+    sources = SOURCES[name] if sources is None else _check_sources(caller, sources)
     path = _cache_path(name, cache_dir)
-    sources = SOURCES[name] if sources is None else tuple(sources)
+    if must_cache:
+        _check_writable(path)
     failures = []
     problems = []  # what was wrong with the cache file: one warning at the end
     start = time.perf_counter()
@@ -256,6 +264,50 @@ def _obtain(
     raise DatasetUnavailableError(name, failures)
 
 
+def _check_sources(caller: str, sources) -> tuple[Source, ...]:
+    if isinstance(sources, str | bytes) or not isinstance(sources, Iterable):
+        raise TypeError(
+            f"fastconv.datasets.{caller}: sources must be a list of "
+            f"fastconv.datasets.Source, received sources={sources!r}"
+        )
+    sources = tuple(sources)
+    for source in sources:
+        if not isinstance(source, Source):
+            raise TypeError(
+                f"fastconv.datasets.{caller}: sources must be a list of "
+                f"fastconv.datasets.Source, received an item {source!r}"
+            )
+    return sources
+
+
+def _check_writable(path: Path) -> None:
+    """Before any download: a cache file that could never be written."""
+    if path.is_dir():
+        raise IsADirectoryError(
+            errno.EISDIR,
+            "a folder is in the place of the dataset cache file",
+            str(path),
+        )
+    for folder in (path.parent, *path.parent.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise NotADirectoryError(
+                    errno.ENOTDIR,
+                    "the dataset cache folder is below a file",
+                    str(folder),
+                )
+            return
+
+
+def _check_flags(caller: str, **flags) -> None:
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise TypeError(
+                f"fastconv.datasets.{caller}: {name} must be True or False, "
+                f"received {name}={value!r}"
+            )
+
+
 def _keras_data_format() -> str:
     """Keras' image data format if Keras is imported, else its default."""
     keras = sys.modules.get("keras")
@@ -304,12 +356,15 @@ def load(
 
     Raises:
         ValueError: Unknown ``name`` or ``data_format``.
+        TypeError: A flag that is not a bool, a ``cache_dir`` that is not a
+            path, or ``sources`` that are not `Source` objects.
         DatasetUnavailableError: No source worked; it lists each one and why.
 
     Warns:
         DatasetCacheWarning: The cache file was corrupt (moved aside to
             ``<name>.corrupt``), unreadable, or could not be written.
     """
+    _check_flags("load", verbose=verbose, progress=progress)
     if data_format not in (None, "channels_last", "channels_first"):
         raise ValueError(
             "fastconv.datasets.load: data_format must be None, 'channels_last' or "
@@ -355,9 +410,14 @@ def fetch(
 
     Raises:
         ValueError: Unknown ``name``.
+        TypeError: A flag that is not a bool, a ``cache_dir`` that is not a
+            path, or ``sources`` that are not `Source` objects.
         DatasetUnavailableError: No source worked.
-        OSError: The cache file could not be written.
+        OSError: The cache file could not be written; a folder in its place,
+            or a file where its folder should be, is refused before any
+            source is tried.
     """
+    _check_flags("fetch", progress=progress, force=force, verbose=verbose)
     _obtain(
         "fetch",
         name,

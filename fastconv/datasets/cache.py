@@ -3,6 +3,7 @@
 import contextlib
 import dataclasses
 import datetime
+import errno
 import json
 import os
 import tempfile
@@ -127,7 +128,15 @@ def cached(cache_dir: str | os.PathLike | None = None) -> list[CacheEntry]:
 
     Returns:
         One `CacheEntry` per cached dataset, in the order of `NAMES`.
+
+    Raises:
+        NotADirectoryError: the cache folder is a file.
     """
+    folder = Path(cache_dir or default_cache_dir())
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(
+            errno.ENOTDIR, "the dataset cache folder is a file", str(folder)
+        )
     entries = []
     for name in NAMES:
         path = _cache_path(name, cache_dir)

@@ -382,7 +382,7 @@ def _sample_batch(model, inputs, batch_size: int | None, seed: int):
                     f"with NaN or Inf (shape {array.shape}, dtype {array.dtype})"
                 )
         return keras.tree.pack_sequence_as(inputs, resized), batch
-    if _is_shape(inputs):
+    if _is_shape(inputs) and len(inputs):
         shapes = [tuple(inputs)]
     elif isinstance(inputs, list | tuple) and inputs and all(map(_is_shape, inputs)):
         shapes = [tuple(s) for s in inputs]
