@@ -1191,6 +1191,16 @@ NEW_USER_REFUSALS = {
         ValueError,
         "convert_model: random_state must be .*received random_state=-1",
     ),
+    "convert_model rank=0.0": (
+        lambda o: fastconv.convert_model(o["model"], rank=0.0, progress=False),
+        ValueError,
+        r"convert_model: rank must be .*received rank=0.0",
+    ),
+    "convert_model rank=(2, 0)": (
+        lambda o: fastconv.convert_model(o["model"], rank=(2, 0), progress=False),
+        ValueError,
+        r"convert_model: rank must be .*received rank=\(2, 0\)",
+    ),
     "convert_model layers=[1]": (
         lambda o: fastconv.convert_model(o["model"], layers=[1], progress=False),
         TypeError,

@@ -27,7 +27,7 @@ import keras
 import numpy as np
 
 from fastconv import _keras_graph, kernels, timing
-from fastconv._validation import is_int_at_least, is_number
+from fastconv._validation import is_int, is_int_at_least, is_number
 from fastconv.convert.decompose import (
     DEFAULT_RANK,
     METHODS,
@@ -467,6 +467,26 @@ def _check_args(method, min_speedup, batch_size, skip_first, timing_repeats):
         )
 
 
+def _check_rank(rank) -> None:
+    """Refuses a numeric rank of no valid form before any layer is decomposed.
+    A rule (a str) and whether a rank suits each layer's method and kernel are
+    checked per layer, with the layer's name in the message."""
+    if isinstance(rank, str):
+        return
+    if isinstance(rank, tuple | list):
+        valid = len(rank) == 2 and all(is_int_at_least(v, 1) for v in rank)
+    elif is_int(rank):
+        valid = rank >= 1
+    else:
+        valid = is_number(rank) and 0 < rank <= 1
+    if not valid:
+        raise ValueError(
+            "convert_model: rank must be an int >= 1, a float in (0, 1], a pair "
+            "of ints (Tucker), 'vbmf' or 'energy:<fraction>', received "
+            f"rank={rank!r}"
+        )
+
+
 def _check_random_state(options: Mapping) -> None:
     """Refuses a bad ``random_state`` before any layer is decomposed."""
     if "random_state" not in options:
@@ -679,6 +699,7 @@ def convert_model(
         ['kept: first convolution (skip_first=True)', 'converted']
     """
     _check_args(method, min_speedup, batch_size, skip_first, timing_repeats)
+    _check_rank(rank)
     _check_random_state(options)
     if calibration_data is not None:
         _check_calibration(calibration_data)
