@@ -21,6 +21,8 @@ The private names, all listed in `REQUIRED`:
 - ``Sequential._functional``, the functional graph a built ``Sequential`` runs;
 - ``Layer._call_context_args``, the call arguments (``training``) Keras passes
   down to nested layers;
+- ``Layer._inbound_nodes``, the graph nodes where a layer was called, one per
+  call (a shared layer has several);
 - ``in_symbolic_scope`` from ``keras.src.backend.common.symbolic_scope``, true
   while Keras traces a model symbolically;
 - ``get_device`` from ``keras.src.backend.torch.core``, the device the torch
@@ -47,8 +49,10 @@ __all__ = [
     "accepts_training",
     "check_private_api",
     "functional_class",
+    "first_input_shape",
     "graph",
     "in_symbolic_scope",
+    "inbound_nodes",
     "is_functional",
     "operation_nodes",
     "run_graph",
@@ -74,6 +78,7 @@ REQUIRED: tuple[str, ...] = (
     "Functional._standardize_inputs",
     "Sequential._functional",
     "Layer._call_context_args",
+    "Layer._inbound_nodes",
     _SYMBOLIC_SCOPE,
     _TORCH_DEVICE,
 )
@@ -192,6 +197,23 @@ def accepts_training(operation) -> bool:
     """Whether Keras passes ``training`` down to ``operation`` when it is called
     inside a model (true of every Keras layer; false of a bare op)."""
     return "training" in getattr(operation, "_call_context_args", ())
+
+
+def inbound_nodes(layer) -> list:
+    """The graph nodes where ``layer`` was called symbolically, in call order:
+    one per call, so a layer shared by two branches has two; empty for a layer
+    never called on a ``keras.Input``."""
+    return list(_attribute(layer, "_inbound_nodes", "Layer"))
+
+
+def first_input_shape(layer) -> tuple | None:
+    """The shape of the first input of ``layer``'s first call in a graph (batch
+    size included, unknown sizes as None), or None if it was never called on
+    symbolic tensors."""
+    nodes = inbound_nodes(layer)
+    if not nodes or not nodes[0].input_tensors:
+        return None
+    return tuple(nodes[0].input_tensors[0].shape)
 
 
 def in_symbolic_scope() -> bool:

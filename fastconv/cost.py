@@ -147,6 +147,11 @@ def spatial_dims(
             "input_shape must be (H, W, C) or (batch, H, W, C) (channels first: "
             f"(C, H, W)), received input_shape={input_shape!r}"
         )
+    if data_format not in ("channels_last", "channels_first"):
+        raise ValueError(
+            "data_format must be 'channels_last' or 'channels_first', received "
+            f"data_format={data_format!r}"
+        )
     if data_format == "channels_first":
         c, h, w = shape
     else:
@@ -243,9 +248,18 @@ def layer_cost(layer, input_shape: Sequence[int | None]) -> Cost:
         layer: a Keras layer.
         input_shape: its input shape as Keras reports it, batch axis first (the
             batch size may be None); image shapes may also omit the batch axis.
+
+    Raises:
+        TypeError: ``layer`` is not a Keras layer.
+        ValueError: a shape the layer cannot take.
     """
     import keras  # lazily: this module is imported by floor-1 code without Keras
 
+    if not isinstance(layer, keras.layers.Layer):
+        raise TypeError(
+            "layer_cost: layer must be a Keras layer, received an object of type "
+            f"{type(layer).__name__}"
+        )
     if hasattr(layer, "cost") and callable(layer.cost):
         return layer.cost(input_shape)
     fmt = getattr(layer, "data_format", "channels_last")

@@ -978,3 +978,457 @@ def test_resolve_rank_with_junk_returns_a_rank_or_refuses(junk, rank):
         assert "kernel" in str(exc)
     else:
         assert junk.ndim == 4 and value >= 1
+
+
+# ---------------------------------------------------------------- profile_model()
+
+
+def _profiled_model():
+    inputs = keras.Input((6, 6, 2))
+    x = keras.layers.Conv2D(2, 3, padding="same", name="conv")(inputs)
+    return keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+
+
+@pytest.mark.parametrize(
+    "inputs, kwargs, expected",
+    [
+        (
+            np.zeros((2, 6, 6, 2), np.float32),
+            dict(seed=3),
+            "seed=3 would be ignored: inputs is a sample batch",
+        ),
+        (
+            [np.zeros((2, 6, 6, 2), np.float32)],
+            dict(seed=0),
+            "seed=0 would be ignored: inputs is a sample batch",
+        ),
+        (
+            np.full((2, 6, 6, 2), np.nan, np.float32),
+            {},
+            r"a sample batch must be finite, received inputs with NaN",
+        ),
+        (
+            np.where(np.eye(6)[None, :, :, None] > 0, np.inf, 0.0).repeat(2, 3),
+            {},
+            r"a sample batch must be finite, received inputs with NaN or Inf",
+        ),
+        ((6, 6, 2), dict(seed=-1), "seed must be an int >= 0 or None"),
+        ((6, 6, 2), dict(seed=1.5), "seed must be an int >= 0 or None"),
+        ((6, 6, 2), dict(seed="0"), "seed must be an int >= 0 or None"),
+        (
+            (4, 6, 6, 2),
+            dict(batch_size=8),
+            r"the batch axis of inputs \(4\) differs from the batch size of "
+            r"batch_size \(8\)",
+        ),
+    ],
+)
+def test_profile_model_refuses_inputs_it_would_ignore_or_misread(
+    inputs, kwargs, expected, monkeypatch
+):
+    from fastconv import timing
+
+    monkeypatch.setattr(timing, "interleaved", lambda *a, **k: pytest.fail("timed"))
+    model = _profiled_model()
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=expected) as info:
+        fastconv.profile_model(model, inputs, repeats=1, warmup=0, **kwargs)
+    assert str(info.value).startswith("profile: ")
+    assert all(
+        np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True)
+    )
+
+
+# ------------------------------------------------- a new user's inputs (issue 18)
+
+
+class _Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__(name="sub")
+        self.conv = keras.layers.Conv2D(4, 3)
+
+    def call(self, x):
+        return self.conv(x)
+
+
+def _subclassed():
+    model = _Subclassed()
+    model(np.zeros((1, 8, 8, 3), np.float32))
+    return model
+
+
+def _dense_only():
+    inputs = keras.Input((4,))
+    return keras.Model(inputs, keras.layers.Dense(2)(inputs), name="dense_only")
+
+
+def _transposed():
+    layer = keras.layers.Conv2DTranspose(8, 3, name="conv")
+    layer.build((None, 8, 8, 4))
+    return layer
+
+
+_IMAGES = np.zeros((2, 8, 8, 3), np.float32)
+
+# (what is called, the error, what its message must say); ``o`` holds a built
+# Conv2D "conv", a model "model" (8x8x3 in) and a compiled model "compiled".
+NEW_USER_REFUSALS = {
+    "decompose a str": (
+        lambda o: fastconv.decompose("conv", "tucker", rank=2),
+        TypeError,
+        "layer must be a built keras.layers.Conv2D.*received an object of type str",
+    ),
+    "decompose a Conv2DTranspose": (
+        lambda o: fastconv.decompose(_transposed(), "tucker", rank=2),
+        TypeError,
+        "layer 'conv' is a Conv2DTranspose",
+    ),
+    "decompose a whole model": (
+        lambda o: fastconv.decompose(o["model"], "tucker", rank=2),
+        TypeError,
+        "is a Functional, not a keras.layers.Conv2D",
+    ),
+    "decompose rank=nan": (
+        lambda o: fastconv.decompose(o["conv"], "tucker", rank=float("nan")),
+        ValueError,
+        "layer 'conv'.*received rank=nan",
+    ),
+    "decompose rank=inf": (
+        lambda o: fastconv.decompose(o["conv"], "cp", rank=float("inf")),
+        ValueError,
+        "layer 'conv'.*received rank=inf",
+    ),
+    "decompose rank=[2] for cp": (
+        lambda o: fastconv.decompose(o["conv"], "cp", rank=[2]),
+        ValueError,
+        r"layer 'conv'.*received rank=\[2\]",
+    ),
+    "decompose rank='energy:nan'": (
+        lambda o: fastconv.decompose(o["conv"], "tucker", rank="energy:nan"),
+        ValueError,
+        "layer 'conv'.*received rank='energy:nan'",
+    ),
+    "decompose rank=' vbmf '": (
+        lambda o: fastconv.decompose(o["conv"], "tucker", rank=" vbmf "),
+        ValueError,
+        "layer 'conv'.*received rank=' vbmf '",
+    ),
+    "decompose rank=None": (
+        lambda o: fastconv.decompose(o["conv"], "tucker", rank=None),
+        ValueError,
+        "layer 'conv'.*received rank=None",
+    ),
+    "decompose method='TUCKER'": (
+        lambda o: fastconv.decompose(o["conv"], "TUCKER", rank=2),
+        ValueError,
+        "method must be one of .*received method='TUCKER' for layer 'conv'",
+    ),
+    "decompose random_state='x'": (
+        lambda o: fastconv.decompose(o["conv"], "cp", rank=2, random_state="x"),
+        ValueError,
+        "layer 'conv'.*received random_state='x'",
+    ),
+    "decompose random_state=1.5": (
+        lambda o: fastconv.decompose(o["conv"], "cp", rank=2, random_state=1.5),
+        ValueError,
+        "layer 'conv'.*received random_state=1.5",
+    ),
+    "decompose name=3": (
+        lambda o: fastconv.decompose(o["conv"], "cp", rank=2, name=3),
+        ValueError,
+        "layer 'conv'.*`name` must be a string",
+    ),
+    "convert_model a path": (
+        lambda o: fastconv.convert_model("model.keras", progress=False),
+        TypeError,
+        "model must be a keras.Model.*received an object of type str",
+    ),
+    "convert_model a model without convolutions": (
+        lambda o: fastconv.convert_model(_dense_only(), progress=False),
+        ValueError,
+        "model 'dense_only' has no convolution to convert",
+    ),
+    "convert_model a subclassed model": (
+        lambda o: fastconv.convert_model(_subclassed(), progress=False),
+        ValueError,
+        r"model 'sub' is a subclassed keras.Model \(_Subclassed\)",
+    ),
+    "convert_model calibration_data of the wrong shape": (
+        lambda o: fastconv.convert_model(
+            o["model"], rank=2, calibration_data=_IMAGES[:, :5, :5], progress=False
+        ),
+        ValueError,
+        r"calibration_data has examples of shape \(5, 5, 3\); model .* takes "
+        r"\(8, 8, 3\)",
+    ),
+    "convert_model calibration_data as a path": (
+        lambda o: fastconv.convert_model(
+            o["model"], rank=2, calibration_data="x.npy", progress=False
+        ),
+        TypeError,
+        "calibration_data must be the model's inputs.*received a str 'x.npy'",
+    ),
+    "convert_model two calibration arrays for one input": (
+        lambda o: fastconv.convert_model(
+            o["model"], rank=2, calibration_data=[_IMAGES, _IMAGES], progress=False
+        ),
+        ValueError,
+        "calibration_data holds 2 arrays; model .* takes 1 inputs",
+    ),
+    "convert_model min_speedup=True": (
+        lambda o: fastconv.convert_model(
+            o["model"], rank=2, min_speedup=True, progress=False
+        ),
+        ValueError,
+        "min_speedup must be None or a positive finite number",
+    ),
+    "convert_model random_state=-1": (
+        lambda o: fastconv.convert_model(
+            o["model"], rank=2, random_state=-1, progress=False
+        ),
+        ValueError,
+        "convert_model: random_state must be .*received random_state=-1",
+    ),
+    "convert_model rank=0.0": (
+        lambda o: fastconv.convert_model(o["model"], rank=0.0, progress=False),
+        ValueError,
+        r"convert_model: rank must be .*received rank=0.0",
+    ),
+    "convert_model rank=(2, 0)": (
+        lambda o: fastconv.convert_model(o["model"], rank=(2, 0), progress=False),
+        ValueError,
+        r"convert_model: rank must be .*received rank=\(2, 0\)",
+    ),
+    "convert_model layers=[1]": (
+        lambda o: fastconv.convert_model(o["model"], layers=[1], progress=False),
+        TypeError,
+        r"layers must be None, a list of layer names.*received layers=\[1\]",
+    ),
+    "finetune x and y of different lengths": (
+        lambda o: fastconv.finetune(o["compiled"], _X, _Y[:2]),
+        ValueError,
+        r"x and y must hold the same number of examples.*lengths \[2, 4\]",
+    ),
+    "finetune x as a path": (
+        lambda o: fastconv.finetune(o["compiled"], "x.npy", _Y),
+        TypeError,
+        "x must be arrays or a dataset, received a str 'x.npy'",
+    ),
+    "finetune arrays without y": (
+        lambda o: fastconv.finetune(o["compiled"], _X, None),
+        ValueError,
+        "y must be given when x is arrays",
+    ),
+    "finetune no examples": (
+        lambda o: fastconv.finetune(o["compiled"], _X[:0], _Y[:0]),
+        ValueError,
+        r"at least one, received lengths \[0\]",
+    ),
+    "finetune x of the wrong shape": (
+        lambda o: fastconv.finetune(o["compiled"], np.zeros((4, 5, 5, 2)), _Y),
+        ValueError,
+        r"x has examples of shape \(5, 5, 2\); model .* takes \(4, 4, 2\)",
+    ),
+    "finetune epochs=True": (
+        lambda o: fastconv.finetune(o["compiled"], _X, _Y, epochs=True),
+        ValueError,
+        "epochs must be a positive int, received epochs=True",
+    ),
+    "profile_model a path": (
+        lambda o: fastconv.profile_model("model.keras", (8, 8, 3)),
+        ValueError,
+        "model must be a Keras model or layer, received model of type str",
+    ),
+    "profile_model mode='Train'": (
+        lambda o: fastconv.profile_model(o["model"], (8, 8, 3), mode="Train"),
+        ValueError,
+        "mode must be one of .*received mode='Train'",
+    ),
+    "profile_model repeats=True": (
+        lambda o: fastconv.profile_model(o["model"], (8, 8, 3), repeats=True),
+        ValueError,
+        "repeats must be an int >= 1, received repeats=True",
+    ),
+    "profile_model jit='yes'": (
+        lambda o: fastconv.profile_model(o["model"], (8, 8, 3), jit="yes"),
+        ValueError,
+        "jit must be True, False or 'auto', received jit='yes'",
+    ),
+    "profile_model inputs=[]": (
+        lambda o: fastconv.profile_model(o["model"], []),
+        ValueError,
+        r"inputs must be an input shape .*received inputs=\[\]",
+    ),
+    "profile_model inputs=(8.0, 8, 3)": (
+        lambda o: fastconv.profile_model(o["model"], (8.0, 8, 3)),
+        ValueError,
+        r"received inputs=\(8.0, 8, 3\)",
+    ),
+    "profile_model inputs='8,8,3'": (
+        lambda o: fastconv.profile_model(o["model"], "8,8,3"),
+        ValueError,
+        "received inputs='8,8,3'",
+    ),
+    "profile_model an input shape the model cannot take": (
+        lambda o: fastconv.profile_model(o["model"], (5, 5, 2), warmup=0, repeats=1),
+        ValueError,
+        r"the model cannot run on inputs of shape\(s\) \[\(32, 5, 5, 2\)\]",
+    ),
+    "suggest_replacements a str": (
+        lambda o: fastconv.suggest_replacements("result"),
+        ValueError,
+        "result must be a ProfileResult .*received result of type str",
+    ),
+    "suggest_replacements None": (
+        lambda o: fastconv.suggest_replacements(None),
+        ValueError,
+        "result must be a ProfileResult .*received result of type NoneType",
+    ),
+    "CPConv2D rank=1.0": (
+        lambda o: fastconv.CPConv2D(4, 3, rank=1.0),
+        ValueError,
+        "CPConv2D: rank must be a positive int, received rank=1.0",
+    ),
+    "CPConv2D filters='4'": (
+        lambda o: fastconv.CPConv2D("4", 3, rank=2),
+        ValueError,
+        "CPConv2D: filters must be a positive int, received filters='4'",
+    ),
+    "TuckerConv2D rank=(2,)": (
+        lambda o: fastconv.TuckerConv2D(4, 3, rank=(2,)),
+        ValueError,
+        r"TuckerConv2D: rank must be .*received rank=\(2,\)",
+    ),
+    "layer_cost of a str": (
+        lambda o: _cost.layer_cost("conv", (None, 8, 8, 4)),
+        TypeError,
+        "layer_cost: layer must be a Keras layer, received .* type str",
+    ),
+    "layer_cost of a NaN size": (
+        lambda o: _cost.layer_cost(o["conv"], (None, float("nan"), 8, 4)),
+        ValueError,
+        r"input_shape's height.*received input_shape=\(None, nan, 8, 4\)",
+    ),
+    "conv2d_cost data_format='NHWC'": (
+        lambda o: _cost.conv2d_cost((8, 8, 3), 4, 3, data_format="NHWC"),
+        ValueError,
+        "data_format must be 'channels_last' or 'channels_first', received "
+        "data_format='NHWC'",
+    ),
+    "conv2d_cost strides=(1, 1, 1)": (
+        lambda o: _cost.conv2d_cost((8, 8, 3), 4, 3, strides=(1, 1, 1)),
+        ValueError,
+        r"strides must be a positive int or a pair of them, received "
+        r"strides=\(1, 1, 1\)",
+    ),
+    "datasets.load 'MNIST'": (
+        lambda o: _datasets().load("MNIST", sources=[]),
+        ValueError,
+        "name must be one of .*received name='MNIST'",
+    ),
+    "datasets.load cache_dir=123": (
+        lambda o: _datasets().load("mnist", cache_dir=123, sources=[]),
+        TypeError,
+        "cache_dir must be None, a str or a path, received cache_dir=123",
+    ),
+    "datasets.load sources='npm'": (
+        lambda o: _datasets().load("mnist", sources="npm"),
+        TypeError,
+        "sources must be a list of fastconv.datasets.Source, received sources='npm'",
+    ),
+    "datasets.load sources=[a function]": (
+        lambda o: _datasets().load("mnist", sources=[len]),
+        TypeError,
+        "sources must be a list of fastconv.datasets.Source, received an item",
+    ),
+    "datasets.load verbose='no'": (
+        lambda o: _datasets().load("mnist", sources=[], verbose="no"),
+        TypeError,
+        "verbose must be True or False, received verbose='no'",
+    ),
+    "datasets.fetch force='no'": (
+        lambda o: _datasets().fetch("mnist", sources=[], force="no"),
+        TypeError,
+        "force must be True or False, received force='no'",
+    ),
+    "keep_freed_memory 1.5": (
+        lambda o: fastconv.keep_freed_memory(1.5),
+        ValueError,
+        "max_bytes must be a positive int, received max_bytes=1.5",
+    ),
+    "keep_freed_memory '1G'": (
+        lambda o: fastconv.keep_freed_memory("1G"),
+        ValueError,
+        "max_bytes must be a positive int, received max_bytes='1G'",
+    ),
+}
+
+
+def _datasets():
+    from fastconv import datasets
+
+    return datasets
+
+
+@pytest.fixture
+def new_user(tmp_path, monkeypatch):
+    """The objects the calls get, and their weights and files before."""
+    monkeypatch.setenv("FASTCONV_DATA_DIR", str(tmp_path / "data"))
+    objects = {"conv": _conv(), "model": _model(), "compiled": _compiled_model()}
+    weights = {name: obj.get_weights() for name, obj in objects.items()}
+    optimizer = objects["compiled"].optimizer
+    yield objects
+    for name, obj in objects.items():
+        assert all(
+            np.array_equal(a, b)
+            for a, b in zip(weights[name], obj.get_weights(), strict=True)
+        ), name
+    assert objects["compiled"].optimizer is optimizer
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    "call, error, expected", NEW_USER_REFUSALS.values(), ids=NEW_USER_REFUSALS
+)
+def test_a_new_users_bad_input_is_refused_naming_it(new_user, call, error, expected):
+    with pytest.raises(error, match=expected):
+        call(new_user)
+
+
+def test_decompose_refuses_a_layer_from_another_framework():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match="received an object of type Conv2d"):
+        fastconv.decompose(torch.nn.Conv2d(4, 8, 3), "tucker", rank=2)
+
+
+@pytest.mark.parametrize(
+    "rank, method, warns",
+    [
+        (1.0, "tucker", False),  # a fraction: all of the parameters
+        (np.int64(2), "tucker", False),
+        ((2, 3), "tucker", False),
+        (10**6, "tucker", True),  # clamped to the largest, with a warning
+        (1e-9, "cp", True),  # clamped to rank 1, with a warning
+    ],
+)
+def test_decompose_takes_extreme_but_meaningful_ranks(rank, method, warns):
+    conv = _conv()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fast = fastconv.decompose(conv, method, rank=rank)
+    clamped = [
+        w
+        for w in caught
+        if issubclass(w.category, fastconv.decomposition.RankClampedWarning)
+    ]
+    assert bool(clamped) == warns
+    assert all("layer 'conv'" in str(w.message) for w in clamped)
+    assert all(np.all(np.isfinite(w)) for w in fast.get_weights())
+
+
+def test_convert_model_takes_a_repeated_layer_name_once():
+    model = _model()
+    _, report = fastconv.convert_model(
+        model, "tucker", rank=2, layers=["c1", "c1"], progress=False
+    )
+    assert [row.name for row in report.rows if row.converted] == ["c1"]

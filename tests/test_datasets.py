@@ -1,4 +1,5 @@
 import argparse
+import errno
 import functools
 import gzip
 import hashlib
@@ -633,10 +634,14 @@ def test_cifar_data_format(tmp_path, monkeypatch):
 def test_corrupt_cache_is_ignored_and_replaced(tmp_path, tiny_mnist, content):
     path = tmp_path / "mnist.npz"
     path.write_bytes(content)
-    assert_tiny(datasets.load("mnist", cache_dir=tmp_path, sources=[good()]))
+    with pytest.warns(datasets.DatasetCacheWarning, match="is corrupt"):
+        assert_tiny(datasets.load("mnist", cache_dir=tmp_path, sources=[good()]))
     assert_tiny(datasets.load("mnist", cache_dir=tmp_path, sources=[]))
     path.write_bytes(content)
-    with pytest.raises(datasets.DatasetUnavailableError, match="unreadable cache"):
+    with (
+        pytest.raises(datasets.DatasetUnavailableError, match="unreadable cache"),
+        pytest.warns(datasets.DatasetCacheWarning, match="is corrupt"),
+    ):
         datasets.load("mnist", cache_dir=tmp_path, sources=[])
 
 
@@ -645,7 +650,10 @@ def test_cache_with_wrong_contents_is_not_trusted(tmp_path, tiny_mnist):
     np.savez_compressed(
         tmp_path / "mnist.npz", x_train=x[:5], y_train=y, x_test=xt, y_test=yt
     )
-    with pytest.raises(datasets.DatasetUnavailableError, match=r"expected shape"):
+    with (
+        pytest.raises(datasets.DatasetUnavailableError, match=r"expected shape"),
+        pytest.warns(datasets.DatasetCacheWarning, match=r"expected shape"),
+    ):
         datasets.load("mnist", cache_dir=tmp_path, sources=[])
 
 
@@ -694,9 +702,140 @@ def test_load_still_returns_the_data_when_the_cache_cannot_be_written(
     monkeypatch.setattr(
         cache.np, "savez_compressed", crash_mid_write(OSError("read-only"))
     )
-    assert_tiny(datasets.load("mnist", cache_dir=tmp_path, sources=[good()]))
+    with pytest.warns(datasets.DatasetCacheWarning, match="cannot be written"):
+        assert_tiny(datasets.load("mnist", cache_dir=tmp_path, sources=[good()]))
     assert "could not write the cache" in caplog.text
     assert list(tmp_path.iterdir()) == []
+
+
+def cache_warnings(record) -> list[str]:
+    """The messages of the `DatasetCacheWarning`s among ``record``."""
+    return [
+        str(w.message)
+        for w in record
+        if issubclass(w.category, datasets.DatasetCacheWarning)
+    ]
+
+
+def npz_bytes(**arrays) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def npy_bytes(array) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+(_X, _Y), (_XT, _YT) = tiny_arrays()
+
+
+@pytest.mark.parametrize(
+    "content, detail",
+    [
+        (b"", "unreadable cache file"),
+        (b"\x00" * 64, "unreadable cache file"),
+        (npy_bytes(_X), "unreadable cache file"),
+        (npz_bytes(x_train=_X, y_train=_Y), "unreadable cache file (KeyError"),
+        (
+            npz_bytes(x_train=_X.astype("float32"), y_train=_Y, x_test=_XT, y_test=_YT),
+            "expected a uint8 NumPy array",
+        ),
+        (
+            npz_bytes(x_train=np.array([None] * 6), y_train=_Y, x_test=_XT, y_test=_YT),
+            "unreadable cache file",
+        ),
+    ],
+    ids=["empty", "zeros", "npy", "missing arrays", "float32", "objects"],
+)
+def test_corrupt_or_wrong_cache_warns_once_moves_it_aside_and_rebuilds(
+    tmp_path, tiny_mnist, content, detail
+):
+    path = tmp_path / "mnist.npz"
+    path.write_bytes(content)
+    with pytest.warns(datasets.DatasetCacheWarning) as record:
+        assert_tiny(datasets.load("mnist", cache_dir=tmp_path, sources=[good()]))
+    (message,) = cache_warnings(record)
+    assert f"the cache file {path} is corrupt" in message
+    assert detail in message
+    assert "moved aside to mnist.npz.corrupt; rebuilt from good mirror" in message
+    assert (tmp_path / "mnist.npz.corrupt").read_bytes() == content
+    never = [broken("unused", AssertionError("the rebuilt cache should be used"))]
+    assert_tiny(datasets.load("mnist", cache_dir=tmp_path, sources=never))
+
+
+def test_folder_in_place_of_the_cache_file_warns_once_and_still_loads(
+    tmp_path, tiny_mnist
+):
+    path = tmp_path / "mnist.npz"
+    (path / "inside").mkdir(parents=True)
+    for _ in range(2):  # no cache to fall back on: every load warns again
+        with pytest.warns(datasets.DatasetCacheWarning) as record:
+            assert_tiny(datasets.load("mnist", cache_dir=tmp_path, sources=[good()]))
+        (message,) = cache_warnings(record)
+        assert f"the cache file {path} cannot be read (IsADirectoryError" in message
+        assert "cannot be written (IsADirectoryError" in message
+        assert "every load fetches it again" in message
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["inside", "mnist.npz"]
+    never = [broken("unused", AssertionError("fetch should refuse first"))]
+    with pytest.raises(IsADirectoryError, match="mnist.npz") as info:
+        datasets.fetch("mnist", progress=False, cache_dir=tmp_path, sources=never)
+    assert info.value.filename == str(path)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["inside", "mnist.npz"]
+
+
+def test_cache_dir_that_is_a_file_warns_once_and_still_loads(
+    tmp_path, tiny_mnist, monkeypatch
+):
+    not_a_folder = tmp_path / "data"
+    not_a_folder.write_text("a file, not a folder")
+    monkeypatch.setenv("FASTCONV_DATA_DIR", str(not_a_folder))
+    with pytest.warns(datasets.DatasetCacheWarning) as record:
+        assert_tiny(datasets.load("mnist", sources=[good()]))
+    (message,) = cache_warnings(record)
+    assert f"the cache file {not_a_folder / 'mnist.npz'} cannot be read" in message
+    assert "NotADirectoryError" in message and "cannot be written" in message
+    assert not_a_folder.read_text() == "a file, not a folder"
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]
+    never = [broken("unused", AssertionError("fetch should refuse first"))]
+    with pytest.raises(NotADirectoryError, match="cache folder is below a file"):
+        datasets.fetch("mnist", progress=False, sources=never)
+    with pytest.raises(NotADirectoryError, match="cache folder is a file") as info:
+        datasets.cached()
+    assert info.value.filename == str(not_a_folder)
+    assert not_a_folder.read_text() == "a file, not a folder"
+
+
+def test_unwritable_cache_warns_on_every_load_and_leaves_nothing(
+    tmp_path, tiny_mnist, monkeypatch
+):
+    monkeypatch.setattr(
+        cache.np,
+        "savez_compressed",
+        crash_mid_write(OSError(errno.EROFS, "Read-only file system")),
+    )
+    calls = []
+    source = datasets.Source("mirror", lambda report: calls.append(1) or tiny_arrays())
+    for _ in range(2):
+        with pytest.warns(datasets.DatasetCacheWarning) as record:
+            assert_tiny(datasets.load("mnist", cache_dir=tmp_path, sources=[source]))
+        (message,) = cache_warnings(record)
+        assert f"the cache file {tmp_path / 'mnist.npz'} cannot be written" in message
+        assert "Read-only file system" in message and "loaded from mirror" in message
+    assert len(calls) == 2
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(OSError, match="Read-only file system") as info:
+        datasets.fetch("mnist", progress=False, cache_dir=tmp_path, sources=[source])
+    assert info.value.filename == str(tmp_path / "mnist.npz")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_good_cache_gives_no_warning(tmp_path, tiny_mnist, recwarn):
+    datasets.fetch("mnist", progress=False, cache_dir=tmp_path, sources=[good()])
+    assert_tiny(datasets.load("mnist", cache_dir=tmp_path, sources=[]))
+    assert cache_warnings(recwarn) == []
 
 
 def test_fetch_skips_cached_datasets_unless_forced(tmp_path, tiny_mnist):

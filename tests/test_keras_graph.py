@@ -15,7 +15,7 @@ from tests.layer_checks import random_input, to_numpy
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "fastconv"
-PRIVATE_TEXT = ("keras.src", "_run_through_graph", "_nodes_by_depth")
+PRIVATE_TEXT = ("keras.src", "_run_through_graph", "_nodes_by_depth", "_inbound_nodes")
 ALLOWED = {PACKAGE / "_keras_graph.py"}
 
 
@@ -191,3 +191,13 @@ def test_only_the_wrapper_touches_private_keras():
         "private Keras API used outside fastconv/_keras_graph.py: "
         + "; ".join(offenders)
     )
+
+
+def test_inbound_nodes_and_first_input_shape():
+    conv = keras.layers.Conv2D(2, 3)
+    assert _keras_graph.inbound_nodes(conv) == []
+    assert _keras_graph.first_input_shape(conv) is None
+    a, b = keras.Input((8, 8, 3)), keras.Input((6, 5, 3))
+    conv(a), conv(b)
+    assert len(_keras_graph.inbound_nodes(conv)) == 2
+    assert _keras_graph.first_input_shape(conv) == (None, 8, 8, 3)

@@ -252,6 +252,10 @@ def largest_activation_bytes(model) -> int:
     return max(sizes)
 
 
+#: The files `keras.saving.load_model` reads as a whole model.
+_MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
 def load_model(argument: str, path: Path, *, compile: bool = True):
     """Loads a saved Keras model, or raises `UsageError` naming ``path``.
 
@@ -260,6 +264,13 @@ def load_model(argument: str, path: Path, *, compile: bool = True):
     """
     import keras
 
+    if path.suffix not in _MODEL_SUFFIXES:
+        raise UsageError(
+            argument,
+            str(path),
+            "must be a saved Keras model: a .keras file (or a legacy .h5), not "
+            f"{path.suffix or 'a file without a suffix'}",
+        )
     if path.suffix == ".keras":
         if not zipfile.is_zipfile(path):
             raise UsageError(

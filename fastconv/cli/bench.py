@@ -10,9 +10,10 @@ With no options it runs the quick suite (MNIST, training and test subsets, a
 few minutes on a 2-core CPU); ``--full`` runs all three datasets. Every option
 given overrides the suite's value. See docs/benchmarks.md.
 
-The numeric options are checked by `fastconv.bench.BenchConfig` before any
-training; an ``--out`` folder that already holds results is replaced only
-with ``--force``.
+The numeric options are checked when parsed, and by
+`fastconv.bench.BenchConfig`, before any training; so is the memory the batch
+sizes imply (a lower bound from the reference networks' shapes). An ``--out``
+folder that already holds results is replaced only with ``--force``.
 """
 
 from __future__ import annotations
@@ -23,18 +24,21 @@ import os
 import sys
 from pathlib import Path
 
+from fastconv.cli import _args
 from fastconv.cli._errors import UsageError
 
 
 def _count_or_all(text: str):
+    """An argparse type: ``all``, or a number of examples (an int >= 1)."""
     if text == "all":
         return "all"
     try:
-        return int(text)
+        int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected a number of examples or 'all', received {text!r}"
+            f"must be a number of examples or 'all', received {text!r}"
         ) from None
+    return _args.positive_int(text)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -61,7 +65,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--full", action="store_true", help="the full suite: all three datasets"
     )
-    parser.add_argument("--epochs", type=int, help="timed epochs after the warm-up")
+    parser.add_argument(
+        "--epochs", type=_args.positive_int, help="timed epochs after the warm-up"
+    )
     parser.add_argument(
         "--train-subset",
         type=_count_or_all,
@@ -75,11 +81,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="test examples per dataset for accuracy, or all",
     )
     parser.add_argument(
-        "--repeats", type=int, help="measured inference rounds per batch size"
+        "--repeats",
+        type=_args.positive_int,
+        help="measured inference rounds per batch size",
     )
-    parser.add_argument("--batch-size", type=int, help="training batch size")
     parser.add_argument(
-        "--inference-batch-size", type=int, help="the large inference batch"
+        "--batch-size", type=_args.positive_int, help="training batch size"
+    )
+    parser.add_argument(
+        "--inference-batch-size",
+        type=_args.positive_int,
+        help="the large inference batch",
     )
     parser.add_argument(
         "--precision",
@@ -102,8 +114,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         choices=("none", "mirrored"),
         help="mirrored: data parallel over all local devices (TensorFlow, JAX)",
     )
-    parser.add_argument("--finetune-epochs", type=int, help="after each conversion")
-    parser.add_argument("--seed", type=int, help="random seed (default 0)")
+    parser.add_argument(
+        "--finetune-epochs", type=_args.positive_int, help="after each conversion"
+    )
+    parser.add_argument(
+        "--seed", type=_args.non_negative_int, help="random seed (default 0)"
+    )
     parser.add_argument(
         "--out", metavar="DIR", help="results folder (default bench-out/<date>-<suite>)"
     )
@@ -174,6 +190,45 @@ def _list() -> int:
     return 0
 
 
+#: The image shape (channels last) each built-in dataset's network takes.
+_INPUT_SHAPES = {
+    "mnist": (28, 28, 1),
+    "fashion_mnist": (28, 28, 1),
+    "cifar10": (32, 32, 3),
+}
+
+
+def _check_batch_memory(config) -> None:
+    """Refuses batch sizes whose tensors alone would not fit in memory.
+
+    The estimate, for each built-in dataset, is one example's input and the
+    largest output of the reference network's layers: a lower bound of what a
+    batch needs, known before any data is loaded. Datasets added with
+    `fastconv.bench.register_model` have no known shape and are left out.
+    """
+    import keras
+
+    from fastconv.bench import build_model
+
+    per_example = 0
+    for dataset in config.datasets:
+        shape = _INPUT_SHAPES.get(dataset)
+        if shape is None:
+            continue
+        if keras.config.image_data_format() == "channels_first":
+            shape = (shape[-1], *shape[:-1])
+        model = build_model(dataset, "baseline", shape, 10)
+        per_example = max(
+            per_example,
+            _args.float32_bytes(shape) + _args.largest_activation_bytes(model),
+        )
+    if per_example:
+        _args.check_batch_memory("--batch-size", config.batch_size, per_example)
+        _args.check_batch_memory(
+            "--inference-batch-size", config.inference_batch_size, per_example
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """Runs ``fastconv bench``; prints the Markdown table at the end."""
     if args.device == "cpu":
@@ -193,6 +248,7 @@ def run(args: argparse.Namespace) -> int:
                 args.out,
                 "already holds results.json; give --force to replace it",
             )
+    _check_batch_memory(config)
 
     # TensorFlow warns each time a new model traces its predict function,
     # which every variant does once: expected here, and noise on the terminal.

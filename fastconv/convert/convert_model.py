@@ -17,6 +17,7 @@ in `fastconv._keras_graph` (`operation_nodes` and `run_graph`).
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import warnings
 from collections.abc import Callable, Mapping
@@ -26,7 +27,7 @@ import keras
 import numpy as np
 
 from fastconv import _keras_graph, kernels, timing
-from fastconv._validation import is_int_at_least, is_number
+from fastconv._validation import is_int, is_int_at_least, is_number
 from fastconv.convert.decompose import (
     DEFAULT_RANK,
     METHODS,
@@ -466,9 +467,50 @@ def _check_args(method, min_speedup, batch_size, skip_first, timing_repeats):
         )
 
 
+def _check_rank(rank) -> None:
+    """Refuses a numeric rank of no valid form before any layer is decomposed.
+    A rule (a str) and whether a rank suits each layer's method and kernel are
+    checked per layer, with the layer's name in the message."""
+    if isinstance(rank, str):
+        return
+    if isinstance(rank, tuple | list):
+        valid = len(rank) == 2 and all(is_int_at_least(v, 1) for v in rank)
+    elif is_int(rank):
+        valid = rank >= 1
+    else:
+        valid = is_number(rank) and 0 < rank <= 1
+    if not valid:
+        raise ValueError(
+            "convert_model: rank must be an int >= 1, a float in (0, 1], a pair "
+            "of ints (Tucker), 'vbmf' or 'energy:<fraction>', received "
+            f"rank={rank!r}"
+        )
+
+
+def _check_random_state(options: Mapping) -> None:
+    """Refuses a bad ``random_state`` before any layer is decomposed."""
+    if "random_state" not in options:
+        return
+    value = options["random_state"]
+    if value is None or isinstance(value, np.random.Generator):
+        return
+    if not is_int_at_least(value, 0):
+        raise ValueError(
+            "convert_model: random_state must be None, a non-negative int or a "
+            f"numpy.random.Generator, received random_state={value!r}"
+        )
+
+
 def _check_calibration(data) -> None:
-    """Refuses calibration data that would give no or NaN errors: no arrays,
-    no examples, arrays of different lengths, or NaN/Inf in an array."""
+    """Refuses calibration data that would give no or NaN errors: a path or
+    text instead of arrays, no arrays, no examples, arrays of different
+    lengths, or NaN/Inf in an array."""
+    if isinstance(data, str | bytes | os.PathLike):
+        raise TypeError(
+            "convert_model: calibration_data must be the model's inputs (an "
+            "array, or a list or dict of arrays), received a "
+            f"{type(data).__name__} {data!r}; load the file first (np.load)"
+        )
     leaves = keras.tree.flatten(data)
     if not leaves:
         raise ValueError("convert_model: calibration_data holds no arrays")
@@ -485,6 +527,32 @@ def _check_calibration(data) -> None:
                     "convert_model: calibration_data holds NaN or Inf; the errors "
                     "measured on it would be NaN"
                 )
+
+
+def _check_calibration_shapes(data, model) -> None:
+    """Refuses calibration arrays whose number or example shapes differ from
+    the model's inputs (where the model knows them)."""
+    expected = [tuple(x.shape[1:]) for x in getattr(model, "inputs", None) or []]
+    leaves = keras.tree.flatten(data)
+    if not expected:
+        return
+    if len(leaves) != len(expected):
+        raise ValueError(
+            f"convert_model: calibration_data holds {len(leaves)} arrays; model "
+            f"{model.name!r} takes {len(expected)} inputs"
+        )
+    if isinstance(data, Mapping):  # keyed by input name, not in input order
+        return
+    for leaf, shape in zip(leaves, expected, strict=True):
+        got = tuple(np.shape(leaf)[1:])
+        if len(got) != len(shape) or any(
+            want is not None and want != size
+            for want, size in zip(shape, got, strict=True)
+        ):
+            raise ValueError(
+                f"convert_model: calibration_data has examples of shape {got}; "
+                f"model {model.name!r} takes {shape}"
+            )
 
 
 def _progress(total: int, progress):
@@ -631,12 +699,21 @@ def convert_model(
         ['kept: first convolution (skip_first=True)', 'converted']
     """
     _check_args(method, min_speedup, batch_size, skip_first, timing_repeats)
+    _check_rank(rank)
+    _check_random_state(options)
     if calibration_data is not None:
         _check_calibration(calibration_data)
     function = _check_model(model)
+    if calibration_data is not None:
+        _check_calibration_shapes(calibration_data, model)
     sites, everything = {}, {}
     _walk(function, False, (), sites, everything)
     sites = list(sites.values())
+    if not sites:
+        raise ValueError(
+            f"convert_model: model {model.name!r} has no convolution to convert "
+            "(no keras.layers.Conv2D or linear fastconv layer in its graph)"
+        )
     plans = _plan(
         sites, everything, layers, skip_first, overrides, method, rank, options
     )

@@ -27,6 +27,7 @@ import warnings
 import keras
 import numpy as np
 
+from fastconv import _keras_graph
 from fastconv._validation import is_number
 from fastconv.cost import spatial_dims
 from fastconv.decomposition import (
@@ -345,10 +346,9 @@ def _one(source: _Source, method: str, rank, options: dict, new_name: str, *, qu
 def _input_shape_of(layer, input_shape):
     """The input shape to cost ``auto``'s candidates with, if known."""
     if input_shape is None:
-        nodes = getattr(layer, "_inbound_nodes", [])
-        if not nodes or not nodes[0].input_tensors:
+        input_shape = _keras_graph.first_input_shape(layer)
+        if input_shape is None:
             return None
-        input_shape = nodes[0].input_tensors[0].shape
     try:
         spatial_dims(input_shape, layer.data_format)
     except ValueError:

@@ -12,6 +12,8 @@ numbers are in ``docs/convert.md``).
 
 from __future__ import annotations
 
+import os
+
 import keras
 import numpy as np
 
@@ -68,8 +70,12 @@ def finetune(
             ``learning_rate`` with an optimizer instance, a non-positive
             ``epochs`` or ``batch_size``, an unknown optimizer name, NaN or Inf
             in array inputs or targets (they would turn every weight to NaN),
+            array inputs without targets, with no examples, with a length
+            other than the targets' or a shape other than the model's inputs,
             or no ``loss`` for a model that was never compiled. Every check
             runs before the model is compiled or trained.
+        TypeError: ``model`` is not a ``keras.Model``, or ``x`` or ``y`` is a
+            path instead of data.
 
     Example:
         >>> history = fastconv.finetune(new_model, x_train, y_train, epochs=1)
@@ -101,6 +107,7 @@ def finetune(
             "finetune: batch_size must be None or a positive int, received "
             f"batch_size={batch_size!r}"
         )
+    _check_data(model, x, y)
     for name, data in (("x", x), ("y", y)):
         _check_finite(name, data)
     compiled = _compile_config(model)
@@ -116,6 +123,57 @@ def finetune(
     compiled["optimizer"] = _optimizer(optimizer, learning_rate)
     model.compile(**compiled)
     return model.fit(x, y, epochs=epochs, batch_size=batch_size, **fit_kwargs)
+
+
+def _is_arrays(data) -> bool:
+    """An array, or a non-empty list, tuple or dict of arrays."""
+    if isinstance(data, np.ndarray):
+        return True
+    if not isinstance(data, list | tuple | dict) or not data:
+        return False
+    return all(isinstance(v, np.ndarray) for v in keras.tree.flatten(data))
+
+
+def _check_data(model, x, y) -> None:
+    """Refuses training data that ``model.fit`` would misread or fail on late:
+    a path instead of arrays, arrays without targets, no examples, inputs and
+    targets of different lengths, or inputs of the wrong shape."""
+    for name, data in (("x", x), ("y", y)):
+        if isinstance(data, str | bytes | os.PathLike):
+            raise TypeError(
+                f"finetune: {name} must be arrays or a dataset, received a "
+                f"{type(data).__name__} {data!r}; load the file first"
+            )
+    if not _is_arrays(x):
+        return
+    if y is None:
+        raise ValueError(
+            "finetune: y must be given when x is arrays (only a dataset or "
+            "generator yields its own targets), received y=None"
+        )
+    leaves = keras.tree.flatten(x)
+    lengths = {len(v) if v.ndim else 0 for v in leaves}
+    if _is_arrays(y):
+        lengths |= {len(v) if v.ndim else 0 for v in keras.tree.flatten(y)}
+    if 0 in lengths or len(lengths) != 1:
+        raise ValueError(
+            "finetune: x and y must hold the same number of examples, at least "
+            f"one, received lengths {sorted(lengths)}"
+        )
+    inputs = getattr(model, "inputs", None) or []
+    if isinstance(x, dict) or len(inputs) != len(leaves):
+        return
+    for leaf, tensor in zip(leaves, inputs, strict=True):
+        shape = tuple(tensor.shape[1:])
+        got = leaf.shape[1:]
+        if len(got) != len(shape) or any(
+            want is not None and want != size
+            for want, size in zip(shape, got, strict=True)
+        ):
+            raise ValueError(
+                f"finetune: x has examples of shape {got}; model {model.name!r} "
+                f"takes {shape}"
+            )
 
 
 def _check_finite(name: str, data) -> None:

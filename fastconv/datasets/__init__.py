@@ -16,6 +16,12 @@ first labels, for CIFAR-10 the published channel means) before it is cached, and
 the cache is written atomically. When every source fails, one
 `DatasetUnavailableError` says what each of them tried and why it failed.
 
+A cache file that cannot be used never fails a load: a corrupt or wrong one is
+moved aside to ``<name>.corrupt`` and rebuilt, an unreadable one (a folder in
+its place, no permission) is passed over, and a cache folder that cannot be
+written leaves the data in memory only. Each gives one `DatasetCacheWarning`
+naming the file and what was wrong.
+
 The package imports nothing from the rest of fastconv, and Keras only for the last
 source; ``import fastconv`` does not import it. Its modules: `formats` (IDX files,
 the CIFAR-10 PNG batches), `sources` (the registry packages, ``keras.datasets``),
@@ -31,19 +37,23 @@ Example:
 """
 
 import contextlib
+import errno
 import logging
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from fastconv.datasets.cache import (
     CacheEntry,
+    DatasetCacheWarning,
     _cache_path,
     _read_cache,
+    _set_aside,
     _write_cache,
     cached,
     default_cache_dir,
@@ -64,6 +74,7 @@ __all__ = [
     "Arrays",
     "CacheEntry",
     "ChecksumError",
+    "DatasetCacheWarning",
     "DatasetFormatError",
     "DatasetUnavailableError",
     "Report",
@@ -182,44 +193,119 @@ def _obtain(
             f"fastconv.datasets.{caller}: name must be one of {valid}, "
             f"received name={name!r}"
         )
+    if cache_dir is not None and not isinstance(cache_dir, str | os.PathLike):
+        raise TypeError(
+            f"fastconv.datasets.{caller}: cache_dir must be None, a str or a path, "
+            f"received cache_dir={cache_dir!r}"
+        )
+    sources = SOURCES[name] if sources is None else _check_sources(caller, sources)
     path = _cache_path(name, cache_dir)
-    sources = SOURCES[name] if sources is None else tuple(sources)
+    if must_cache:
+        _check_writable(path)
     failures = []
+    problems = []  # what was wrong with the cache file: one warning at the end
     start = time.perf_counter()
     with _progress(name, bar=progress, verbose=verbose) as report:
-        if use_cache:
-            try:
-                arrays = _read_cache(path)
-                _check(name, arrays, thorough=False)
-            except FileNotFoundError:
-                failures.append((f"cache {path}", "no cached file"))
-            except DatasetFormatError as exc:
-                failures.append((f"cache {path}", str(exc)))
-                report.note(f"ignoring the cache {path}: {exc}")
-            else:
-                report.note(f"loaded from the cache {path}")
+        try:
+            if use_cache:
+                try:
+                    arrays = _read_cache(path)
+                    _check(name, arrays, thorough=False)
+                except FileNotFoundError:
+                    failures.append((f"cache {path}", "no cached file"))
+                except DatasetFormatError as exc:
+                    failures.append((f"cache {path}", str(exc)))
+                    report.note(f"ignoring the cache {path}: {exc}")
+                    problems.append(f"is corrupt ({exc}); {_set_aside(path)}")
+                except OSError as exc:
+                    reason = f"cannot be read ({_describe(exc)})"
+                    failures.append((f"cache {path}", reason))
+                    report.note(f"ignoring the cache {path}: {reason}")
+                    problems.append(reason)
+                else:
+                    report.note(f"loaded from the cache {path}")
+                    return arrays
+            for source in sources:
+                report.note(f"trying {source.name}")
+                try:
+                    arrays = source.load(report.step)
+                    report.step("check shapes, labels and statistics")
+                    _check(name, arrays, thorough=True)
+                except Exception as exc:
+                    failures.append((source.name, _describe(exc)))
+                    report.note(f"{source.name} failed: {_describe(exc)}")
+                    continue
+                report.step(f"write {path}")
+                try:
+                    _write_cache(path, arrays, source.name)
+                except OSError as exc:
+                    if must_cache:
+                        raise
+                    report.note(f"could not write the cache {path}: {exc}")
+                    problems.append(
+                        f"cannot be written ({_describe(exc)}); {name} was loaded "
+                        f"from {source.name}, and every load fetches it again "
+                        "until the cache can be written"
+                    )
+                else:
+                    if problems:
+                        problems.append(f"rebuilt from {source.name}")
+                elapsed = time.perf_counter() - start
+                report.note(f"loaded from {source.name} in {elapsed:.1f} s")
                 return arrays
-        for source in sources:
-            report.note(f"trying {source.name}")
-            try:
-                arrays = source.load(report.step)
-                report.step("check shapes, labels and statistics")
-                _check(name, arrays, thorough=True)
-            except Exception as exc:
-                failures.append((source.name, _describe(exc)))
-                report.note(f"{source.name} failed: {_describe(exc)}")
-                continue
-            report.step(f"write {path}")
-            try:
-                _write_cache(path, arrays, source.name)
-            except OSError as exc:
-                if must_cache:
-                    raise
-                report.note(f"could not write the cache {path}: {exc}")
-            elapsed = time.perf_counter() - start
-            report.note(f"loaded from {source.name} in {elapsed:.1f} s")
-            return arrays
+        finally:
+            if problems:
+                warnings.warn(
+                    f"fastconv.datasets: {name}: the cache file {path} "
+                    + "; ".join(problems),
+                    DatasetCacheWarning,
+                    stacklevel=3,
+                )
     raise DatasetUnavailableError(name, failures)
+
+
+def _check_sources(caller: str, sources) -> tuple[Source, ...]:
+    if isinstance(sources, str | bytes) or not isinstance(sources, Iterable):
+        raise TypeError(
+            f"fastconv.datasets.{caller}: sources must be a list of "
+            f"fastconv.datasets.Source, received sources={sources!r}"
+        )
+    sources = tuple(sources)
+    for source in sources:
+        if not isinstance(source, Source):
+            raise TypeError(
+                f"fastconv.datasets.{caller}: sources must be a list of "
+                f"fastconv.datasets.Source, received an item {source!r}"
+            )
+    return sources
+
+
+def _check_writable(path: Path) -> None:
+    """Before any download: a cache file that could never be written."""
+    if path.is_dir():
+        raise IsADirectoryError(
+            errno.EISDIR,
+            "a folder is in the place of the dataset cache file",
+            str(path),
+        )
+    for folder in (path.parent, *path.parent.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise NotADirectoryError(
+                    errno.ENOTDIR,
+                    "the dataset cache folder is below a file",
+                    str(folder),
+                )
+            return
+
+
+def _check_flags(caller: str, **flags) -> None:
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise TypeError(
+                f"fastconv.datasets.{caller}: {name} must be True or False, "
+                f"received {name}={value!r}"
+            )
 
 
 def _keras_data_format() -> str:
@@ -248,7 +334,7 @@ def load(
 
     The cache is tried first; on a miss, each of ``sources`` in turn, and the
     first that returns a genuine-looking copy fills the cache (atomically; a
-    failure to write it is logged, not raised).
+    failure to write it gives a `DatasetCacheWarning`, not an error).
 
     Args:
         name: ``"mnist"``, ``"fashion_mnist"`` or ``"cifar10"``.
@@ -270,8 +356,15 @@ def load(
 
     Raises:
         ValueError: Unknown ``name`` or ``data_format``.
+        TypeError: A flag that is not a bool, a ``cache_dir`` that is not a
+            path, or ``sources`` that are not `Source` objects.
         DatasetUnavailableError: No source worked; it lists each one and why.
+
+    Warns:
+        DatasetCacheWarning: The cache file was corrupt (moved aside to
+            ``<name>.corrupt``), unreadable, or could not be written.
     """
+    _check_flags("load", verbose=verbose, progress=progress)
     if data_format not in (None, "channels_last", "channels_first"):
         raise ValueError(
             "fastconv.datasets.load: data_format must be None, 'channels_last' or "
@@ -317,9 +410,14 @@ def fetch(
 
     Raises:
         ValueError: Unknown ``name``.
+        TypeError: A flag that is not a bool, a ``cache_dir`` that is not a
+            path, or ``sources`` that are not `Source` objects.
         DatasetUnavailableError: No source worked.
-        OSError: The cache file could not be written.
+        OSError: The cache file could not be written; a folder in its place,
+            or a file where its folder should be, is refused before any
+            source is tried.
     """
+    _check_flags("fetch", progress=progress, force=force, verbose=verbose)
     _obtain(
         "fetch",
         name,

@@ -3,6 +3,7 @@
 import contextlib
 import dataclasses
 import datetime
+import errno
 import json
 import os
 import tempfile
@@ -13,6 +14,12 @@ import numpy as np
 from fastconv.datasets.checks import NAMES, Arrays, DatasetFormatError
 
 _CACHE_FORMAT = 1
+
+
+class DatasetCacheWarning(UserWarning):
+    """A dataset's cache file could not be used or written: unreadable, not a
+    genuine copy, or a folder that cannot be written. The data were fetched
+    from the sources instead; the message names the file and what was wrong."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,23 +50,41 @@ def _cache_path(name: str, cache_dir: str | os.PathLike | None) -> Path:
 
 
 def _read_cache(path: Path) -> Arrays:
-    """Raises FileNotFoundError when absent, DatasetFormatError when unreadable."""
+    """The cached arrays.
+
+    Raises:
+        FileNotFoundError: no cache file.
+        OSError: the file cannot be opened (a folder in its place, no
+            permission, a file where its folder should be).
+        DatasetFormatError: the file opens but is not a cache (corrupt,
+            truncated, another format, missing arrays).
+    """
+    with open(path, "rb") as file:
+        try:
+            with np.load(file, allow_pickle=False) as f:
+                return (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])
+        except Exception as exc:
+            raise DatasetFormatError(
+                f"unreadable cache file ({type(exc).__name__}: {exc})"
+            ) from exc
+
+
+def _set_aside(path: Path) -> str:
+    """Moves a corrupt cache file to ``<name>.corrupt``, for a post-mortem;
+    returns what became of it, for a warning."""
+    aside = path.with_name(path.name + ".corrupt")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            return (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])
-    except FileNotFoundError:
-        raise
-    except Exception as exc:
-        raise DatasetFormatError(
-            f"unreadable cache file ({type(exc).__name__}: {exc})"
-        ) from exc
+        os.replace(path, aside)
+    except OSError as exc:
+        return f"could not be moved aside ({type(exc).__name__}: {exc})"
+    return f"moved aside to {aside.name}"
 
 
 def _write_cache(path: Path, arrays: Arrays, source: str) -> None:
     """Writes the cache file atomically: a temporary file beside it, then rename.
 
     On any failure, the temporary file is removed and an existing cache file is
-    left as it was.
+    left as it was; an `OSError` names ``path``, not the temporary file.
     """
     (x_train, y_train), (x_test, y_test) = arrays
     meta = {
@@ -67,9 +92,12 @@ def _write_cache(path: Path, arrays: Arrays, source: str) -> None:
         "source": source,
         "written": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+        )
         with os.fdopen(fd, "wb") as f:
             np.savez_compressed(
                 f,
@@ -83,9 +111,12 @@ def _write_cache(path: Path, arrays: Arrays, source: str) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 
@@ -97,7 +128,15 @@ def cached(cache_dir: str | os.PathLike | None = None) -> list[CacheEntry]:
 
     Returns:
         One `CacheEntry` per cached dataset, in the order of `NAMES`.
+
+    Raises:
+        NotADirectoryError: the cache folder is a file.
     """
+    folder = Path(cache_dir or default_cache_dir())
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(
+            errno.ENOTDIR, "the dataset cache folder is a file", str(folder)
+        )
     entries = []
     for name in NAMES:
         path = _cache_path(name, cache_dir)

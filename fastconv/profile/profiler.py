@@ -336,6 +336,15 @@ def _resize_batch(array, batch_size: int) -> np.ndarray:
     return array[reps]
 
 
+def _is_sample(inputs) -> bool:
+    """Whether ``inputs`` is a sample batch (arrays), not input shapes."""
+    return _is_array(inputs) or (
+        isinstance(inputs, list | tuple | Mapping)
+        and bool(inputs)
+        and all(_is_array(v) for v in keras.tree.flatten(inputs))
+    )
+
+
 def _sample_batch(model, inputs, batch_size: int | None, seed: int):
     """The concrete batch to profile on, and its batch size."""
     rng = np.random.default_rng(seed)
@@ -355,11 +364,7 @@ def _sample_batch(model, inputs, batch_size: int | None, seed: int):
             for s, d in zip(shapes, dtypes, strict=True)
         ]
         return (arrays[0] if len(arrays) == 1 else arrays), batch
-    if _is_array(inputs) or (
-        isinstance(inputs, list | tuple | Mapping)
-        and inputs
-        and all(_is_array(v) for v in keras.tree.flatten(inputs))
-    ):
+    if _is_sample(inputs):
         leaves = keras.tree.flatten(inputs)
         sizes = {int(v.shape[0]) for v in leaves if len(v.shape)}
         if len(sizes) != 1 or any(len(v.shape) == 0 for v in leaves):
@@ -370,8 +375,14 @@ def _sample_batch(model, inputs, batch_size: int | None, seed: int):
             )
         batch = batch_size or sizes.pop()
         resized = [_resize_batch(v, batch) for v in leaves]
+        for array in resized:
+            if array.dtype.kind in "fc" and not np.all(np.isfinite(array)):
+                raise ValueError(
+                    "profile: a sample batch must be finite, received inputs "
+                    f"with NaN or Inf (shape {array.shape}, dtype {array.dtype})"
+                )
         return keras.tree.pack_sequence_as(inputs, resized), batch
-    if _is_shape(inputs):
+    if _is_shape(inputs) and len(inputs):
         shapes = [tuple(inputs)]
     elif isinstance(inputs, list | tuple) and inputs and all(map(_is_shape, inputs)):
         shapes = [tuple(s) for s in inputs]
@@ -388,6 +399,13 @@ def _sample_batch(model, inputs, batch_size: int | None, seed: int):
             specs is not None and i < len(specs) and len(shape) == len(specs[i][0])
         )
         if full_rank or (shape and shape[0] is None):
+            if shape[0] is not None and batch not in (None, shape[0]):
+                given = "batch_size" if batch_size is not None else "another shape"
+                raise ValueError(
+                    f"profile: the batch axis of inputs ({shape[0]}) differs from "
+                    f"the batch size of {given} ({batch}); give one, received "
+                    f"inputs={inputs!r}, batch_size={batch_size!r}"
+                )
             if batch is None and shape[0] is not None:
                 batch = int(shape[0])
             shape = shape[1:]
@@ -681,7 +699,7 @@ def profile(
     warmup: int = 2,
     repeats: int = 10,
     jit: bool | str = "auto",
-    seed: int = 0,
+    seed: int | None = None,
 ) -> ProfileResult:
     """Profile ``model`` layer by layer: cost, measured time, and their shares.
 
@@ -705,14 +723,19 @@ def profile(
             (the default) compiles as ``model.fit`` would: the model's
             ``jit_compile`` (Keras turns XLA off on CPU-only TensorFlow). The
             per-layer and whole-model times are always compiled alike.
-        seed: seed of the random sample batch built from a shape.
+        seed: seed (an int >= 0) of the random sample batch built from a
+            shape; None means 0. Refused with a sample batch, which it would
+            not change.
 
     Returns:
         A ``ProfileResult``.
 
     Raises:
-        ValueError: on a bad ``mode``, ``batch_size`` or ``inputs``, or a model
-            that is not built and was given no ``inputs``.
+        ValueError: on a bad ``mode``, ``batch_size``, ``warmup``, ``repeats``,
+            ``jit``, ``seed`` or ``inputs`` (a sample batch with NaN or Inf, a
+            batch axis that differs from ``batch_size``), a ``seed`` given with
+            a sample batch, or a model that is not built and was given no
+            ``inputs``.
     """
     mode = _check_mode(mode)
     batch_size = _check_batch_size(batch_size)
@@ -726,8 +749,18 @@ def profile(
             "profile: model must be a Keras model or layer, received "
             f"model of type {type(model).__name__}"
         )
+    if seed is not None and not is_int_at_least(seed, 0):
+        raise ValueError(
+            f"profile: seed must be an int >= 0 or None, received seed={seed!r}"
+        )
+    if seed is not None and _is_sample(inputs):
+        raise ValueError(
+            f"profile: seed={seed!r} would be ignored: inputs is a sample batch, "
+            "and seed only seeds the random batch built from an input shape; "
+            "leave seed out"
+        )
     jit = _resolve_jit(model, jit)
-    sample, batch = _sample_batch(model, inputs, batch_size, seed)
+    sample, batch = _sample_batch(model, inputs, batch_size, seed or 0)
     sample = keras.tree.map_structure(keras.ops.convert_to_tensor, sample)
     try:
         model(sample, training=False)

@@ -7,6 +7,8 @@ import pytest
 
 from fastconv import cli
 from fastconv.bench import device, quick_config, runner
+from fastconv.cli import _args
+from fastconv.cli import bench as bench_cli
 from fastconv.cli.bench import config_from_args
 
 
@@ -95,10 +97,22 @@ def test_list_shows_datasets_and_variants(capsys):
     [
         (["--dataset", "imagenet"], "unknown dataset(s) 'imagenet'; valid: mnist"),
         (["--variants", "fast"], "unknown variant(s) 'fast'; valid: baseline"),
-        (["--epochs", "0"], "epochs must be an integer >= 1, received 0"),
-        (["--repeats", "0"], "repeats must be an integer >= 1, received 0"),
-        (["--batch-size", "-8"], "batch-size must be an integer >= 1, received -8"),
-        (["--train-subset", "0"], "train-subset must be an integer >= 1, received 0"),
+        (["--epochs", "0"], "--epochs must be >= 1, received 0"),
+        (["--repeats", "0"], "--repeats must be >= 1, received 0"),
+        (["--batch-size", "-8"], "--batch-size must be >= 1, received -8"),
+        (["--train-subset", "0"], "--train-subset must be >= 1, received 0"),
+        (
+            ["--epochs", "1.5"],
+            "--epochs must be an integer >= 1, received '1.5'",
+        ),
+        (["--repeats", "many"], "--repeats must be an integer >= 1, received 'many'"),
+        (
+            ["--inference-batch-size", "0"],
+            "--inference-batch-size must be >= 1, received 0",
+        ),
+        (["--finetune-epochs", "0"], "--finetune-epochs must be >= 1, received 0"),
+        (["--seed", "-1"], "--seed must be >= 0, received -1"),
+        (["--seed", "0x10"], "--seed must be an integer >= 0, received '0x10'"),
     ],
 )
 def test_bad_options_exit_2_with_the_message(monkeypatch, capsys, argv, message):
@@ -111,9 +125,44 @@ def test_bad_options_exit_2_with_the_message(monkeypatch, capsys, argv, message)
 def test_subset_must_be_a_count_or_all(capsys, value):
     with pytest.raises(SystemExit):
         parse("--train-subset", value)
-    assert f"expected a number of examples or 'all', received '{value}'" in (
-        capsys.readouterr().err
+    message = (
+        f"--train-subset must be a number of examples or 'all', received '{value}'"
     )
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "option, argv",
+    [
+        ("--batch-size", ["--batch-size", "1000000"]),
+        ("--inference-batch-size", ["--inference-batch-size", "1000000"]),
+    ],
+)
+def test_batch_that_cannot_fit_in_memory_exits_2_before_any_work(
+    monkeypatch, capsys, tmp_path, option, argv
+):
+    monkeypatch.setattr(_args, "available_memory", lambda: 2**30)
+    monkeypatch.setattr(runner, "run_benchmark", lambda *a: pytest.fail("ran"))
+    out = tmp_path / "out"
+    assert cli.main(["bench", *argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"fastconv bench: error: {option} needs at least" in err
+    assert "1.0 GiB available, received 1000000" in err
+    assert not out.exists()
+
+
+def test_batch_memory_check_passes_the_default_suites(monkeypatch):
+    needed = []
+    monkeypatch.setattr(
+        _args,
+        "check_batch_memory",
+        lambda option, size, per_example: needed.append((option, size, per_example)),
+    )
+    bench_cli._check_batch_memory(config_from_args(parse("--full")))
+    (train, inference) = needed
+    assert train[0] == "--batch-size" and inference[0] == "--inference-batch-size"
+    # cifar10's input and its largest layer output: more than the input alone
+    assert train[2] == inference[2] > 4 * 32 * 32 * 3
 
 
 def test_gpu_without_gpu_exits_2_naming_the_backend(monkeypatch, capsys, tmp_path):
