@@ -2,7 +2,7 @@
 
 JAX on the CPU, a tiny layer point and synthetic MNIST-shaped data, so it
 needs no GPU and no network; it keeps the script that no GPU has run yet from
-rotting. About a minute on a 2-core CPU.
+rotting. About a minute on a quiet 2-core CPU.
 """
 
 import json
@@ -46,7 +46,7 @@ def rehearsal(tmp_path_factory):
         env=env,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=600,
     )
     return proc, out
 
