@@ -28,6 +28,7 @@ Usage:
     python -m benchmarks.layers --report benchmarks/results/layers-*.json
     KERAS_BACKEND=jax python -m benchmarks.layers --quick
     KERAS_BACKEND=torch python -m benchmarks.layers --quick --allocator default
+    python -m benchmarks.layers --quick --precision bfloat16
 
 Unless ``--allocator default`` is given, the run first calls
 ``fastconv.keep_freed_memory()``: without it JAX and PyTorch get fresh pages
@@ -36,6 +37,10 @@ arithmetic (see ``fastconv/kernels/allocator.py``).
 
 ``"auto"`` measures on first use; the run uses a fresh autotune cache (a
 temporary file) unless ``--cache`` is given, so its choices are made in the run.
+
+``--precision`` sets the Keras dtype policy for the run (float32 unless given):
+``bfloat16`` or ``float16`` make the variables, the input and the arithmetic
+that type; the result files record it and add it to their name.
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ REFERENCE = {"batch": 64, "size": 32, "channels": 128, "k": 3, "ratio": 0.25}
 MAX_REPEATS = 200
 TARGET_S = 1.5
 LAYERS = ("CPConv2D", "TuckerConv2D", "DepthwiseSeparableConv2D", "FactorizedConv2D")
+#: The dtype policies ``--precision`` accepts; the first is the default.
+PRECISIONS = ("float32", "bfloat16", "float16")
 
 
 def grid() -> list[dict]:
@@ -139,12 +146,16 @@ def build_layers(p: dict):
 
 
 def run_point(p: dict, *, jit: bool, warmup: int, repeats: int) -> dict:
+    import keras
+
     from fastconv.timing import make_forward, make_grad_step
 
+    dtype = keras.config.dtype_policy().compute_dtype
     result = {"point": p, "dense_gmacs": dense_gmacs(p), "modes": {}}
     for mode, make in (("forward", make_forward), ("train", make_grad_step)):
         layers, shape = build_layers(p)
         x = np.random.default_rng(0).standard_normal(shape).astype("float32")
+        x = keras.ops.cast(x, dtype)
         fns = {}
         start = time.perf_counter()
         for name, (layer, _) in layers.items():
@@ -495,12 +506,15 @@ def plot(paths: list[str], out: str) -> None:
     fig.savefig(out, dpi=110)
 
 
-def start_run(jit: str, keep: bool, cache: str | None = None):
+def start_run(
+    jit: str, keep: bool, cache: str | None = None, precision: str = "float32"
+):
     """What a measuring run does first: ``keep_freed_memory()`` if ``keep``,
-    a fresh autotune cache unless ``cache`` names one, and ``jit`` ("on",
-    "off" or "default": XLA on JAX, and on TensorFlow only with a GPU, as
-    Keras's ``fit``/``predict`` would) resolved. Returns the backend's name,
-    the jit flag and ``fastconv.timing.environment()`` with both settings."""
+    a fresh autotune cache unless ``cache`` names one, the Keras dtype policy
+    ``precision``, and ``jit`` ("on", "off" or "default": XLA on JAX, and on
+    TensorFlow only with a GPU, as Keras's ``fit``/``predict`` would) resolved.
+    Returns the backend's name, the jit flag and
+    ``fastconv.timing.environment()`` with both settings."""
     from fastconv.kernels.allocator import keep_freed_memory
 
     kept = keep and keep_freed_memory()
@@ -511,6 +525,7 @@ def start_run(jit: str, keep: bool, cache: str | None = None):
 
     from fastconv.timing import environment
 
+    keras.config.set_dtype_policy(precision)
     backend = keras.backend.backend()
     if jit == "default":
         on = backend == "jax"
@@ -559,6 +574,12 @@ def main(argv=None) -> int:
         "results), so that JAX and PyTorch do not pay for fresh pages on every "
         "call; default: leave the C library's malloc as it is",
     )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=PRECISIONS[0],
+        help="Keras dtype policy of the layers and their input (default float32)",
+    )
     parser.add_argument("--cache", help="autotune cache file (default: a fresh one)")
     parser.add_argument(
         "--out",
@@ -598,7 +619,9 @@ def main(argv=None) -> int:
         print(text)
         return 0
 
-    backend, jit, env = start_run(args.jit, args.allocator == "keep", args.cache)
+    backend, jit, env = start_run(
+        args.jit, args.allocator == "keep", args.cache, args.precision
+    )
     points = (
         [dict(REFERENCE)]
         if args.quick
@@ -607,6 +630,8 @@ def main(argv=None) -> int:
     tag = args.tag or ("quick" if args.quick else "grid")
     if backend == "tensorflow":
         tag += "-xla" if jit else "-graph"
+    if args.precision != PRECISIONS[0]:
+        tag += f"-{args.precision}"
     stem = Path(args.out) / f"layers-{backend}-{tag}"
     stem.parent.mkdir(parents=True, exist_ok=True)
     results = []
