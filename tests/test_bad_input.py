@@ -1361,6 +1361,12 @@ NEW_USER_REFUSALS = {
         ValueError,
         "max_bytes must be a positive int, received max_bytes='1G'",
     ),
+    "keep_freed_memory 2**40": (
+        lambda o: fastconv.keep_freed_memory(2**40),
+        ValueError,
+        "max_bytes must be at most 2147483647, the largest C int that mallopt "
+        "takes, received max_bytes=1099511627776",
+    ),
 }
 
 
@@ -1432,3 +1438,26 @@ def test_convert_model_takes_a_repeated_layer_name_once():
         model, "tucker", rank=2, layers=["c1", "c1"], progress=False
     )
     assert [row.name for row in report.rows if row.converted] == ["c1"]
+
+
+@pytest.mark.parametrize("value", ["maybe", "2", "enable"])
+def test_a_junk_autotune_switch_warns_once_naming_it_and_measures(monkeypatch, value):
+    monkeypatch.setenv("FASTCONV_AUTOTUNE", value)
+    monkeypatch.setattr(autotune, "_WARNED", set())
+    with pytest.warns(UserWarning, match=f"FASTCONV_AUTOTUNE={value!r}"):
+        assert autotune.autotune_enabled() is True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert autotune.autotune_enabled() is True
+
+
+@pytest.mark.parametrize(
+    "value, expected", [("off", False), ("No", False), ("on", True)]
+)
+def test_the_autotune_switch_words_are_read_without_a_warning(
+    monkeypatch, value, expected
+):
+    monkeypatch.setenv("FASTCONV_AUTOTUNE", value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert autotune.autotune_enabled() is expected

@@ -64,11 +64,16 @@ class Parser(argparse.ArgumentParser):
         sys.exit(report(self.prog, exc))
 
 
-def report(prog: str, exc: Exception) -> int:
-    """Prints ``PROG: error: MESSAGE`` on one line; returns 2."""
+def one_line(exc: Exception) -> str:
+    """``exc``'s message on one line; an ``OSError`` names its file first."""
     if isinstance(exc, OSError) and exc.filename is not None:
         message = f"{exc.filename}: {exc.strerror or exc}"
     else:
         message = str(exc)
-    print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr)
+    return " ".join(message.split())
+
+
+def report(prog: str, exc: Exception) -> int:
+    """Prints ``PROG: error: MESSAGE`` on one line; returns 2."""
+    print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
     return USER_ERROR

@@ -105,7 +105,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="model inputs (.npy) on which to report output errors",
     )
     parser.add_argument(
-        "--random-state", type=int, default=0, help="seed of CP's ALS (default: 0)"
+        "--random-state",
+        type=_args.non_negative_int,
+        default=0,
+        help="seed of CP's ALS (default: 0)",
     )
     parser.add_argument(
         "--report", type=Path, default=None, help="also write the report as JSON here"

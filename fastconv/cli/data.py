@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from fastconv import datasets
-from fastconv.cli._errors import UsageError
+from fastconv.cli._errors import UsageError, one_line
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -102,7 +102,8 @@ def _fetch(args: argparse.Namespace) -> int:
                 cache_dir=args.cache_dir,
             )
         except (datasets.DatasetUnavailableError, OSError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            # Not a usage error (the sources may be out of reach): exit 1.
+            print(f"fastconv data: error: {one_line(exc)}", file=sys.stderr)
             status = 1
             continue
         elapsed = time.perf_counter() - start

@@ -40,6 +40,8 @@ __all__ = ["keep_freed_memory"]
 # mallopt parameters, from glibc's <malloc.h>.
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+#: The largest value mallopt takes (a C int).
+_C_INT_MAX = 2**31 - 1
 
 
 def _libc():
@@ -62,7 +64,7 @@ def keep_freed_memory(max_bytes: int = 1 << 30) -> bool:
 
     Args:
         max_bytes: the largest block kept, and the most free memory kept, in
-            bytes; a positive int.
+            bytes; a positive int of at most ``2**31 - 1``.
 
     Returns:
         ``True`` if the C library took both settings; ``False``, with a
@@ -74,6 +76,11 @@ def keep_freed_memory(max_bytes: int = 1 << 30) -> bool:
             "keep_freed_memory: max_bytes must be a positive int, received "
             f"max_bytes={max_bytes!r}"
         )
+    if max_bytes > _C_INT_MAX:
+        raise ValueError(
+            f"keep_freed_memory: max_bytes must be at most {_C_INT_MAX}, the largest "
+            f"C int that mallopt takes, received max_bytes={max_bytes!r}"
+        )
     lib = _libc()
     if lib is None:
         warnings.warn(
@@ -82,10 +89,9 @@ def keep_freed_memory(max_bytes: int = 1 << 30) -> bool:
         )
         return False
     lib.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    value = min(max_bytes, 2**31 - 1)  # mallopt takes a C int
     accepted = [
-        lib.mallopt(_M_MMAP_THRESHOLD, value) == 1,
-        lib.mallopt(_M_TRIM_THRESHOLD, value) == 1,
+        lib.mallopt(_M_MMAP_THRESHOLD, int(max_bytes)) == 1,
+        lib.mallopt(_M_TRIM_THRESHOLD, int(max_bytes)) == 1,
     ]
     if not all(accepted):
         warnings.warn(

@@ -149,10 +149,28 @@ class Request:
         )
 
 
+_OFF = ("0", "false", "no", "off")
+_ON = ("", "1", "true", "yes", "on")
+
+
 def autotune_enabled() -> bool:
-    """False when ``FASTCONV_AUTOTUNE`` is ``0``, ``false``, ``no`` or ``off``."""
-    value = os.environ.get("FASTCONV_AUTOTUNE", "1").strip().lower()
-    return value not in ("0", "false", "no", "off")
+    """False when ``FASTCONV_AUTOTUNE`` is ``0``, ``false``, ``no`` or ``off``;
+    True when unset or ``1``, ``true``, ``yes``, ``on``. Any other value warns
+    once (naming the variable and the value) and counts as unset."""
+    raw = os.environ.get("FASTCONV_AUTOTUNE", "1")
+    value = raw.strip().lower()
+    if value in _OFF:
+        return False
+    key = f"FASTCONV_AUTOTUNE={raw!r}"
+    if value not in _ON and key not in _WARNED:
+        _WARNED.add(key)
+        warnings.warn(
+            "fastconv: FASTCONV_AUTOTUNE must be one of 0, false, no, off (measure "
+            f"nothing) or 1, true, yes, on (measure), received "
+            f"FASTCONV_AUTOTUNE={raw!r}; measuring as if it were unset",
+            stacklevel=3,
+        )
+    return True
 
 
 def cache_path() -> Path:

@@ -72,7 +72,7 @@ def test_a_model_file_that_is_not_a_keras_model(workdir, capsys, command, name):
         ("--rank", "0.0", ("rank must be", "rank=0.0")),
         ("--min-speedup", "nan", ("min_speedup", "nan")),
         ("--min-speedup", "-2", ("min_speedup", "-2")),
-        ("--random-state", "-1", ("random_state", "-1")),
+        ("--random-state", "-1", ("--random-state", "-1")),
         ("--layers", "", ("layers=''", "matches no convolution")),
     ],
 )
