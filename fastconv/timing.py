@@ -291,6 +291,14 @@ def make_grad_step(layer, x, *, jit: bool = True) -> Callable[[], object]:
         def forward(inputs, tv):
             return layer.stateless_call(tv, non_trainable, inputs, **kwargs)[0]
 
+        # The cotangent takes the dtypes the traced call really returns: under
+        # a mixed policy they can differ from compute_output_spec's.
+        cotangent = keras.tree.map_structure(
+            lambda grad, out: grad.astype(out.dtype),
+            cotangent,
+            jax.eval_shape(forward, x, trainable),
+        )
+
         @jax.jit
         def step(inputs, tv, grad_out):
             return jax.vjp(forward, inputs, tv)[1](grad_out)

@@ -69,6 +69,21 @@ def test_forward_and_grad_step_run_on_this_backend():
     assert flat[0].shape == x.shape
 
 
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_grad_step_runs_under_a_mixed_policy(policy):
+    import fastconv
+
+    keras.config.set_dtype_policy(policy)
+    x = np.random.default_rng(0).standard_normal((2, 8, 8, 4)).astype("float32")
+    for layer in (keras.layers.Conv2D(4, 3), fastconv.CPConv2D(4, 3, rank=2)):
+        grads = timing._leaves(timing.block(timing.make_grad_step(layer, x)()))
+        assert len(grads) == 1 + len(layer.trainable_variables)
+        assert all(
+            np.isfinite(keras.ops.convert_to_numpy(g).astype("float32")).all()
+            for g in grads
+        )
+
+
 def test_grad_step_is_the_vjp_with_a_fixed_seeded_output_gradient():
     layer = keras.layers.Dense(3)
     x = np.random.default_rng(1).standard_normal((2, 4)).astype("float32")
