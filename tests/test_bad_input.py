@@ -1461,3 +1461,36 @@ def test_the_autotune_switch_words_are_read_without_a_warning(
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert autotune.autotune_enabled() is expected
+
+
+# ---------------------------------------------------------------- trial 2 (issue 18)
+
+
+def _classifier():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="c1")(inputs)
+    x = keras.layers.Conv2D(4, 3, padding="same", name="c2")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(3, name="head")(x))
+
+
+def test_sensitivity_refuses_one_hot_rows_of_another_width():
+    model = _classifier()
+    before = [w.numpy().copy() for w in model.weights]
+    x = np.random.default_rng(0).random((8, 8, 8, 3), dtype="float32")
+    y = np.eye(5)[np.arange(8) % 3]
+    with pytest.raises(ValueError, match=r"y has one-hot rows of 5 columns.*3 classes"):
+        fastconv.sensitivity(model, (x, y), measure_speed=False, progress=False)
+    after = [w.numpy() for w in model.weights]
+    assert all(np.array_equal(b, a) for b, a in zip(before, after, strict=True))
+
+
+@pytest.mark.parametrize(
+    "text", ["{not json", "[1, 2]", '{"rows": 3}', '{"rows": [{"nope": 1}]}', ""]
+)
+def test_sensitivity_result_from_junk_json_names_the_file(tmp_path, text):
+    path = tmp_path / "junk.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=r"from_json: '.*junk\.json' is not a result"):
+        fastconv.SensitivityResult.from_json(path)
+    assert path.read_text() == text

@@ -252,6 +252,14 @@ def largest_activation_bytes(model) -> int:
     return max(sizes)
 
 
+def model_example_bytes(model) -> int:
+    """A lower bound of one example's memory in ``model``: its inputs' known
+    sizes and its largest activation, in float32."""
+    inputs = getattr(model, "inputs", None) or []
+    size = sum(float32_bytes(tuple(tensor.shape[1:])) for tensor in inputs)
+    return size + largest_activation_bytes(model)
+
+
 #: The files `keras.saving.load_model` reads as a whole model.
 _MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 

@@ -146,6 +146,9 @@ def run(args: argparse.Namespace) -> int:
         suffixes={"--output": ".keras"},
     )
     model = _args.load_model("MODEL.keras", args.model)
+    _args.check_batch_memory(
+        "--batch-size", args.batch_size, _args.model_example_bytes(model)
+    )
     calibration = None
     if args.calibration_data is not None:
         calibration = _args.load_array("--calibration-data", args.calibration_data)

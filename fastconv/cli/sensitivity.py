@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import zipfile
 from pathlib import Path
 
 from fastconv.cli import _args
@@ -188,7 +189,7 @@ def _load_data(source, limit: int | None):
                     f"must hold arrays named x and y; it holds {archive.files}",
                 )
             x, y = archive["x"][:limit], archive["y"][:limit]
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         problem = " ".join(str(exc).split()) or type(exc).__name__
         raise UsageError(
             "--data", str(source), f"is not a readable .npz file: {problem}"
@@ -215,6 +216,9 @@ def run(args: argparse.Namespace) -> int:
     source = _source(args.data)
     _check_out(args.out, args.force)
     model = _args.load_model("MODEL.keras", args.model)
+    _args.check_batch_memory(
+        "--batch-size", args.batch_size, _args.model_example_bytes(model)
+    )
     x, y = _load_data(source, args.limit)
     options = {}
     if args.method in ("cp", "tucker", "auto"):

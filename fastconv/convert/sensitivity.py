@@ -142,23 +142,30 @@ class SensitivityResult:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> SensitivityResult:
-        """Reads back what `to_json` wrote (lists stand for tuples)."""
+        """Reads back what `to_json` wrote (lists stand for tuples); a file that
+        is not such a result raises a `ValueError` naming it."""
         with open(path, encoding="utf-8") as file:
-            data = json.load(file)
-        rows = []
-        for row in data["rows"]:
-            row = {key: _tuple(value) for key, value in row.items()}
-            rows.append(SensitivityRow(**row))
-        return cls(
-            rows=rows,
-            original_accuracy=data["original_accuracy"],
-            method=data["method"],
-            ranks=tuple(_tuple(r) for r in data["ranks"]),
-            examples=data["examples"],
-            skipped=data["skipped"],
-            settings=data["settings"],
-            environment=data["environment"],
-        )
+            try:
+                data = json.load(file)
+                rows = []
+                for row in data["rows"]:
+                    row = {key: _tuple(value) for key, value in row.items()}
+                    rows.append(SensitivityRow(**row))
+                return cls(
+                    rows=rows,
+                    original_accuracy=data["original_accuracy"],
+                    method=data["method"],
+                    ranks=tuple(_tuple(r) for r in data["ranks"]),
+                    examples=data["examples"],
+                    skipped=data["skipped"],
+                    settings=data["settings"],
+                    environment=data["environment"],
+                )
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                raise ValueError(
+                    f"SensitivityResult.from_json: {os.fspath(path)!r} is not a "
+                    f"result that to_json wrote ({type(exc).__name__}: {exc})"
+                ) from None
 
     def table(self) -> str:
         """A Markdown table: one line per layer and rank."""
@@ -344,6 +351,11 @@ def _check_data(model, data) -> tuple[np.ndarray, np.ndarray]:
         )
     classes = model.outputs[0].shape[-1]
     if y.ndim == 2 and y.shape[1] > 1:
+        if classes is not None and y.shape[1] != classes:
+            raise ValueError(
+                f"sensitivity: data's y has one-hot rows of {y.shape[1]} columns; "
+                f"model {model.name!r} has {classes} classes"
+            )
         labels = np.argmax(y, axis=1)
     else:
         labels = y.reshape(len(y))

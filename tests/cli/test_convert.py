@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import fastconv.convert
+from fastconv.cli import _args
 from fastconv.convert import ConversionReport
 from tests.cli.checks import assert_user_error, run, snapshot
 
@@ -215,6 +216,14 @@ def test_a_bad_layers_regex(workdir, capsys, pattern):
 def test_a_bad_batch_size(workdir, capsys, value):
     code, _, err = convert(capsys, workdir, "--batch-size", value)
     assert_user_error(code, err, "--batch-size", value)
+
+
+def test_a_batch_beyond_memory_is_refused_before_the_work(workdir, capsys, monkeypatch):
+    monkeypatch.setattr(_args, "available_memory", lambda: 1024)
+    out = workdir / "fast.keras"
+    code, _, err = convert(capsys, workdir, "--batch-size", "64", "-o", out)
+    assert_user_error(code, err, "--batch-size", "64", "available")
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from fastconv.cli import _args
 from fastconv.convert.sensitivity import SensitivityResult
 from tests.cli.checks import assert_user_error, run, snapshot
 
@@ -98,3 +99,34 @@ def test_out_that_is_a_file(workdir, npz, capsys):
     argv = ["sensitivity", workdir / "model.keras", "--data", npz, *FAST]
     code, _, err = run(capsys, *argv, "--out", npz)
     assert_user_error(code, err, "--out", "not a folder")
+
+
+def test_a_truncated_npz_names_the_file(workdir, npz, capsys):
+    broken = workdir / "broken.npz"
+    broken.write_bytes(npz.read_bytes()[:60])
+    argv = ["sensitivity", workdir / "model.keras", "--data", broken]
+    code, _, err = run(capsys, *argv, "--out", workdir / "out", *FAST)
+    assert_user_error(code, err, "--data", "broken.npz", "not a readable .npz")
+    assert not (workdir / "out").exists()
+
+
+def test_one_hot_labels_of_another_width_are_refused(workdir, capsys):
+    rng = np.random.default_rng(0)
+    path = workdir / "wide.npz"
+    np.savez(
+        path, x=rng.random((8, 8, 8, 3), dtype="float32"), y=np.eye(6)[np.arange(8) % 4]
+    )
+    argv = ["sensitivity", workdir / "model.keras", "--data", path]
+    code, _, err = run(capsys, *argv, "--out", workdir / "out", *FAST)
+    assert_user_error(code, err, "y", "6 columns", "4 classes")
+    assert not (workdir / "out").exists()
+
+
+def test_a_batch_beyond_memory_is_refused_before_the_work(
+    workdir, npz, capsys, monkeypatch
+):
+    monkeypatch.setattr(_args, "available_memory", lambda: 1024)
+    argv = ["sensitivity", workdir / "model.keras", "--data", npz, "--batch-size", "64"]
+    code, _, err = run(capsys, *argv, "--out", workdir / "out", *FAST)
+    assert_user_error(code, err, "--batch-size", "64", "available")
+    assert not (workdir / "out").exists()
