@@ -1494,3 +1494,43 @@ def test_sensitivity_result_from_junk_json_names_the_file(tmp_path, text):
     with pytest.raises(ValueError, match=r"from_json: '.*junk\.json' is not a result"):
         fastconv.SensitivityResult.from_json(path)
     assert path.read_text() == text
+
+
+@pytest.mark.parametrize("dtype", ["int32", "uint8", "bool"])
+def test_layers_refuse_a_dtype_that_is_not_floating_point(dtype):
+    with pytest.raises(ValueError, match=rf"CPConv2D: dtype must be a float.*{dtype}"):
+        fastconv.CPConv2D(8, 3, rank=2, dtype=dtype)
+
+
+def test_layers_take_float64_and_mixed_policies():
+    for dtype in ("float64", "mixed_float16", "mixed_bfloat16"):
+        layer = fastconv.TuckerConv2D(4, 3, rank=2, dtype=dtype)
+        assert layer.dtype_policy.name == dtype
+
+
+def test_build_model_refuses_a_number_of_classes_that_cannot_be():
+    from fastconv.bench import build_model
+
+    for classes in (0, -1, 2.5, "10"):
+        with pytest.raises(ValueError, match=r"num_classes must be a positive int"):
+            build_model("mnist", "cp", (28, 28, 1), classes)
+
+
+@pytest.mark.parametrize(
+    "candidates, expected",
+    [
+        ([], r"candidates must be a non-empty list"),
+        ("CPConv2D", r"candidates must be a non-empty list"),
+        (["CPConv2D", "Nope"], r"received 'Nope' in candidates"),
+        (["BaseFastConv"], r"received 'BaseFastConv' in candidates"),
+    ],
+)
+def test_suggest_replacements_refuses_candidates_that_name_no_layer(
+    candidates, expected
+):
+    model = _classifier()
+    result = fastconv.profile_model(
+        model, batch_size=2, repeats=1, warmup=0, mode="inference"
+    )
+    with pytest.raises(ValueError, match=expected):
+        fastconv.suggest_replacements(result, candidates)

@@ -53,6 +53,7 @@ from collections.abc import Callable, Mapping
 import keras
 
 from fastconv import datasets, layers
+from fastconv._validation import is_int_at_least
 from fastconv.cost import Cost, layer_cost
 
 __all__ = [
@@ -476,8 +477,9 @@ def build_model(
     """The reference network of ``dataset`` with ``variant``'s layers.
 
     Raises:
-        ValueError: an unknown dataset or variant, or a converted variant
-            (those come from `fastconv.convert_model`, not from a builder).
+        ValueError: an unknown dataset or variant, a converted variant
+            (those come from `fastconv.convert_model`, not from a builder), or
+            a ``num_classes`` that is not a positive int.
         NotApplicableError: the variant replaces none of the convolutions.
     """
     if dataset not in MODELS:
@@ -489,6 +491,10 @@ def build_model(
         raise ValueError(
             f"variant {variant!r} is converted from the trained baseline by "
             "fastconv.convert_model, not built"
+        )
+    if not is_int_at_least(num_classes, 1):
+        raise ValueError(
+            f"num_classes must be a positive int, received num_classes={num_classes!r}"
         )
     convs = Convs(spec)
     model = MODELS[dataset].builder(convs, tuple(input_shape), int(num_classes))

@@ -238,6 +238,18 @@ def candidate_layer(name: str, conv, input_shape, fraction: float = 0.25):
         TypeError: if the layer cannot stand for one ``Conv2D``
             (``WideConv2D``).
     """
+    cls = _layer_class(name)
+    c_in = _channels(input_shape, conv.data_format)
+    size = cls.like_size(conv, fraction, input_channels=c_in)
+    layer = cls.like(conv, fraction, input_channels=c_in)
+    label = name + (
+        "(" + ", ".join(f"{k}={v!r}" for k, v in size.items()) + ")" if size else ""
+    )
+    return label, layer
+
+
+def _layer_class(name):
+    """The fastconv layer class called ``name``, or a ValueError naming it."""
     cls = getattr(layers, name, None) if isinstance(name, str) else None
     if (
         not isinstance(cls, type)
@@ -247,13 +259,7 @@ def candidate_layer(name: str, conv, input_shape, fraction: float = 0.25):
         raise ValueError(
             f"{name} is not a fastconv layer class, received name={name!r}"
         )
-    c_in = _channels(input_shape, conv.data_format)
-    size = cls.like_size(conv, fraction, input_channels=c_in)
-    layer = cls.like(conv, fraction, input_channels=c_in)
-    label = name + (
-        "(" + ", ".join(f"{k}={v!r}" for k, v in size.items()) + ")" if size else ""
-    )
-    return label, layer
+    return cls
 
 
 def _fewer(ratio: float) -> str:
@@ -304,13 +310,29 @@ def suggest_replacements(
         skipped: the fast layers have no groups), in the profile's order.
 
     Raises:
-        ValueError: on a ``fraction`` outside (0, 1] or a result without layers.
+        ValueError: on a ``fraction`` outside (0, 1], a result without layers,
+            or ``candidates`` empty or naming no fastconv layer class.
     """
     if not (is_number(fraction) and 0 < fraction <= 1):
         raise ValueError(
             f"suggest_replacements: fraction must be a number in (0, 1], received "
             f"fraction={fraction!r}"
         )
+    if isinstance(candidates, str) or not candidates:
+        raise ValueError(
+            "suggest_replacements: candidates must be a non-empty list of fastconv "
+            f"layer class names or factories, received candidates={candidates!r}"
+        )
+    for candidate in candidates:
+        if not callable(candidate):
+            try:
+                _layer_class(candidate)
+            except ValueError:
+                raise ValueError(
+                    "suggest_replacements: candidates must be fastconv layer class "
+                    f"names (such as 'CPConv2D') or factories, received {candidate!r} "
+                    f"in candidates={candidates!r}"
+                ) from None
     if not hasattr(result, "layers") or not hasattr(result, "mode"):
         raise ValueError(
             "suggest_replacements: result must be a ProfileResult from profile(), "

@@ -106,6 +106,12 @@ class BaseFastConv(FactorsMixin, keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        if not keras.backend.is_float_dtype(self.dtype_policy.variable_dtype):
+            raise ValueError(
+                f"{type(self).__name__}: dtype must be a floating-point dtype or "
+                "policy (float32, mixed_float16, ...), received "
+                f"dtype={self.dtype_policy.name!r}"
+            )
         self.filters = self._positive_int("filters", filters)
         self.kernel_size = self._int_pair("kernel_size", kernel_size)
         if min(self.kernel_size) < self.MIN_KERNEL:
