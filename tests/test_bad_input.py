@@ -1521,13 +1521,9 @@ def test_build_model_refuses_a_number_of_classes_that_cannot_be():
     [
         ([], r"candidates must be a non-empty list"),
         ("CPConv2D", r"candidates must be a non-empty list"),
-        (["CPConv2D", "Nope"], r"received 'Nope' in candidates"),
-        (["BaseFastConv"], r"received 'BaseFastConv' in candidates"),
     ],
 )
-def test_suggest_replacements_refuses_candidates_that_name_no_layer(
-    candidates, expected
-):
+def test_suggest_replacements_refuses_no_candidates(candidates, expected):
     model = _classifier()
     result = fastconv.profile_model(
         model, batch_size=2, repeats=1, warmup=0, mode="inference"
