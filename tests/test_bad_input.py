@@ -1530,3 +1530,11 @@ def test_suggest_replacements_refuses_no_candidates(candidates, expected):
     )
     with pytest.raises(ValueError, match=expected):
         fastconv.suggest_replacements(result, candidates)
+
+
+def test_like_on_the_base_class_is_refused():
+    conv = keras.layers.Conv2D(8, 3)
+    with pytest.raises(TypeError, match=r"BaseFastConv.like: the base class"):
+        fastconv.BaseFastConv.like(conv, input_channels=4)
+    with pytest.raises(TypeError, match=r"BaseFastConv.like: the base class"):
+        fastconv.BaseFastConv.like_size(conv, input_channels=4)

@@ -403,6 +403,11 @@ class BaseFastConv(FactorsMixin, keras.layers.Layer):
             TypeError, ValueError: as for ``like``.
         """
         where = f"{cls.__name__}.like"
+        if cls is BaseFastConv:
+            raise TypeError(
+                f"{where}: the base class stands for no layer; call like on a fast "
+                "layer class (fastconv.CPConv2D.like, fastconv.TuckerConv2D.like, ...)"
+            )
         if not isinstance(conv, keras.layers.Conv2D):
             raise TypeError(
                 f"{where}: conv must be a keras.layers.Conv2D, received conv of "
