@@ -78,14 +78,18 @@ def check_outputs(
     *,
     force: bool,
     suffixes: Mapping[str, str] | None = None,
+    may_replace_input: tuple[str, ...] = (),
 ) -> None:
     """Checks, before any work, that every output can be written where asked.
 
     Args:
         outputs: Argument name -> output path (None: not asked for).
         inputs: Argument name -> input path, which no output may replace.
-        force: Whether existing outputs (inputs included) may be replaced.
+        force: Whether existing outputs may be replaced.
         suffixes: Argument name -> the suffix its path must end in.
+        may_replace_input: the outputs that may replace an input with
+            ``force`` (a converted model in place of its original); any other
+            output (a report, a plot) never replaces an input.
 
     Raises:
         UsageError: naming the first output that cannot be written.
@@ -111,7 +115,11 @@ def check_outputs(
             raise UsageError(argument, str(path), f"is also given as {seen[resolved]}")
         seen[resolved] = argument
         for name, source in inputs.items():
-            if source is not None and _same_file(path, source) and not force:
+            if source is None or not _same_file(path, source):
+                continue
+            if argument not in may_replace_input:
+                raise UsageError(argument, str(path), f"would replace the input {name}")
+            if not force:
                 raise UsageError(
                     argument,
                     str(path),

@@ -144,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         {"MODEL.keras": args.model, "--calibration-data": args.calibration_data},
         force=args.force,
         suffixes={"--output": ".keras"},
+        may_replace_input=("--output",),
     )
     model = _args.load_model("MODEL.keras", args.model)
     _args.check_batch_memory(

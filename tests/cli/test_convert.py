@@ -107,6 +107,16 @@ def test_output_over_a_hard_link_to_the_input_is_refused(workdir, capsys):
     assert_user_error(code, err, "--output", "would replace the input MODEL.keras")
 
 
+def test_the_report_never_replaces_the_model_even_with_force(workdir, capsys):
+    before = snapshot(workdir)
+    out = workdir / "out.keras"
+    code, _, err = convert(
+        capsys, workdir, "-o", out, "--report", workdir / "model.keras", "--force"
+    )
+    assert_user_error(code, err, "--report", "would replace the input MODEL.keras")
+    assert snapshot(workdir) == before
+
+
 def test_report_over_the_calibration_data_is_refused(workdir, capsys):
     data = workdir / "x.npy"
     np.save(data, np.zeros((2, 8, 8, 3), "float32"))

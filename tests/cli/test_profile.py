@@ -92,6 +92,15 @@ def test_json_over_the_model_is_refused_even_with_the_suffix_right(workdir, caps
     assert_user_error(code, err, "--json", "would replace the input MODEL.keras")
 
 
+def test_a_report_never_replaces_the_model_even_with_force(workdir, capsys):
+    before = snapshot(workdir)
+    code, _, err = profile(
+        capsys, workdir, "--json", workdir / "model.keras", "--force"
+    )
+    assert_user_error(code, err, "--json", "would replace the input MODEL.keras")
+    assert snapshot(workdir) == before
+
+
 def test_json_is_written_before_the_png_and_a_failed_png_leaves_nothing(
     workdir, capsys, monkeypatch
 ):
