@@ -346,7 +346,13 @@ class MultiWorker:
         total = 0.0
         for batch in range(len(x) * self.cluster.num_processes // batch_size):
             callbacks.on_train_batch_begin(batch)
-            total += float(step(iterator))
+            try:
+                total += float(step(iterator))
+            except Exception as exc:
+                lost = self._lost(exc, f"step {batch}")
+                if lost is None:
+                    raise
+                raise lost from None
             callbacks.on_train_batch_end(batch, {"loss": total / (batch + 1)})
         return total / (batch + 1)
 
@@ -395,7 +401,7 @@ class MultiWorker:
             try:
                 replica = keras.models.clone_model(model)
             except Exception as exc:
-                raise ClusterError(
+                raise self._lost(exc, "copying the model") or ClusterError(
                     f"multi-worker: model {model.name!r} cannot be copied into the "
                     f"cluster's scope ({type(exc).__name__}: {exc}); build it under "
                     "MultiWorker.scope() and train it with MultiWorker.fit"
@@ -406,6 +412,23 @@ class MultiWorker:
         history = self.fit(replica, x, y, **fit_args)
         model.set_weights(replica.get_weights())
         return history
+
+    def _lost(self, exc: Exception, where: str) -> ClusterError | None:
+        """A clear error for TensorFlow's failed collectives: another process
+        died (no heartbeats) or did not answer in time; None for others."""
+        if self.cluster.backend != "tensorflow":
+            return None
+        import tensorflow as tf
+
+        if not isinstance(
+            exc, tf.errors.UnavailableError | tf.errors.DeadlineExceededError
+        ):
+            return None
+        return ClusterError(
+            f"multi-worker: {where} failed in process {self.cluster.process_id}: "
+            "another process of the cluster died or did not answer within "
+            f"{self.timeout_s:g} s ({exc.message.strip()})"
+        )
 
 
 def _per_example_loss(model):
