@@ -226,3 +226,37 @@ def test_shard_rows_make_the_global_batches_again():
         [np.stack(shards)[:, k * 3 : (k + 1) * 3].reshape(-1) for k in range(3)]
     )
     np.testing.assert_array_equal(batches, order[:18])
+
+
+def test_bench_refuses_multi_worker_without_a_cluster(
+    tmp_path, monkeypatch, tiny_dataset
+):
+    from fastconv.bench import BenchError, run_benchmark
+    from tests.bench.conftest import tiny_config
+
+    for name in ("TF_CONFIG", *cluster._JAX_VARIABLES):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(BenchError, match="--distribute multi-worker: multi-worker"):
+        run_benchmark(tiny_config(tmp_path, distribute="multi-worker"))
+    assert not (tmp_path / "results").exists()
+
+
+def test_finetune_refuses_an_unknown_distribution():
+    import keras
+
+    from fastconv import finetune
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    x = np.zeros((4, 2), "float32")
+    with pytest.raises(ValueError, match="distribution must be None or 'multi-w"):
+        finetune(model, x, x[:, :1], loss="mse", distribution="mirrored")
+    with pytest.raises(ValueError, match="only shuffle, callbacks and verbose"):
+        finetune(
+            model,
+            x,
+            x[:, :1],
+            loss="mse",
+            distribution="multi-worker",
+            epochs=1,
+            validation_split=0.5,
+        )
