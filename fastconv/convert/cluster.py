@@ -18,9 +18,11 @@ and `MultiWorker.fit` trains with a custom step under ``strategy.run``
 ``jax.distributed.initialize`` and trains with ``model.fit`` under
 ``keras.distribution.DataParallel`` over the devices of every process. Each
 process feeds its slice of every global batch, so the losses are those of one
-process training on the same global batches. Every wait is bounded: joining,
-each collective, and the heartbeats that make a dead process fail the others.
-The PyTorch backend is not supported.
+process training on the same global batches. Each collective is bounded in
+time, and heartbeats make a process that dies fail the others; joining is
+bounded on JAX, while TensorFlow waits for every worker to connect (its
+coordination service, which Python cannot interrupt). The PyTorch backend is
+not supported.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ __all__ = [
     "shard_rows",
 ]
 
-#: Seconds `join_cluster` waits for every process, and each collective may take.
+#: Seconds each collective may take, and JAX's `join_cluster` waits for the others.
 DEFAULT_TIMEOUT_S = 120
 #: Seconds without a heartbeat after which JAX declares a process dead.
 HEARTBEAT_S = 10
@@ -495,8 +497,9 @@ def join_cluster(timeout_s: float = DEFAULT_TIMEOUT_S) -> MultiWorker:
     only then. A second call returns the cluster joined by the first.
 
     Args:
-        timeout_s: seconds to wait for every process to join, and for each
-            collective; a process that stops sending heartbeats fails the
+        timeout_s: seconds each collective may take, and on JAX the wait
+            for every process to join (TensorFlow waits until every worker
+            connects); a process that stops sending heartbeats fails the
             others (TensorFlow's coordination service; JAX after
             ``HEARTBEAT_S`` seconds).
 
