@@ -540,6 +540,10 @@ def _run(config, variants, out, device, load, scope, replicas) -> dict:
             "autotune_cache": str(autotune.cache_path()),
         }
     )
+    if config.distribute == "multi-worker":
+        joined = cluster.join_cluster().cluster
+        environment["processes"] = joined.num_processes
+        environment["process_id"] = joined.process_id
     results = {
         "schema": 1,
         "environment": environment,

@@ -359,8 +359,9 @@ class MultiWorker:
         return total / (batch + 1)
 
     def _tf_step(self, model, batch_size: int):
-        if model in self._steps:
-            return self._steps[model]
+        steps = self._steps.setdefault(model, {})  # one per global batch size
+        if batch_size in steps:
+            return steps[batch_size]
         import tensorflow as tf
 
         strategy = self._strategy
@@ -384,7 +385,7 @@ class MultiWorker:
             losses = strategy.run(replica_step, args=next(iterator))
             return strategy.reduce("SUM", losses, axis=None)
 
-        self._steps[model] = step
+        steps[batch_size] = step
         return step
 
     def fit_copy(self, model, compile_args: dict, x, y, **fit_args):
