@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 150
 
 WORKER = """
-import os, sys
+import json, os, sys
 from pathlib import Path
 from fastconv.convert import cluster
 
@@ -75,7 +75,7 @@ if pid == 0:
     result["alone"] = train(alone, None)
     np.savez(out / "alone.npz", *alone.get_weights())
 np.savez(out / f"worker{pid}.npz", *model.get_weights())
-(out / f"worker{pid}.json").write_text(__import__("json").dumps(result))
+(out / f"worker{pid}.json").write_text(json.dumps(result))
 """
 
 
