@@ -32,7 +32,7 @@ __all__ = [
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DEVICES = ("auto", "cpu", "gpu")
-DISTRIBUTIONS = ("none", "mirrored")
+DISTRIBUTIONS = ("none", "mirrored", "multi-worker")
 
 
 class BenchError(ValueError):
@@ -61,9 +61,11 @@ class BenchConfig:
             backend's default (``jit_compile="auto"``).
         device: ``auto`` (what the backend sees), ``cpu`` (hide GPUs) or ``gpu``
             (fail unless the backend sees one).
-        distribute: ``none`` or ``mirrored`` (data parallel over every local
+        distribute: ``none``, ``mirrored`` (data parallel over every local
             device: ``tf.distribute.MirroredStrategy`` on TensorFlow,
-            ``keras.distribution.DataParallel`` on JAX).
+            ``keras.distribution.DataParallel`` on JAX) or ``multi-worker``
+            (data parallel over the processes of the cluster that the
+            environment describes: `fastconv.convert.cluster`).
         out: results folder.
         seed: ``keras.utils.set_random_seed`` before building each model, and
             the subsets' seed.

@@ -1,5 +1,6 @@
 """Where the benchmark computes: hiding GPUs (``--device cpu``), requiring one
-(``--device gpu``), the data-parallel strategy (``--distribute mirrored``), and
+(``--device gpu``), the data-parallel strategy (``--distribute mirrored`` or
+``multi-worker``), and
 the description of the device the results record (`fastconv.timing`: the CPU
 model and its vector extensions, or the GPU name).
 """
@@ -13,6 +14,7 @@ import keras
 
 from fastconv import _keras_graph, timing
 from fastconv.bench.config import BenchError
+from fastconv.convert import cluster
 
 __all__ = ["select_device"]
 
@@ -107,6 +109,10 @@ def _distribution(kind: str):
     if kind == "none":
         yield contextlib.nullcontext, 1
         return
+    if kind == "multi-worker":
+        workers = _join_cluster()
+        yield workers.scope, workers.replicas
+        return
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -134,3 +140,12 @@ def _distribution(kind: str):
             "(keras.distribution.DataParallel) only; use KERAS_BACKEND=tensorflow "
             "or jax, or --distribute none"
         )
+
+
+def _join_cluster() -> cluster.MultiWorker:
+    """Joins the cluster of the environment (once per process), before the
+    backend computes anything."""
+    try:
+        return cluster.join_cluster()
+    except cluster.ClusterError as exc:
+        raise BenchError(f"--distribute multi-worker: {exc}") from exc

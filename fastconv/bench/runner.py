@@ -40,7 +40,8 @@ from fastconv.bench.config import (
     check_out,
     default_out,
 )
-from fastconv.bench.device import _distribution, select_device
+from fastconv.bench.device import _distribution, _join_cluster, select_device
+from fastconv.convert import cluster
 from fastconv.kernels import autotune
 
 __all__ = ["compare", "run_benchmark", "training_schedule"]
@@ -194,16 +195,27 @@ def _sync(model) -> None:
     timing.block([v.value for v in model.trainable_variables])
 
 
-def _fit_epoch(model, data: _Data, config: BenchConfig) -> tuple[int, float]:
+def _fit_epoch(
+    model, data: _Data, config: BenchConfig, epoch: int
+) -> tuple[int, float]:
     start = time.perf_counter_ns()
-    history = model.fit(
-        data.x_train,
-        data.y_train,
-        batch_size=config.batch_size,
-        epochs=1,
-        shuffle=True,
-        verbose=0,
-    )
+    if config.distribute == "multi-worker":
+        history = cluster.join_cluster().fit(
+            model,
+            data.x_train,
+            data.y_train,
+            batch_size=config.batch_size,
+            seed=config.seed + epoch,
+        )
+    else:
+        history = model.fit(
+            data.x_train,
+            data.y_train,
+            batch_size=config.batch_size,
+            epochs=1,
+            shuffle=True,
+            verbose=0,
+        )
     _sync(model)
     return time.perf_counter_ns() - start, float(history.history["loss"][-1])
 
@@ -224,7 +236,7 @@ def _train(models: dict, data: _Data, config: BenchConfig, name: str) -> dict:
             for variant in order:
                 label = "warm-up" if epoch == 0 else f"epoch {epoch}/{config.epochs}"
                 bar.set_postfix_str(f"{label} {variant}")
-                elapsed, loss = _fit_epoch(models[variant], data, config)
+                elapsed, loss = _fit_epoch(models[variant], data, config, epoch)
                 samples[variant].append(elapsed)
                 losses[variant].append(loss)
                 bar.update()
@@ -268,28 +280,33 @@ class _EpochTimes(keras.callbacks.Callback):
         self.samples_ns.append(time.perf_counter_ns() - self._start)
 
 
-def _convert(baseline, variant, data: _Data, config: BenchConfig, api) -> tuple:
+def _convert(baseline, variant, data: _Data, config: BenchConfig, api, scope) -> tuple:
     convert_model, finetune = api
     options = dict(_models.VARIANTS[variant].convert)
     start = time.perf_counter_ns()
-    model, conversion = convert_model(
-        baseline, calibration_data=data.x_train[:64], progress=False, **options
-    )
+    with scope():  # built and trained in the scope, evaluated outside it
+        model, conversion = convert_model(
+            baseline, calibration_data=data.x_train[:64], progress=False, **options
+        )
     convert_ns = time.perf_counter_ns() - start
     before = _accuracy(model, data, config)
     epoch_times = _EpochTimes()
     start = time.perf_counter_ns()
-    finetune(
-        model,
-        data.x_train,
-        data.y_train,
-        epochs=config.finetune_epochs,
-        learning_rate=config.finetune_learning_rate,
-        batch_size=config.batch_size,
-        shuffle=True,
-        verbose=0,
-        callbacks=[epoch_times],
-    )
+    with scope():
+        finetune(
+            model,
+            data.x_train,
+            data.y_train,
+            epochs=config.finetune_epochs,
+            learning_rate=config.finetune_learning_rate,
+            batch_size=config.batch_size,
+            shuffle=True,
+            verbose=0,
+            callbacks=[epoch_times],
+            distribution="multi-worker"
+            if config.distribute == "multi-worker"
+            else None,
+        )
     _sync(model)
     finetune_ns = time.perf_counter_ns() - start
     details = {
@@ -381,10 +398,9 @@ def _measure_dataset(
         with _bar(config, len(converted), f"{name}: convert + fine-tune") as bar:
             for variant in converted:
                 bar.set_postfix_str(variant)
-                with scope():
-                    model, details = _convert(
-                        built[_models.BASELINE], variant, data, config, api
-                    )
+                model, details = _convert(
+                    built[_models.BASELINE], variant, data, config, api, scope
+                )
                 models[variant] = model
                 spec = _models.VARIANTS[variant]
                 results[variant] = {
@@ -479,6 +495,8 @@ def run_benchmark(
     check_out(out)
     policy = keras.config.dtype_policy()
     try:
+        if config.distribute == "multi-worker":
+            _join_cluster()  # before the backend computes anything
         device = select_device(config.device)
         keras.config.set_dtype_policy(config.precision)
         with _distribution(config.distribute) as (scope, replicas):
@@ -522,6 +540,10 @@ def _run(config, variants, out, device, load, scope, replicas) -> dict:
             "autotune_cache": str(autotune.cache_path()),
         }
     )
+    if config.distribute == "multi-worker":
+        joined = cluster.join_cluster().cluster
+        environment["processes"] = joined.num_processes
+        environment["process_id"] = joined.process_id
     results = {
         "schema": 1,
         "environment": environment,

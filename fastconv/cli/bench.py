@@ -111,8 +111,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--distribute",
-        choices=("none", "mirrored"),
-        help="mirrored: data parallel over all local devices (TensorFlow, JAX)",
+        choices=("none", "mirrored", "multi-worker"),
+        help="mirrored: data parallel over all local devices; multi-worker: over "
+        "the processes of the cluster in TF_CONFIG or KERAS_DISTRIBUTION_* "
+        "(TensorFlow, JAX; docs/benchmarks.md)",
     )
     parser.add_argument(
         "--finetune-epochs", type=_args.positive_int, help="after each conversion"

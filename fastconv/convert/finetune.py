@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from fastconv._validation import is_int_at_least, is_number
+from fastconv.convert import cluster
 
 __all__ = ["DEFAULT_LEARNING_RATE", "finetune"]
 
@@ -36,6 +37,7 @@ def finetune(
     optimizer: str = "adam",
     loss=None,
     metrics=None,
+    distribution: str | None = None,
     **fit_kwargs,
 ) -> keras.callbacks.History:
     """Fine-tunes a converted model at a low learning rate; trains it in place.
@@ -59,6 +61,13 @@ def finetune(
             as given.
         loss: the loss; default: the model's compiled loss.
         metrics: the metrics; default: the model's compiled metrics.
+        distribution: None (default) trains in this process; ``"multi-worker"``
+            trains data-parallel with the other processes of the cluster that
+            the environment describes (`fastconv.convert.cluster`: ``TF_CONFIG``
+            or ``KERAS_DISTRIBUTION_*``; joined by ``join_cluster()`` at the
+            start of the program): ``x``, ``y`` NumPy arrays, ``batch_size`` the
+            global batch, and of ``fit_kwargs`` only ``shuffle``, ``callbacks``
+            and ``verbose``.
         **fit_kwargs: passed to ``model.fit`` (``validation_data``,
             ``callbacks``, ``verbose``, ...).
 
@@ -121,6 +130,10 @@ def finetune(
             "(e.g. loss='sparse_categorical_crossentropy')"
         )
     compiled["optimizer"] = _optimizer(optimizer, learning_rate)
+    if distribution is not None:
+        return _finetune_multi_worker(
+            distribution, model, compiled, x, y, epochs, batch_size, fit_kwargs
+        )
     model.compile(**compiled)
     return model.fit(x, y, epochs=epochs, batch_size=batch_size, **fit_kwargs)
 
@@ -174,6 +187,32 @@ def _check_data(model, x, y) -> None:
                 f"finetune: x has examples of shape {got}; model {model.name!r} "
                 f"takes {shape}"
             )
+
+
+def _finetune_multi_worker(
+    distribution, model, compiled, x, y, epochs, batch_size, fit_kwargs
+):
+    if distribution != "multi-worker":
+        raise ValueError(
+            "finetune: distribution must be None or 'multi-worker', received "
+            f"distribution={distribution!r}"
+        )
+    unsupported = sorted(set(fit_kwargs) - {"shuffle", "callbacks", "verbose"})
+    if unsupported:
+        raise ValueError(
+            "finetune: with distribution='multi-worker', of model.fit's arguments "
+            f"only shuffle, callbacks and verbose are taken; received "
+            f"{', '.join(unsupported)}"
+        )
+    if batch_size is None:
+        raise ValueError(
+            "finetune: distribution='multi-worker' needs batch_size, the global batch"
+        )
+    workers = cluster.join_cluster()
+    model.compile(**compiled)
+    return workers.fit_copy(
+        model, compiled, x, y, batch_size=batch_size, epochs=epochs, **fit_kwargs
+    )
 
 
 def _check_finite(name: str, data) -> None:
