@@ -1538,3 +1538,11 @@ def test_like_on_the_base_class_is_refused():
         fastconv.BaseFastConv.like(conv, input_channels=4)
     with pytest.raises(TypeError, match=r"BaseFastConv.like: the base class"):
         fastconv.BaseFastConv.like_size(conv, input_channels=4)
+
+
+@pytest.mark.parametrize("device", ["tpu", "GPU", "", None])
+def test_select_device_refuses_an_unknown_device_naming_it(device):
+    from fastconv.bench import BenchError, select_device
+
+    with pytest.raises(BenchError, match=f"received device={device!r}"):
+        select_device(device)

@@ -13,7 +13,7 @@ import os
 import keras
 
 from fastconv import _keras_graph, timing
-from fastconv.bench.config import BenchError
+from fastconv.bench.config import DEVICES, BenchError
 from fastconv.convert import cluster
 
 __all__ = ["select_device"]
@@ -28,9 +28,14 @@ def select_device(device: str) -> str:
     the backend sees one. Call it before any model is built.
 
     Raises:
-        BenchError: ``gpu`` and no GPU visible, or GPUs that can no longer be
-            hidden (the backend already initialised them); both name the backend.
+        BenchError: a ``device`` other than ``auto``, ``cpu`` or ``gpu``;
+            ``gpu`` and no GPU visible, or GPUs that can no longer be hidden
+            (the backend already initialised them); both name the backend.
     """
+    if device not in DEVICES:
+        raise BenchError(
+            f"device must be one of {', '.join(DEVICES)}, received device={device!r}"
+        )
     backend = keras.backend.backend()
     if device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
