@@ -11,6 +11,7 @@ import pytest
 
 import fastconv
 from benchmarks import layers, parts
+from benchmarks import references as reference_bench
 from fastconv.cost import conv2d_cost
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "layers.md"
@@ -102,3 +103,22 @@ def test_parts_report_and_performance_doc_are_computed_from_the_results():
     text = parts.markdown(runs)
     assert text == (RESULTS / "parts-report.md").read_text()
     assert _rows_quoted_in_performance_doc(text) == 1 + 8 * len(PARTS)
+
+
+def test_reference_models_doc_quotes_the_measured_results():
+    """references.md is what ``benchmarks/references.py`` writes from the
+    committed result files, each measured at a clean commit with its CPU
+    recorded, and docs/benchmarks.md quotes every row of its table."""
+    folder = RESULTS / "references"
+    results = reference_bench.load_results(folder)
+    assert {"mnist", "fashion_mnist"} <= {r["dataset"] for r in results}
+    for r in results:
+        assert not r["environment"]["git_commit"].endswith("-dirty"), r["dataset"]
+        assert r["cpu"]["model"] and "vector_extensions" in r["cpu"]
+    text = reference_bench.markdown(results)
+    assert text == (folder / "references.md").read_text()
+    doc = (ROOT / "docs" / "benchmarks.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert len(rows) == len(results)
+    for row in rows:
+        assert row in doc, row
