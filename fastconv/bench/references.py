@@ -650,10 +650,18 @@ def controlled_finetune(
             "controlled_finetune: learning_rate must be None or a number, received "
             f"learning_rate={learning_rate!r}"
         )
+    if callbacks is not None and not callable(callbacks):
+        raise ValueError(
+            "controlled_finetune: callbacks must be None or a function of the run's "
+            f"label ('converted' or 'control') returning Keras callbacks, received "
+            f"callbacks={callbacks!r}"
+        )
     (x_train, y_train), (x_test, y_test) = (
         _pair(name, data)
         for name, data in (("train_data", train_data), ("test_data", test_data))
     )
+    for name, y in (("train_data", y_train), ("test_data", y_test)):
+        _check_labels(name, y, original)
     if loss is None:
         loss = getattr(original, "loss", None) or "sparse_categorical_crossentropy"
     original_accuracy = _accuracy(original, x_test, y_test, batch_size)
@@ -697,6 +705,26 @@ def controlled_finetune(
         served={label: served for label, (_, served, _) in results.items()},
         histories={label: hist for label, (*_, hist) in results.items()},
     )
+
+
+def _check_labels(name: str, y: np.ndarray, model) -> None:
+    """Integer labels within the model's classes, where it has one output."""
+    if y.ndim != 1:
+        return
+    if y.dtype.kind not in "iu" and not (
+        y.dtype.kind == "f" and np.all(y == np.round(y))
+    ):
+        raise ValueError(
+            f"controlled_finetune: {name}'s y must hold integer class labels, "
+            f"received dtype {y.dtype}"
+        )
+    outputs = getattr(model, "outputs", None) or []
+    classes = outputs[0].shape[-1] if len(outputs) == 1 else None
+    if classes is not None and (y.min() < 0 or y.max() >= classes):
+        raise ValueError(
+            f"controlled_finetune: {name}'s y holds labels from {y.min()} to "
+            f"{y.max()}; model {model.name!r} has {classes} classes"
+        )
 
 
 def _pair(name: str, data) -> tuple[np.ndarray, np.ndarray]:

@@ -307,6 +307,10 @@ def test_the_control_with_a_named_optimizer_and_another_seed(pair):
         ({"batch_size": 0}, "batch_size=0"),
         ({"train_data": "x"}, "train_data"),
         ({"test_data": (np.zeros((0, 12, 12, 1)), np.zeros(0))}, "test_data"),
+        ({"callbacks": [1]}, "callbacks=[1]"),
+        ({"train_data": (np.zeros((4, 12, 12, 1)), np.full(4, 99))}, "99"),
+        ({"test_data": (np.zeros((4, 12, 12, 1)), np.full(4, -1))}, "test_data"),
+        ({"train_data": (np.zeros((4, 12, 12, 1)), np.full(4, 0.5))}, "float64"),
     ],
 )
 def test_controlled_finetune_refuses_bad_arguments(pair, kwargs, named):
