@@ -47,7 +47,7 @@ TIMING_WARMUP = 3
 #: A converted layer whose kernel error exceeds this, or whose output error on
 #: the calibration batch exceeds `OUTPUT_ERROR_WARNING`, gives a
 #: `ConversionAccuracyWarning`. Chosen on a small CNN trained on MNIST
-#: (docs/convert.md): the ranks that lost 15 or more points of accuracy before
+#: (docs/convert.md): the ranks that lost 14 or more points of accuracy before
 #: fine-tuning were above one of them, those that lost at most one point were
 #: below both.
 KERNEL_ERROR_WARNING = 0.7
