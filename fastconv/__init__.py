@@ -2,6 +2,7 @@
 
 from fastconv import cost, kernels
 from fastconv.convert import (
+    ConversionAccuracyWarning,
     ConversionReport,
     ConversionResult,
     SensitivityResult,
@@ -41,6 +42,7 @@ __all__ = [
     "TuckerConv2D",
     "WideConv2D",
     "wide_replacement",
+    "ConversionAccuracyWarning",
     "ConversionReport",
     "ConversionResult",
     "convert_model",

@@ -4,6 +4,12 @@
 loads the model, runs `fastconv.convert_model` and prints its report;
 ``--report report.json`` writes the report as JSON as well.
 
+``--target-speedup 2.5 --data mnist`` (or ``--max-accuracy-drop 0.01 --data
+FILE.npz``) searches each layer's method and rank instead: measured layer
+times and accuracies on the data (a dataset's test split, or the ``x`` and
+``y`` arrays of an .npz file), then the chosen model measured whole; with
+``--data`` alone the accuracy budget is 0.01.
+
 Every argument and path is checked before the work starts: an output that
 exists, or that is the input model, is replaced only with ``--force``. The
 converted model is saved before the report; both are written to a temporary
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from fastconv.cli import _args
@@ -27,6 +34,52 @@ def _rank(text: str):
         return parse_rank(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _speedup(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 1 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number above 1, received {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(
+            f"must be a fraction in [0, 1] (0.01: one point), received {text!r}"
+        )
+    return value
+
+
+def _check_search(args) -> None:
+    """Refuses target flags without --data, or both targets at once."""
+    if args.target_speedup is not None and args.max_accuracy_drop is not None:
+        raise UsageError(
+            "--target-speedup",
+            str(args.target_speedup),
+            "and --max-accuracy-drop cannot be given together; choose one",
+        )
+    for flag, value in (
+        ("--target-speedup", args.target_speedup),
+        ("--max-accuracy-drop", args.max_accuracy_drop),
+    ):
+        if value is not None and args.data is None:
+            raise UsageError(
+                flag, str(value), "needs --data (mnist or FILE.npz) to measure accuracy"
+            )
+    if args.data is not None and args.min_speedup is not None:
+        raise UsageError(
+            "--min-speedup",
+            str(args.min_speedup),
+            "does not apply to a search (--data); give --target-speedup instead",
+        )
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -92,6 +145,36 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "here, is at least X times faster",
     )
     parser.add_argument(
+        "--data",
+        default=None,
+        metavar="NAME|FILE.npz",
+        help="labelled data for the search: mnist, fashion_mnist or cifar10 (their "
+        "test split), or an .npz file holding arrays x and y",
+    )
+    parser.add_argument(
+        "--target-speedup",
+        type=_speedup,
+        default=None,
+        metavar="X",
+        help="search the ranks that make the whole model X times faster with the "
+        "least accuracy lost (needs --data)",
+    )
+    parser.add_argument(
+        "--max-accuracy-drop",
+        type=_fraction,
+        default=None,
+        metavar="F",
+        help="search the fastest ranks that lose at most F accuracy (0.01: one "
+        "point; needs --data)",
+    )
+    parser.add_argument(
+        "--limit",
+        type=_args.positive_int,
+        default=None,
+        metavar="N",
+        help="use only the first N examples of --data",
+    )
+    parser.add_argument(
         "--batch-size",
         type=_args.positive_int,
         default=32,
@@ -137,8 +220,11 @@ def run(args: argparse.Namespace) -> int:
     Raises:
         UsageError: a bad argument or file, found before any work.
     """
-    from fastconv.convert import convert_model
+    from fastconv.cli import sensitivity as _sensitivity
+    from fastconv.convert import ConversionAccuracyWarning, convert_model
 
+    _check_search(args)
+    source = None if args.data is None else _sensitivity._source(args.data)
     _args.check_outputs(
         {"--output": args.output, "--report": args.report},
         {"MODEL.keras": args.model, "--calibration-data": args.calibration_data},
@@ -162,21 +248,39 @@ def run(args: argparse.Namespace) -> int:
                 f"holds an array of shape {calibration.shape}; the model takes "
                 f"(N, {', '.join(str(size) for size in expected)})",
             )
+    data = None
+    if source is not None:
+        data = _sensitivity._load_data(source, args.limit)
+        inputs = model.inputs or []
+        expected = tuple(inputs[0].shape[1:]) if len(inputs) == 1 else None
+        if expected is not None and not _fits(data[0].shape[1:], expected):
+            raise UsageError(
+                "--data",
+                args.data,
+                f"holds x of shape {data[0].shape}; the model takes "
+                f"(N, {', '.join(str(size) for size in expected)})",
+            )
     options = {}
-    if args.method in ("cp", "tucker", "auto"):
+    if args.method in ("cp", "tucker", "auto") or data is not None:
         options["random_state"] = args.random_state
-    result = convert_model(
-        model,
-        args.method,
-        args.rank,
-        layers=args.layers,
-        skip_first=args.skip_first,
-        min_speedup=args.min_speedup,
-        calibration_data=calibration,
-        batch_size=args.batch_size,
-        progress=args.progress,
-        **options,
-    )
+    with warnings.catch_warnings():
+        # The report carries the same advice; it is printed below, on one line.
+        warnings.simplefilter("ignore", ConversionAccuracyWarning)
+        result = convert_model(
+            model,
+            args.method,
+            args.rank,
+            layers=args.layers,
+            skip_first=args.skip_first,
+            min_speedup=args.min_speedup,
+            calibration_data=calibration,
+            batch_size=args.batch_size,
+            progress=args.progress,
+            data=data,
+            target_speedup=args.target_speedup,
+            max_accuracy_drop=args.max_accuracy_drop,
+            **options,
+        )
     print(result.report)
     if args.output is not None:
         _args.write_atomically(args.output, result.model.save)

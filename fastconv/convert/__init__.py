@@ -6,7 +6,11 @@ Floor 3 of fastconv: the one place where the decompositions
 profile (`fastconv.profile`) meets the layers: `suggest_replacements`.
 """
 
-from fastconv.convert.convert_model import ConversionResult, convert_model
+from fastconv.convert.convert_model import (
+    ConversionAccuracyWarning,
+    ConversionResult,
+    convert_model,
+)
 from fastconv.convert.decompose import Decomposition, decompose, parse_rank
 from fastconv.convert.finetune import finetune
 from fastconv.convert.report import ConversionReport, LayerReport
@@ -26,6 +30,7 @@ from fastconv.convert.suggest import (
 __all__ = [
     "DEFAULT_CANDIDATES",
     "Candidate",
+    "ConversionAccuracyWarning",
     "ConversionReport",
     "ConversionResult",
     "Decomposition",

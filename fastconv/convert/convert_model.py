@@ -20,7 +20,7 @@ import dataclasses
 import os
 import re
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 import keras
@@ -39,10 +39,25 @@ from fastconv.convert.report import ConversionReport, LayerReport
 from fastconv.cost import layer_cost, spatial_dims
 from fastconv.layers import BaseFastConv
 
-__all__ = ["ConversionResult", "convert_model"]
+__all__ = ["ConversionAccuracyWarning", "ConversionResult", "convert_model"]
 
 #: Warm-up rounds before the measured ones when ``min_speedup`` is given.
 TIMING_WARMUP = 3
+
+#: A converted layer whose kernel error exceeds this, or whose output error on
+#: the calibration batch exceeds `OUTPUT_ERROR_WARNING`, gives a
+#: `ConversionAccuracyWarning`. Chosen on a small CNN trained on MNIST
+#: (docs/convert.md): the ranks that lost 14 or more points of accuracy before
+#: fine-tuning were above one of them, those that lost at most one point were
+#: below both.
+KERNEL_ERROR_WARNING = 0.7
+#: See `KERNEL_ERROR_WARNING`.
+OUTPUT_ERROR_WARNING = 0.3
+
+
+class ConversionAccuracyWarning(UserWarning):
+    """A converted layer lost much of its original output: the new model needs
+    fine-tuning (`fastconv.finetune`) or a higher rank before use."""
 
 
 class ConversionResult(NamedTuple):
@@ -622,6 +637,11 @@ def convert_model(
     batch_size: int = 32,
     timing_repeats: int = 10,
     progress: bool | None = None,
+    data=None,
+    target_speedup: float | None = None,
+    max_accuracy_drop: float | None = None,
+    methods: Sequence[str] | None = None,
+    ranks: Sequence | None = None,
     **options,
 ) -> ConversionResult:
     """A copy of a model with its convolutions replaced by decomposed layers.
@@ -651,6 +671,28 @@ def convert_model(
     the original's compile settings, and saves to ``.keras`` and loads back with
     no ``custom_objects``.
 
+    With ``data=(x, y)`` (labelled examples the model takes), the method and
+    rank of each layer are searched for instead of given
+    (`fastconv.convert.search`): every candidate of ``methods`` x ``ranks`` is
+    tried on each layer alone, its accuracy drop measured on ``data`` and its
+    forward time saved measured here at ``batch_size``; the predicted time of a
+    choice is the original model's measured time minus the savings, its
+    predicted drop the sum of the drops. With ``target_speedup`` the search
+    reaches that predicted whole-model speedup with the least summed drop; with
+    ``max_accuracy_drop`` (``0.01`` by default when neither is given) it takes
+    the largest predicted speedup within that drop. The chosen model is then
+    measured (whole-model speedup, interleaved with the original, and accuracy
+    on ``data``), and ``report.search`` holds the prediction and what was
+    achieved; a miss is reported there, not raised. ``method``, ``rank``,
+    ``overrides`` and ``min_speedup`` do not apply to a search.
+
+    A converted layer whose kernel error exceeds ``KERNEL_ERROR_WARNING``
+    (0.7), or whose output error on the calibration batch exceeds
+    ``OUTPUT_ERROR_WARNING`` (0.3), gives a
+    `ConversionAccuracyWarning` naming the layers and what to do next
+    (``report.advice`` holds the same words): fine-tune the new model, or raise
+    the rank.
+
     Args:
         model: a built Functional or Sequential ``keras.Model``.
         method: ``"tucker"`` (default), ``"cp"``, ``"factorized"``,
@@ -674,6 +716,16 @@ def convert_model(
         timing_repeats: measured rounds per layer with ``min_speedup``.
         progress: a tqdm progress bar: None shows one only after a second,
             True always, False never.
+        data: ``(x, y)``, inputs and class labels (integers or one-hot rows)
+            of a model with one input and one ``(N, classes)`` output: turns on
+            the search. Its first ``batch_size`` inputs also serve as the
+            calibration batch when ``calibration_data`` is not given.
+        target_speedup: the whole-model forward speedup to reach (> 1).
+        max_accuracy_drop: the accuracy the search may lose, as a fraction
+            (``0.01``: one point); the default with ``data`` and no target.
+        methods: the methods the search tries (default ``("cp", "tucker")``).
+        ranks: the ranks the search tries for each method (default
+            ``(0.1, 0.25, 0.5, "vbmf")``).
         **options: passed to `fastconv.decompose` for every layer (e.g.
             ``random_state``, ``n_iter_max``, ``max_error``).
 
@@ -686,7 +738,10 @@ def convert_model(
         TypeError: ``model`` is not a keras.Model, or a malformed ``layers``,
             ``overrides`` or option.
         ValueError: an unbuilt or subclassed model, an unknown method or layer
-            name, a bad rank, or any `fastconv.decompose` error, naming the layer.
+            name, a bad rank, or any `fastconv.decompose` error, naming the layer;
+            both targets, a target without ``data``, ``data`` the model cannot
+            take, or a ``target_speedup`` that even the fastest candidates do
+            not reach (the message gives the best predicted speedup).
 
     Example:
         >>> import keras, fastconv
@@ -701,9 +756,25 @@ def convert_model(
     _check_args(method, min_speedup, batch_size, skip_first, timing_repeats)
     _check_rank(rank)
     _check_random_state(options)
+    searching = (data, target_speedup, max_accuracy_drop) != (None, None, None)
+    if searching:
+        methods, ranks = _check_search(
+            data, target_speedup, max_accuracy_drop, methods, ranks, overrides
+        )
+        if min_speedup is not None:
+            raise ValueError(
+                "convert_model: min_speedup does not apply to a search (data=...); "
+                "ask for target_speedup instead"
+            )
+        if target_speedup is None and max_accuracy_drop is None:
+            max_accuracy_drop = _search().DEFAULT_MAX_ACCURACY_DROP
     if calibration_data is not None:
         _check_calibration(calibration_data)
     function = _check_model(model)
+    if searching:
+        x, labels = _search().check_data(model, data)
+        if calibration_data is None:
+            calibration_data = x[:batch_size]
     if calibration_data is not None:
         _check_calibration_shapes(calibration_data, model)
     sites, everything = {}, {}
@@ -717,6 +788,21 @@ def convert_model(
     plans = _plan(
         sites, everything, layers, skip_first, overrides, method, rank, options
     )
+    searched = None
+    if searching:
+        searched = _choose(
+            model,
+            plans,
+            x,
+            labels,
+            target_speedup,
+            max_accuracy_drop,
+            methods,
+            ranks,
+            batch_size,
+            timing_repeats,
+            options,
+        )
     chosen = [plan for plan in plans if plan.selected]
 
     inputs, shapes, reference = {}, {}, None
@@ -763,6 +849,26 @@ def convert_model(
         "overrides": {k: dict(v) for k, v in (overrides or {}).items()},
         "options": options,
     }
+    if searched is not None:
+        for row in rows:
+            option = searched.chosen.get(row.full_name)
+            if row.converted and option is not None:
+                row.decision = (
+                    f"converted: searched (alone: drop "
+                    f"{100 * option.accuracy_drop:+.2f} points, saves "
+                    f"{1e3 * option.saved:.3g} ms per batch)"
+                )
+        _search().verify(
+            searched, model, new_model, x, labels, batch_size, timing_repeats
+        )
+        settings.update(
+            method=None,
+            rank=None,
+            target_speedup=target_speedup,
+            max_accuracy_drop=max_accuracy_drop,
+            methods=methods,
+            ranks=ranks,
+        )
     report = ConversionReport(
         rows=rows,
         settings=settings,
@@ -770,8 +876,122 @@ def convert_model(
         params_after=int(new_model.count_params()),
         output_error=output_error,
         environment=timing.environment(),
+        search=None if searched is None else searched.to_dict(),
+        search_summary=None if searched is None else searched.summary(),
+        advice=_advice(rows),
     )
+    if report.advice is not None:
+        warnings.warn(ConversionAccuracyWarning(report.advice), stacklevel=2)
     return ConversionResult(new_model, report)
+
+
+def _search():
+    """`fastconv.convert.search`, imported when needed: it builds on
+    `convert_model` itself."""
+    from fastconv.convert import search
+
+    return search
+
+
+def _check_search(data, target_speedup, max_accuracy_drop, methods, ranks, overrides):
+    """Refuses a search asked for with missing or conflicting arguments;
+    returns the candidate methods and ranks."""
+    search = _search()
+    search.check_targets(target_speedup, max_accuracy_drop)
+    if data is None:
+        given = "target_speedup" if target_speedup is not None else "max_accuracy_drop"
+        value = target_speedup if target_speedup is not None else max_accuracy_drop
+        raise ValueError(
+            f"convert_model: {given}={value!r} needs data=(x, y) to measure "
+            "accuracy: labelled examples the model takes, e.g. a validation split"
+        )
+    if overrides:
+        raise ValueError(
+            "convert_model: overrides do not apply to a search (data=...): the "
+            "search chooses each layer's method and rank"
+        )
+    return search.check_candidates(
+        search.DEFAULT_METHODS if methods is None else methods,
+        search.DEFAULT_RANKS if ranks is None else ranks,
+    )
+
+
+def _choose(model, plans, x, labels, target_speedup, max_accuracy_drop, *rest):
+    """Measures the candidates of the selected layers, chooses, and sets each
+    plan to its choice; returns the `SearchResult` (not yet verified)."""
+    methods, ranks, batch_size, repeats, options = rest
+    search = _search()
+    names = [plan.site.full_name for plan in plans if plan.selected]
+    found, model_time, original = search.measure(
+        model,
+        x,
+        labels,
+        names,
+        methods=methods,
+        ranks=ranks,
+        batch_size=batch_size,
+        repeats=repeats,
+        options=options,
+    )
+    picks = search.choose(
+        found,
+        model_time,
+        target_speedup=target_speedup,
+        max_accuracy_drop=max_accuracy_drop,
+    )
+    picks = {name: picks.get(name) for name in names}
+    for plan in plans:
+        if not plan.selected:
+            continue
+        option = picks[plan.site.full_name]
+        if option is None:
+            plan.selected, plan.reason = False, "kept: the search keeps it"
+        else:
+            plan.method, plan.rank = option.method, option.rank
+            plan.options = options if option.method in ("cp", "tucker") else {}
+    speedup, drop = search._predicted(model_time, picks.values())
+    target = (
+        {"target_speedup": target_speedup}
+        if target_speedup is not None
+        else {"max_accuracy_drop": max_accuracy_drop}
+    )
+    return search.SearchResult(
+        target=target,
+        options=found,
+        chosen=picks,
+        model_time=model_time,
+        original_accuracy=original,
+        predicted_speedup=speedup,
+        predicted_accuracy_drop=drop,
+    )
+
+
+def _advice(rows) -> str | None:
+    """What to do next when converted layers lost much of their output."""
+    bad = []
+    for row in rows:
+        if not row.converted:
+            continue
+        found = [
+            f"{kind} error {error:.2f}"
+            for kind, error, limit in (
+                ("kernel", row.kernel_error, KERNEL_ERROR_WARNING),
+                ("output", row.output_error, OUTPUT_ERROR_WARNING),
+            )
+            if error is not None and error > limit
+        ]
+        if found:
+            bad.append(f"{row.full_name} ({', '.join(found)})")
+    if not bad:
+        return None
+    return (
+        f"convert_model: {len(bad)} converted layer(s) have a relative kernel error "
+        f"above {KERNEL_ERROR_WARNING} or output error above "
+        f"{OUTPUT_ERROR_WARNING}: {', '.join(bad)}; the new model may have lost "
+        "much of its accuracy. Next: fine-tune it, "
+        "fastconv.finetune(new_model, x_train, y_train, epochs=1), or convert "
+        "with a higher rank (rank=0.5)"
+    )
 
 
 def _predict(model, data, batch_size) -> list[np.ndarray]:

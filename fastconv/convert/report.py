@@ -136,6 +136,12 @@ class ConversionReport:
             output against the original's on the calibration batch, or None.
         environment: backend, device, versions and git commit
             (`fastconv.timing.environment`).
+        search: with ``data=``, what the search measured, chose, predicted and
+            achieved (`fastconv.convert.search.SearchResult.to_dict`), or None.
+        search_summary: the search's prediction against what was achieved, in
+            words, or None.
+        advice: what to do next when converted layers have large errors (the
+            `ConversionAccuracyWarning`'s text), or None.
     """
 
     rows: list[LayerReport]
@@ -144,6 +150,9 @@ class ConversionReport:
     params_after: int
     output_error: list[float] | None = None
     environment: dict = dataclasses.field(default_factory=dict)
+    search: dict | None = None
+    search_summary: str | None = None
+    advice: str | None = None
 
     @property
     def converted(self) -> list[LayerReport]:
@@ -168,6 +177,8 @@ class ConversionReport:
             "params_after": self.params_after,
             "output_error": self.output_error,
             "layers": [row.to_dict() for row in self.rows],
+            "search": self.search,
+            "advice": self.advice,
             "environment": self.environment,
         }
 
@@ -244,6 +255,10 @@ class ConversionReport:
                 f"{self.settings.get('batch_size')} on {env.get('backend', '?')}, "
                 f"{env.get('device', '?')}"
             )
+        if self.search_summary is not None:
+            parts.append(self.search_summary)
+        if self.advice is not None:
+            parts.append(self.advice)
         return "\n".join(parts)
 
 

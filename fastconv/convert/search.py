@@ -1,0 +1,424 @@
+"""Ranks chosen to a target: the search behind ``convert_model(..., data=...)``.
+
+Three steps, all measured here (this device, this backend):
+
+1. Measure. For each convolution `convert_model` would convert and each
+   candidate ``(method, rank)``, the model is converted with only that layer
+   replaced and its accuracy measured on the data (the table
+   `fastconv.sensitivity` makes); the layer and its replacement are timed,
+   interleaved, at the model's batch size, and the whole original model too.
+2. Choose. One candidate per layer, or "keep" (`choose`): the predicted time
+   of the new model is the original's measured time minus the per-layer
+   savings, and its predicted accuracy drop the sum of the per-layer drops.
+   For ``target_speedup``, the choice reaching the target with the least
+   summed drop; for ``max_accuracy_drop``, the largest predicted speedup whose
+   summed drop stays within the budget. Every combination is tried while there
+   are at most `EXHAUSTIVE_LIMIT` of them, a greedy search (best saving per
+   point of accuracy first) beyond.
+3. Verify. `convert_model` builds the chosen model; its whole-model speedup is
+   measured against the original's (interleaved) and its accuracy on the data;
+   both stand in the report beside the prediction. A miss is reported, not
+   raised: the per-layer effects do not add up exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from fastconv import timing
+from fastconv._validation import is_number
+from fastconv.convert.convert_model import (
+    TIMING_WARMUP,
+    ConversionAccuracyWarning,
+    _time,
+    convert_model,
+)
+from fastconv.convert.decompose import METHODS
+from fastconv.convert.sensitivity import (
+    _accuracy,
+    _check_data,
+    _check_ranks,
+    _find,
+    _layer,
+)
+
+__all__ = [
+    "DEFAULT_MAX_ACCURACY_DROP",
+    "DEFAULT_METHODS",
+    "DEFAULT_RANKS",
+    "EXHAUSTIVE_LIMIT",
+    "Option",
+    "SearchResult",
+    "choose",
+]
+
+#: The accuracy budget when ``data`` is given with no target: one point.
+DEFAULT_MAX_ACCURACY_DROP = 0.01
+#: The methods tried by default.
+DEFAULT_METHODS = ("cp", "tucker")
+#: The ranks tried by default, for each method.
+DEFAULT_RANKS = (0.1, 0.25, 0.5, "vbmf")
+#: Up to this many combinations, `choose` tries them all.
+EXHAUSTIVE_LIMIT = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One candidate replacement of one layer, as measured.
+
+    Attributes:
+        layer: the layer's full name.
+        method: the decomposition method.
+        rank: the rank asked for, as given.
+        resolved_rank: what it resolved to for this layer.
+        accuracy_drop: the model's accuracy drop with only this layer replaced.
+        time_before: the original layer's median forward time (s), at the
+            model's batch size.
+        time_after: the replacement's, at its fastest implementation.
+    """
+
+    layer: str
+    method: str
+    rank: object
+    resolved_rank: object
+    accuracy_drop: float
+    time_before: float
+    time_after: float
+
+    @property
+    def saved(self) -> float:
+        """Seconds per batch the replacement saves (negative: it is slower)."""
+        return self.time_before - self.time_after
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        for key in ("rank", "resolved_rank"):
+            if isinstance(data[key], tuple):
+                data[key] = list(data[key])
+        return data
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """What the search measured, chose and achieved.
+
+    Attributes:
+        target: ``{"target_speedup": x}`` or ``{"max_accuracy_drop": x}``.
+        options: every candidate measured.
+        chosen: layer -> the chosen `Option`, or None where the layer is kept.
+        model_time: the original model's median forward time (s) per batch.
+        original_accuracy: the original model's accuracy on the data.
+        predicted_speedup: the original model's time over the predicted time.
+        predicted_accuracy_drop: the sum of the chosen options' drops.
+        achieved_speedup: measured on the chosen model, or None before.
+        achieved_accuracy: likewise.
+        met: whether the achieved values meet the target, or None before.
+    """
+
+    target: dict
+    options: list[Option]
+    chosen: dict
+    model_time: float
+    original_accuracy: float
+    predicted_speedup: float
+    predicted_accuracy_drop: float
+    achieved_speedup: float | None = None
+    achieved_accuracy: float | None = None
+    met: bool | None = None
+
+    @property
+    def achieved_accuracy_drop(self) -> float | None:
+        if self.achieved_accuracy is None:
+            return None
+        return self.original_accuracy - self.achieved_accuracy
+
+    def to_dict(self) -> dict:
+        return {
+            "target": dict(self.target),
+            "model_time_s": self.model_time,
+            "original_accuracy": self.original_accuracy,
+            "predicted_speedup": self.predicted_speedup,
+            "predicted_accuracy_drop": self.predicted_accuracy_drop,
+            "achieved_speedup": self.achieved_speedup,
+            "achieved_accuracy": self.achieved_accuracy,
+            "achieved_accuracy_drop": self.achieved_accuracy_drop,
+            "met": self.met,
+            "chosen": {
+                layer: None if option is None else option.to_dict()
+                for layer, option in self.chosen.items()
+            },
+            "options": [option.to_dict() for option in self.options],
+        }
+
+    def summary(self) -> str:
+        """Predicted against achieved, in one paragraph."""
+        ((name, value),) = self.target.items()
+        lines = [
+            f"search ({name}={value}): predicted {self.predicted_speedup:.2f}x "
+            f"faster, accuracy drop {100 * self.predicted_accuracy_drop:+.2f} "
+            "points (sum of the layers' drops alone)"
+        ]
+        if self.achieved_speedup is not None:
+            lines.append(
+                f"achieved: {self.achieved_speedup:.2f}x faster (whole model, "
+                f"interleaved medians), accuracy {100 * self.achieved_accuracy:.2f}% "
+                f"(original {100 * self.original_accuracy:.2f}%, drop "
+                f"{100 * self.achieved_accuracy_drop:+.2f} points)"
+            )
+            if not self.met:
+                lines.append(
+                    f"the target {name}={value} is NOT met by the measured model; "
+                    "the per-layer measurements do not add up exactly: try again "
+                    "with a stricter target"
+                )
+        return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ choosing
+def _predicted(model_time: float, picks) -> tuple[float, float]:
+    saved = sum(option.saved for option in picks if option is not None)
+    drop = sum(option.accuracy_drop for option in picks if option is not None)
+    left = model_time - saved
+    return (math.inf if left <= 0 else model_time / left), drop
+
+
+def _by_layer(options: Sequence[Option]) -> dict[str, list[Option]]:
+    layers: dict[str, list[Option]] = {}
+    for option in options:
+        layers.setdefault(option.layer, []).append(option)
+    return layers
+
+
+def _better(target_speedup, max_accuracy_drop, speedup, drop, best) -> bool:
+    """Whether ``(speedup, drop)`` beats ``best`` (``(speedup, drop)`` or None)."""
+    if target_speedup is not None:
+        if speedup < target_speedup:
+            return False
+        key, best_key = (drop, -speedup), None if best is None else (best[1], -best[0])
+    else:
+        if drop > max_accuracy_drop:
+            return False
+        key, best_key = (-speedup, drop), None if best is None else (-best[0], best[1])
+    return best_key is None or key < best_key
+
+
+def _greedy(layers, model_time, target_speedup, max_accuracy_drop):
+    """Upgrades one layer at a time, the most time saved per point of
+    accuracy lost first, until the target is reached or the budget is spent."""
+    picks = dict.fromkeys(layers)
+    while True:
+        speedup, drop = _predicted(model_time, picks.values())
+        if target_speedup is not None and speedup >= target_speedup:
+            return picks
+        moves = []
+        for layer, options in layers.items():
+            current = picks[layer]
+            now_saved = 0.0 if current is None else current.saved
+            now_drop = 0.0 if current is None else current.accuracy_drop
+            for option in options:
+                gain = option.saved - now_saved
+                cost = option.accuracy_drop - now_drop
+                if gain <= 0:
+                    continue
+                if max_accuracy_drop is not None and drop + cost > max_accuracy_drop:
+                    continue
+                moves.append((gain / max(cost, 1e-12), gain, layer, option))
+        if not moves:
+            return picks
+        *_, layer, option = max(moves, key=lambda move: move[:2])
+        picks[layer] = option
+
+
+def choose(
+    options: Sequence[Option],
+    model_time: float,
+    *,
+    target_speedup: float | None = None,
+    max_accuracy_drop: float | None = None,
+) -> dict:
+    """One option per layer, or None to keep it, for one of the two targets.
+
+    Args:
+        options: the measured candidates (`Option`), any number per layer.
+        model_time: the original model's forward time, in the options' unit.
+        target_speedup: reach this predicted whole-model speedup with the
+            least summed accuracy drop.
+        max_accuracy_drop: the largest predicted speedup whose summed drop
+            stays within this fraction (0.01: one point).
+
+    Returns:
+        layer -> `Option` or None, every layer of ``options``, in their order.
+
+    Raises:
+        ValueError: both targets or none, or a ``target_speedup`` that even
+            every layer at its fastest option does not reach (the message gives
+            the best predicted speedup).
+
+    Example:
+        >>> from fastconv.convert.search import Option, choose
+        >>> options = [
+        ...     Option("a", "cp", 0.1, 4, 0.05, 3.0, 1.0),
+        ...     Option("a", "cp", 0.5, 16, 0.0, 3.0, 2.0),
+        ... ]
+        >>> choose(options, 4.0, max_accuracy_drop=0.01)["a"].rank
+        0.5
+    """
+    if (target_speedup is None) == (max_accuracy_drop is None):
+        raise ValueError(
+            "choose: give one of target_speedup and max_accuracy_drop, received "
+            f"target_speedup={target_speedup!r}, "
+            f"max_accuracy_drop={max_accuracy_drop!r}"
+        )
+    layers = _by_layer(options)
+    if target_speedup is not None:
+        fastest = [max(opts, key=lambda o: o.saved) for opts in layers.values()]
+        fastest = [option if option.saved > 0 else None for option in fastest]
+        best, _ = _predicted(model_time, fastest)
+        if best < target_speedup:
+            raise ValueError(
+                f"target_speedup={target_speedup} cannot be reached: with every "
+                "layer at its fastest measured candidate the predicted whole-model "
+                f"speedup is {best:.2f}x; ask for at most that, or add faster "
+                "candidates (lower ranks in ranks=, other methods in methods=)"
+            )
+    count = math.prod(len(opts) + 1 for opts in layers.values())
+    if count > EXHAUSTIVE_LIMIT:
+        return _greedy(layers, model_time, target_speedup, max_accuracy_drop)
+    best, best_picks = None, None
+    for picks in itertools.product(*([None, *opts] for opts in layers.values())):
+        speedup, drop = _predicted(model_time, picks)
+        if _better(target_speedup, max_accuracy_drop, speedup, drop, best):
+            best, best_picks = (speedup, drop), picks
+    if best_picks is None:  # only with a budget: keeping everything always fits
+        best_picks = (None,) * len(layers)
+    return dict(zip(layers, best_picks, strict=True))
+
+
+# ----------------------------------------------------------------- measuring
+def check_targets(target_speedup, max_accuracy_drop) -> None:
+    """Refuses both targets at once and values of no valid form."""
+    if target_speedup is not None and max_accuracy_drop is not None:
+        raise ValueError(
+            "convert_model: give target_speedup or max_accuracy_drop, not both "
+            f"(received target_speedup={target_speedup!r}, "
+            f"max_accuracy_drop={max_accuracy_drop!r})"
+        )
+    if target_speedup is not None and not (
+        is_number(target_speedup) and 1 < target_speedup < math.inf
+    ):
+        raise ValueError(
+            "convert_model: target_speedup must be a finite number above 1, "
+            f"received target_speedup={target_speedup!r}"
+        )
+    if max_accuracy_drop is not None and not (
+        is_number(max_accuracy_drop) and 0 <= max_accuracy_drop <= 1
+    ):
+        raise ValueError(
+            "convert_model: max_accuracy_drop must be a fraction in [0, 1] "
+            f"(0.01: one point), received max_accuracy_drop={max_accuracy_drop!r}"
+        )
+
+
+def check_candidates(methods, ranks) -> tuple[tuple, tuple]:
+    """``methods`` and ``ranks`` as tuples, or a clear error."""
+    if (
+        not isinstance(methods, list | tuple)
+        or not methods
+        or any(m not in METHODS or m == "auto" for m in methods)
+    ):
+        raise ValueError(
+            "convert_model: methods must be a non-empty list of "
+            f"{', '.join(repr(m) for m in METHODS if m != 'auto')}, received "
+            f"methods={methods!r}"
+        )
+    try:
+        ranks = _check_ranks(ranks)
+    except ValueError as exc:
+        raise ValueError(f"convert_model: {exc}".replace("sensitivity: ", "")) from None
+    return tuple(methods), ranks
+
+
+def check_data(model, data):
+    """``(x, labels)``, with sensitivity's checks, under convert_model's name."""
+    try:
+        return _check_data(model, data)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("sensitivity:", "convert_model:")) from None
+
+
+def _model_times(models: dict, x, repeats: int) -> dict:
+    forwards = {name: timing.make_forward(m, x) for name, m in models.items()}
+    found = timing.interleaved(forwards, warmup=TIMING_WARMUP, repeats=repeats)
+    return {name: found[name].median for name in models}
+
+
+def measure(
+    model, x, labels, layers, *, methods, ranks, batch_size, repeats, options
+) -> tuple[list[Option], float, float]:
+    """Every candidate of every layer named, the model's time and accuracy."""
+    original = _accuracy(model, x, labels, batch_size)
+    batch = x[:batch_size]
+    if len(batch) < batch_size:
+        batch = np.resize(x, (batch_size, *x.shape[1:]))
+    model_time = _model_times({"model": model}, batch, repeats)["model"]
+    found = []
+    for name in layers:
+        for method, rank in itertools.product(methods, ranks):
+            try:
+                with warnings.catch_warnings():
+                    # Low candidate ranks warn by design; the search weighs them.
+                    warnings.simplefilter("ignore", ConversionAccuracyWarning)
+                    new_model, report = convert_model(
+                        model,
+                        method,
+                        rank,
+                        layers=[name],
+                        skip_first=False,
+                        batch_size=batch_size,
+                        progress=False,
+                        **(options if method in ("cp", "tucker") else {}),
+                    )
+            except ValueError:
+                continue  # this method or rank does not apply to this layer
+            (row,) = report.converted
+            accuracy = _accuracy(new_model, x, labels, batch_size)
+            times, _ = _time(
+                _layer(model, name),
+                _find(new_model, row),
+                row.input_shape,
+                batch_size,
+                repeats,
+            )
+            found.append(
+                Option(
+                    layer=name,
+                    method=method,
+                    rank=rank,
+                    resolved_rank=row.rank,
+                    accuracy_drop=original - accuracy,
+                    time_before=times["original"]["median_s"],
+                    time_after=times["replacement"]["median_s"],
+                )
+            )
+    return found, model_time, original
+
+
+def verify(result: SearchResult, model, new_model, x, labels, batch_size, repeats):
+    """Measures the chosen model and records what it achieved."""
+    batch = x[:batch_size]
+    if len(batch) < batch_size:
+        batch = np.resize(x, (batch_size, *x.shape[1:]))
+    times = _model_times({"original": model, "new": new_model}, batch, repeats)
+    result.achieved_speedup = times["original"] / times["new"]
+    result.achieved_accuracy = _accuracy(new_model, x, labels, batch_size)
+    ((name, value),) = result.target.items()
+    if name == "target_speedup":
+        result.met = result.achieved_speedup >= value
+    else:
+        result.met = result.achieved_accuracy_drop <= value
