@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from collections.abc import Sequence
 
 import keras
@@ -26,6 +27,7 @@ import numpy as np
 from fastconv import timing
 from fastconv._validation import is_int_at_least, is_number
 from fastconv.convert.convert_model import (
+    ConversionAccuracyWarning,
     _check_model,
     _plan,
     _time,
@@ -576,17 +578,20 @@ def sensitivity(
         for name in names:
             for rank in ranks:
                 bar.set_postfix_str(f"{name} rank {_rank_text(rank)}", refresh=False)
-                new_model, report = convert_model(
-                    model,
-                    method,
-                    rank,
-                    layers=[name],
-                    skip_first=skip_first,
-                    calibration_data=calibration,
-                    batch_size=batch_size,
-                    progress=False,
-                    **options,
-                )
+                with warnings.catch_warnings():
+                    # Measuring the accuracy a low rank costs is the point here.
+                    warnings.simplefilter("ignore", ConversionAccuracyWarning)
+                    new_model, report = convert_model(
+                        model,
+                        method,
+                        rank,
+                        layers=[name],
+                        skip_first=skip_first,
+                        calibration_data=calibration,
+                        batch_size=batch_size,
+                        progress=False,
+                        **options,
+                    )
                 (row,) = [r for r in report.rows if r.converted]
                 accuracy = _accuracy(new_model, x, labels, batch_size)
                 measured = {}
