@@ -22,19 +22,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     count = _args.positive_int
-
-    def kernel(text: str) -> int:
-        value = count(text)
-        if value < 5 or value % 2 == 0:
-            raise argparse.ArgumentTypeError(
-                f"must be an odd integer >= 5, received {value}"
-            )
-        return value
-
     parser.add_argument("--channels", type=count, default=64, help="C_in = C_out")
     parser.add_argument("--size", type=count, default=32, help="input height = width")
     parser.add_argument(
-        "--kernel", type=kernel, default=5, help="kernel size (odd, >= 5)"
+        "--kernel", type=count, default=5, help="kernel size (odd, >= 5)"
     )
     parser.add_argument("--batch-size", type=count, default=32)
     parser.add_argument("--repeats", type=count, default=10)

@@ -132,10 +132,3 @@ def test_data_cache_dir_that_is_a_file(tmp_path, capsys, command):
     code, _, err = run(capsys, *(argv if command == "list" else [*argv, "mnist"]))
     assert_user_error(code, err, "--cache-dir", "not a folder")
     assert cache.read_text() == "a file"
-
-
-@pytest.mark.parametrize("kernel", ["4", "3", "6"])
-def test_demo_kernel_must_be_odd_and_at_least_5(capsys, kernel):
-    code, out, err = run(capsys, "demo", "--kernel", kernel)
-    assert_user_error(code, err, "--kernel", "odd", kernel)
-    assert out == ""
