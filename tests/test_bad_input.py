@@ -1546,3 +1546,34 @@ def test_select_device_refuses_an_unknown_device_naming_it(device):
 
     with pytest.raises(BenchError, match=f"received device={device!r}"):
         select_device(device)
+
+
+# ------------------------------------------------------------- cluster inputs
+
+
+@pytest.mark.parametrize(
+    "args, names",
+    [
+        ((10, 2, 0, 0), ["num_processes", "0"]),
+        ((10, 2, 2, 5), ["process_id", "5"]),
+        ((10, 2, 2, -1), ["process_id", "-1"]),
+        ((10, 3, 2, 0), ["batch_size", "multiple", "3"]),
+        ((10, 0, 1, 0), ["batch_size", "0"]),
+        ((10.5, 2, 1, 0), ["n", "10.5"]),
+    ],
+)
+def test_shard_rows_refuses_impossible_counts(args, names):
+    from fastconv.convert import cluster
+
+    with pytest.raises(ValueError) as info:
+        cluster.shard_rows(*args)
+    for name in names:
+        assert name in str(info.value)
+
+
+def test_tf_config_task_type_missing_from_its_cluster_is_refused():
+    from fastconv.convert import cluster
+
+    spec = {"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}
+    with pytest.raises(cluster.ClusterError, match="chief"):
+        cluster._tf_cluster({"TF_CONFIG": json.dumps(spec)})

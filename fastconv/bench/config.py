@@ -187,6 +187,14 @@ def check_config(config: BenchConfig) -> list[str]:
             f"unknown dataset(s) {', '.join(map(repr, unknown))}; valid: "
             f"{', '.join(_models.MODELS)} (or all)"
         )
+    repeated = [
+        d for d in dict.fromkeys(config.datasets) if config.datasets.count(d) > 1
+    ]
+    if repeated:
+        raise BenchError(
+            f"dataset(s) {', '.join(map(repr, repeated))} given more than once; "
+            f"received datasets={tuple(config.datasets)!r}"
+        )
     variants = _variants(config)
     for name in ("epochs", "repeats", "batch_size", "inference_batch_size"):
         _positive(name.replace("_", "-"), getattr(config, name))

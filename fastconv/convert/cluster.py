@@ -130,7 +130,7 @@ def _tf_cluster(environ) -> Cluster:
             f"received task={spec['task']!r}"
         )
     process_id = offset[kind] + index
-    if not workers or process_id >= len(workers):
+    if index >= len(spec["cluster"].get(kind, [])) or process_id >= len(workers):
         raise ClusterError(
             f"TF_CONFIG task {spec['task']!r} is not in its cluster of "
             f"{len(workers)} process(es): {workers!r}"
@@ -187,7 +187,32 @@ def shard_rows(
     (``order`` defaults to ``0..n-1``); process ``p`` feeds the ``p``-th of its
     ``num_processes`` equal slices, so the processes' slices, in process order,
     make the global batch again. An incomplete last batch is dropped.
+
+    Raises:
+        ValueError: naming the argument, on counts that are not positive ints,
+            a ``batch_size`` that is not a multiple of ``num_processes``, or a
+            ``process_id`` outside ``[0, num_processes)``.
     """
+    for name, value, low in (
+        ("n", n, 0),
+        ("batch_size", batch_size, 1),
+        ("num_processes", num_processes, 1),
+        ("process_id", process_id, 0),
+    ):
+        if not is_int_at_least(value, low):
+            raise ValueError(
+                f"shard_rows: {name} must be an int >= {low}, received {name}={value!r}"
+            )
+    if batch_size % num_processes:
+        raise ValueError(
+            f"shard_rows: batch_size must be a multiple of num_processes="
+            f"{num_processes}, received batch_size={batch_size}"
+        )
+    if process_id >= num_processes:
+        raise ValueError(
+            f"shard_rows: process_id must be below num_processes={num_processes}, "
+            f"received process_id={process_id}"
+        )
     order = np.arange(n) if order is None else np.asarray(order)
     rows = order[: n // batch_size * batch_size]
     per_process = batch_size // num_processes

@@ -113,6 +113,7 @@ def test_bench_force_runs_into_earlier_results(tmp_path, capsys, monkeypatch):
         (["--train-subset", "many"], ["--train-subset", "'many'"]),
         (["--precision", "float8"], ["--precision", "float8"]),
         (["--dataset", "imagenet"], ["imagenet"]),
+        (["--dataset", "mnist", "mnist"], ["'mnist'", "more than once"]),
     ],
 )
 def test_bench_bad_options_stop_before_any_work(tmp_path, capsys, argv, names):
