@@ -4,6 +4,7 @@ Every case asserts the exception type, that the message names the argument or
 file at fault, and that nothing was changed or lost: a layer's weights, a
 model's weights and the autotune cache file are compared before and after."""
 
+import importlib
 import json
 import os
 import warnings
@@ -1577,3 +1578,43 @@ def test_tf_config_task_type_missing_from_its_cluster_is_refused():
     spec = {"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}
     with pytest.raises(cluster.ClusterError, match="chief"):
         cluster._tf_cluster({"TF_CONFIG": json.dumps(spec)})
+
+
+def test_a_layer_built_twice_for_other_channels_says_so_and_keeps_its_weights():
+    layer = fastconv.CPConv2D(8, 3, rank=2)
+    layer.build((None, 10, 10, 4))
+    before = [w.copy() for w in layer.get_weights()]
+    layer.build((None, 10, 10, 4))  # the same shape again: nothing to do
+    with pytest.raises(ValueError, match=r"built for 4 input channels.*input_shape="):
+        layer.build((None, 10, 10, 6))
+    after = layer.get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_auto_with_a_pair_of_ranks_names_the_rank_and_tucker():
+    conv = keras.layers.Conv2D(8, 3)
+    conv.build((None, 10, 10, 4))
+    with pytest.raises(
+        ValueError, match=r"pair of ranks is Tucker-2's alone.*rank=\(4, 4\)"
+    ):
+        fastconv.decompose(conv, "auto", (4, 4))
+
+
+@pytest.mark.parametrize(
+    "kwargs, named",
+    [
+        ({"method": "cp", "ranks": [(2, 2)]}, "pair of ranks is Tucker-2's alone"),
+        ({"method": "cp", "n_iter_max_typo": 3}, "takes no option 'n_iter_max_typo'"),
+    ],
+)
+def test_sensitivity_refuses_ranks_and_options_of_another_method_before_work(
+    monkeypatch, kwargs, named
+):
+    module = importlib.import_module("fastconv.convert.sensitivity")
+    monkeypatch.setattr(module, "_accuracy", lambda *a, **k: pytest.fail("worked"))
+    model = keras.Sequential(
+        [keras.Input((10, 10, 3)), keras.layers.Conv2D(4, 3), keras.layers.Conv2D(4, 3)]
+    )
+    data = (np.zeros((4, 10, 10, 3), "float32"), np.zeros(4, "int64"))
+    with pytest.raises(ValueError, match=named):
+        fastconv.sensitivity(model, data, **kwargs)

@@ -430,6 +430,13 @@ def _decompose(
                 f"decompose: max_error must be a non-negative float, received "
                 f"max_error={max_error!r} for layer {source.name!r}"
             )
+        if isinstance(rank, list | tuple):
+            raise ValueError(
+                "decompose: method 'auto' tries cp, tucker, factorized and "
+                "separable at one rank, and a pair of ranks is Tucker-2's alone: "
+                f"give an int, a fraction or a rule, or method='tucker', received "
+                f"rank={rank!r} for layer {source.name!r}"
+            )
         if input_shape is not None and _input_shape_of(layer, input_shape) is None:
             raise ValueError(
                 f"decompose: input_shape must be the layer's input shape, (H, W, C) "

@@ -34,7 +34,7 @@ from fastconv.convert.convert_model import (
     _walk,
     convert_model,
 )
-from fastconv.convert.decompose import METHODS
+from fastconv.convert.decompose import METHODS, _option_names
 
 __all__ = ["DEFAULT_RANKS", "SensitivityResult", "SensitivityRow", "sensitivity"]
 
@@ -557,6 +557,19 @@ def sensitivity(
     """
     _check_args(method, batch_size, timing_repeats, measure_speed, skip_first)
     ranks = _check_ranks(ranks)
+    pairs = [rank for rank in ranks if isinstance(rank, tuple)]
+    if pairs and method != "tucker":
+        raise ValueError(
+            f"sensitivity: a pair of ranks is Tucker-2's alone, received "
+            f"{pairs[0]!r} in ranks={ranks!r} with method={method!r}"
+        )
+    accepted = _option_names(method) if method != "auto" else None
+    if accepted is not None and set(options) - set(accepted):
+        unknown = sorted(set(options) - set(accepted))[0]
+        raise ValueError(
+            f"sensitivity: method {method!r} takes no option {unknown!r}; it takes "
+            f"{', '.join(accepted) if accepted else 'no options'}"
+        )
     if not isinstance(model, keras.Model):
         raise ValueError(
             "sensitivity: model must be a keras.Model, received an object of type "

@@ -236,6 +236,15 @@ class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
 
     def build(self, input_shape):
         c_in = self._input_channels(input_shape)
+        if self.built:
+            built_for = self.input_spec.axes[self.channel_axis]
+            if c_in == built_for:
+                return
+            raise ValueError(
+                f"{type(self).__name__}: the layer is built for {built_for} input "
+                "channels and cannot be built again for others, received "
+                f"input_shape={tuple(input_shape)!r}"
+            )
         self._factor_names = []
         for name, shape in self._factor_shapes(c_in).items():
             weight = self.add_weight(
