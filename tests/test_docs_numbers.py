@@ -107,7 +107,9 @@ def test_parts_report_and_performance_doc_are_computed_from_the_results():
 TRADEOFFS = RESULTS / "tradeoffs"
 
 
-@pytest.mark.parametrize("name", ["tradeoffs-mnist.json"])
+@pytest.mark.parametrize(
+    "name", ["tradeoffs-mnist.json", "tradeoffs-fashion_mnist.json"]
+)
 def test_tradeoffs_doc_quotes_the_results(name):
     """tradeoffs-<dataset>.md is what ``benchmarks/tradeoffs.py --report``
     computes from the committed JSON, and docs/tradeoffs.md quotes its table
@@ -127,8 +129,8 @@ def test_tradeoffs_doc_quotes_the_results(name):
 
 
 def test_tradeoffs_doc_prose_numbers_are_in_the_results():
-    """Every number the findings of docs/tradeoffs.md quote is in a committed
-    tradeoffs table."""
+    """Every number the findings of docs/tradeoffs.md quote (but seed numbers,
+    epochs and rounds) is in a committed tradeoffs table."""
     doc = (ROOT / "docs" / "tradeoffs.md").read_text()
     tables = "".join(path.read_text() for path in TRADEOFFS.glob("*.md"))
     findings = doc.split("What the curve shows")[1:]
@@ -136,5 +138,4 @@ def test_tradeoffs_doc_prose_numbers_are_in_the_results():
     number = re.compile(r"(?<![\w.-])-?\d[\d,]*(?:\.\d+)?")
     numbers = {n for text in findings for n in number.findall(text)}
     assert len(numbers) > 10, "docs/tradeoffs.md's findings quote no numbers"
-    for value in numbers - {"1", "2", "10"}:
-        assert value in tables, value
+    assert numbers - set(number.findall(tables)) <= {"0", "1", "2", "10"}
