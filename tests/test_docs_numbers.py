@@ -122,3 +122,40 @@ def test_reference_models_doc_quotes_the_measured_results():
     assert len(rows) == len(results)
     for row in rows:
         assert row in doc, row
+
+
+TRADEOFFS = RESULTS / "tradeoffs"
+
+
+@pytest.mark.parametrize(
+    "name", ["tradeoffs-mnist.json", "tradeoffs-fashion_mnist.json"]
+)
+def test_tradeoffs_doc_quotes_the_results(name):
+    """tradeoffs-<dataset>.md is what ``benchmarks/tradeoffs.py --report``
+    computes from the committed JSON, and docs/tradeoffs.md quotes its table
+    and its verdict on the target."""
+    import json
+
+    from benchmarks import tradeoffs
+
+    run = json.loads((TRADEOFFS / name).read_text())
+    text = tradeoffs.markdown(run)
+    assert text == (TRADEOFFS / name).with_suffix(".md").read_text()
+    doc = (ROOT / "docs" / "tradeoffs.md").read_text()
+    quoted = [line for line in text.splitlines() if line.startswith(("| ", "Target"))]
+    assert len(quoted) == 1 + len(run["points"]) + 1
+    for line in quoted:
+        assert line in doc, line
+
+
+def test_tradeoffs_doc_prose_numbers_are_in_the_results():
+    """Every number the findings of docs/tradeoffs.md quote (but seed numbers,
+    epochs and rounds) is in a committed tradeoffs table."""
+    doc = (ROOT / "docs" / "tradeoffs.md").read_text()
+    tables = "".join(path.read_text() for path in TRADEOFFS.glob("*.md"))
+    findings = doc.split("What the curve shows")[1:]
+    assert findings, "docs/tradeoffs.md lost its findings"
+    number = re.compile(r"(?<![\w.-])-?\d[\d,]*(?:\.\d+)?")
+    numbers = {n for text in findings for n in number.findall(text)}
+    assert len(numbers) > 10, "docs/tradeoffs.md's findings quote no numbers"
+    assert numbers - set(number.findall(tables)) <= {"0", "1", "2", "10"}

@@ -1,0 +1,138 @@
+"""The trade-off sweep on a tiny model and synthetic data: no dataset, no
+reference, a few seconds."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from benchmarks import tradeoffs
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv1")(inputs)
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv2")(x)
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(3, activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x_all = rng.standard_normal((48, 8, 8, 1)).astype("float32")
+    y_all = rng.integers(0, 3, 48).astype("int32")
+    return model, (x_all[:32], y_all[:32]), (x_all[32:], y_all[32:])
+
+
+@pytest.fixture(scope="module")
+def points(tiny):
+    model, train, test = tiny
+    return tradeoffs.sweep(
+        model,
+        train,
+        test,
+        methods=["tucker"],
+        ranks=[0.5, "no-such-rule"],
+        seeds=[0, 1],
+        batch_size=8,
+        warmup=0,
+        repeats=1,
+    )
+
+
+@pytest.fixture
+def run(points):
+    return {
+        "dataset": "tiny",
+        "reference": {"path": "tiny.keras", "test_accuracy": 0.5},
+        "environment": {
+            "backend": keras.backend.backend(),
+            "git_commit": "0" * 40,
+            "cpu": {"model": "test CPU", "vector_extensions": ["avx2"]},
+        },
+        "config": {
+            "seeds": [0, 1],
+            "epochs": 1,
+            "batch_size": 8,
+            "train_examples": 32,
+            "test_examples": 16,
+            "warmup": 0,
+            "repeats": 1,
+        },
+        "points": points,
+    }
+
+
+def test_a_point_keeps_every_measurement(points):
+    point, failed = points
+    assert point["method"] == "tucker" and point["rank"] == 0.5
+    assert {"conversion", "params", "accuracy_converted", "timings", "speedups"} <= (
+        set(point)
+    )
+    assert set(point["speedups"]) == {"forward_b1", "forward_b256", "train_b8"}
+    for what in point["speedups"]:
+        for label in ("original", "converted"):
+            assert len(point["timings"][f"{what}/{label}"]["samples_ns"]) == 1
+    assert point["params"]["converted"] < point["params"]["original"]
+    assert [r["seed"] for r in point["finetune"]] == [0, 1]
+    assert point["summary"]["seeds"] == 2
+    assert point["summary"]["gap_points"] == pytest.approx(
+        np.mean(
+            [
+                100 * (r["converted_accuracy"] - r["control_accuracy"])
+                for r in point["finetune"]
+            ]
+        )
+    )
+    assert "error" in failed and "no-such-rule" in failed["error"]
+
+
+def test_the_control_gets_the_same_training(points):
+    for run in points[0]["finetune"]:
+        assert run["same_batches"]
+        assert run["steps"]["converted"] == run["steps"]["control"] == 4
+
+
+def test_the_results_are_json(run):
+    assert json.loads(json.dumps(run))["points"][0]["summary"]["seeds"] == 2
+
+
+def test_pareto_front_on_fixed_points():
+    points = [(1.0, 0.0), (2.0, -0.1), (1.5, -0.2), (3.0, -1.0), (3.0, -2.0)]
+    assert tradeoffs.pareto_front(points) == [0, 1, 3]
+    assert tradeoffs.pareto_front([(1.0, 1.0), (1.0, 1.0)]) == [0, 1]
+    assert tradeoffs.pareto_front([]) == []
+
+
+@pytest.mark.parametrize(
+    "speedup, gap, meets", [(2.0, -0.5, True), (1.9, 0.0, False), (3.0, -0.6, False)]
+)
+def test_target(speedup, gap, meets):
+    point = {"speedups": {"forward_b256": speedup}, "summary": {"gap_points": gap}}
+    assert tradeoffs.meets_target(point) is meets
+
+
+def test_report_regenerates_markdown_and_plot_from_json(run, tmp_path):
+    path = tmp_path / "tradeoffs-tiny.json"
+    path.write_text(json.dumps(run))
+    assert tradeoffs.main(["--report", str(path)]) == 0
+    text = path.with_suffix(".md").read_text()
+    assert path.with_suffix(".png").stat().st_size > 0
+    point = run["points"][0]
+    assert f"| tucker | 0.5 | {point['params']['converted']:,} / " in text
+    assert f"{point['speedups']['forward_b256']:.2f}" in text
+    assert "2 seed(s)" in text and "failed: ValueError" in text
+
+
+def test_cifar10_is_refused_unless_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTCONV_DATA_DIR", str(tmp_path))
+    with pytest.raises(SystemExit, match="cifar10 reference is not cached"):
+        tradeoffs.refuse_untrained(["mnist", "cifar10"])
+
+
+def test_parse_rank():
+    assert tradeoffs.parse_rank("0.25") == 0.25
+    assert tradeoffs.parse_rank("8") == 8
+    assert tradeoffs.parse_rank("energy:0.9") == "energy:0.9"
