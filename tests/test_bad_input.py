@@ -1618,3 +1618,33 @@ def test_sensitivity_refuses_ranks_and_options_of_another_method_before_work(
     data = (np.zeros((4, 10, 10, 3), "float32"), np.zeros(4, "int64"))
     with pytest.raises(ValueError, match=named):
         fastconv.sensitivity(model, data, **kwargs)
+
+
+# ------------------------------------------------- convert_model() and a search
+def _labelled():
+    return np.zeros((4, 8, 8, 3), "float32"), np.zeros(4, "int64")
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, expected",
+    [
+        (dict(data=_labelled()[0]), ValueError, r"data must be a pair \(x, y\)"),
+        (dict(method="cp", rank=2, methods=["cp"]), ValueError, r"methods=\['cp'\]"),
+        (dict(method="cp", rank=2, ranks=[2]), ValueError, r"ranks=\[2\] apply only"),
+        (
+            dict(method="factorized", rank=3, data=_labelled(), methods=["cp"]),
+            ValueError,
+            "method='factorized' and rank=3 do not apply to a search",
+        ),
+        (dict(rank=3, data=_labelled()), ValueError, "rank=3 do not apply"),
+    ],
+)
+def test_convert_model_refuses_search_arguments_that_would_be_dropped(
+    kwargs, error, expected
+):
+    model = _model()
+    before = model.get_weights()
+    with pytest.raises(error, match=expected):
+        fastconv.convert_model(model, progress=False, **kwargs)
+    after = model.get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))

@@ -281,3 +281,20 @@ def test_programming_errors_keep_their_traceback(workdir, monkeypatch, error):
     monkeypatch.setattr(fastconv.convert, "convert_model", broken)
     with pytest.raises(error, match="a bug"):
         run(None, "convert", workdir / "model.keras", *FAST)
+
+
+# ---------------------------------------------------------- search flags
+def test_limit_without_data_is_refused(workdir, capsys):
+    code, _, err = convert(capsys, workdir, "--limit", "5")
+    assert_user_error(code, err, "--limit", "needs --data", "5")
+
+
+@pytest.mark.parametrize("flag", ["--method", "--rank"])
+def test_method_or_rank_with_data_is_refused(workdir, capsys, flag):
+    args = {"--method": ("--method", "factorized"), "--rank": ("--rank", "3")}[flag]
+    before = snapshot(workdir)
+    code, _, err = run(
+        capsys, "convert", workdir / "model.keras", "--data", "mnist", *args
+    )
+    assert snapshot(workdir) == before
+    assert_user_error(code, err, flag, "does not apply to a search")
