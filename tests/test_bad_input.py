@@ -1648,3 +1648,31 @@ def test_convert_model_refuses_search_arguments_that_would_be_dropped(
         fastconv.convert_model(model, progress=False, **kwargs)
     after = model.get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+# ----------------------------------------------- layer shapes, cost, activation
+@pytest.mark.parametrize("shape", [(None, 8, 8), (None, 8, 8, 3, 1), 3])
+def test_build_refuses_an_input_shape_of_the_wrong_rank(shape):
+    layer = fastconv.CPConv2D(4, 3, rank=2)
+    with pytest.raises(ValueError, match=r"CPConv2D: input_shape must have 4 axes"):
+        layer.build(shape)
+    assert not layer.built and not layer.weights
+
+
+def test_cost_of_a_built_layer_refuses_other_channels():
+    layer = fastconv.CPConv2D(4, 3, rank=2)
+    layer.build((None, 8, 8, 3))
+    with pytest.raises(ValueError, match=r"built for 3 input channels.*\(8, 8, 5\)"):
+        layer.cost((8, 8, 5))
+    assert layer.cost((8, 8, 3)) == fastconv.CPConv2D(4, 3, rank=2).cost((8, 8, 3))
+
+
+@pytest.mark.parametrize("use_bias", ["no", 1, None])
+def test_conv2d_cost_refuses_a_use_bias_that_is_not_a_bool(use_bias):
+    with pytest.raises(TypeError, match=f"use_bias={use_bias!r}"):
+        fastconv.cost.conv2d_cost((8, 8, 3), 4, 3, use_bias=use_bias)
+
+
+def test_a_bad_activation_names_the_layer_and_the_argument():
+    with pytest.raises(ValueError, match=r"CPConv2D.*activation.*'nope'"):
+        fastconv.CPConv2D(4, 3, rank=2, activation="nope")
