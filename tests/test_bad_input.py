@@ -1676,3 +1676,19 @@ def test_conv2d_cost_refuses_a_use_bias_that_is_not_a_bool(use_bias):
 def test_a_bad_activation_names_the_layer_and_the_argument():
     with pytest.raises(ValueError, match=r"CPConv2D.*activation.*'nope'"):
         fastconv.CPConv2D(4, 3, rank=2, activation="nope")
+
+
+# ------------------------------------------------------------ decompose() options
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        (dict(n_iter_max=0), "n_iter_max=0"),
+        (dict(tol=-1.0), "tol=-1.0"),
+        (dict(name=""), "name=''"),
+    ],
+)
+def test_decompose_refuses_bad_options_naming_them(kwargs, expected):
+    conv = keras.layers.Conv2D(8, 3)
+    conv.build((None, 10, 10, 4))
+    with pytest.raises(ValueError, match=expected):
+        fastconv.decompose(conv, "cp", rank=2, **kwargs)
