@@ -1692,3 +1692,19 @@ def test_decompose_refuses_bad_options_naming_them(kwargs, expected):
     conv.build((None, 10, 10, 4))
     with pytest.raises(ValueError, match=expected):
         fastconv.decompose(conv, "cp", rank=2, **kwargs)
+
+
+# ------------------------------------------------------- suggest_replacements()
+@pytest.mark.parametrize("kwargs", [dict(repeats=5), dict(warmup=0)])
+def test_suggest_replacements_refuses_timing_arguments_without_measure(
+    monkeypatch, kwargs
+):
+    from fastconv.convert import suggest
+    from fastconv.profile import profile
+
+    model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(4, 3)])
+    result = profile(model, batch_size=2, warmup=0, repeats=1, jit=False)
+    monkeypatch.setattr(suggest, "layer_cost", lambda *a: pytest.fail("worked"))
+    ((name, value),) = kwargs.items()
+    with pytest.raises(ValueError, match=f"{name} applies only to measure=True"):
+        suggest.suggest_replacements(result, measure=False, **kwargs)
