@@ -1708,3 +1708,21 @@ def test_suggest_replacements_refuses_timing_arguments_without_measure(
     ((name, value),) = kwargs.items()
     with pytest.raises(ValueError, match=f"{name} applies only to measure=True"):
         suggest.suggest_replacements(result, measure=False, **kwargs)
+
+
+# ------------------------------------------------------------------ BenchConfig
+@pytest.mark.parametrize(
+    "kwargs, named",
+    [
+        (dict(epochs=0), "epochs"),
+        (dict(datasets=["bogus"]), "'bogus'"),
+        (dict(device="tpu"), "device.*'tpu'"),
+        (dict(precision="fp8"), "precision.*'fp8'"),
+        (dict(warmup=-1), "warmup.*-1"),
+    ],
+)
+def test_bench_config_validates_on_construction(kwargs, named):
+    from fastconv.bench import BenchConfig, BenchError
+
+    with pytest.raises(BenchError, match=named):
+        BenchConfig(**kwargs)
