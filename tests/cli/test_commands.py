@@ -132,3 +132,15 @@ def test_data_cache_dir_that_is_a_file(tmp_path, capsys, command):
     code, _, err = run(capsys, *(argv if command == "list" else [*argv, "mnist"]))
     assert_user_error(code, err, "--cache-dir", "not a folder")
     assert cache.read_text() == "a file"
+
+
+def test_bench_out_in_a_missing_folder_exits_2_before_any_work(
+    capsys, tmp_path, monkeypatch
+):
+    from fastconv.bench import runner
+
+    monkeypatch.setattr(runner, "run_benchmark", lambda *a: pytest.fail("ran"))
+    out = tmp_path / "a" / "b" / "c"
+    code, _, err = run(capsys, "bench", "--out", out)
+    assert_user_error(code, err, "--out", "folder that does not exist", str(out))
+    assert not (tmp_path / "a").exists()
