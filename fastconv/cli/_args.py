@@ -13,6 +13,7 @@ import math
 import os
 import re
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -302,7 +303,14 @@ def load_model(argument: str, path: Path, *, compile: bool = True):
         if bad is not None:
             raise UsageError(argument, str(path), f"is a corrupt zip: bad {bad!r}")
     try:
-        return keras.saving.load_model(path, compile=compile)
+        with warnings.catch_warnings():
+            # A model saved after training carries optimizer state that Keras
+            # skips, with a warning, when the optimizer is not built yet; the
+            # commands never train the loaded model, so it is noise.
+            warnings.filterwarnings(
+                "ignore", message="Skipping variable loading for optimizer"
+            )
+            return keras.saving.load_model(path, compile=compile)
     except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError) as exc:
         problem = " ".join(str(exc).split()) or type(exc).__name__
         raise UsageError(

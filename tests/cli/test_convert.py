@@ -2,6 +2,7 @@
 
 import io
 import os
+import warnings
 import zipfile
 
 import keras
@@ -298,3 +299,24 @@ def test_method_or_rank_with_data_is_refused(workdir, capsys, flag):
     )
     assert snapshot(workdir) == before
     assert_user_error(code, err, flag, "does not apply to a search")
+
+
+def test_keras_optimizer_warning_on_load_leaves_one_line(workdir, capsys, monkeypatch):
+    """Keras warns when it skips a trained model's optimizer state on loading."""
+    load = keras.saving.load_model
+
+    def load_and_warn(*args, **kwargs):
+        warnings.warn(
+            "Skipping variable loading for optimizer 'adam', because it has 1 "
+            "variables whereas the saved optimizer has 5 variables.",
+            stacklevel=2,
+        )
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(keras.saving, "load_model", load_and_warn)
+    monkeypatch.setattr(_args, "available_memory", lambda: 1024)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, _, err = convert(capsys, workdir, "--batch-size", "64")
+    assert_user_error(code, err, "--batch-size", "64")
+    assert not [str(w.message) for w in caught]
