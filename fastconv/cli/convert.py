@@ -31,9 +31,30 @@ def _rank(text: str):
     from fastconv.convert import parse_rank
 
     try:
-        return parse_rank(text)
+        value = parse_rank(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    parts = value if isinstance(value, tuple) else (value,)
+    if not isinstance(value, str) and not all(
+        part > 0 and (isinstance(part, int) or part <= 1) for part in parts
+    ):
+        raise argparse.ArgumentTypeError(
+            "must be an int >= 1, a fraction in (0, 1], a pair of ints >= 1, vbmf "
+            f"or energy:<fraction>, received {text!r}"
+        )
+    return value
+
+
+def _min_speedup(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"must be a positive finite number, received {text!r}"
+        )
+    return value
 
 
 def _speedup(text: str) -> float:
@@ -153,7 +174,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--min-speedup",
-        type=float,
+        type=_min_speedup,
         default=None,
         metavar="X",
         help="replace a layer only if its replacement's forward pass, measured "
