@@ -1726,3 +1726,31 @@ def test_bench_config_validates_on_construction(kwargs, named):
 
     with pytest.raises(BenchError, match=named):
         BenchConfig(**kwargs)
+
+
+# ------------------------------------------------------------- dataset cache
+def test_cached_warns_about_junk_npz_files_and_does_not_list_them(tmp_path):
+    from fastconv import datasets
+
+    (tmp_path / "mnist.npz").write_bytes(b"junk!")
+    np.savez(tmp_path / "cifar10.npz", x=np.zeros(2))
+    with pytest.warns(datasets.DatasetCacheWarning) as caught:
+        assert datasets.cached(tmp_path) == []
+    messages = sorted(str(w.message) for w in caught)
+    assert len(messages) == 2
+    assert str(tmp_path / "cifar10.npz") in messages[0]
+    assert "lacks x_train, y_train, x_test, y_test" in messages[0]
+    assert str(tmp_path / "mnist.npz") in messages[1]
+    assert "not a valid .npz file" in messages[1]
+    assert (tmp_path / "mnist.npz").read_bytes() == b"junk!"
+
+
+def test_load_names_a_junk_cache_file_as_no_valid_npz(tmp_path):
+    from fastconv import datasets
+
+    (tmp_path / "mnist.npz").write_bytes(b"junk!")
+    with (
+        pytest.raises(datasets.DatasetUnavailableError, match="not a valid .npz"),
+        pytest.warns(datasets.DatasetCacheWarning, match="mnist.npz"),
+    ):
+        datasets.load("mnist", sources=[], cache_dir=tmp_path)
