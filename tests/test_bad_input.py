@@ -1754,3 +1754,20 @@ def test_load_names_a_junk_cache_file_as_no_valid_npz(tmp_path):
         pytest.warns(datasets.DatasetCacheWarning, match="mnist.npz"),
     ):
         datasets.load("mnist", sources=[], cache_dir=tmp_path)
+
+
+# ---------------------------------------------------------- bench.build_model()
+@pytest.mark.parametrize(
+    "shape, expected",
+    [
+        ((4, 4, 1), r"input_shape=\(4, 4, 1\) is too small for the mnist network"),
+        ((28, 28), r"must be \(H, W, C\).*input_shape=\(28, 28\)"),
+        ((28, 0, 1), r"must be \(H, W, C\)"),
+        (28, r"must be \(H, W, C\)"),
+    ],
+)
+def test_bench_build_model_refuses_a_bad_input_shape(shape, expected):
+    from fastconv.bench import models
+
+    with pytest.raises(ValueError, match=expected):
+        models.build_model("mnist", "baseline", shape, 10)
