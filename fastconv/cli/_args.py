@@ -18,6 +18,7 @@ import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from fastconv._files import chmod_as_created
 from fastconv.cli._errors import UsageError
 
 
@@ -152,6 +153,7 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     temporary = Path(name)
     try:
         write(temporary)
+        chmod_as_created(temporary)
         os.replace(temporary, path)
     except OSError as exc:
         temporary.unlink(missing_ok=True)

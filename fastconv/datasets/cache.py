@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fastconv._files import chmod_as_created
 from fastconv.datasets.checks import NAMES, Arrays, DatasetFormatError
 
 _CACHE_FORMAT = 1
@@ -117,7 +118,7 @@ def _write_cache(path: Path, arrays: Arrays, source: str) -> None:
             )
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        chmod_as_created(tmp)
         os.replace(tmp, path)
     except BaseException as exc:
         if tmp is not None:
