@@ -248,8 +248,6 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if args.out is not None:
         out = Path(args.out)
-        if out.exists() and not out.is_dir():
-            raise UsageError("--out", args.out, "is a file, not a folder")
         if not out.exists() and not out.parent.exists():
             raise UsageError("--out", args.out, "is in a folder that does not exist")
     if args.out is not None and not args.force:

@@ -39,20 +39,8 @@ def _rank(text: str):
         part > 0 and (isinstance(part, int) or part <= 1) for part in parts
     ):
         raise argparse.ArgumentTypeError(
-            "must be an int >= 1, a fraction in (0, 1], a pair of ints >= 1, vbmf "
-            f"or energy:<fraction>, received {text!r}"
-        )
-    return value
-
-
-def _min_speedup(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(
-            f"must be a positive finite number, received {text!r}"
+            "rank must be an int >= 1, a fraction in (0, 1], a pair of ints >= 1, "
+            f"vbmf or energy:<fraction>, received rank={text}"
         )
     return value
 
@@ -174,7 +162,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--min-speedup",
-        type=_min_speedup,
+        type=float,
         default=None,
         metavar="X",
         help="replace a layer only if its replacement's forward pass, measured "
