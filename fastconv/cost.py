@@ -17,6 +17,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from fastconv._validation import is_int, is_int_at_least
 
 __all__ = [
@@ -188,6 +190,8 @@ def conv2d_cost(
     h, w, c_in = spatial_dims(input_shape, data_format)
     _check_positive("filters", filters)
     _check_positive("groups", groups)
+    if not isinstance(use_bias, bool | np.bool_):
+        raise TypeError(f"use_bias must be a bool, received use_bias={use_bias!r}")
     if c_in % groups or filters % groups:
         raise ValueError(
             f"groups={groups!r} must divide the input channels ({c_in}) and "

@@ -16,6 +16,7 @@ PACKAGE = Path(fastconv.__file__).parent
 #: Each unit of the package and its floor; fractions order the ground floor.
 FLOORS = {
     "fastconv._validation": 0.0,
+    "fastconv._files": 0.0,
     "fastconv.cost": 0.5,
     "fastconv.timing": 0.5,
     "fastconv._keras_graph": 0.5,

@@ -1618,3 +1618,156 @@ def test_sensitivity_refuses_ranks_and_options_of_another_method_before_work(
     data = (np.zeros((4, 10, 10, 3), "float32"), np.zeros(4, "int64"))
     with pytest.raises(ValueError, match=named):
         fastconv.sensitivity(model, data, **kwargs)
+
+
+# ------------------------------------------------- convert_model() and a search
+def _labelled():
+    return np.zeros((4, 8, 8, 3), "float32"), np.zeros(4, "int64")
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, expected",
+    [
+        (dict(data=_labelled()[0]), ValueError, r"data must be a pair \(x, y\)"),
+        (dict(method="cp", rank=2, methods=["cp"]), ValueError, r"methods=\['cp'\]"),
+        (dict(method="cp", rank=2, ranks=[2]), ValueError, r"ranks=\[2\] apply only"),
+        (
+            dict(method="factorized", rank=3, data=_labelled(), methods=["cp"]),
+            ValueError,
+            "method='factorized' and rank=3 do not apply to a search",
+        ),
+        (dict(rank=3, data=_labelled()), ValueError, "rank=3 do not apply"),
+    ],
+)
+def test_convert_model_refuses_search_arguments_that_would_be_dropped(
+    kwargs, error, expected
+):
+    model = _model()
+    before = model.get_weights()
+    with pytest.raises(error, match=expected):
+        fastconv.convert_model(model, progress=False, **kwargs)
+    after = model.get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+# ----------------------------------------------- layer shapes, cost, activation
+@pytest.mark.parametrize("shape", [(None, 8, 8), (None, 8, 8, 3, 1), 3])
+def test_build_refuses_an_input_shape_of_the_wrong_rank(shape):
+    layer = fastconv.CPConv2D(4, 3, rank=2)
+    with pytest.raises(ValueError, match=r"CPConv2D: input_shape must have 4 axes"):
+        layer.build(shape)
+    assert not layer.built and not layer.weights
+
+
+def test_cost_of_a_built_layer_refuses_other_channels():
+    layer = fastconv.CPConv2D(4, 3, rank=2)
+    layer.build((None, 8, 8, 3))
+    with pytest.raises(ValueError, match=r"built for 3 input channels.*\(8, 8, 5\)"):
+        layer.cost((8, 8, 5))
+    assert layer.cost((8, 8, 3)) == fastconv.CPConv2D(4, 3, rank=2).cost((8, 8, 3))
+
+
+@pytest.mark.parametrize("use_bias", ["no", 1, None])
+def test_conv2d_cost_refuses_a_use_bias_that_is_not_a_bool(use_bias):
+    with pytest.raises(TypeError, match=f"use_bias={use_bias!r}"):
+        fastconv.cost.conv2d_cost((8, 8, 3), 4, 3, use_bias=use_bias)
+
+
+def test_a_bad_activation_names_the_layer_and_the_argument():
+    with pytest.raises(ValueError, match=r"CPConv2D.*activation.*'nope'"):
+        fastconv.CPConv2D(4, 3, rank=2, activation="nope")
+
+
+# ------------------------------------------------------------ decompose() options
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        (dict(n_iter_max=0), "n_iter_max=0"),
+        (dict(tol=-1.0), "tol=-1.0"),
+        (dict(name=""), "name=''"),
+    ],
+)
+def test_decompose_refuses_bad_options_naming_them(kwargs, expected):
+    conv = keras.layers.Conv2D(8, 3)
+    conv.build((None, 10, 10, 4))
+    with pytest.raises(ValueError, match=expected):
+        fastconv.decompose(conv, "cp", rank=2, **kwargs)
+
+
+# ------------------------------------------------------- suggest_replacements()
+@pytest.mark.parametrize("kwargs", [dict(repeats=5), dict(warmup=0)])
+def test_suggest_replacements_refuses_timing_arguments_without_measure(
+    monkeypatch, kwargs
+):
+    from fastconv.convert import suggest
+    from fastconv.profile import profile
+
+    model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(4, 3)])
+    result = profile(model, batch_size=2, warmup=0, repeats=1, jit=False)
+    monkeypatch.setattr(suggest, "layer_cost", lambda *a: pytest.fail("worked"))
+    ((name, value),) = kwargs.items()
+    with pytest.raises(ValueError, match=f"{name} applies only to measure=True"):
+        suggest.suggest_replacements(result, measure=False, **kwargs)
+
+
+# ------------------------------------------------------------------ BenchConfig
+@pytest.mark.parametrize(
+    "kwargs, named",
+    [
+        (dict(epochs=0), "epochs"),
+        (dict(datasets=["bogus"]), "'bogus'"),
+        (dict(device="tpu"), "device.*'tpu'"),
+        (dict(precision="fp8"), "precision.*'fp8'"),
+        (dict(warmup=-1), "warmup.*-1"),
+    ],
+)
+def test_bench_config_validates_on_construction(kwargs, named):
+    from fastconv.bench import BenchConfig, BenchError
+
+    with pytest.raises(BenchError, match=named):
+        BenchConfig(**kwargs)
+
+
+# ------------------------------------------------------------- dataset cache
+def test_cached_warns_about_junk_npz_files_and_does_not_list_them(tmp_path):
+    from fastconv import datasets
+
+    (tmp_path / "mnist.npz").write_bytes(b"junk!")
+    np.savez(tmp_path / "cifar10.npz", x=np.zeros(2))
+    with pytest.warns(datasets.DatasetCacheWarning) as caught:
+        assert datasets.cached(tmp_path) == []
+    messages = sorted(str(w.message) for w in caught)
+    assert len(messages) == 2
+    assert str(tmp_path / "cifar10.npz") in messages[0]
+    assert "lacks x_train, y_train, x_test, y_test" in messages[0]
+    assert str(tmp_path / "mnist.npz") in messages[1]
+    assert "not a valid .npz file" in messages[1]
+    assert (tmp_path / "mnist.npz").read_bytes() == b"junk!"
+
+
+def test_load_names_a_junk_cache_file_as_no_valid_npz(tmp_path):
+    from fastconv import datasets
+
+    (tmp_path / "mnist.npz").write_bytes(b"junk!")
+    with (
+        pytest.raises(datasets.DatasetUnavailableError, match="not a valid .npz"),
+        pytest.warns(datasets.DatasetCacheWarning, match="mnist.npz"),
+    ):
+        datasets.load("mnist", sources=[], cache_dir=tmp_path)
+
+
+# ---------------------------------------------------------- bench.build_model()
+@pytest.mark.parametrize(
+    "shape, expected",
+    [
+        ((4, 4, 1), r"input_shape=\(4, 4, 1\) is too small for the mnist network"),
+        ((28, 28), r"must be \(H, W, C\).*input_shape=\(28, 28\)"),
+        ((28, 0, 1), r"must be \(H, W, C\)"),
+        (28, r"must be \(H, W, C\)"),
+    ],
+)
+def test_bench_build_model_refuses_a_bad_input_shape(shape, expected):
+    from fastconv.bench import models
+
+    with pytest.raises(ValueError, match=expected):
+        models.build_model("mnist", "baseline", shape, 10)

@@ -74,6 +74,10 @@ class BenchConfig:
         suite: a label for the results (``quick``, ``full``, ``custom``).
         notes: lines added to the results (what the suite's subsets mean).
         progress: show tqdm progress bars.
+
+    Raises:
+        BenchError: on construction, as `check_config` (a dataset must be
+            registered with `fastconv.bench.models.register_model` first).
     """
 
     datasets: Sequence[str] = ("mnist",)
@@ -96,6 +100,9 @@ class BenchConfig:
     suite: str = "custom"
     notes: Sequence[str] = ()
     progress: bool = True
+
+    def __post_init__(self):
+        check_config(self)
 
 
 def quick_config(**overrides) -> BenchConfig:

@@ -478,8 +478,9 @@ def build_model(
 
     Raises:
         ValueError: an unknown dataset or variant, a converted variant
-            (those come from `fastconv.convert_model`, not from a builder), or
-            a ``num_classes`` that is not a positive int.
+            (those come from `fastconv.convert_model`, not from a builder),
+            a ``num_classes`` that is not a positive int, or an ``input_shape``
+            that is not ``(H, W, C)`` or is smaller than the network takes.
         NotApplicableError: the variant replaces none of the convolutions.
     """
     if dataset not in MODELS:
@@ -496,8 +497,23 @@ def build_model(
         raise ValueError(
             f"num_classes must be a positive int, received num_classes={num_classes!r}"
         )
+    try:
+        shape = tuple(input_shape)
+    except TypeError:
+        shape = ()
+    if len(shape) != 3 or not all(is_int_at_least(size, 1) for size in shape):
+        raise ValueError(
+            "input_shape must be (H, W, C) with positive int sizes, received "
+            f"input_shape={input_shape!r}"
+        )
     convs = Convs(spec)
-    model = MODELS[dataset].builder(convs, tuple(input_shape), int(num_classes))
+    try:
+        model = MODELS[dataset].builder(convs, shape, int(num_classes))
+    except ValueError as exc:
+        raise ValueError(
+            f"input_shape={input_shape!r} is too small for the {dataset} network "
+            f"(Keras: {' '.join(str(exc).split())})"
+        ) from None
     if spec.kind == "scratch" and convs.replaced == 0:
         raise NotApplicableError(
             f"variant {variant!r} does not apply to the {dataset} network "

@@ -59,6 +59,7 @@ import keras
 import numpy as np
 
 from fastconv import datasets, timing
+from fastconv._files import chmod_as_created
 from fastconv._validation import is_int_at_least, is_number
 from fastconv.bench import models as _models
 from fastconv.bench.runner import _images
@@ -243,6 +244,7 @@ def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     temporary = Path(name)
     try:
         write(temporary)
+        chmod_as_created(temporary)
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)

@@ -13,10 +13,12 @@ import math
 import os
 import re
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from fastconv._files import chmod_as_created
 from fastconv.cli._errors import UsageError
 
 
@@ -151,6 +153,7 @@ def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     temporary = Path(name)
     try:
         write(temporary)
+        chmod_as_created(temporary)
         os.replace(temporary, path)
     except OSError as exc:
         temporary.unlink(missing_ok=True)
@@ -302,7 +305,14 @@ def load_model(argument: str, path: Path, *, compile: bool = True):
         if bad is not None:
             raise UsageError(argument, str(path), f"is a corrupt zip: bad {bad!r}")
     try:
-        return keras.saving.load_model(path, compile=compile)
+        with warnings.catch_warnings():
+            # A model saved after training carries optimizer state that Keras
+            # skips, with a warning, when the optimizer is not built yet; the
+            # commands never train the loaded model, so it is noise.
+            warnings.filterwarnings(
+                "ignore", message="Skipping variable loading for optimizer"
+            )
+            return keras.saving.load_model(path, compile=compile)
     except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError) as exc:
         problem = " ".join(str(exc).split()) or type(exc).__name__
         raise UsageError(

@@ -13,7 +13,8 @@ given overrides the suite's value. See docs/benchmarks.md.
 The numeric options are checked when parsed, and by
 `fastconv.bench.BenchConfig`, before any training; so is the memory the batch
 sizes imply (a lower bound from the reference networks' shapes). An ``--out``
-folder that already holds results is replaced only with ``--force``.
+folder is created if missing (its parent must exist); one that already holds
+results is replaced only with ``--force``.
 """
 
 from __future__ import annotations
@@ -123,7 +124,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--seed", type=_args.non_negative_int, help="random seed (default 0)"
     )
     parser.add_argument(
-        "--out", metavar="DIR", help="results folder (default bench-out/<date>-<suite>)"
+        "--out",
+        metavar="DIR",
+        help="results folder, created if missing in an existing folder (default "
+        "bench-out/<date>-<suite>)",
     )
     parser.add_argument(
         "--force",
@@ -242,6 +246,10 @@ def run(args: argparse.Namespace) -> int:
     from fastconv.bench import report, run_benchmark
 
     config = config_from_args(args)
+    if args.out is not None:
+        out = Path(args.out)
+        if not out.exists() and not out.parent.exists():
+            raise UsageError("--out", args.out, "is in a folder that does not exist")
     if args.out is not None and not args.force:
         results = Path(args.out) / "results.json"
         if results.exists():

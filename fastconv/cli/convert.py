@@ -31,9 +31,18 @@ def _rank(text: str):
     from fastconv.convert import parse_rank
 
     try:
-        return parse_rank(text)
+        value = parse_rank(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    parts = value if isinstance(value, tuple) else (value,)
+    if not isinstance(value, str) and not all(
+        part > 0 and (isinstance(part, int) or part <= 1) for part in parts
+    ):
+        raise argparse.ArgumentTypeError(
+            "rank must be an int >= 1, a fraction in (0, 1], a pair of ints >= 1, "
+            f"vbmf or energy:<fraction>, received rank={text}"
+        )
+    return value
 
 
 def _speedup(text: str) -> float:
@@ -74,6 +83,17 @@ def _check_search(args) -> None:
             raise UsageError(
                 flag, str(value), "needs --data (mnist or FILE.npz) to measure accuracy"
             )
+    if args.data is None and args.limit is not None:
+        raise UsageError("--limit", str(args.limit), "needs --data")
+    if args.data is not None:
+        for flag, value in (("--method", args.method), ("--rank", args.rank)):
+            if value is not None:
+                raise UsageError(
+                    flag,
+                    str(value),
+                    "does not apply to a search (--data): the search chooses each "
+                    "layer's method and rank",
+                )
     if args.data is not None and args.min_speedup is not None:
         raise UsageError(
             "--min-speedup",
@@ -114,14 +134,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="where to save the converted model (.keras); without it nothing is saved",
     )
     parser.add_argument(
-        "--method", choices=METHODS, default="tucker", help="default: tucker"
+        "--method",
+        choices=METHODS,
+        default=None,
+        help="default: tucker; not with --data, which searches the method",
     )
     parser.add_argument(
         "--rank",
         type=_rank,
-        default=DEFAULT_RANK,
+        default=None,
         help="int (8), fraction of the parameters (0.25), Tucker pair (16,32), "
-        f"vbmf or energy:0.9 (default: {DEFAULT_RANK})",
+        f"vbmf or energy:0.9 (default: {DEFAULT_RANK}; not with --data, which "
+        "searches the rank)",
     )
     parser.add_argument(
         "--layers",
@@ -261,7 +285,7 @@ def run(args: argparse.Namespace) -> int:
                 f"(N, {', '.join(str(size) for size in expected)})",
             )
     options = {}
-    if args.method in ("cp", "tucker", "auto") or data is not None:
+    if args.method in (None, "cp", "tucker", "auto") or data is not None:
         options["random_state"] = args.random_state
     with warnings.catch_warnings():
         # The report carries the same advice; it is printed below, on one line.

@@ -107,8 +107,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--timing-repeats",
         type=_args.positive_int,
-        default=10,
-        help="measured rounds per layer and rank (default: 10)",
+        default=None,
+        help="measured rounds per layer and rank (default: 10; not with --no-speed)",
     )
     parser.add_argument(
         "--no-speed",
@@ -213,6 +213,12 @@ def run(args: argparse.Namespace) -> int:
     """
     from fastconv.convert import sensitivity
 
+    if not args.measure_speed and args.timing_repeats is not None:
+        raise UsageError(
+            "--timing-repeats",
+            str(args.timing_repeats),
+            "does not apply with --no-speed, which times nothing",
+        )
     source = _source(args.data)
     _check_out(args.out, args.force)
     model = _args.load_model("MODEL.keras", args.model)
@@ -223,6 +229,8 @@ def run(args: argparse.Namespace) -> int:
     options = {}
     if args.method in ("cp", "tucker", "auto"):
         options["random_state"] = args.random_state
+    if args.timing_repeats is not None:
+        options["timing_repeats"] = args.timing_repeats
     result = sensitivity(
         model,
         (x, y),
@@ -230,7 +238,6 @@ def run(args: argparse.Namespace) -> int:
         ranks=args.ranks,
         batch_size=args.batch_size,
         measure_speed=args.measure_speed,
-        timing_repeats=args.timing_repeats,
         progress=args.progress,
         **options,
     )

@@ -626,8 +626,8 @@ def _clone(model, replacements: dict) -> keras.Model:
 # ---------------------------------------------------------------------- API
 def convert_model(
     model,
-    method: str = "tucker",
-    rank=DEFAULT_RANK,
+    method: str | None = None,
+    rank=None,
     *,
     layers=None,
     skip_first: bool = True,
@@ -696,9 +696,11 @@ def convert_model(
     Args:
         model: a built Functional or Sequential ``keras.Model``.
         method: ``"tucker"`` (default), ``"cp"``, ``"factorized"``,
-            ``"separable"`` or ``"auto"`` (see `fastconv.decompose`).
+            ``"separable"`` or ``"auto"`` (see `fastconv.decompose`); not
+            with ``data`` (give ``methods``).
         rank: for every converted layer, in any form
-            `fastconv.decomposition.resolve_rank` takes; default ``"vbmf"``.
+            `fastconv.decomposition.resolve_rank` takes; default ``"vbmf"``;
+            not with ``data`` (give ``ranks``).
         layers: None (the default choice above), a list of layer names (each
             must name a convolution), a regular expression that a layer's whole
             name (or ``model/layer`` path) must match, or a predicate
@@ -753,10 +755,15 @@ def convert_model(
         >>> [row.decision for row in report.rows]
         ['kept: first convolution (skip_first=True)', 'converted']
     """
+    searching = any(
+        value is not None for value in (data, target_speedup, max_accuracy_drop)
+    )
+    _check_search_choice(searching, method, rank, methods, ranks)
+    method = "tucker" if method is None else method
+    rank = DEFAULT_RANK if rank is None else rank
     _check_args(method, min_speedup, batch_size, skip_first, timing_repeats)
     _check_rank(rank)
     _check_random_state(options)
-    searching = (data, target_speedup, max_accuracy_drop) != (None, None, None)
     if searching:
         methods, ranks = _check_search(
             data, target_speedup, max_accuracy_drop, methods, ranks, overrides
@@ -891,6 +898,34 @@ def _search():
     from fastconv.convert import search
 
     return search
+
+
+def _check_search_choice(searching, method, rank, methods, ranks) -> None:
+    """Refuses an explicit method or rank with a search, and candidates
+    (methods, ranks) without one: either would be dropped silently."""
+    if searching:
+        given = [
+            f"{name}={value!r}"
+            for name, value in (("method", method), ("rank", rank))
+            if value is not None
+        ]
+        if given:
+            raise ValueError(
+                f"convert_model: {' and '.join(given)} do not apply to a search "
+                "(data=...): the search chooses each layer's method and rank among "
+                "methods and ranks; give those instead"
+            )
+        return
+    given = [
+        f"{name}={value!r}"
+        for name, value in (("methods", methods), ("ranks", ranks))
+        if value is not None
+    ]
+    if given:
+        raise ValueError(
+            f"convert_model: {' and '.join(given)} apply only to a search: give "
+            "data=(x, y), or method= and rank= for one conversion"
+        )
 
 
 def _check_search(data, target_speedup, max_accuracy_drop, methods, ranks, overrides):

@@ -380,7 +380,7 @@ def _auto(layer, source: _Source, rank, options, name, max_error, input_shape):
             method,
             rank,
             method_options,
-            name or f"{source.name}_{method}",
+            f"{source.name}_{method}" if name is None else name,
             quiet=True,
         )
         if shape is not None:
@@ -424,6 +424,11 @@ def _decompose(
     """`decompose`, returning the `Decomposition` record (for `convert_model`)."""
     source = _source(layer)
     method = _check_method(method, source.name)
+    if isinstance(name, str) and not name:
+        raise ValueError(
+            "decompose: name must be None or a non-empty str, received "
+            f"name={name!r} for layer {source.name!r}"
+        )
     if method == "auto":
         if not (is_number(max_error) and max_error >= 0):
             raise ValueError(
@@ -445,7 +450,12 @@ def _decompose(
             )
         return _auto(layer, source, rank, options, name, max_error, input_shape)
     return _one(
-        source, method, rank, options, name or f"{source.name}_{method}", quiet=False
+        source,
+        method,
+        rank,
+        options,
+        f"{source.name}_{method}" if name is None else name,
+        quiet=False,
     )
 
 

@@ -296,15 +296,16 @@ def suggest_replacements(
         measure: also time each candidate against the ``Conv2D`` at the row's
             input shape, interleaved, forward + backward in train mode.
         fraction: the size rule's fraction of the channels, in (0, 1].
-        warmup: warm-up rounds; default: the profile's.
-        repeats: measured rounds; default: the profile's.
+        warmup: warm-up rounds; default: the profile's. Only with ``measure``.
+        repeats: measured rounds; default: the profile's. Only with ``measure``.
 
     Returns:
         One ``Suggestion`` per ``Conv2D`` call (grouped ``Conv2D`` layers are
         skipped: the fast layers have no groups), in the profile's order.
 
     Raises:
-        ValueError: on a ``fraction`` outside (0, 1], a result without layers,
+        ValueError: on a ``fraction`` outside (0, 1], ``warmup`` or ``repeats``
+            without ``measure``, a result without layers,
             or no ``candidates`` (a name that is no fastconv layer is kept,
             with its error, in each suggestion).
     """
@@ -313,6 +314,12 @@ def suggest_replacements(
             f"suggest_replacements: fraction must be a number in (0, 1], received "
             f"fraction={fraction!r}"
         )
+    for name, value in (("warmup", warmup), ("repeats", repeats)):
+        if value is not None and not measure:
+            raise ValueError(
+                f"suggest_replacements: {name} applies only to measure=True, "
+                f"received {name}={value!r} with measure={measure!r}"
+            )
     if isinstance(candidates, str) or not candidates:
         raise ValueError(
             "suggest_replacements: candidates must be a non-empty list of fastconv "

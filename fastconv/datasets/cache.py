@@ -7,13 +7,17 @@ import errno
 import json
 import os
 import tempfile
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from fastconv._files import chmod_as_created
 from fastconv.datasets.checks import NAMES, Arrays, DatasetFormatError
 
 _CACHE_FORMAT = 1
+_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 class DatasetCacheWarning(UserWarning):
@@ -60,6 +64,11 @@ def _read_cache(path: Path) -> Arrays:
             truncated, another format, missing arrays).
     """
     with open(path, "rb") as file:
+        if not zipfile.is_zipfile(file):
+            raise DatasetFormatError(
+                "unreadable cache file (not a valid .npz file: not a zip archive)"
+            )
+        file.seek(0)
         try:
             with np.load(file, allow_pickle=False) as f:
                 return (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])
@@ -109,7 +118,7 @@ def _write_cache(path: Path, arrays: Arrays, source: str) -> None:
             )
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        chmod_as_created(tmp)
         os.replace(tmp, path)
     except BaseException as exc:
         if tmp is not None:
@@ -120,6 +129,21 @@ def _write_cache(path: Path, arrays: Arrays, source: str) -> None:
         raise
 
 
+def _npz_problem(path: Path) -> str | None:
+    """What makes ``path`` no cache file (cheaply: its zip directory), or None."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return "is not a valid .npz file (not a zip archive)"
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except (OSError, zipfile.BadZipFile) as exc:
+        return f"cannot be read ({type(exc).__name__}: {exc})"
+    missing = [key for key in _ARRAYS if f"{key}.npy" not in names]
+    if missing:
+        return f"is not a dataset cache: it lacks {', '.join(missing)}"
+    return None
+
+
 def cached(cache_dir: str | os.PathLike | None = None) -> list[CacheEntry]:
     """Lists the datasets present in the cache, without loading their arrays.
 
@@ -128,6 +152,10 @@ def cached(cache_dir: str | os.PathLike | None = None) -> list[CacheEntry]:
 
     Returns:
         One `CacheEntry` per cached dataset, in the order of `NAMES`.
+
+    Warns:
+        DatasetCacheWarning: a cache file that is no valid ``.npz`` or lacks
+            the dataset's arrays, naming the file; it is not listed.
 
     Raises:
         NotADirectoryError: the cache folder is a file.
@@ -141,6 +169,15 @@ def cached(cache_dir: str | os.PathLike | None = None) -> list[CacheEntry]:
     for name in NAMES:
         path = _cache_path(name, cache_dir)
         if not path.is_file():
+            continue
+        problem = _npz_problem(path)
+        if problem is not None:
+            warnings.warn(
+                f"fastconv.datasets: {name}: the cache file {path} {problem}; it is "
+                "not listed, and the next load fetches the data again",
+                DatasetCacheWarning,
+                stacklevel=2,
+            )
             continue
         try:
             with np.load(path, allow_pickle=False) as f:

@@ -279,8 +279,8 @@ def cp_decompose(
             ``prod(shape) // max(shape)``).
         init: ``"svd"`` (leading singular vectors of each unfolding, random unit
             columns where ``R`` exceeds the mode size) or ``"random"``.
-        n_iter_max: most ALS sweeps over the full kernel (the compressed core, when
-            there is one, gets up to as many again).
+        n_iter_max: most ALS sweeps (at least 1) over the full kernel (the
+            compressed core, when there is one, gets up to as many again).
         tol: stop when a sweep lowers the relative error by less than this
             fraction of it.
         random_state: None, an int or a Generator; with an int or a seeded
@@ -313,6 +313,11 @@ def cp_decompose(
             f"received init={init!r}"
         )
     _check_iterations(n_iter_max, tol)
+    if n_iter_max < 1:
+        raise ValueError(
+            "n_iter_max must be a positive int for CP (0 sweeps would return the "
+            f"initialisation), received n_iter_max={n_iter_max!r}"
+        )
     rng = check_random_state(random_state)
     initialise = _svd_init if init == "svd" else _random_init
     kh, kw, c_in, c_out = kernel.shape

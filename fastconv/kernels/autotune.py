@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from fastconv import _keras_graph, timing
+from fastconv._files import chmod_as_created
 
 __all__ = [
     "MIN_MACS",
@@ -360,6 +361,7 @@ def _store(path: Path, key: str, entry: dict) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".autotune-", suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        chmod_as_created(tmp)
         os.replace(tmp, path)
     except OSError as exc:
         if tmp is not None and os.path.exists(tmp):

@@ -47,6 +47,12 @@ class FactorsMixin:
             biases count as parameters, not as multiply-adds).
         """
         h, w, c_in = spatial_dims(input_shape, self.data_format)
+        if self.built and c_in != self.input_spec.axes[self.channel_axis]:
+            raise ValueError(
+                f"{type(self).__name__}: the layer is built for "
+                f"{self.input_spec.axes[self.channel_axis]} input channels, "
+                f"received input_shape={tuple(input_shape)!r}"
+            )
         base = self._cost(h, w, c_in)
         if self.use_bias:
             base = base + Cost(self.output_filters, 0)

@@ -141,7 +141,7 @@ class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
                 "data_format", data_format, f"must be one of {_DATA_FORMATS}"
             )
         self.data_format = data_format
-        self.activation = keras.activations.get(activation)
+        self.activation = self._activation("activation", activation)
         if not isinstance(use_bias, bool | np.bool_):
             raise self._error("use_bias", use_bias, "must be a bool")
         self.use_bias = bool(use_bias)
@@ -223,7 +223,18 @@ class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
 
     # ------------------------------------------------------------- the layer
     def _input_channels(self, input_shape) -> int:
-        channels = input_shape[self.channel_axis]
+        ndim = self.SPATIAL_DIMS + 2
+        try:
+            shape = tuple(input_shape)
+        except TypeError:
+            shape = None
+        if shape is None or len(shape) != ndim:
+            raise ValueError(
+                f"{type(self).__name__}: input_shape must have {ndim} axes "
+                "(batch, spatial axes, channels), received "
+                f"input_shape={input_shape!r}"
+            )
+        channels = shape[self.channel_axis]
         if channels is None:
             raise ValueError(
                 f"{type(self).__name__}: the channel axis of the input must be known, "

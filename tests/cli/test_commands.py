@@ -1,5 +1,8 @@
 """``fastconv`` as a whole, ``demo``, ``bench`` and ``data``: the one error path."""
 
+import os
+import stat
+
 import pytest
 
 import fastconv.bench
@@ -132,3 +135,29 @@ def test_data_cache_dir_that_is_a_file(tmp_path, capsys, command):
     code, _, err = run(capsys, *(argv if command == "list" else [*argv, "mnist"]))
     assert_user_error(code, err, "--cache-dir", "not a folder")
     assert cache.read_text() == "a file"
+
+
+def test_bench_out_in_a_missing_folder_exits_2_before_any_work(
+    capsys, tmp_path, monkeypatch
+):
+    from fastconv.bench import runner
+
+    monkeypatch.setattr(runner, "run_benchmark", lambda *a: pytest.fail("ran"))
+    out = tmp_path / "a" / "b" / "c"
+    code, _, err = run(capsys, "bench", "--out", out)
+    assert_user_error(code, err, "--out", "folder that does not exist", str(out))
+    assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_atomically_written_files_get_the_mode_of_a_plain_open(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        path = tmp_path / "out.json"
+        _args.write_atomically(path, lambda tmp: tmp.write_text("{}"))
+        plain = tmp_path / "plain.json"
+        plain.write_text("{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)

@@ -2,6 +2,7 @@
 
 import io
 import os
+import warnings
 import zipfile
 
 import keras
@@ -281,3 +282,55 @@ def test_programming_errors_keep_their_traceback(workdir, monkeypatch, error):
     monkeypatch.setattr(fastconv.convert, "convert_model", broken)
     with pytest.raises(error, match="a bug"):
         run(None, "convert", workdir / "model.keras", *FAST)
+
+
+# ---------------------------------------------------------- search flags
+def test_limit_without_data_is_refused(workdir, capsys):
+    code, _, err = convert(capsys, workdir, "--limit", "5")
+    assert_user_error(code, err, "--limit", "needs --data", "5")
+
+
+@pytest.mark.parametrize("flag", ["--method", "--rank"])
+def test_method_or_rank_with_data_is_refused(workdir, capsys, flag):
+    args = {"--method": ("--method", "factorized"), "--rank": ("--rank", "3")}[flag]
+    before = snapshot(workdir)
+    code, _, err = run(
+        capsys, "convert", workdir / "model.keras", "--data", "mnist", *args
+    )
+    assert snapshot(workdir) == before
+    assert_user_error(code, err, flag, "does not apply to a search")
+
+
+def test_keras_optimizer_warning_on_load_leaves_one_line(workdir, capsys, monkeypatch):
+    """Keras warns when it skips a trained model's optimizer state on loading."""
+    load = keras.saving.load_model
+
+    def load_and_warn(*args, **kwargs):
+        warnings.warn(
+            "Skipping variable loading for optimizer 'adam', because it has 1 "
+            "variables whereas the saved optimizer has 5 variables.",
+            stacklevel=2,
+        )
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(keras.saving, "load_model", load_and_warn)
+    monkeypatch.setattr(_args, "available_memory", lambda: 1024)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, _, err = convert(capsys, workdir, "--batch-size", "64")
+    assert_user_error(code, err, "--batch-size", "64")
+    assert not [str(w.message) for w in caught]
+
+
+@pytest.mark.parametrize(
+    "flag, value",
+    [
+        ("--rank", "0"),
+        ("--rank", "1.5"),
+        ("--rank", "0,4"),
+    ],
+)
+def test_a_bad_rank_is_refused_when_parsed(workdir, capsys, monkeypatch, flag, value):
+    monkeypatch.setattr(_args, "load_model", lambda *a, **k: pytest.fail("loaded"))
+    code, _, err = convert(capsys, workdir, flag, value)
+    assert_user_error(code, err, flag, value)

@@ -70,6 +70,10 @@ def test_writes_table_json_and_plot(workdir, npz, capsys):
         (("--method", "svd"), ("--method", "invalid choice")),
         (("--data", "imagenet"), ("--data", "imagenet", ".npz")),
         (("--data", "missing.npz"), ("--data", "no such file")),
+        (
+            ("--no-speed", "--timing-repeats", "5"),
+            ("--timing-repeats", "--no-speed", "'5'"),
+        ),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(workdir, npz, capsys, extra, names):
