@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 bench: $(STAMP)
-	$(VENV)/bin/fastconv bench
+	$(VENV)/bin/fastconv bench --force
 
 # Everything under TensorFlow (the default backend, real-data tests and the
 # docstring examples included), then the layer, implementation, profiler and
