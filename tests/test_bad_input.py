@@ -1771,3 +1771,19 @@ def test_bench_build_model_refuses_a_bad_input_shape(shape, expected):
 
     with pytest.raises(ValueError, match=expected):
         models.build_model("mnist", "baseline", shape, 10)
+
+
+def test_an_interrupted_atomic_write_leaves_the_target_and_no_temporary(tmp_path):
+    from fastconv._files import write_atomically
+
+    target = tmp_path / "kept.json"
+    target.write_text("old")
+
+    def interrupted(temporary):
+        temporary.write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(target, interrupted)
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.json"]

@@ -49,7 +49,6 @@ import json
 import math
 import os
 import platform
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -59,7 +58,7 @@ import keras
 import numpy as np
 
 from fastconv import datasets, timing
-from fastconv._files import chmod_as_created
+from fastconv._files import write_atomically
 from fastconv._validation import is_int_at_least, is_number
 from fastconv.bench import models as _models
 from fastconv.bench.runner import _images
@@ -233,31 +232,14 @@ def _sidecar(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
-def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """``write(temporary)`` in ``path``'s folder, then ``os.replace`` onto it;
-    on any failure the temporary file is removed and ``path`` is untouched."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix
-    )
-    os.close(handle)
-    temporary = Path(name)
-    try:
-        write(temporary)
-        chmod_as_created(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
 def _save(model: keras.Model, info: dict, path: Path) -> None:
     """The sidecar, then the model; a failure leaves neither behind."""
     sidecar = _sidecar(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(info, indent=2, default=str) + "\n"
-    _write_atomically(sidecar, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_atomically(sidecar, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     try:
-        _write_atomically(path, model.save)
+        write_atomically(path, model.save)
     except BaseException:
         sidecar.unlink(missing_ok=True)
         raise

@@ -12,13 +12,11 @@ import argparse
 import math
 import os
 import re
-import tempfile
 import warnings
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
-from fastconv._files import chmod_as_created
 from fastconv.cli._errors import UsageError
 
 
@@ -138,29 +136,6 @@ def _same_file(path: Path, other: Path) -> bool:
     if path.exists() and other.exists():
         return os.path.samefile(path, other)
     return path.resolve() == other.resolve()
-
-
-def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """Calls ``write(temporary)`` next to ``path``, then moves it onto ``path``.
-
-    A failure leaves ``path`` as it was and no temporary file behind; an
-    `OSError` names ``path``, not the temporary file.
-    """
-    handle, name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix
-    )
-    os.close(handle)
-    temporary = Path(name)
-    try:
-        write(temporary)
-        chmod_as_created(temporary)
-        os.replace(temporary, path)
-    except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def available_memory() -> int | None:

@@ -23,6 +23,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from fastconv._files import write_atomically
 from fastconv.cli import _args
 from fastconv.cli._errors import UsageError
 
@@ -307,12 +308,12 @@ def run(args: argparse.Namespace) -> int:
         )
     print(result.report)
     if args.output is not None:
-        _args.write_atomically(args.output, result.model.save)
+        write_atomically(args.output, result.model.save)
         print(f"saved: {args.output}")
     else:
         print("no --output given: nothing saved", file=sys.stderr)
     if args.report is not None:
-        _args.write_atomically(args.report, result.report.to_json)
+        write_atomically(args.report, result.report.to_json)
         print(f"report: {args.report}")
     return 0
 

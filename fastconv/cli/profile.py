@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fastconv._files import write_atomically
 from fastconv.cli import _args
 from fastconv.cli._errors import UsageError
 
@@ -123,9 +124,9 @@ def run(args) -> int:
         result = result.with_suggestions(suggestions)
     print(result.table())
     if args.json:
-        _args.write_atomically(args.json, result.to_json)
+        write_atomically(args.json, result.to_json)
         print(f"wrote {args.json}")
     if args.png:
-        _args.write_atomically(args.png, result.plot)
+        write_atomically(args.png, result.plot)
         print(f"wrote {args.png}")
     return 0

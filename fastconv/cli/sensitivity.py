@@ -18,6 +18,7 @@ import os
 import zipfile
 from pathlib import Path
 
+from fastconv._files import write_atomically
 from fastconv.cli import _args
 from fastconv.cli._errors import UsageError
 
@@ -244,11 +245,11 @@ def run(args: argparse.Namespace) -> int:
     print(result)
     args.out.mkdir(exist_ok=True)
     paths = {kind: args.out / name for kind, name in OUTPUTS.items()}
-    _args.write_atomically(
+    write_atomically(
         paths["table"], lambda tmp: tmp.write_text(str(result) + "\n", encoding="utf-8")
     )
-    _args.write_atomically(paths["json"], result.to_json)
-    _args.write_atomically(paths["plot"], result.plot)
+    write_atomically(paths["json"], result.to_json)
+    write_atomically(paths["plot"], result.plot)
     for path in paths.values():
         print(f"wrote: {path}")
     return 0

@@ -7,6 +7,7 @@ import pytest
 
 import fastconv.bench
 from fastconv import cli
+from fastconv._files import write_atomically
 from fastconv.cli import _args
 from fastconv.cli._errors import UsageError
 from tests.cli.checks import assert_user_error, run, snapshot
@@ -154,7 +155,7 @@ def test_atomically_written_files_get_the_mode_of_a_plain_open(tmp_path, umask):
     old = os.umask(umask)
     try:
         path = tmp_path / "out.json"
-        _args.write_atomically(path, lambda tmp: tmp.write_text("{}"))
+        write_atomically(path, lambda tmp: tmp.write_text("{}"))
         plain = tmp_path / "plain.json"
         plain.write_text("{}")
     finally:
