@@ -95,7 +95,9 @@ def test_test_accuracy_is_measured_on_the_test_set(tiny):
     assert ref.info["test_examples"] == len(x_test)
 
 
-def test_a_crash_while_saving_leaves_no_file(tiny, monkeypatch):
+def test_a_crash_while_saving_leaves_no_model_file_and_keeps_the_training(
+    tiny, monkeypatch
+):
     path = references.reference_path(TINY)
     saved = keras.Model.save
 
@@ -108,11 +110,13 @@ def test_a_crash_while_saving_leaves_no_file(tiny, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         references.reference_model(TINY, progress=False)
     assert not path.exists()
-    assert _files(path.parent) == []
+    assert _files(path.parent) == [path.stem + ".backup"]
 
     monkeypatch.setattr(keras.Model, "save", saved)
     ref = references.reference_model(TINY, progress=False)
     assert ref.trained and path.is_file()
+    assert ref.info["resumed_at_epoch"] == 1  # the finished epoch is not redone
+    assert _files(path.parent) == sorted([path.name, path.stem + ".json"])
 
 
 def test_a_corrupt_cache_is_warned_about_moved_aside_and_retrained(tiny):
@@ -136,6 +140,73 @@ def test_a_sidecar_of_another_recipe_is_not_trusted(tiny):
     with pytest.warns(UserWarning, match="does not describe this recipe"):
         again = references.reference_model(TINY, progress=False)
     assert again.trained
+
+
+def test_the_keys_of_models_cached_before_precision_existed_are_unchanged():
+    # The MNIST and Fashion-MNIST references cached before Recipe.precision
+    # existed keep their file names.
+    assert "precision" not in Recipe(epochs=15).to_dict()
+    assert references.REFERENCES["mnist"].recipe.key() == "16e8ad007e"
+    assert references.REFERENCES["fashion_mnist"].recipe.key() == "7385d3d37d"
+    assert Recipe(epochs=15, precision="mixed_bfloat16").key() != "16e8ad007e"
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_an_interrupted_training_resumes_from_its_last_epoch(tiny, monkeypatch):
+    spec = references.REFERENCES[TINY]
+    monkeypatch.setitem(
+        references.REFERENCES,
+        TINY,
+        ReferenceSpec(spec.builder, Recipe(epochs=3, batch_size=32), load=spec.load),
+    )
+    path = references.reference_path(TINY)
+    backup = path.with_name(path.stem + ".backup")
+    finish = references._Resume.on_epoch_end
+
+    def killed_after_two(self, epoch, logs=None):
+        finish(self, epoch, logs)
+        if epoch == 1:
+            raise _Killed
+
+    monkeypatch.setattr(references._Resume, "on_epoch_end", killed_after_two)
+    with pytest.raises(_Killed):
+        references.reference_model(TINY, progress=False)
+    assert not path.exists() and backup.is_dir()
+
+    monkeypatch.setattr(references._Resume, "on_epoch_end", finish)
+    ref = references.reference_model(TINY, progress=False)
+    assert ref.trained and ref.info["resumed_at_epoch"] == 2
+    assert len(ref.info["train_loss"]) == 3 and len(ref.info["epoch_seconds"]) == 3
+    assert not backup.exists()
+    assert _files(path.parent) == sorted([path.name, path.stem + ".json"])
+
+
+def test_an_unreadable_backup_is_warned_about_and_training_starts_over(tiny):
+    path = references.reference_path(TINY)
+    backup = path.with_name(path.stem + ".backup")
+    backup.mkdir(parents=True)
+    (backup / "latest.weights.h5").write_bytes(b"not hdf5")
+    (backup / "training_metadata.json").write_text('{"epoch": 1, "batch": 0}')
+    with pytest.warns(UserWarning, match=str(backup)):
+        ref = references.reference_model(TINY, progress=False)
+    assert ref.trained and ref.info["resumed_at_epoch"] == 0
+    assert not backup.exists()
+
+
+def test_a_mixed_precision_recipe_caches_a_float32_model(monkeypatch, tmp_path):
+    recipe = Recipe(epochs=1, batch_size=32, precision="mixed_bfloat16")
+    spec = ReferenceSpec(tiny_net, recipe, load=lambda name: tiny_data())
+    monkeypatch.setitem(references.REFERENCES, TINY, spec)
+    ref = references.reference_model(TINY, cache_dir=tmp_path, progress=False)
+    assert keras.config.dtype_policy().name == "float32"
+    assert all(layer.dtype_policy.name == "float32" for layer in ref.model.layers)
+    untrained = tiny_net(models.Convs(), (12, 12, 1), 3)
+    assert not _same_weights(ref.model, untrained)
+    loaded = references.reference_model(TINY, cache_dir=tmp_path, progress=False)
+    assert _same_weights(ref.model, loaded.model)
 
 
 def test_the_augmented_sgd_recipe_trains(monkeypatch, tmp_path):
