@@ -113,7 +113,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     Returns:
         The ``convert`` parser; its ``func`` default is `run`.
     """
-    from fastconv.convert.decompose import DEFAULT_RANK, METHODS
+    from fastconv.convert.decompose import DEFAULT_RANKS, METHODS
 
     parser = subparsers.add_parser(
         "convert",
@@ -145,8 +145,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         type=_rank,
         default=None,
         help="int (8), fraction of the parameters (0.25), Tucker pair (16,32), "
-        f"vbmf or energy:0.9 (default: {DEFAULT_RANK}; not with --data, which "
-        "searches the rank)",
+        "vbmf or energy:0.9 (default: the method's, "
+        + ", ".join(f"{m} {r}" for m, r in DEFAULT_RANKS.items() if m != "auto")
+        + "; not with --data, which searches the rank)",
     )
     parser.add_argument(
         "--layers",

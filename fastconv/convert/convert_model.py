@@ -29,7 +29,6 @@ import numpy as np
 from fastconv import _keras_graph, kernels, timing
 from fastconv._validation import is_int, is_int_at_least, is_number
 from fastconv.convert.decompose import (
-    DEFAULT_RANK,
     METHODS,
     Decomposition,
     _decompose,
@@ -486,7 +485,7 @@ def _check_rank(rank) -> None:
     """Refuses a numeric rank of no valid form before any layer is decomposed.
     A rule (a str) and whether a rank suits each layer's method and kernel are
     checked per layer, with the layer's name in the message."""
-    if isinstance(rank, str):
+    if rank is None or isinstance(rank, str):
         return
     if isinstance(rank, tuple | list):
         valid = len(rank) == 2 and all(is_int_at_least(v, 1) for v in rank)
@@ -699,8 +698,11 @@ def convert_model(
             ``"separable"`` or ``"auto"`` (see `fastconv.decompose`); not
             with ``data`` (give ``methods``).
         rank: for every converted layer, in any form
-            `fastconv.decomposition.resolve_rank` takes; default ``"vbmf"``;
-            not with ``data`` (give ``ranks``).
+            `fastconv.decomposition.resolve_rank` takes; None (the default)
+            for each layer's method's default rank
+            (`fastconv.convert.decompose.DEFAULT_RANKS`: ``0.25`` for
+            ``"cp"``, ``"energy:0.9"`` for the others); not with ``data``
+            (give ``ranks``).
         layers: None (the default choice above), a list of layer names (each
             must name a convolution), a regular expression that a layer's whole
             name (or ``model/layer`` path) must match, or a predicate
@@ -760,7 +762,6 @@ def convert_model(
     )
     _check_search_choice(searching, method, rank, methods, ranks)
     method = "tucker" if method is None else method
-    rank = DEFAULT_RANK if rank is None else rank
     _check_args(method, min_speedup, batch_size, skip_first, timing_repeats)
     _check_rank(rank)
     _check_random_state(options)

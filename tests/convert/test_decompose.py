@@ -189,6 +189,21 @@ def test_rank_forms():
         assert _decompose(conv, "separable", 50).rank == 8
 
 
+@pytest.mark.parametrize("method", ["cp", "tucker", "factorized", "separable"])
+def test_no_rank_means_the_methods_default_rank(method):
+    from fastconv.convert.decompose import DEFAULT_RANKS
+
+    conv = built_conv(8, 8, 3, seed=1)
+    kwargs = {"random_state": 0} if method == "cp" else {}
+    default = _decompose(conv, method, **kwargs)
+    explicit = _decompose(conv, method, DEFAULT_RANKS[method], **kwargs)
+    assert default.rank == explicit.rank
+    assert fastconv.decompose(conv, method, **kwargs).count_params() == (
+        explicit.layer.count_params()
+    )
+    assert DEFAULT_RANKS[method] == (0.25 if method == "cp" else "energy:0.9")
+
+
 def test_tucker_layer_is_re_decomposed_with_smaller_ranks():
     conv = built_conv(6, 8, 3, padding="same", strides=2)
     tucker = fastconv.decompose(conv, "tucker", rank=(6, 8))
