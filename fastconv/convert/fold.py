@@ -11,7 +11,8 @@ with one pass over memory fewer per pair.
 The model is walked with `fastconv._keras_graph` (nested models included) and
 copied with the cloning of `fastconv.convert.convert_model`: each folded
 convolution is replaced by a copy with the folded weights, each folded
-``BatchNormalization`` by a ``keras.layers.Identity`` of the same name, and
+``BatchNormalization`` by a `FoldedBatchNormalization` (its input unchanged)
+of the same name, and
 every other layer is re-created from its config with a copy of its weights.
 """
 
@@ -37,7 +38,7 @@ from fastconv.layers import (
     WideConv2D,
 )
 
-__all__ = ["FoldReport", "FoldResult", "fold_batchnorm"]
+__all__ = ["FoldReport", "FoldResult", "FoldedBatchNormalization", "fold_batchnorm"]
 
 #: The weight of each fastconv layer whose last axis is the layer's output
 #: channels, and after which only the bias (and the activation) come.
@@ -65,6 +66,22 @@ _ACTIVATIONS = (
     keras.layers.PReLU,
     keras.layers.Softmax,
 )
+
+
+@keras.saving.register_keras_serializable(package="fastconv")
+class FoldedBatchNormalization(keras.layers.Identity):
+    """What a folded ``BatchNormalization`` becomes: its input, unchanged.
+
+    It stands where the ``BatchNormalization`` stood, with its name, so that the
+    graph and every layer name stay as they were; it takes the same call
+    arguments (``training``, ``mask``) and ignores them.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        return super().call(inputs)
+
+    def compute_output_spec(self, inputs, training=None, mask=None):
+        return super().compute_output_spec(inputs)
 
 
 @dataclasses.dataclass
@@ -202,8 +219,6 @@ def _bn_reason(bn, node, calls: int) -> str | None:
         return "training-mode only (called with training=True)"
     if getattr(bn, "renorm", False):
         return "renorm=True"
-    if len(node.input_tensors[0].shape) != 4:
-        return f"its input has {len(node.input_tensors[0].shape)} axes, not 4"
     return None
 
 
@@ -303,8 +318,9 @@ def fold_batchnorm(model) -> FoldResult:
 
     The model itself is never modified. In the copy, every layer keeps its
     name; a folded convolution has the folded weights and ``use_bias=True``, a
-    folded ``BatchNormalization`` becomes a ``keras.layers.Identity`` of the
-    same name (the graph keeps its shape and costs nothing there), and every
+    folded ``BatchNormalization`` becomes a `FoldedBatchNormalization` of the
+    same name, which passes its input through (the graph keeps its shape and
+    the copy saves and loads with no ``custom_objects``), and every
     other layer is re-created from its config with a copy of its weights. The
     copy computes the original's inference outputs up to rounding; training
     it further no longer normalizes the folded channels.
@@ -345,7 +361,7 @@ def fold_batchnorm(model) -> FoldResult:
     replacements = {}
     for conv, bn, shape in pairs:
         replacements[id(conv)] = _folded_layer(conv, bn, shape)
-        replacements[id(bn)] = keras.layers.Identity(
-            name=bn.name, dtype=bn.dtype_policy
+        replacements[id(bn)] = FoldedBatchNormalization(
+            name=bn.name, dtype=bn.dtype_policy.name
         )
     return FoldResult(_clone(model, replacements), report)
