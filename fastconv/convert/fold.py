@@ -151,7 +151,10 @@ def _check_model(model):
 
 
 def _graphs(function, path, found: list) -> None:
-    """Appends ``(graph, path)`` for ``function`` and every nested model."""
+    """Appends ``(graph, path)`` for ``function`` and every nested model, once
+    each (a nested model called twice is one graph whose layers it shares)."""
+    if any(function is seen for seen, _ in found):
+        return
     found.append((function, path))
     for node in _keras_graph.operation_nodes(function):
         inner = _keras_graph.graph(node.operation)

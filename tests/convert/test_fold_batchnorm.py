@@ -188,6 +188,25 @@ def test_functional_model_folds_what_it_can_and_says_why_not():
     assert_same_outputs(new_model, model, x)
 
 
+def test_nested_model_called_twice_folds_once_and_stays_shared():
+    block = keras.Sequential(
+        [
+            keras.Input((8, 8, 4)),
+            keras.layers.Conv2D(4, 3, padding="same", name="conv"),
+            keras.layers.BatchNormalization(name="bn"),
+        ],
+        name="block",
+    )
+    inputs = keras.Input((8, 8, 4))
+    model = randomize(keras.Model(inputs, block(block(inputs))))
+
+    new_model, report = fastconv.fold_batchnorm(model)
+
+    assert report.folded == [("block/conv", "block/bn")] and report.kept == []
+    assert len(new_model.layers) == len(model.layers)
+    assert_same_outputs(new_model, model, random_input((2, 8, 8, 4), seed=1))
+
+
 def test_original_is_untouched():
     model = reasons_model()
     before = snapshot(model)
