@@ -9,6 +9,7 @@ from fastconv.convert import (
     convert_model,
     decompose,
     finetune,
+    fold_batchnorm,
     sensitivity,
     suggest_replacements,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "convert_model",
     "decompose",
     "finetune",
+    "fold_batchnorm",
     "SensitivityResult",
     "sensitivity",
     "Cost",

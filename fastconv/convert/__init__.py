@@ -1,5 +1,5 @@
 """From trained Keras models to fast ones: `decompose`, `convert_model`, `finetune`,
-`sensitivity`.
+`fold_batchnorm`, `sensitivity`.
 
 Floor 3 of fastconv: the one place where the decompositions
 (`fastconv.decomposition`) and the layers (`fastconv.layers`) meet, and where a
@@ -13,6 +13,12 @@ from fastconv.convert.convert_model import (
 )
 from fastconv.convert.decompose import Decomposition, decompose, parse_rank
 from fastconv.convert.finetune import finetune
+from fastconv.convert.fold import (
+    FoldedBatchNormalization,
+    FoldReport,
+    FoldResult,
+    fold_batchnorm,
+)
 from fastconv.convert.report import ConversionReport, LayerReport
 from fastconv.convert.sensitivity import (
     SensitivityResult,
@@ -34,12 +40,16 @@ __all__ = [
     "ConversionReport",
     "ConversionResult",
     "Decomposition",
+    "FoldedBatchNormalization",
+    "FoldReport",
+    "FoldResult",
     "LayerReport",
     "Suggestion",
     "candidate_layer",
     "convert_model",
     "decompose",
     "finetune",
+    "fold_batchnorm",
     "parse_rank",
     "suggest_replacements",
     "SensitivityResult",

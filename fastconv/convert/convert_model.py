@@ -641,6 +641,7 @@ def convert_model(
     max_accuracy_drop: float | None = None,
     methods: Sequence[str] | None = None,
     ranks: Sequence | None = None,
+    fold_batchnorm: bool = False,
     **options,
 ) -> ConversionResult:
     """A copy of a model with its convolutions replaced by decomposed layers.
@@ -730,6 +731,10 @@ def convert_model(
         methods: the methods the search tries (default ``("cp", "tucker")``).
         ranks: the ranks the search tries for each method (default
             ``(0.1, 0.25, 0.5, "vbmf")``).
+        fold_batchnorm: first fold every ``BatchNormalization`` that directly
+            follows a convolution into it (`fastconv.fold_batchnorm`), then
+            convert the folded model; ``report.folded_batchnorm`` lists the
+            pairs. Default False.
         **options: passed to `fastconv.decompose` for every layer (e.g.
             ``random_state``, ``n_iter_max``, ``max_error``).
 
@@ -765,6 +770,11 @@ def convert_model(
     _check_args(method, min_speedup, batch_size, skip_first, timing_repeats)
     _check_rank(rank)
     _check_random_state(options)
+    if not isinstance(fold_batchnorm, bool):
+        raise TypeError(
+            "convert_model: fold_batchnorm must be a bool, received "
+            f"fold_batchnorm={fold_batchnorm!r}"
+        )
     if searching:
         methods, ranks = _check_search(
             data, target_speedup, max_accuracy_drop, methods, ranks, overrides
@@ -779,6 +789,10 @@ def convert_model(
     if calibration_data is not None:
         _check_calibration(calibration_data)
     function = _check_model(model)
+    original, folded = model, None
+    if fold_batchnorm:
+        model, folded = _fold(model)
+        function = _check_model(model)
     if searching:
         x, labels = _search().check_data(model, data)
         if calibration_data is None:
@@ -880,17 +894,27 @@ def convert_model(
     report = ConversionReport(
         rows=rows,
         settings=settings,
-        params_before=int(model.count_params()),
+        params_before=int(original.count_params()),
         params_after=int(new_model.count_params()),
         output_error=output_error,
         environment=timing.environment(),
         search=None if searched is None else searched.to_dict(),
         search_summary=None if searched is None else searched.summary(),
         advice=_advice(rows),
+        folded_batchnorm=folded,
     )
     if report.advice is not None:
         warnings.warn(ConversionAccuracyWarning(report.advice), stacklevel=2)
     return ConversionResult(new_model, report)
+
+
+def _fold(model) -> tuple[keras.Model, list[tuple[str, str]]]:
+    """`fastconv.fold_batchnorm` of ``model``: the folded copy and the folded
+    pairs; imported when needed, as it builds on `convert_model`'s cloning."""
+    from fastconv.convert.fold import fold_batchnorm
+
+    folded, report = fold_batchnorm(model)
+    return folded, report.folded
 
 
 def _search():

@@ -142,6 +142,9 @@ class ConversionReport:
             words, or None.
         advice: what to do next when converted layers have large errors (the
             `ConversionAccuracyWarning`'s text), or None.
+        folded_batchnorm: with ``fold_batchnorm=True``, the ``(convolution,
+            batch normalization)`` name pairs folded before converting
+            (`fastconv.fold_batchnorm`), or None.
     """
 
     rows: list[LayerReport]
@@ -153,6 +156,7 @@ class ConversionReport:
     search: dict | None = None
     search_summary: str | None = None
     advice: str | None = None
+    folded_batchnorm: list[tuple[str, str]] | None = None
 
     @property
     def converted(self) -> list[LayerReport]:
@@ -179,6 +183,7 @@ class ConversionReport:
             "layers": [row.to_dict() for row in self.rows],
             "search": self.search,
             "advice": self.advice,
+            "folded_batchnorm": _listify(self.folded_batchnorm),
             "environment": self.environment,
         }
 
@@ -255,6 +260,9 @@ class ConversionReport:
                 f"{self.settings.get('batch_size')} on {env.get('backend', '?')}, "
                 f"{env.get('device', '?')}"
             )
+        if self.folded_batchnorm:
+            pairs = ", ".join(f"{bn} into {conv}" for conv, bn in self.folded_batchnorm)
+            parts.append(f"batch normalization folded first: {pairs}")
         if self.search_summary is not None:
             parts.append(self.search_summary)
         if self.advice is not None:
