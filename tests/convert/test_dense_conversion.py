@@ -168,3 +168,140 @@ def test_decompose_warns_with_the_layer_name_only_when_clamped():
     with warnings.catch_warnings():
         warnings.simplefilter("error", RankClampedWarning)
         fastconv.decompose(_dense(), "svd", rank=12)
+
+
+# -------------------------------------------------------------- convert_model
+def _mlp():
+    inputs = keras.Input((3, 16))
+    x = keras.layers.Conv1D(16, 1, name="mix")(inputs)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(24, activation="relu", name="fc1")(x)
+    x = keras.layers.Dense(12, activation="relu", name="fc2")(x)
+    outputs = keras.layers.Dense(10, name="head")(x)
+    return keras.Model(inputs, outputs)
+
+
+def _cnn():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, name="c1")(inputs)
+    x = keras.layers.Conv2D(8, 3, name="c2")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(12, name="fc")(x)
+    outputs = keras.layers.Dense(4, name="head")(x)
+    return keras.Model(inputs, outputs)
+
+
+def _decisions(report):
+    return {row.name: row.decision for row in report.rows}
+
+
+def test_convert_model_leaves_dense_layers_alone_by_default():
+    _, report = fastconv.convert_model(_cnn(), "tucker", rank=4)
+    assert [row.name for row in report.rows] == ["c1", "c2"]
+
+
+def test_convert_model_converts_dense_layers_but_the_classifier():
+    model = _mlp()
+    before = [w.copy() for w in model.get_weights()]
+    x = random_input((4, 3, 16))
+    new_model, report = fastconv.convert_model(
+        model, rank="energy:1.0", layer_types=("dense",), calibration_data=x
+    )
+    assert _decisions(report) == {
+        "fc1": "converted",
+        "fc2": "converted",
+        "head": "kept: the last Dense layer (the classifier)",
+    }
+    rows = {row.name: row for row in report.rows}
+    assert (rows["fc1"].method, rows["fc1"].rank) == ("svd", 24)
+    assert rows["fc1"].new_type == "LowRankDense"
+    assert rows["fc1"].macs_after == 48 * 24 + 24 * 24
+    assert report.output_error[0] < 1e-5
+    assert isinstance(new_model.get_layer("fc1_svd"), fastconv.LowRankDense)
+    assert isinstance(model.get_layer("fc1"), keras.layers.Dense)
+    for weight, old in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(weight, old)
+    np.testing.assert_allclose(
+        to_numpy(new_model(x)), to_numpy(model(x)), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_convert_model_converts_both_types_with_svd_for_dense():
+    _, report = fastconv.convert_model(
+        _cnn(), "tucker", rank=4, layer_types=("conv", "dense")
+    )
+    rows = {row.name: row for row in report.rows}
+    assert rows["c2"].method == "tucker"
+    assert (rows["fc"].method, rows["fc"].rank) == ("svd", 4)
+    assert rows["head"].decision == "kept: the last Dense layer (the classifier)"
+    assert report.settings["layer_types"] == ("conv", "dense")
+
+
+def test_convert_model_layers_and_overrides_can_name_dense_layers():
+    _, report = fastconv.convert_model(
+        _mlp(),
+        rank=4,
+        layers=["head"],
+        overrides={"fc2": {"rank": 2}},
+        layer_types=("dense",),
+    )
+    rows = {row.name: row for row in report.rows}
+    assert (rows["head"].decision, rows["head"].rank) == ("converted", 4)
+    assert (rows["fc2"].decision, rows["fc2"].rank) == ("converted", 2)
+    assert rows["fc1"].decision == "kept: not selected"
+
+
+def test_convert_model_min_speedup_applies_to_dense_layers():
+    _, report = fastconv.convert_model(
+        _mlp(),
+        rank=2,
+        layer_types=("dense",),
+        min_speedup=1e6,
+        timing_repeats=1,
+        batch_size=2,
+    )
+    rows = {row.name: row for row in report.rows}
+    assert rows["fc1"].decision.startswith("kept: ")
+    assert "(matmul) < min_speedup 1000000.0x" in rows["fc1"].decision
+    assert rows["fc1"].time_before is not None
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(layer_types=("dense", "lstm")), ValueError, "layer_types=\\('dense'"),
+        (dict(layer_types="dense"), ValueError, "received layer_types='dense'"),
+        (dict(layer_types=()), ValueError, "received layer_types=\\(\\)"),
+        (
+            dict(layer_types=("dense", "dense")),
+            ValueError,
+            "layer_types must be a non-empty tuple of distinct values",
+        ),
+        (
+            dict(layers=["fc"]),
+            TypeError,
+            "layers names 'fc', a Dense; pass layer_types=\\('conv', 'dense'\\)",
+        ),
+        (
+            dict(overrides={"fc": {"rank": 2}}),
+            ValueError,
+            "overrides names 'fc', a Dense; pass layer_types",
+        ),
+        (
+            dict(layer_types=("dense",), overrides={"fc": {"method": "cp"}}),
+            TypeError,
+            "layer 'fc' is a Dense; method 'cp' decomposes 2-D convolutions",
+        ),
+    ],
+)
+def test_convert_model_refuses_bad_dense_arguments(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        fastconv.convert_model(_cnn(), **kwargs)
+
+
+def test_convert_model_refuses_dense_in_a_search():
+    x = random_input((8, 3, 16))
+    with pytest.raises(ValueError, match="layer_types with 'dense' does not apply"):
+        fastconv.convert_model(
+            _mlp(), data=(x, np.zeros(8, int)), layer_types=("dense",)
+        )
