@@ -566,9 +566,9 @@ def _check_args(method, min_speedup, batch_size, skip_first, timing_repeats):
         )
 
 
-def _check_layer_types(layer_types) -> tuple[str, ...]:
+def _check_layer_types(layer_types, owner: str = "convert_model") -> tuple[str, ...]:
     """``layer_types`` as a tuple of distinct values of `LAYER_TYPES`, or an
-    error naming the argument."""
+    error naming ``owner`` and the argument."""
     if (
         isinstance(layer_types, str)
         or not isinstance(layer_types, Sequence)
@@ -577,7 +577,7 @@ def _check_layer_types(layer_types) -> tuple[str, ...]:
         or len(set(layer_types)) != len(layer_types)
     ):
         raise ValueError(
-            "convert_model: layer_types must be a non-empty tuple of distinct "
+            f"{owner}: layer_types must be a non-empty tuple of distinct "
             f"values among {LAYER_TYPES}, such as ('conv', 'dense'), received "
             f"layer_types={layer_types!r}"
         )

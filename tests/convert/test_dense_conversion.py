@@ -305,3 +305,29 @@ def test_convert_model_refuses_dense_in_a_search():
         fastconv.convert_model(
             _mlp(), data=(x, np.zeros(8, int)), layer_types=("dense",)
         )
+
+
+# ---------------------------------------------------------------- sensitivity
+def test_sensitivity_measures_dense_layers_when_asked():
+    model = _mlp()
+    x = random_input((16, 3, 16))
+    labels = np.argmax(to_numpy(model(x)), axis=-1)
+    result = fastconv.sensitivity(
+        model,
+        (x, labels),
+        ranks=[2, "energy:1.0"],
+        layer_types=("dense",),
+        measure_speed=False,
+        progress=False,
+    )
+    assert [(row.layer, row.resolved_rank) for row in result.rows] == [
+        ("fc1", 2),
+        ("fc1", 24),
+        ("fc2", 2),
+        ("fc2", 12),
+    ]
+    assert result.rows[1].accuracy_drop == 0.0
+    assert result.skipped == {"head": "kept: the last Dense layer (the classifier)"}
+    assert result.settings["layer_types"] == ["dense"]
+    with pytest.raises(ValueError, match="sensitivity: layer_types must be"):
+        fastconv.sensitivity(model, (x, labels), layer_types=("mlp",))
