@@ -841,8 +841,9 @@ def convert_model(
             (``0.01``: one point); the default with ``data`` and no target.
         methods: the methods the search tries (default ``("cp", "tucker")``).
         layer_types: which layers to convert: ``("conv",)`` (the default,
-            2-D convolutions), ``("dense",)`` or ``("conv", "dense")``; not
-            ``"dense"`` with ``data`` (the search tries convolution methods).
+            2-D convolutions), ``("dense",)`` or ``("conv", "dense")``; with
+            ``data``, the search tries each Dense layer with ``"svd"`` at
+            each of ``ranks``.
         ranks: the ranks the search tries for each method (default
             ``(0.1, 0.25, 0.5, "vbmf")``).
         **options: passed to `fastconv.decompose` for every layer (e.g.
@@ -883,12 +884,6 @@ def convert_model(
     _check_random_state(options)
     layer_types = _check_layer_types(layer_types)
     if searching:
-        if "dense" in layer_types:
-            raise ValueError(
-                "convert_model: layer_types with 'dense' does not apply to a "
-                "search (data=...), which tries convolution methods only, "
-                f"received layer_types={layer_types!r}"
-            )
         methods, ranks = _check_search(
             data, target_speedup, max_accuracy_drop, methods, ranks, overrides
         )
@@ -946,6 +941,7 @@ def convert_model(
             batch_size,
             timing_repeats,
             options,
+            layer_types,
         )
     chosen = [plan for plan in plans if plan.selected]
 
@@ -1092,7 +1088,7 @@ def _check_search(data, target_speedup, max_accuracy_drop, methods, ranks, overr
 def _choose(model, plans, x, labels, target_speedup, max_accuracy_drop, *rest):
     """Measures the candidates of the selected layers, chooses, and sets each
     plan to its choice; returns the `SearchResult` (not yet verified)."""
-    methods, ranks, batch_size, repeats, options = rest
+    methods, ranks, batch_size, repeats, options, layer_types = rest
     search = _search()
     names = [plan.site.full_name for plan in plans if plan.selected]
     found, model_time, original = search.measure(
@@ -1105,6 +1101,7 @@ def _choose(model, plans, x, labels, target_speedup, max_accuracy_drop, *rest):
         batch_size=batch_size,
         repeats=repeats,
         options=options,
+        layer_types=layer_types,
     )
     picks = search.choose(
         found,

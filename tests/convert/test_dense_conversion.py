@@ -299,12 +299,29 @@ def test_convert_model_refuses_bad_dense_arguments(kwargs, error, message):
         fastconv.convert_model(_cnn(), **kwargs)
 
 
-def test_convert_model_refuses_dense_in_a_search():
-    x = random_input((8, 3, 16))
-    with pytest.raises(ValueError, match="layer_types with 'dense' does not apply"):
-        fastconv.convert_model(
-            _mlp(), data=(x, np.zeros(8, int)), layer_types=("dense",)
-        )
+def test_convert_model_search_tries_dense_layers_with_svd():
+    model = _mlp()
+    x = random_input((16, 3, 16))
+    labels = np.argmax(to_numpy(model(x)), axis=-1)
+    _, report = fastconv.convert_model(
+        model,
+        data=(x, labels),
+        max_accuracy_drop=0.0,
+        ranks=[2, "energy:1.0"],
+        layer_types=("dense",),
+        timing_repeats=1,
+        batch_size=8,
+    )
+    tried = {
+        (o["layer"], o["method"], o["resolved_rank"]) for o in report.search["options"]
+    }
+    assert tried == {
+        ("fc1", "svd", 2),
+        ("fc1", "svd", 24),
+        ("fc2", "svd", 2),
+        ("fc2", "svd", 12),
+    }
+    assert report["head"].decision == "kept: the last Dense layer (the classifier)"
 
 
 # ---------------------------------------------------------------- sensitivity
