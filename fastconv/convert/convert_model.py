@@ -97,7 +97,8 @@ def _is_site(layer, layer_types) -> bool:
 
 @dataclasses.dataclass
 class _Site:
-    """A convolution of the model: where it is and how it is called."""
+    """A convolution (or Dense layer) of the model: where it is and how it is
+    called."""
 
     layer: keras.layers.Layer
     path: tuple[str, ...]
@@ -320,9 +321,9 @@ def _plan(
     method,
     rank,
     options,
-    types=("conv",),
+    layer_types=("conv",),
 ):
-    predicate, strict = _matcher(layers, sites, everything, types)
+    predicate, strict = _matcher(layers, sites, everything, layer_types)
     dense = [site for site in sites if _is_dense(site.layer)]
     classifier = dense[-1] if dense and layers is None else None
     if overrides is None:
@@ -340,10 +341,10 @@ def _plan(
                 f"{{'method': 'cp', 'rank': 8}}, received {settings!r}"
             )
         for layer in _lookup(name, everything, sites, "overrides"):
-            message = _dense_not_asked(layer, types, "overrides")
+            message = _dense_not_asked(layer, layer_types, "overrides")
             if message is not None:
                 raise ValueError(message)
-            if not _is_site(layer, types):
+            if not _is_site(layer, layer_types):
                 raise ValueError(
                     f"convert_model: overrides names {name!r}, a "
                     f"{type(layer).__name__}, which is not a convolution; the "
