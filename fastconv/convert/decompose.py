@@ -356,9 +356,9 @@ def _dense(layer, method, rank, name, options) -> Decomposition:
     layer_name = _layer_name(layer)
     if method in METHODS:
         raise TypeError(
-            f"decompose: layer {layer_name!r} is a {_type_name(layer)}; method "
-            f"{method!r} decomposes 2-D convolutions, and a Dense layer takes "
-            f"method {DENSE_METHODS[0]!r}"
+            f"decompose: layer {layer_name!r} is a {_type_name(layer)}, not a "
+            f"keras.layers.Conv2D that method {method!r} decomposes; a Dense "
+            f"layer takes method {DENSE_METHODS[0]!r}"
         )
     if method not in DENSE_METHODS:
         raise ValueError(

@@ -124,8 +124,8 @@ def test_decompose_dense_near_the_float32_limit_gives_finite_factors():
         (
             lambda d: fastconv.decompose(d, "tucker", rank=4),
             TypeError,
-            "layer 'fc' is a Dense; method 'tucker' decomposes 2-D convolutions, "
-            "and a Dense layer takes method 'svd'",
+            "layer 'fc' is a Dense, not a keras.layers.Conv2D that method 'tucker' "
+            "decomposes; a Dense layer takes method 'svd'",
         ),
         (
             lambda d: fastconv.decompose(d, "qr", rank=4),
@@ -290,7 +290,7 @@ def test_convert_model_min_speedup_applies_to_dense_layers():
         (
             dict(layer_types=("dense",), overrides={"fc": {"method": "cp"}}),
             TypeError,
-            "layer 'fc' is a Dense; method 'cp' decomposes 2-D convolutions",
+            "layer 'fc' is a Dense, not a keras.layers.Conv2D that method 'cp'",
         ),
     ],
 )
