@@ -1,8 +1,9 @@
 """Whole models: `convert_model` replaces chosen convolutions with fast layers.
 
 The model's graph is walked (nested Functional and Sequential models included)
-to find every 2-D convolution, its input shapes and whether another convolution
-lies between it and a model input. The chosen ones are decomposed with
+to find every 2-D convolution (and, with ``layer_types=("conv", "dense")``,
+every Dense layer), its input shapes and whether another convolution lies
+between it and a model input. The chosen ones are decomposed with
 `decompose`; a copy of the model is then built with
 ``keras.models.clone_model(..., recursive=True)``: converted layers are swapped
 in, every other layer is re-created from its config and given a copy of its
@@ -29,6 +30,7 @@ import numpy as np
 from fastconv import _keras_graph, kernels, timing
 from fastconv._validation import is_int, is_int_at_least, is_number
 from fastconv.convert.decompose import (
+    DENSE_METHODS,
     METHODS,
     Decomposition,
     _decompose,
@@ -36,9 +38,14 @@ from fastconv.convert.decompose import (
 )
 from fastconv.convert.report import ConversionReport, LayerReport
 from fastconv.cost import layer_cost, spatial_dims
-from fastconv.layers import BaseFastConv
+from fastconv.layers import BaseFastConv, LowRankDense
 
 __all__ = ["ConversionAccuracyWarning", "ConversionResult", "convert_model"]
+
+#: The values of ``layer_types``: 2-D convolutions, Dense layers.
+LAYER_TYPES = ("conv", "dense")
+
+_ALL_METHODS = (*METHODS, *DENSE_METHODS)
 
 #: Warm-up rounds before the measured ones when ``min_speedup`` is given.
 TIMING_WARMUP = 3
@@ -76,9 +83,21 @@ def _is_conv(layer) -> bool:
     return isinstance(layer, keras.layers.Conv2D | BaseFastConv)
 
 
+def _is_dense(layer) -> bool:
+    return isinstance(layer, keras.layers.Dense | LowRankDense)
+
+
+def _is_site(layer, layer_types) -> bool:
+    """Whether ``layer`` is of a type ``layer_types`` asks to convert."""
+    return ("conv" in layer_types and _is_conv(layer)) or (
+        "dense" in layer_types and _is_dense(layer)
+    )
+
+
 @dataclasses.dataclass
 class _Site:
-    """A convolution of the model: where it is and how it is called."""
+    """A convolution (or Dense layer) of the model: where it is and how it is
+    called."""
 
     layer: keras.layers.Layer
     path: tuple[str, ...]
@@ -99,10 +118,18 @@ class _Site:
         return not all(self.upstream)
 
 
-def _walk(function, tainted: bool, path, sites: dict, everything: dict) -> bool:
+def _walk(
+    function,
+    tainted: bool,
+    path,
+    sites: dict,
+    everything: dict,
+    layer_types=("conv",),
+) -> bool:
     """Visits a graph in order; ``tainted``: a conv lies upstream of its inputs.
 
-    Returns whether a convolution lies upstream of any of its outputs.
+    The layers of ``layer_types`` become sites. Returns whether a convolution
+    lies upstream of any of its outputs.
     """
     taint = {id(x): tainted for x in function.inputs}
     for node in _keras_graph.operation_nodes(function):
@@ -111,14 +138,15 @@ def _walk(function, tainted: bool, path, sites: dict, everything: dict) -> bool:
         everything.setdefault(id(op), (op, path))
         inner = _keras_graph.graph(op)
         if inner is not None:
-            result = _walk(inner, upstream, (*path, op.name), sites, everything)
-        elif _is_conv(op):
-            site = sites.setdefault(id(op), _Site(op, path))
-            site.shapes.append(tuple(node.input_tensors[0].shape))
-            site.upstream.append(upstream)
-            result = True
+            result = _walk(
+                inner, upstream, (*path, op.name), sites, everything, layer_types
+            )
         else:
-            result = upstream
+            if _is_site(op, layer_types):
+                site = sites.setdefault(id(op), _Site(op, path))
+                site.shapes.append(tuple(node.input_tensors[0].shape))
+                site.upstream.append(upstream)
+            result = upstream or _is_conv(op)
         for x in node.outputs:
             taint[id(x)] = result
     return any(taint.get(id(x), False) for x in function.outputs)
@@ -182,10 +210,26 @@ def _lookup(name: str, everything: dict, sites: list, what: str) -> list:
     return found
 
 
-def _matcher(layers, sites, everything) -> tuple[Callable, bool]:
+def _dense_not_asked(layer, layer_types, what: str) -> str | None:
+    """The message for a Dense layer named by ``what`` while ``layer_types``
+    leaves Dense layers out, or None."""
+    if _is_dense(layer) and "dense" not in layer_types:
+        return (
+            f"convert_model: {what} names {layer.name!r}, a "
+            f"{type(layer).__name__}; pass layer_types=('conv', 'dense') to "
+            f"convert Dense layers, received layer_types={tuple(layer_types)!r}"
+        )
+    return None
+
+
+def _matcher(layers, sites, everything, layer_types) -> tuple[Callable, bool]:
     """``(predicate on a site, strict)`` for the ``layers`` argument."""
     if layers is None:
-        return (lambda site: isinstance(site.layer, keras.layers.Conv2D)), False
+        return (
+            lambda site: isinstance(
+                site.layer, keras.layers.Conv2D | keras.layers.Dense
+            )
+        ), False
     if isinstance(layers, str | re.Pattern):
         try:
             pattern = re.compile(layers) if isinstance(layers, str) else layers
@@ -224,7 +268,10 @@ def _matcher(layers, sites, everything) -> tuple[Callable, bool]:
         }
         for layer_id in chosen:
             layer = everything[layer_id][0]
-            if not _is_conv(layer):
+            message = _dense_not_asked(layer, layer_types, "layers")
+            if message is not None:
+                raise TypeError(message)
+            if not _is_site(layer, layer_types):
                 raise TypeError(
                     f"convert_model: layers names {layer.name!r}, a "
                     f"{type(layer).__name__}; only 2-D convolutions "
@@ -241,6 +288,10 @@ def _matcher(layers, sites, everything) -> tuple[Callable, bool]:
 
 def _skip_reason(layer, method: str) -> str | None:
     """Why a layer picked by a pattern is kept rather than converted, or None."""
+    if _is_dense(layer):
+        if getattr(layer, "quantization_mode", None):
+            return "kept: quantized"
+        return None
     if isinstance(layer, keras.layers.Conv2D):
         if layer.groups != 1:
             return f"kept: groups={layer.groups} (grouped convolutions unsupported)"
@@ -260,8 +311,20 @@ def _kernel_shape(layer) -> tuple:
     return (*layer.kernel_size, None, layer.output_filters)
 
 
-def _plan(sites, everything, layers, skip_first, overrides, method, rank, options):
-    predicate, strict = _matcher(layers, sites, everything)
+def _plan(
+    sites,
+    everything,
+    layers,
+    skip_first,
+    overrides,
+    method,
+    rank,
+    options,
+    layer_types=("conv",),
+):
+    predicate, strict = _matcher(layers, sites, everything, layer_types)
+    dense = [site for site in sites if _is_dense(site.layer)]
+    classifier = dense[-1] if dense and layers is None else None
     if overrides is None:
         overrides = {}
     if not isinstance(overrides, Mapping):
@@ -277,7 +340,10 @@ def _plan(sites, everything, layers, skip_first, overrides, method, rank, option
                 f"{{'method': 'cp', 'rank': 8}}, received {settings!r}"
             )
         for layer in _lookup(name, everything, sites, "overrides"):
-            if not _is_conv(layer):
+            message = _dense_not_asked(layer, layer_types, "overrides")
+            if message is not None:
+                raise ValueError(message)
+            if not _is_site(layer, layer_types):
                 raise ValueError(
                     f"convert_model: overrides names {name!r}, a "
                     f"{type(layer).__name__}, which is not a convolution; the "
@@ -288,15 +354,22 @@ def _plan(sites, everything, layers, skip_first, overrides, method, rank, option
     plans = []
     for site in sites:
         by_override = id(site.layer) in overridden
-        settings = {"method": method, "rank": rank, **options}
+        if _is_dense(site.layer):
+            # A Dense layer has one method, and the convolutions' options are
+            # not its own.
+            settings = {"method": DENSE_METHODS[0], "rank": rank}
+        else:
+            settings = {"method": method, "rank": rank, **options}
         settings.update(overridden.get(id(site.layer), {}))
         layer_method = settings.pop("method")
         layer_rank = settings.pop("rank")
         plan = _Plan(site, False, strict or by_override, "kept: not selected")
         if by_override:
             plan.selected = True
+        elif site is classifier:
+            plan.reason = "kept: the last Dense layer (the classifier)"
         elif predicate(site):
-            if skip_first and site.first:
+            if skip_first and site.first and not _is_dense(site.layer):
                 plan.reason = "kept: first convolution (skip_first=True)"
                 if strict:
                     warnings.warn(
@@ -307,7 +380,7 @@ def _plan(sites, everything, layers, skip_first, overrides, method, rank, option
                     )
             else:
                 plan.selected = True
-        if plan.selected and not plan.strict and layer_method in METHODS:
+        if plan.selected and not plan.strict and layer_method in _ALL_METHODS:
             reason = _skip_reason(site.layer, layer_method)
             if reason is not None:
                 plan.selected, plan.reason = False, reason
@@ -328,8 +401,8 @@ def _plan(sites, everything, layers, skip_first, overrides, method, rank, option
         convertible = [
             p.site.full_name
             for p in plans
-            if not (skip_first and p.site.first)
-            and p.method in METHODS
+            if not (skip_first and p.site.first and not _is_dense(p.site.layer))
+            and p.method in _ALL_METHODS
             and _skip_reason(p.site.layer, p.method) is None
         ]
         raise ValueError(
@@ -356,14 +429,14 @@ def _run_recording(model, inputs, targets: set, recorded: dict, shapes: dict):
     """Runs ``model`` on ``inputs`` layer by layer, in inference mode.
 
     The inputs of every call of a layer whose id is in ``targets`` are appended
-    to ``recorded[id]``, and the first input shape of every convolution is kept
-    in ``shapes[id]``; nested models are run the same way.
+    to ``recorded[id]``, and the first input shape of every convolution and
+    Dense layer is kept in ``shapes[id]``; nested models are run the same way.
     """
 
     def call(op, *args, **kwargs):
         if _keras_graph.graph(op) is not None:
             return _run_recording(op, args[0], targets, recorded, shapes)
-        if _is_conv(op):
+        if _is_conv(op) or _is_dense(op):
             shapes.setdefault(id(op), (None, *args[0].shape[1:]))
         if id(op) in targets:
             recorded.setdefault(id(op), []).append(args[0])
@@ -432,23 +505,35 @@ def _time(old, new, shape, batch_size: int, repeats: int) -> tuple[dict, str]:
     The same measurement as ``implementation="auto"`` makes
     (`fastconv.kernels.measure_implementations`): every implementation of the
     new layer, interleaved with the original, on random inputs of this shape.
+    A `LowRankDense` has one implementation, its two matrix products
+    (``"matmul"``), timed the same way.
     """
-    found = kernels.measure_implementations(
-        new,
-        (batch_size, *shape[1:]),
-        baseline=old,
-        warmup=TIMING_WARMUP,
-        repeats=repeats,
-    )
+    if isinstance(new, LowRankDense):
+        x = np.random.default_rng(0).standard_normal((batch_size, *shape[1:]))
+        x = x.astype("float32")
+        fns = {"baseline": timing.make_forward(old, x)}
+        fns["matmul"] = timing.make_forward(new, x)
+        found = timing.interleaved(fns, warmup=TIMING_WARMUP, repeats=repeats)
+    else:
+        found = kernels.measure_implementations(
+            new,
+            (batch_size, *shape[1:]),
+            baseline=old,
+            warmup=TIMING_WARMUP,
+            repeats=repeats,
+        )
     original = found.pop("baseline")
     best = min(found, key=lambda name: found[name].median)
     times = {"original": original.as_dict(), "replacement": found[best].as_dict()}
     return times, best
 
 
-def _known(shape, data_format) -> bool:
+def _known(shape, layer) -> bool:
+    """Whether ``shape`` gives every size ``layer``'s cost needs."""
+    if _is_dense(layer):
+        return len(shape) >= 2 and all(is_int_at_least(v, 1) for v in shape[1:])
     try:
-        spatial_dims(shape, data_format)
+        spatial_dims(shape, layer.data_format)
     except ValueError:
         return False
     return True
@@ -479,6 +564,24 @@ def _check_args(method, min_speedup, batch_size, skip_first, timing_repeats):
             "convert_model: skip_first must be a bool, received "
             f"skip_first={skip_first!r}"
         )
+
+
+def _check_layer_types(layer_types, owner: str = "convert_model") -> tuple[str, ...]:
+    """``layer_types`` as a tuple of distinct values of `LAYER_TYPES`, or an
+    error naming ``owner`` and the argument."""
+    if (
+        isinstance(layer_types, str)
+        or not isinstance(layer_types, Sequence)
+        or not layer_types
+        or not all(kind in LAYER_TYPES for kind in layer_types)
+        or len(set(layer_types)) != len(layer_types)
+    ):
+        raise ValueError(
+            f"{owner}: layer_types must be a non-empty tuple of distinct "
+            f"values among {LAYER_TYPES}, such as ('conv', 'dense'), received "
+            f"layer_types={layer_types!r}"
+        )
+    return tuple(layer_types)
 
 
 def _check_rank(rank) -> None:
@@ -641,6 +744,7 @@ def convert_model(
     max_accuracy_drop: float | None = None,
     methods: Sequence[str] | None = None,
     ranks: Sequence | None = None,
+    layer_types: Sequence[str] = ("conv",),
     fold_batchnorm: bool = False,
     **options,
 ) -> ConversionResult:
@@ -655,6 +759,17 @@ def convert_model(
     explicitly); ``overrides`` sets the method, rank or options of single
     layers and always converts them. Each chosen layer goes through
     `fastconv.decompose` with ``method``, ``rank`` and ``options``.
+
+    With ``layer_types=("conv", "dense")``, Dense layers are converted too, each
+    into a `LowRankDense` by truncated SVD (``method="svd"``, whatever
+    ``method`` says for the convolutions; ``rank`` applies, ``options`` do
+    not). By default every ``keras.layers.Dense`` is chosen but the last one
+    in the graph, the classifier, kept with the reason in the report: its
+    output is the model's prediction, and its few units leave a low rank
+    little to save (a rank saves multiply-adds only below
+    ``features units / (features + units)``, which is under ``units``).
+    ``layers`` and ``overrides`` can name any Dense layer, the last included;
+    ``skip_first`` does not apply to Dense layers, and ``min_speedup`` does.
 
     With ``min_speedup``, a layer is replaced only if its replacement's forward
     pass is at least that many times faster than the original's, both measured
@@ -729,6 +844,10 @@ def convert_model(
         max_accuracy_drop: the accuracy the search may lose, as a fraction
             (``0.01``: one point); the default with ``data`` and no target.
         methods: the methods the search tries (default ``("cp", "tucker")``).
+        layer_types: which layers to convert: ``("conv",)`` (the default,
+            2-D convolutions), ``("dense",)`` or ``("conv", "dense")``; with
+            ``data``, the search tries each Dense layer with ``"svd"`` at
+            each of ``ranks``.
         ranks: the ranks the search tries for each method (default
             ``(0.1, 0.25, 0.5, "vbmf")``).
         fold_batchnorm: first fold every ``BatchNormalization`` that directly
@@ -775,6 +894,7 @@ def convert_model(
             "convert_model: fold_batchnorm must be a bool, received "
             f"fold_batchnorm={fold_batchnorm!r}"
         )
+    layer_types = _check_layer_types(layer_types)
     if searching:
         methods, ranks = _check_search(
             data, target_speedup, max_accuracy_drop, methods, ranks, overrides
@@ -800,15 +920,28 @@ def convert_model(
     if calibration_data is not None:
         _check_calibration_shapes(calibration_data, model)
     sites, everything = {}, {}
-    _walk(function, False, (), sites, everything)
+    _walk(function, False, (), sites, everything, layer_types)
     sites = list(sites.values())
     if not sites:
+        kinds = {
+            "conv": "keras.layers.Conv2D or linear fastconv layer",
+            "dense": "keras.layers.Dense or LowRankDense",
+        }
         raise ValueError(
             f"convert_model: model {model.name!r} has no convolution to convert "
-            "(no keras.layers.Conv2D or linear fastconv layer in its graph)"
+            f"(no {' and no '.join(kinds[kind] for kind in layer_types)} in its "
+            f"graph; layer_types={layer_types!r})"
         )
     plans = _plan(
-        sites, everything, layers, skip_first, overrides, method, rank, options
+        sites,
+        everything,
+        layers,
+        skip_first,
+        overrides,
+        method,
+        rank,
+        options,
+        layer_types,
     )
     searched = None
     if searching:
@@ -824,6 +957,7 @@ def convert_model(
             batch_size,
             timing_repeats,
             options,
+            layer_types,
         )
     chosen = [plan for plan in plans if plan.selected]
 
@@ -868,6 +1002,7 @@ def convert_model(
         "min_speedup": min_speedup,
         "batch_size": batch_size,
         "layers": None if layers is None else repr(layers),
+        "layer_types": layer_types,
         "overrides": {k: dict(v) for k, v in (overrides or {}).items()},
         "options": options,
     }
@@ -979,7 +1114,7 @@ def _check_search(data, target_speedup, max_accuracy_drop, methods, ranks, overr
 def _choose(model, plans, x, labels, target_speedup, max_accuracy_drop, *rest):
     """Measures the candidates of the selected layers, chooses, and sets each
     plan to its choice; returns the `SearchResult` (not yet verified)."""
-    methods, ranks, batch_size, repeats, options = rest
+    methods, ranks, batch_size, repeats, options, layer_types = rest
     search = _search()
     names = [plan.site.full_name for plan in plans if plan.selected]
     found, model_time, original = search.measure(
@@ -992,6 +1127,7 @@ def _choose(model, plans, x, labels, target_speedup, max_accuracy_drop, *rest):
         batch_size=batch_size,
         repeats=repeats,
         options=options,
+        layer_types=layer_types,
     )
     picks = search.choose(
         found,
@@ -1072,9 +1208,9 @@ def _convert_one(plan, calls, seen, min_speedup, batch_size, repeats, replacemen
     """
     site, layer = plan.site, plan.site.layer
     shape = site.shapes[0]
-    if seen is not None and not _known(shape, layer.data_format):
+    if seen is not None and not _known(shape, layer):
         shape = tuple(seen)
-    known = _known(shape, layer.data_format)
+    known = _known(shape, layer)
     row = LayerReport(
         name=layer.name,
         path="/".join(site.path),

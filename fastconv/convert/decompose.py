@@ -4,8 +4,10 @@
 linear fastconv layer, through its ``dense_kernel()``), decomposes its kernel in
 float64 with `fastconv.decomposition`, and returns a new, built fastconv layer
 with the decomposed factors, the original bias, strides, padding, dilation, data
-format, activation and dtype policy. This module is where the decompositions
-(floor 1) and the layers (floor 2) meet; `convert_model` calls it once per layer.
+format, activation and dtype policy. A built ``keras.layers.Dense`` (or a
+`LowRankDense`) becomes a `LowRankDense` by truncated SVD, ``method="svd"``.
+This module is where the decompositions (floor 1) and the layers (floor 2)
+meet; `convert_model` calls it once per layer.
 
 Example:
     >>> import keras, fastconv
@@ -33,6 +35,7 @@ from fastconv.cost import spatial_dims
 from fastconv.decomposition import (
     RankClampedWarning,
     cp_decompose,
+    low_rank_decompose,
     separable_decompose,
     spatial_svd_decompose,
     tucker2_decompose,
@@ -43,12 +46,14 @@ from fastconv.layers import (
     CPConv2D,
     DepthwiseSeparableConv2D,
     FactorizedConv2D,
+    LowRankDense,
     TuckerConv2D,
 )
 
 __all__ = [
     "AUTO_MAX_ERROR",
     "DEFAULT_RANKS",
+    "DENSE_METHODS",
     "METHODS",
     "Decomposition",
     "decompose",
@@ -58,6 +63,8 @@ __all__ = [
 
 #: The values of ``method``; ``"auto"`` picks one of the others per layer.
 METHODS = ("cp", "tucker", "factorized", "separable", "auto")
+#: The values of ``method`` for a ``keras.layers.Dense``: a truncated SVD.
+DENSE_METHODS = ("svd",)
 #: Each method's rank when none is given, chosen from the rank sweeps on the
 #: trained MNIST and Fashion-MNIST references (docs/tradeoffs.md, "The default
 #: rank"): the rule that lost least before any fine-tuning for a useful
@@ -65,13 +72,15 @@ METHODS = ("cp", "tucker", "factorized", "separable", "auto")
 #: an unfolding, does not bound CP's error); the SVD-based methods keep 90% of
 #: the spectral energy, which adapts the rank to each kernel: a kernel that
 #: compresses badly (an undertrained layer) keeps a high rank instead of losing
-#: the accuracy, as ``"vbmf"`` (the default before) did.
+#: the accuracy, as ``"vbmf"`` (the default before) did. A Dense layer's
+#: truncated SVD (``"svd"``) keeps 90% of the energy too.
 DEFAULT_RANKS = {
     "cp": 0.25,
     "tucker": "energy:0.9",
     "factorized": "energy:0.9",
     "separable": "energy:0.9",
     "auto": "energy:0.9",
+    "svd": "energy:0.9",
 }
 #: ``method="auto"``: the largest kernel error a candidate may have.
 AUTO_MAX_ERROR = 0.3
@@ -200,7 +209,7 @@ def _source(layer) -> _Source:
     if not isinstance(layer, keras.layers.Conv2D | BaseFastConv):
         raise TypeError(
             f"decompose: layer {name!r} is a {_type_name(layer)}, not a "
-            "keras.layers.Conv2D or a fastconv layer"
+            "keras.layers.Conv2D, a keras.layers.Dense or a fastconv layer"
         )
     if not layer.built:
         raise ValueError(
@@ -357,6 +366,92 @@ def _one(source: _Source, method: str, rank, options: dict, new_name: str, *, qu
     return Decomposition(layer, method, value, float(result.relative_error))
 
 
+def _dense(layer, method, rank, name, options) -> Decomposition:
+    """`decompose` for a ``keras.layers.Dense`` or a `LowRankDense`: a truncated
+    SVD of its ``(features, units)`` kernel into a `LowRankDense`."""
+    layer_name = _layer_name(layer)
+    if method in METHODS:
+        raise TypeError(
+            f"decompose: layer {layer_name!r} is a {_type_name(layer)}, not a "
+            f"keras.layers.Conv2D that method {method!r} decomposes; a Dense "
+            f"layer takes method {DENSE_METHODS[0]!r}"
+        )
+    if method not in DENSE_METHODS:
+        raise ValueError(
+            f"decompose: layer {layer_name!r} is a {_type_name(layer)}, whose "
+            f"method must be one of {', '.join(map(repr, DENSE_METHODS))}, "
+            f"received method={method!r}"
+        )
+    if options:
+        raise TypeError(
+            f"decompose: method {method!r} takes no option "
+            f"{sorted(options)[0]!r} (layer {layer_name!r}); it takes no options"
+        )
+    if not layer.built:
+        raise ValueError(
+            f"decompose: layer {layer_name!r} is not built; call it on an input or "
+            "call layer.build(input_shape) first, so that its kernel exists"
+        )
+    if getattr(layer, "quantization_mode", None):
+        raise ValueError(
+            f"decompose: layer {layer_name!r} is quantized "
+            f"(quantization_mode={layer.quantization_mode!r}); decompose the "
+            "float layer before quantizing"
+        )
+    if rank is None:
+        rank = default_rank(method)
+    if isinstance(layer, LowRankDense):
+        kernel = layer.dense_kernel()
+    else:
+        kernel = keras.ops.convert_to_numpy(layer.kernel)
+    kernel = np.asarray(kernel, dtype=np.float64)
+    bias = keras.ops.convert_to_numpy(layer.bias) if layer.use_bias else None
+    for label, array in (("kernel", kernel), ("bias", bias)):
+        if array is not None and not np.all(np.isfinite(array)):
+            raise ValueError(
+                f"decompose: layer {layer_name!r} has NaN or Inf in its {label}; "
+                "it must be finite to be decomposed"
+            )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RankClampedWarning)
+        try:
+            result = low_rank_decompose(kernel, rank)
+        except ValueError as exc:
+            raise ValueError(
+                f"decompose: layer {layer_name!r}, method {method!r}: {exc}"
+            ) from None
+    for warning in caught:
+        warnings.warn(
+            f"decompose: layer {layer_name!r}: {warning.message}",
+            warning.category,
+            stacklevel=_outside_stacklevel(),
+        )
+    try:
+        new = LowRankDense.from_factors(
+            result.factors,
+            bias=bias,
+            name=f"{layer_name}_{method}" if name is None else name,
+            activation=layer.activation,
+            use_bias=layer.use_bias,
+            kernel_initializer=keras.initializers.serialize(layer.kernel_initializer),
+            bias_initializer=keras.initializers.serialize(layer.bias_initializer),
+            kernel_regularizer=keras.regularizers.serialize(layer.kernel_regularizer),
+            bias_regularizer=keras.regularizers.serialize(layer.bias_regularizer),
+            activity_regularizer=keras.regularizers.serialize(
+                layer.activity_regularizer
+            ),
+            kernel_constraint=keras.constraints.serialize(layer.kernel_constraint),
+            bias_constraint=keras.constraints.serialize(layer.bias_constraint),
+            dtype=layer.dtype_policy,
+            trainable=layer.trainable,
+        )
+    except ValueError as exc:  # factors that overflow the layer's dtype
+        raise ValueError(
+            f"decompose: layer {layer_name!r}, method {method!r}: {exc}"
+        ) from None
+    return Decomposition(new, method, result.rank, float(result.relative_error))
+
+
 def _input_shape_of(layer, input_shape):
     """The input shape to cost ``auto``'s candidates with, if known."""
     if input_shape is None:
@@ -433,7 +528,8 @@ def default_rank(method: str):
     """
     if method not in DEFAULT_RANKS:
         raise ValueError(
-            f"default_rank: method must be one of {METHODS}, received method={method!r}"
+            f"default_rank: method must be one of {METHODS + DENSE_METHODS}, "
+            f"received method={method!r}"
         )
     return DEFAULT_RANKS[method]
 
@@ -449,15 +545,17 @@ def _decompose(
     **options,
 ) -> Decomposition:
     """`decompose`, returning the `Decomposition` record (for `convert_model`)."""
+    if isinstance(name, str) and not name:
+        raise ValueError(
+            "decompose: name must be None or a non-empty str, received "
+            f"name={name!r} for layer {_layer_name(layer)!r}"
+        )
+    if isinstance(layer, keras.layers.Dense | LowRankDense):
+        return _dense(layer, method, rank, name, options)
     source = _source(layer)
     method = _check_method(method, source.name)
     if rank is None:
         rank = default_rank(method)
-    if isinstance(name, str) and not name:
-        raise ValueError(
-            "decompose: name must be None or a non-empty str, received "
-            f"name={name!r} for layer {source.name!r}"
-        )
     if method == "auto":
         if not (is_number(max_error) and max_error >= 0):
             raise ValueError(
@@ -518,6 +616,12 @@ def decompose(
       ``min(k_h C_in, k_w C_out)``.
     - ``"separable"`` -> `DepthwiseSeparableConv2D`: the depth multiplier ``D``.
       Exact at ``min(k_h k_w, C_out)``.
+    - ``"svd"`` -> `LowRankDense`, for a ``keras.layers.Dense`` (or a
+      `LowRankDense`) only, and its only method: the inner width ``R`` of a
+      truncated SVD of the ``(features, units)`` kernel, exact at
+      ``min(features, units)``. A float rank is a fraction of the
+      ``features units`` parameters; ``"energy:..."`` and ``"vbmf"`` read the
+      kernel's own spectrum.
     - ``"auto"``: decomposes with each of the four at the same ``rank`` argument
       and keeps the one with the fewest multiply-adds (parameters when the input
       size is unknown) among those whose kernel error is at most ``max_error``;
@@ -529,11 +633,12 @@ def decompose(
     clamped with a `RankClampedWarning` naming the layer.
 
     Args:
-        layer: a built ``keras.layers.Conv2D`` (``groups=1``), or a built fastconv
+        layer: a built ``keras.layers.Conv2D`` (``groups=1``), a built fastconv
             layer that is a linear map (e.g. a `TuckerConv2D` to re-decompose
-            with smaller ranks, through its ``dense_kernel()``).
+            with smaller ranks, through its ``dense_kernel()``), or a built
+            ``keras.layers.Dense`` or `LowRankDense` (method ``"svd"``).
         method: ``"cp"``, ``"tucker"``, ``"factorized"``, ``"separable"`` or
-            ``"auto"``.
+            ``"auto"`` for a convolution; ``"svd"`` for a Dense layer.
         rank: see above; None (the default) for the method's default rank,
             `DEFAULT_RANKS`: ``0.25`` for ``"cp"``, ``"energy:0.9"`` for the
             others.
@@ -569,7 +674,11 @@ def decompose(
     """
     unused = {"max_error": max_error, "input_shape": input_shape}
     for argument, value in unused.items():
-        if value is not None and method in METHODS and method != "auto":
+        if (
+            value is not None
+            and method in (*METHODS, *DENSE_METHODS)
+            and (method != "auto")
+        ):
             raise ValueError(
                 f"decompose: {argument} applies only to method='auto', received "
                 f"{argument}={value!r} with method={method!r} for layer "

@@ -36,10 +36,11 @@ from fastconv._validation import is_number
 from fastconv.convert.convert_model import (
     TIMING_WARMUP,
     ConversionAccuracyWarning,
+    _is_dense,
     _time,
     convert_model,
 )
-from fastconv.convert.decompose import METHODS
+from fastconv.convert.decompose import DENSE_METHODS, METHODS
 from fastconv.convert.sensitivity import (
     _accuracy,
     _check_data,
@@ -359,9 +360,23 @@ def _model_times(models: dict, x, repeats: int) -> dict:
 
 
 def measure(
-    model, x, labels, layers, *, methods, ranks, batch_size, repeats, options
+    model,
+    x,
+    labels,
+    layers,
+    *,
+    methods,
+    ranks,
+    batch_size,
+    repeats,
+    options,
+    layer_types=("conv",),
 ) -> tuple[list[Option], float, float]:
-    """Every candidate of every layer named, the model's time and accuracy."""
+    """Every candidate of every layer named, the model's time and accuracy.
+
+    A Dense layer (with ``"dense"`` in ``layer_types``) has one method,
+    ``"svd"``, tried at each of ``ranks``.
+    """
     original = _accuracy(model, x, labels, batch_size)
     batch = x[:batch_size]
     if len(batch) < batch_size:
@@ -369,19 +384,24 @@ def measure(
     model_time = _model_times({"model": model}, batch, repeats)["model"]
     found = []
     for name in layers:
-        for method, rank in itertools.product(methods, ranks):
+        dense = _is_dense(_layer(model, name))
+        for method, rank in itertools.product(
+            DENSE_METHODS if dense else methods, ranks
+        ):
             try:
                 with warnings.catch_warnings():
                     # Low candidate ranks warn by design; the search weighs them.
                     warnings.simplefilter("ignore", ConversionAccuracyWarning)
                     new_model, report = convert_model(
                         model,
-                        method,
+                        # A Dense layer takes "svd" whatever the conv method.
+                        methods[0] if dense else method,
                         rank,
                         layers=[name],
                         skip_first=False,
                         batch_size=batch_size,
                         progress=False,
+                        layer_types=layer_types,
                         **(options if method in ("cp", "tucker") else {}),
                     )
             except ValueError:

@@ -28,6 +28,7 @@ from fastconv import timing
 from fastconv._validation import is_int_at_least, is_number
 from fastconv.convert.convert_model import (
     ConversionAccuracyWarning,
+    _check_layer_types,
     _check_model,
     _plan,
     _time,
@@ -393,13 +394,21 @@ def _check_args(method, batch_size, timing_repeats, measure_speed, skip_first):
             )
 
 
-def _candidates(model, method, layers, skip_first) -> tuple[list, dict]:
-    """The convolutions `convert_model` converts by default (full names), and
-    the others with the reason each is kept."""
+def _candidates(model, method, layers, skip_first, layer_types) -> tuple[list, dict]:
+    """The layers `convert_model` converts by default (full names), and the
+    others with the reason each is kept."""
     sites, everything = {}, {}
-    _walk(_check_model(model), False, (), sites, everything)
+    _walk(_check_model(model), False, (), sites, everything, layer_types)
     plans = _plan(
-        list(sites.values()), everything, None, skip_first, None, method, None, {}
+        list(sites.values()),
+        everything,
+        None,
+        skip_first,
+        None,
+        method,
+        None,
+        {},
+        layer_types,
     )
     chosen = [plan.site.full_name for plan in plans if plan.selected]
     skipped = {plan.site.full_name: plan.reason for plan in plans if not plan.selected}
@@ -497,6 +506,7 @@ def sensitivity(
     measure_speed: bool = True,
     timing_repeats: int = 10,
     progress: bool | None = None,
+    layer_types: Sequence[str] = ("conv",),
     **options,
 ) -> SensitivityResult:
     """The accuracy and speed of converting each convolution alone, per rank.
@@ -509,7 +519,11 @@ def sensitivity(
     against the original layer's on a batch of ``batch_size`` inputs of the
     layer's input shape, interleaved, at the replacement's fastest
     implementation (the measurement of ``convert_model(..., min_speedup=...)``).
-    The model itself is never modified.
+    The model itself is never modified. With ``layer_types=("conv",
+    "dense")`` (or ``("dense",)``) the Dense layers `convert_model` converts by
+    default (all but the last) are measured too, each by truncated SVD into a
+    `LowRankDense` (``method="svd"``, whatever ``method`` says; ``options``
+    are the convolutions' alone).
 
     Args:
         model: a built Functional or Sequential ``keras.Model`` with one input
@@ -527,6 +541,8 @@ def sensitivity(
         timing_repeats: measured rounds per replacement.
         progress: a tqdm bar: None shows one only after a second, True
             always, False never.
+        layer_types: ``("conv",)`` (default), ``("dense",)`` or
+            ``("conv", "dense")``, as for `convert_model`.
         **options: passed to `fastconv.decompose` (``random_state``, ...).
 
     Returns:
@@ -556,6 +572,7 @@ def sensitivity(
         True
     """
     _check_args(method, batch_size, timing_repeats, measure_speed, skip_first)
+    layer_types = _check_layer_types(layer_types, "sensitivity")
     ranks = _check_ranks(ranks)
     pairs = [rank for rank in ranks if isinstance(rank, tuple)]
     if pairs and method != "tucker":
@@ -576,7 +593,7 @@ def sensitivity(
             f"{type(model).__name__}"
         )
     x, labels = _check_data(model, data)
-    names, skipped = _candidates(model, method, layers, skip_first)
+    names, skipped = _candidates(model, method, layers, skip_first, layer_types)
     if not names:
         raise ValueError(
             f"sensitivity: model {model.name!r} has no convolution to convert "
@@ -603,6 +620,7 @@ def sensitivity(
                         calibration_data=calibration,
                         batch_size=batch_size,
                         progress=False,
+                        layer_types=layer_types,
                         **options,
                     )
                 (row,) = [r for r in report.rows if r.converted]
@@ -643,6 +661,7 @@ def sensitivity(
             "batch_size": batch_size,
             "measure_speed": measure_speed,
             "timing_repeats": timing_repeats,
+            "layer_types": list(layer_types),
             "options": {key: repr(value) for key, value in options.items()},
         },
         environment=timing.environment(),

@@ -24,11 +24,16 @@ from fastconv.decomposition.ranks import (
 )
 from fastconv.decomposition.results import (
     CPFactors,
+    LowRankFactors,
     SeparableFactors,
     SpatialSVDFactors,
     Tucker2Factors,
 )
-from fastconv.decomposition.svd import separable_decompose, spatial_svd_decompose
+from fastconv.decomposition.svd import (
+    low_rank_decompose,
+    separable_decompose,
+    spatial_svd_decompose,
+)
 from fastconv.decomposition.tucker import tucker2_decompose
 from fastconv.decomposition.vbmf import VBMFResult, evbmf
 
@@ -36,6 +41,7 @@ __all__ = [
     "METHODS",
     "TENSORLY_VERSION",
     "CPFactors",
+    "LowRankFactors",
     "RankClampedWarning",
     "SeparableFactors",
     "SpatialSVDFactors",
@@ -43,6 +49,7 @@ __all__ = [
     "VBMFResult",
     "cp_decompose",
     "evbmf",
+    "low_rank_decompose",
     "max_rank",
     "params_for_rank",
     "resolve_rank",

@@ -16,7 +16,13 @@ import numpy as np
 from fastconv.decomposition import _tensorly
 from fastconv.decomposition._utils import cp_to_dense
 
-__all__ = ["CPFactors", "SeparableFactors", "SpatialSVDFactors", "Tucker2Factors"]
+__all__ = [
+    "CPFactors",
+    "LowRankFactors",
+    "SeparableFactors",
+    "SpatialSVDFactors",
+    "Tucker2Factors",
+]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -190,3 +196,32 @@ class SeparableFactors(_Factors):
         per_channel = self.depthwise.transpose(2, 0, 1, 3).reshape(c_in, kh * kw, depth)
         dense = per_channel @ self.pointwise.reshape(c_in, depth, -1)
         return dense.reshape(c_in, kh, kw, -1).transpose(1, 2, 0, 3).copy()
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class LowRankFactors(_Factors):
+    """A rank-``R`` matrix ``kernel_in @ kernel_out``, the weights of
+    ``LowRankDense``.
+
+    The truncated SVD of a ``(features, units)`` Dense kernel, each singular
+    value split as its square root over the two factors.
+
+    Attributes:
+        kernel_in: ``(features, R)``.
+        kernel_out: ``(R, units)``.
+        relative_error: ``||W - W_hat||_F / ||W||_F`` for the input matrix.
+    """
+
+    kernel_in: np.ndarray
+    kernel_out: np.ndarray
+    relative_error: float
+    _FACTOR_NAMES = ("kernel_in", "kernel_out")
+
+    @property
+    def rank(self) -> int:
+        """The inner width ``R``."""
+        return int(self.kernel_in.shape[1])
+
+    def to_dense(self) -> np.ndarray:
+        """The approximated matrix, shape ``(features, units)``, float64."""
+        return self.kernel_in @ self.kernel_out

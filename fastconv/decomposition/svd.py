@@ -8,6 +8,10 @@ convolution into ``M`` channels and a ``1 x k_w`` convolution out of them.
 ``(k_h k_w, C_out)`` matrix ``kernel[:, :, c, :]`` to rank ``D``: a depthwise
 convolution with depth multiplier ``D`` followed by a pointwise one. It is exact
 once ``D >= min(k_h k_w, C_out)``.
+
+``low_rank_decompose`` truncates a plain ``(features, units)`` matrix, a Dense
+kernel, to rank ``R``: it is the spatial SVD of the matrix seen as a ``1 x 1``
+kernel, so it shares that code and the ``"factorized"`` rank rules.
 """
 
 from __future__ import annotations
@@ -23,9 +27,13 @@ from fastconv.decomposition._utils import (
     unit_scaled,
 )
 from fastconv.decomposition.ranks import resolve_rank
-from fastconv.decomposition.results import SeparableFactors, SpatialSVDFactors
+from fastconv.decomposition.results import (
+    LowRankFactors,
+    SeparableFactors,
+    SpatialSVDFactors,
+)
 
-__all__ = ["separable_decompose", "spatial_svd_decompose"]
+__all__ = ["low_rank_decompose", "separable_decompose", "spatial_svd_decompose"]
 
 
 def _balanced(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -131,4 +139,52 @@ def separable_decompose(kernel, depth_multiplier) -> SeparableFactors:
         depthwise=left.reshape(c_in, kh, kw, depth).transpose(1, 2, 0, 3),
         pointwise=right.reshape(c_in * depth, c_out),
         relative_error=relative_error(kernel, approximation),
+    )
+
+
+def low_rank_decompose(matrix, rank) -> LowRankFactors:
+    """Truncates a matrix (a Dense kernel) to rank ``R`` by SVD.
+
+    Args:
+        matrix: ``(features, units)`` array of finite real numbers.
+        rank: ``R``, in any form ``resolve_rank`` accepts: an int, a float in
+            ``(0, 1]`` (fraction of the ``features units`` parameters: ``R
+            (features + units)`` are kept), ``"energy:<fraction>"`` or
+            ``"vbmf"`` (on the matrix itself); clamped to
+            ``[1, min(features, units)]``, where the factorisation is exact.
+
+    Returns:
+        ``LowRankFactors`` with ``kernel_in (features, R)`` and ``kernel_out
+        (R, units)``, the best rank-``R`` approximation (Eckart-Young), scaled
+        like the matrix whatever its magnitude.
+
+    Raises:
+        ValueError: for a matrix that is not 2-D, empty or not finite, a bad
+            rank, or factors that overflow float64.
+
+    Example:
+        >>> matrix = np.random.default_rng(0).normal(size=(16, 12))
+        >>> result = low_rank_decompose(matrix, 12)
+        >>> result.kernel_in.shape, result.kernel_out.shape
+        ((16, 12), (12, 12))
+        >>> result.relative_error < 1e-10
+        True
+    """
+    try:
+        array = np.asarray(matrix)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            "matrix must be a 2-D numeric array, received matrix of type "
+            f"{type(matrix).__name__}"
+        ) from error
+    if array.ndim != 2:
+        raise ValueError(
+            "matrix must be 2-D (features, units), received matrix with shape "
+            f"{array.shape}"
+        )
+    result = spatial_svd_decompose(check_kernel(array[None, None], "matrix"), rank)
+    return LowRankFactors(
+        kernel_in=result.vertical[0, 0],
+        kernel_out=result.horizontal[0, 0],
+        relative_error=result.relative_error,
     )
