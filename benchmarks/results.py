@@ -15,7 +15,8 @@ clean checkout of HEAD (a temporary ``git worktree``, removed afterwards) with
 its outputs pointed at this tree: a step's freshly written results would
 otherwise make the tree dirty for the steps after it. Commit the rewritten
 files afterwards. Each step holds ``/tmp/fastconv-bench.lock`` (the lock the
-docs' ``flock`` commands take) while it runs.
+docs' ``flock`` commands take) while it runs, so do not wrap the run in
+``flock`` on that file: it would wait for itself.
 
 Steps that need a GPU are not here: ``make bench-gpu`` (benchmarks/gpu/run.sh)
 is their run. ``benchmarks/results/refactor-16/`` is not regenerated either: it
