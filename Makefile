@@ -55,5 +55,12 @@ gpu-carry: gpu-wheels
 bench-gpu:
 	benchmarks/gpu/run.sh $(GPU_OUT)
 
+# Every committed result under benchmarks/results/ (the files the docs quote),
+# regenerated in order from a clean tree: about 10 h on 2 CPU cores, 8 of them
+# CIFAR-10. `$(PY) -m benchmarks.results --list` lists the steps and times.
+.PHONY: results
+results: $(STAMP)
+	$(PY) -m benchmarks.results
+
 clean:
 	rm -rf $(VENV) build *.egg-info

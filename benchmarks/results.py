@@ -1,0 +1,451 @@
+"""Regenerates every committed result under ``benchmarks/results/``: ``make results``.
+
+Each step is one command with the arguments its committed result was recorded
+with; the steps run in order (a report after the runs it reads, the trade-off
+sweeps after the reference models they convert) and each writes exactly where
+its committed files live. ``--list`` prints every step, its command, its
+outputs and the run time it last took, without running anything; ``--only
+NAME`` runs one step. benchmarks/results/README.md says which docs quote which
+file and which results are stale.
+
+The result files record the git commit of the code that made them, with
+``-dirty`` when the tree had changes (``fastconv.timing.environment``). So the
+run refuses a tree with changes to tracked files, and runs every step in a
+clean checkout of HEAD (a temporary ``git worktree``, removed afterwards) with
+its outputs pointed at this tree: a step's freshly written results would
+otherwise make the tree dirty for the steps after it. Commit the rewritten
+files afterwards. Each step holds ``/tmp/fastconv-bench.lock`` (the lock the
+docs' ``flock`` commands take) while it runs, so do not wrap the run in
+``flock`` on that file: it would wait for itself.
+
+Steps that need a GPU are not here: ``make bench-gpu`` (benchmarks/gpu/run.sh)
+is their run. ``benchmarks/results/refactor-16/`` is not regenerated either: it
+is an A/B record of two fixed commits (its README).
+
+Usage:
+    python -m benchmarks.results --list
+    python -m benchmarks.results                 # every step, in order
+    python -m benchmarks.results --only layers-report
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import fcntl
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = "benchmarks/results"
+LOCK = "/tmp/fastconv-bench.lock"
+#: Results kept as they are, with the reason: records of fixed commits.
+ARCHIVED = {
+    f"{RESULTS}/refactor-16": "issue 16's A/B record of commits 17b20bc and 605af3c",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One command of ``make results``.
+
+    Args:
+        name: what ``--only`` takes.
+        args: the command after ``python``; ``{results}`` stands for the
+            absolute path of this tree's ``benchmarks/results``.
+        outputs: the files or folders it writes, relative to the repository.
+        seconds: the run time it last took, or an estimate.
+        measured: where ``seconds`` was recorded, or why it is an estimate.
+        estimate: whether ``seconds`` is an estimate rather than a measurement.
+        backend: the ``KERAS_BACKEND`` it runs under.
+        pending: outputs that no commit holds yet (the step makes them first).
+    """
+
+    name: str
+    args: tuple[str, ...]
+    outputs: tuple[str, ...]
+    seconds: float
+    measured: str
+    estimate: bool = False
+    backend: str = "tensorflow"
+    pending: tuple[str, ...] = ()
+
+    def command(self, results: str) -> list[str]:
+        """The argv after the Python executable, with ``{results}`` filled in."""
+        return [a.replace("{results}", results) for a in self.args]
+
+
+def _layers(backend: str, tag: str, args: tuple[str, ...], seconds, measured, **kw):
+    stem = f"{RESULTS}/layers-{backend}-{tag}"
+    return Step(
+        f"layers-{backend}-{tag}",
+        ("-m", "benchmarks.layers", *args, "--out", "{results}"),
+        (f"{stem}.json", f"{stem}.md"),
+        seconds,
+        measured,
+        backend=backend,
+        **kw,
+    )
+
+
+def _parts(backend: str, tag: str, args: tuple[str, ...], seconds, measured, **kw):
+    stem = f"{RESULTS}/parts-{backend}{tag}"
+    return Step(
+        f"parts-{backend}{tag}",
+        ("-m", "benchmarks.parts", *args, "--out", "{results}"),
+        (f"{stem}.json", f"{stem}.md"),
+        seconds,
+        measured,
+        backend=backend,
+        **kw,
+    )
+
+
+LAYER_RUNS = (
+    "layers-tensorflow-grid-graph.json",
+    "layers-tensorflow-quick-xla.json",
+    "layers-jax-grid.json",
+    "layers-torch-grid.json",
+    "layers-jax-quick-default-malloc.json",
+    "layers-torch-quick-default-malloc.json",
+)
+PLOTTED_RUNS = (
+    "layers-tensorflow-grid-graph.json",
+    "layers-jax-grid.json",
+    "layers-torch-grid.json",
+    "layers-tensorflow-quick-xla.json",
+)
+PARTS_RUNS = (
+    "parts-tensorflow-graph.json",
+    "parts-tensorflow-xla.json",
+    "parts-jax.json",
+    "parts-torch.json",
+)
+MALLOC = ("--quick", "--allocator", "default", "--tag", "quick-default-malloc")
+DATASETS = ("mnist", "fashion_mnist", "cifar10")
+
+STEPS = (
+    _layers("tensorflow", "grid-graph", (), 720, "docs/performance.md (12 min)"),
+    _layers(
+        "tensorflow",
+        "quick-xla",
+        ("--quick", "--jit", "on"),
+        106,
+        "environment.date of this run to that of the next (JAX grid)",
+    ),
+    _layers("jax", "grid", (), 1020, "docs/performance.md (17 min)"),
+    _layers("torch", "grid", (), 660, "docs/performance.md (11 min)"),
+    _layers(
+        "jax",
+        "quick-default-malloc",
+        MALLOC,
+        181,
+        "environment.date of this run to that of the next (PyTorch quick)",
+    ),
+    _layers(
+        "torch",
+        "quick-default-malloc",
+        MALLOC,
+        180,
+        "as the JAX quick run; its end is not recorded",
+        estimate=True,
+    ),
+    Step(
+        "layers-report",
+        (
+            "-m",
+            "benchmarks.layers",
+            "--report",
+            *(f"{{results}}/{f}" for f in LAYER_RUNS),
+            "--report-out",
+            "{results}/layers-report.md",
+        ),
+        (f"{RESULTS}/layers-report.md",),
+        10,
+        "reads JSON only; not timed",
+        estimate=True,
+    ),
+    Step(
+        "layers-plot",
+        (
+            "-m",
+            "benchmarks.layers",
+            "--plot",
+            *(f"{{results}}/{f}" for f in PLOTTED_RUNS),
+            "--plot-out",
+            "{results}/layers-efficiency.png",
+        ),
+        (f"{RESULTS}/layers-efficiency.png",),
+        10,
+        "reads JSON only; not timed",
+        estimate=True,
+    ),
+    _parts("tensorflow", "-graph", (), 90, "environment.date to the next run's"),
+    _parts(
+        "tensorflow", "-xla", ("--jit", "on"), 145, "environment.date to the next run's"
+    ),
+    _parts("jax", "", (), 120, "docs/performance.md: about 2 min", estimate=True),
+    _parts("torch", "", (), 120, "docs/performance.md: about 2 min", estimate=True),
+    Step(
+        "parts-report",
+        (
+            "-m",
+            "benchmarks.parts",
+            "--report",
+            *(f"{{results}}/{f}" for f in PARTS_RUNS),
+            "--report-out",
+            "{results}/parts-report.md",
+        ),
+        (f"{RESULTS}/parts-report.md",),
+        10,
+        "reads JSON only; not timed",
+        estimate=True,
+    ),
+    Step(
+        "decomposition-speed",
+        (
+            "-m",
+            "benchmarks.decomposition_speed",
+            "--out",
+            "{results}/decomposition-speed.json",
+        ),
+        (f"{RESULTS}/decomposition-speed.json",),
+        330,
+        "its samples sum to 152 s and TensorLy's times to 157 s (the "
+        "top-level README says ~10 min)",
+        estimate=True,
+    ),
+    Step(
+        "decomposition-threads",
+        (
+            "-m",
+            "benchmarks.decomposition_speed",
+            "--threads",
+            "--repeats",
+            "2",
+            "--out",
+            "{results}/decomposition-threads.json",
+        ),
+        (f"{RESULTS}/decomposition-threads.json",),
+        30,
+        "the sum of its samples (2 x 2 CP decompositions, 22 eigh)",
+    ),
+    Step(
+        "convert-mnist",
+        (
+            "examples/convert_trained_model.py",
+            "--out",
+            "{results}/convert-mnist.json",
+        ),
+        (f"{RESULTS}/convert-mnist.json",),
+        420,
+        "its seconds fields sum to 397 s (training, conversions, fine-tunings); "
+        "loading and timing add a little",
+        estimate=True,
+    ),
+    Step(
+        "why-cnn",
+        ("examples/why_cnn_slower_than_mlp.py", "--out", "{results}/why-cnn"),
+        (f"{RESULTS}/why-cnn",),
+        240,
+        "docs/why-cnns-are-slow.md: about 4 minutes",
+    ),
+    Step(
+        "bench-quick-cpu",
+        (
+            "-m",
+            "fastconv.cli",
+            "bench",
+            "--out",
+            "{results}/bench-quick-cpu",
+            "--force",
+        ),
+        (f"{RESULTS}/bench-quick-cpu",),
+        180,
+        "docs/benchmarks.md: about 3 minutes with start-up",
+    ),
+    Step(
+        "bench-full-cpu",
+        (
+            "-m",
+            "fastconv.cli",
+            "bench",
+            "--full",
+            "--out",
+            "{results}/bench-full-cpu",
+            "--force",
+        ),
+        (f"{RESULTS}/bench-full-cpu",),
+        897,
+        "docs/benchmarks.md, timed around the command",
+    ),
+    Step(
+        "references",
+        (
+            "-m",
+            "benchmarks.references",
+            "--datasets",
+            *DATASETS,
+            "--seed",
+            "0",
+            "--out",
+            "{results}/references",
+        ),
+        (
+            f"{RESULTS}/references/references.md",
+            *(f"{RESULTS}/references/{d}-seed0.json" for d in DATASETS),
+        ),
+        278 + 583 + 3 * 3600,
+        "train_time_s: MNIST 278 s, Fashion-MNIST 583 s; CIFAR-10 never trained: "
+        "about 3 CPU hours (docs/benchmarks.md); cached models load in seconds",
+        estimate=True,
+        pending=(f"{RESULTS}/references/cifar10-seed0.json",),
+    ),
+    Step(
+        "tradeoffs",
+        (
+            "-m",
+            "benchmarks.tradeoffs",
+            "--datasets",
+            *DATASETS,
+            "--methods",
+            "cp",
+            "tucker",
+            "--seeds",
+            "0",
+            "--finetune-epochs",
+            "1",
+            "--out",
+            "{results}/tradeoffs",
+        ),
+        tuple(
+            f"{RESULTS}/tradeoffs/tradeoffs-{d}.{ext}"
+            for d in DATASETS
+            for ext in ("json", "md", "png")
+        ),
+        900 + 820 + 5 * 3600,
+        "environment.date to the commit: MNIST 15 min, Fashion-MNIST 14 min; "
+        "CIFAR-10 never run: about 5 hours (24 one-epoch fine-tunings of a net "
+        "with 35x MNIST's multiply-adds)",
+        estimate=True,
+        pending=tuple(
+            f"{RESULTS}/tradeoffs/tradeoffs-cifar10.{ext}"
+            for ext in ("json", "md", "png")
+        ),
+    ),
+)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def listing(steps=STEPS) -> str:
+    """Every step: its command, outputs and last run time, and the total."""
+    lines = []
+    for step in steps:
+        about = "about " if step.estimate else ""
+        lines.append(
+            f"{step.name}  ({about}{_duration(step.seconds)}: {step.measured})"
+        )
+        env = "" if step.backend == "tensorflow" else f"KERAS_BACKEND={step.backend} "
+        lines.append(f"  {env}python {' '.join(step.command(RESULTS))}")
+        for output in step.outputs:
+            note = " (not produced yet)" if output in step.pending else ""
+            lines.append(f"  -> {output}{note}")
+    total = sum(step.seconds for step in steps)
+    lines.append(
+        f"total: about {_duration(total)} on the 2-core CPU "
+        "(estimates included; CIFAR-10's reference and sweep are most of it)"
+    )
+    return "\n".join(lines)
+
+
+def tree_changes(root: Path = ROOT) -> str:
+    """Changes to tracked files, as `fastconv.timing` counts a tree dirty."""
+    return subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+@contextlib.contextmanager
+def clean_checkout(root: Path = ROOT):
+    """A temporary ``git worktree`` of HEAD, removed on exit."""
+    folder = Path(tempfile.mkdtemp(prefix="fastconv-results-")) / "checkout"
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", "--quiet", str(folder), "HEAD"],
+        cwd=root,
+        check=True,
+    )
+    try:
+        yield folder
+    finally:
+        subprocess.run(
+            ["git", "worktree", "remove", "--force", str(folder)], cwd=root, check=True
+        )
+        folder.parent.rmdir()
+
+
+def run_step(step: Step, checkout: Path, results: Path) -> float:
+    """Runs ``step`` in ``checkout``, writing into ``results``; its seconds."""
+    env = {**os.environ, "KERAS_BACKEND": step.backend, "PYTHONPATH": str(checkout)}
+    argv = [sys.executable, *step.command(str(results))]
+    print(f"== {step.name}: {' '.join(argv)}", file=sys.stderr, flush=True)
+    with open(LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        start = time.perf_counter()
+        subprocess.run(argv, cwd=checkout, env=env, check=True)
+        return time.perf_counter() - start
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--list", action="store_true", help="print the steps without running them"
+    )
+    parser.add_argument(
+        "--only",
+        choices=[step.name for step in STEPS],
+        metavar="NAME",
+        help="run this step alone (names: --list)",
+    )
+    args = parser.parse_args(argv)
+    if args.list:
+        print(listing())
+        return 0
+    changes = tree_changes()
+    if changes:
+        print(
+            "benchmarks.results: the tree has uncommitted changes, so the results "
+            "would record a dirty commit; commit or stash them first:\n" + changes,
+            file=sys.stderr,
+        )
+        return 1
+    steps = [s for s in STEPS if args.only in (None, s.name)]
+    results = ROOT / RESULTS
+    with clean_checkout() as checkout:
+        for step in steps:
+            seconds = run_step(step, checkout, results)
+            print(f"== {step.name}: {_duration(seconds)}", file=sys.stderr, flush=True)
+    print(
+        "done; the result files in benchmarks/results/ are rewritten: commit them",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
