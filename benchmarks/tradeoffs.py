@@ -382,13 +382,6 @@ def report(paths: Sequence[str | Path]) -> list[Path]:
     return written
 
 
-def _cpu() -> dict:
-    """The CPU's model name and vector extensions (as the references record)."""
-    from fastconv.bench import references
-
-    return references._cpu()
-
-
 def refuse_untrained(datasets: Sequence[str]) -> None:
     """Raises SystemExit, naming the file, for a dataset of `NEVER_TRAIN`
     whose reference is not cached."""
@@ -521,7 +514,6 @@ def main(argv=None) -> int:
     from benchmarks.layers import start_run
 
     _, jit, env = start_run(args.jit, keep=True)
-    env["cpu"] = _cpu()
     for dataset in args.datasets:
         run = run_dataset(dataset, args, env, jit)
         print(markdown(run))

@@ -67,9 +67,10 @@ part() {
 # Seconds per part; each can be overridden from the environment. On the GPU:
 # 30 (env) + 2 x (60 + 60 + 70 + 15) = 440 s at most, plus the wheel install.
 # The rehearsal's parts take 20 and 35 s on a quiet 2-core CPU: its limits only
-# catch a hang, and leave room for a busy machine.
+# catch a hang, and leave room for a busy machine (150 s was once too little
+# for the MNIST part on a 2-core machine shared with a training job).
 part_s=(60 60 70 15)
-[[ $rehearse -eq 1 ]] && part_s=(150 150 150 30)
+[[ $rehearse -eq 1 ]] && part_s=(300 300 300 60)
 layers_s=${FASTCONV_GPU_LAYERS_S:-${part_s[0]}}
 mnist_s=${FASTCONV_GPU_MNIST_S:-${part_s[1]}}
 cifar10_s=${FASTCONV_GPU_CIFAR10_S:-${part_s[2]}}

@@ -49,7 +49,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import shutil
 import time
 import warnings
@@ -467,26 +466,6 @@ def _train(
     }
 
 
-def _cpu() -> dict:
-    """The CPU's model name and which vector extensions it has."""
-    name, flags = platform.processor() or platform.machine(), set()
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo", encoding="utf-8") as file:
-            for line in file:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    name = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
-                    break
-    wanted = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16")
-    return {
-        "model": name,
-        "vector_extensions": [flag for flag in wanted if flag in flags],
-        "cores": os.cpu_count(),
-    }
-
-
 def reference_model(
     dataset: str,
     *,
@@ -579,7 +558,7 @@ def reference_model(
         "test_accuracy": _accuracy(model, x_test, y_test, 256),
         **trained,
         "params": int(model.count_params()),
-        "cpu": _cpu(),
+        "cpu": timing.cpu_info(),
         "environment": timing.environment(),
     }
     _save(model, info, path)

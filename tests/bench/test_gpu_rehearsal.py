@@ -46,7 +46,7 @@ def rehearsal(tmp_path_factory):
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1200,
     )
     return proc, out
 
