@@ -145,6 +145,8 @@ def export_model(model, path, format: str = "onnx", **kwargs) -> Path:
             ``tf_saved_model``, the folder. An existing one is replaced.
         format: one of `FORMATS`.
         **kwargs: passed to ``model.export`` (``input_signature``, an opset).
+            For ONNX the signature defaults to the model's inputs, so that a
+            model just loaded, never called, exports.
 
     Returns:
         ``path``, as a ``Path``.
@@ -165,6 +167,14 @@ def export_model(model, path, format: str = "onnx", **kwargs) -> Path:
         )
     _require(format, backend)
     kwargs.setdefault("verbose", False)
+    if format == "onnx" and "input_signature" not in kwargs and model.inputs:
+        # Keras's ONNX export refuses a model never called (one just loaded)
+        # unless it is given the signature, which its inputs say.
+        specs = [
+            keras.InputSpec(shape=tensor.shape, dtype=tensor.dtype)
+            for tensor in model.inputs
+        ]
+        kwargs["input_signature"] = specs if len(specs) == 1 else [specs]
 
     def export(target: Path) -> None:
         with autotune.no_measuring():
