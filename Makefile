@@ -25,7 +25,7 @@ GPU_PLATFORMS := $(foreach p,manylinux_2_28_x86_64 manylinux_2_27_x86_64 \
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,jax,torch]"
+	$(PY) -m pip install --quiet -e ".[dev,jax,torch,export]"
 	touch $(STAMP)
 
 bench: $(STAMP)
