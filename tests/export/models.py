@@ -45,9 +45,9 @@ def input_shape(data_format: str) -> tuple[int, int, int]:
     return (SIZE, SIZE, FILTERS)
 
 
-def every_layer_model(data_format: str) -> keras.Model:
-    """Every case's layer on one input, their outputs joined on the channel
-    axis: case ``i`` owns channels ``4 i`` to ``4 i + 3``."""
+def every_layer_model(data_format: str, cases=CASES) -> keras.Model:
+    """Each of ``cases``' layers on one input, their outputs joined on the
+    channel axis: the ``i``-th case owns channels ``4 i`` to ``4 i + 3``."""
     keras.utils.set_random_seed(0)
     inputs = keras.Input(input_shape(data_format))
     outputs = [
@@ -59,8 +59,10 @@ def every_layer_model(data_format: str) -> keras.Model:
             bias_initializer="random_normal",
             **LAYERS[cls],
         )(inputs)
-        for cls, implementation in CASES
+        for cls, implementation in cases
     ]
+    if len(outputs) == 1:
+        return keras.Model(inputs, outputs[0])
     axis = 1 if data_format == "channels_first" else -1
     return keras.Model(inputs, keras.layers.Concatenate(axis=axis)(outputs))
 

@@ -21,9 +21,6 @@ TOLERANCE = 1e-4
 BACKEND = keras.backend.backend()
 FORMATS = export.exportable_formats()
 DATA_FORMATS = ["channels_last", "channels_first"]
-PATHS = {"tf_saved_model": "model"} | {
-    format: f"model{suffix}" for format, suffix in export.SUFFIXES.items()
-}
 
 
 def require(format: str) -> None:
@@ -36,35 +33,53 @@ def require(format: str) -> None:
         )
 
 
-@pytest.fixture(scope="module")
-def outputs(tmp_path_factory):
-    """(format, data_format) -> (Keras's output, the exported file's output)."""
-    done = {}
+#: (backend, format, data format, case id) -> why Keras's export of that case
+#: fails. Those cases are left out of the shared model and exported alone as
+#: strict xfails: the day they export, the test says so.
+_KERNEL = (
+    "torch.onnx (TorchScript) refuses StackedConv2D's convolution by its "
+    "reconstructed kernel: 'ONNX export of convolution for kernel of unknown shape'"
+)
+_TYPES = (
+    "ONNX Runtime cannot load the graph torch.onnx writes for StackedConv2D "
+    "channels_last ('Type Error: Type parameter')"
+)
+KNOWN_FAILURES = {
+    ("torch", "onnx", "channels_last", "StackedConv2D-auto"): _TYPES,
+    ("torch", "onnx", "channels_last", "StackedConv2D-stacked"): _TYPES,
+    ("torch", "onnx", "channels_last", "StackedConv2D-dense"): _KERNEL,
+    ("torch", "onnx", "channels_first", "StackedConv2D-dense"): _KERNEL,
+}
 
-    def get(format: str, data_format: str):
-        if (format, data_format) not in done:
-            model = models.every_layer_model(data_format)
-            x = models.batch(data_format)
-            expected = keras.ops.convert_to_numpy(model(x, training=False))
-            path = tmp_path_factory.mktemp(format) / PATHS[format]
-            model.export(str(path), format=format, verbose=False)
-            done[format, data_format] = expected, export.run_exported(path, format, x)
-        return done[format, data_format]
 
-    return get
+def known_failure(format: str, data_format: str, case: int) -> str | None:
+    key = BACKEND, format, data_format, models.CASE_IDS[case]
+    return KNOWN_FAILURES.get(key)
 
 
 @pytest.mark.parametrize("case", range(len(models.CASES)), ids=models.CASE_IDS)
 @pytest.mark.parametrize("data_format", DATA_FORMATS)
 @pytest.mark.parametrize("format", FORMATS)
-def test_exported_layer_matches_keras(format, data_format, case, outputs):
+def test_exported_layer_matches_keras(format, data_format, case, exports, request):
     models.skip_unrunnable(data_format)
     require(format)
-    expected, exported = outputs(format, data_format)
+    reason = known_failure(format, data_format, case)
+    if reason is None:
+        cases = tuple(
+            i
+            for i in range(len(models.CASES))
+            if known_failure(format, data_format, i) is None
+        )
+    else:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
+        cases = (case,)
+    export_ = exports(format, data_format, cases)
+    expected, exported = export_.expected, export_.exported
     assert exported.shape == expected.shape
+    position = cases.index(case)
     np.testing.assert_allclose(
-        models.case_slice(exported, case, data_format),
-        models.case_slice(expected, case, data_format),
+        models.case_slice(exported, position, data_format),
+        models.case_slice(expected, position, data_format),
         rtol=0,
         atol=TOLERANCE,
     )
