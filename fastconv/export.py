@@ -192,16 +192,18 @@ def _write_in_folder(path: Path, format: str, export) -> None:
     beside ``path``, then moves them into place (the ``.bin`` before the
     ``.xml`` that reads it; an old SavedModel aside before the new one)."""
     staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}-"))
+    new = staging / "new" / path.name
     try:
-        export(staging / path.name)
+        new.parent.mkdir()
+        export(new)
         if format == "openvino":
             weights = path.with_suffix(".bin")
-            os.replace(staging / weights.name, weights)
-            os.replace(staging / path.name, path)
+            os.replace(new.with_suffix(".bin"), weights)
+            os.replace(new, path)
             return
         if path.exists():
-            os.replace(path, staging / "replaced")
-        os.replace(staging / path.name, path)
+            os.replace(path, staging / "old")
+        os.replace(new, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
