@@ -56,9 +56,11 @@ SUFFIXES = {"onnx": ".onnx", "litert": ".tflite", "openvino": ".xml"}
 EXTRA = "pip install fastconv[export]"
 
 #: (format, backend) -> the modules Keras 3.15 needs to write the format on
-#: that backend, with the runtime that reads it; a pair missing here cannot be
-#: exported (Keras's SavedModel export on PyTorch needs torch_xla, which
-#: fastconv does not support).
+#: that backend, with the runtime that reads it. A pair missing here is not
+#: exported: Keras's SavedModel export on PyTorch needs torch_xla, which
+#: fastconv does not support, and its OpenVINO export on JAX goes through
+#: jax2tf, whose ``XlaCallModule`` OpenVINO (2026.4) cannot convert: a plain
+#: ``keras.layers.Conv2D`` fails the same way.
 _NEEDS = {
     ("tf_saved_model", "tensorflow"): ("tensorflow",),
     ("tf_saved_model", "jax"): ("tensorflow",),
@@ -68,7 +70,6 @@ _NEEDS = {
     ("litert", "tensorflow"): ("tensorflow", "ai_edge_litert"),
     ("litert", "torch"): ("litert_torch", "ai_edge_litert"),
     ("openvino", "tensorflow"): ("openvino",),
-    ("openvino", "jax"): ("tensorflow", "openvino"),
     ("openvino", "torch"): ("openvino",),
 }
 #: Modules not in the ``export`` extra, and the package that holds each.
