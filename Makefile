@@ -25,7 +25,7 @@ GPU_PLATFORMS := $(foreach p,manylinux_2_28_x86_64 manylinux_2_27_x86_64 \
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,jax,torch]"
+	$(PY) -m pip install --quiet -e ".[dev,jax,torch,export]"
 	touch $(STAMP)
 
 bench: $(STAMP)
@@ -37,8 +37,8 @@ bench: $(STAMP)
 test: $(STAMP)
 	KERAS_BACKEND=tensorflow $(PYTEST) tests
 	KERAS_BACKEND=tensorflow $(PYTEST) --doctest-modules fastconv
-	KERAS_BACKEND=jax $(PYTEST) tests/layers tests/kernels tests/profile tests/test_timing.py
-	KERAS_BACKEND=torch $(PYTEST) tests/layers tests/kernels tests/profile tests/test_timing.py
+	KERAS_BACKEND=jax $(PYTEST) tests/layers tests/kernels tests/profile tests/export tests/test_timing.py
+	KERAS_BACKEND=torch $(PYTEST) tests/layers tests/kernels tests/profile tests/export tests/test_timing.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check fastconv fastconv_launch tests benchmarks examples

@@ -1,6 +1,6 @@
 """fastconv: fast convolution building blocks for Keras 3."""
 
-from fastconv import cost, kernels
+from fastconv import cost, export, kernels
 from fastconv.convert import (
     ConversionAccuracyWarning,
     ConversionReport,
@@ -14,6 +14,7 @@ from fastconv.convert import (
     suggest_replacements,
 )
 from fastconv.cost import Cost, conv2d_cost
+from fastconv.export import export_model
 from fastconv.kernels import keep_freed_memory
 from fastconv.layers import (
     BaseFastConv,
@@ -57,6 +58,8 @@ __all__ = [
     "Cost",
     "conv2d_cost",
     "cost",
+    "export",
+    "export_model",
     "kernels",
     "keep_freed_memory",
     "profile_model",

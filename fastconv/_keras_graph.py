@@ -26,7 +26,9 @@ The private names, all listed in `REQUIRED`:
 - ``in_symbolic_scope`` from ``keras.src.backend.common.symbolic_scope``, true
   while Keras traces a model symbolically;
 - ``get_device`` from ``keras.src.backend.torch.core``, the device the torch
-  backend places new tensors on.
+  backend places new tensors on;
+- the package ``keras.src.export``, whose functions run while
+  ``Model.export`` traces a model (every format goes through it).
 
 All of them exist unchanged from Keras 3.10 to 3.15; ``_run_through_graph`` is
 called with ``operation_fn``, the only hook it has had since 3.0 (its
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import sys
 from collections.abc import Callable
 
 import keras
@@ -67,6 +70,7 @@ SUPPORTED_KERAS = ">=3.10,<3.16"
 _FUNCTIONAL = "keras.src.models.functional.Functional"
 _SYMBOLIC_SCOPE = "keras.src.backend.common.symbolic_scope.in_symbolic_scope"
 _TORCH_DEVICE = "keras.src.backend.torch.core.get_device"
+_EXPORT_PACKAGE = "keras.src.export"
 
 #: Every private Keras name this module relies on. Dotted paths name module
 #: attributes; ``Class.attribute`` names an attribute of that class's
@@ -81,6 +85,7 @@ REQUIRED: tuple[str, ...] = (
     "Layer._inbound_nodes",
     _SYMBOLIC_SCOPE,
     _TORCH_DEVICE,
+    _EXPORT_PACKAGE,
 )
 
 
@@ -220,6 +225,18 @@ def in_symbolic_scope() -> bool:
     """Whether Keras is tracing symbolically (building a model, computing
     output specs), where layers receive no concrete tensors."""
     return bool(_import(_SYMBOLIC_SCOPE)())
+
+
+def in_export() -> bool:
+    """Whether Keras's ``Model.export`` is running in this thread: a function
+    of ``keras.src.export`` is on the call stack (Keras has no flag for it)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module == _EXPORT_PACKAGE or module.startswith(_EXPORT_PACKAGE + "."):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def torch_device():

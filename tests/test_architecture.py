@@ -26,6 +26,7 @@ FLOORS = {
     "fastconv.layers": 2,
     "fastconv.profile": 2,
     "fastconv.convert": 3,
+    "fastconv.export": 3,
     "fastconv.bench": 4,
     "fastconv.cli": 5,
     "fastconv": 6,

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 
-from fastconv.cli import bench, convert, data, demo, profile, sensitivity
+from fastconv.cli import bench, convert, data, demo, export, profile, sensitivity
 from fastconv.cli._errors import Parser, UsageError, report
 
 COMMANDS = {
     "demo": demo,
     "data": data,
     "convert": convert,
+    "export": export,
     "profile": profile,
     "sensitivity": sensitivity,
     "bench": bench,

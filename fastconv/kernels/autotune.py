@@ -10,7 +10,11 @@ that shape in a given mode (inference or a training step). ``choose``:
    model), or when the layer is too small for a measurement to matter
    (``MIN_MACS``);
 2. else looks the request up in the cache file;
-3. else measures every candidate, interleaved with the shared clock
+3. else returns the static rule when measuring is forbidden: inside
+   ``no_measuring()`` (``fastconv.export_model`` exports in it) or while
+   Keras's ``model.export`` traces the model (an exported file is the same
+   whatever this machine measures, and a trace must not pause for timings);
+4. else measures every candidate, interleaved with the shared clock
    (``fastconv.timing``), on throwaway clones of the layer fed random data of
    that shape, and stores the fastest in the cache.
 
@@ -61,6 +65,8 @@ __all__ = [
     "compilation_mode",
     "load_cache",
     "measure_implementations",
+    "measuring_allowed",
+    "no_measuring",
     "speedup_over",
 ]
 
@@ -101,6 +107,8 @@ PROBE_ROUNDS = 3
 CACHE_VERSION = 1
 
 _LOCK = threading.Lock()
+#: How many ``no_measuring()`` blocks are open, in any thread.
+_FORBIDDEN = 0
 
 
 @dataclass(frozen=True)
@@ -222,6 +230,35 @@ def _in_symbolic_scope() -> bool:
     return _keras_graph.in_symbolic_scope()
 
 
+@contextlib.contextmanager
+def no_measuring():
+    """A block in which ``choose`` measures nothing, in any thread.
+
+    Layers still use a choice found in the cache file, and the static rule
+    otherwise. Blocks may nest.
+
+    Example:
+        >>> with no_measuring():
+        ...     measuring_allowed()
+        False
+    """
+    global _FORBIDDEN
+    with _LOCK:
+        _FORBIDDEN += 1
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _FORBIDDEN -= 1
+
+
+def measuring_allowed() -> bool:
+    """False inside ``no_measuring()`` and while Keras exports a model
+    (``model.export``); True otherwise. ``FASTCONV_AUTOTUNE`` is not read
+    here (see ``autotune_enabled``)."""
+    return _FORBIDDEN == 0 and not _keras_graph.in_export()
+
+
 def choose(request: Request, measure: Callable | None = None) -> str:
     """The implementation to run for ``request`` (see the module docstring).
 
@@ -244,6 +281,8 @@ def choose(request: Request, measure: Callable | None = None) -> str:
         entry = load_cache(path).get(key)
     if isinstance(entry, Mapping) and entry.get("choice") in request.candidates:
         return entry["choice"]
+    if not measuring_allowed():
+        return request.static
     measure = measure or _measure_request
     try:
         times = measure(request)

@@ -119,7 +119,9 @@ def resolve_implementation(
     """
     if layer.implementation != "auto":
         return layer.implementation
-    shape = tuple(None if d is None else int(d) for d in inputs.shape)
+    # A symbolic size (the batch of a JAX export, which traces with shape
+    # polymorphism) is unknown here, as None is.
+    shape = tuple(d if isinstance(d, int) else None for d in inputs.shape)
     compilation = autotune.compilation_mode(inputs)
     memo_key = (shape, bool(training), compilation)
     if memo_key in memo:

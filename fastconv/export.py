@@ -1,0 +1,259 @@
+"""Exporting a model with fastconv layers, and running what was exported.
+
+Keras's own ``model.export(path, format=...)`` does the export: fastconv
+layers are made of ``keras.ops`` calls, so every format Keras writes holds
+them as plain operations, and the file runs where fastconv is not installed.
+`export_model` adds three things to it:
+
+- nothing is measured: the export runs inside
+  ``fastconv.kernels.autotune.no_measuring()``, so each ``"auto"`` layer runs
+  the choice cached for it or the static rule (``model.export`` alone is
+  covered too: the autotuner measures nothing while Keras exports);
+- the product is written atomically: a file is written next to its target
+  and moved onto it, a folder (a SavedModel) or a pair of files (OpenVINO's
+  ``.xml`` and ``.bin``) is written in a temporary folder beside it first;
+- a missing package, or a backend that cannot write the format, is refused
+  before any work with a message naming what to install or which backend to
+  use.
+
+`run_exported` runs an exported file in its own runtime (ONNX Runtime,
+LiteRT's interpreter, OpenVINO, TensorFlow) and `largest_difference` compares
+it with the Keras model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from fastconv._files import write_atomically
+from fastconv.kernels import autotune
+
+__all__ = [
+    "EXTRA",
+    "FORMATS",
+    "SUFFIXES",
+    "check_exportable",
+    "export_model",
+    "exportable_formats",
+    "largest_difference",
+    "missing_packages",
+    "needed_modules",
+    "run_exported",
+]
+
+#: The formats of ``keras.Model.export`` that fastconv tests and supports.
+FORMATS = ("tf_saved_model", "onnx", "litert", "openvino")
+#: What an exported path ends in; a SavedModel is a folder, any name.
+SUFFIXES = {"onnx": ".onnx", "litert": ".tflite", "openvino": ".xml"}
+#: The optional dependencies that hold the exporters and runtimes.
+EXTRA = "pip install fastconv[export]"
+
+#: (format, backend) -> the modules Keras 3.15 needs to write the format on
+#: that backend, with the runtime that reads it. A pair missing here is not
+#: exported: Keras's SavedModel export on PyTorch needs torch_xla, which
+#: fastconv does not support, and its OpenVINO export on JAX goes through
+#: jax2tf, whose ``XlaCallModule`` OpenVINO (2026.4) cannot convert: a plain
+#: ``keras.layers.Conv2D`` fails the same way.
+_NEEDS = {
+    ("tf_saved_model", "tensorflow"): ("tensorflow",),
+    ("tf_saved_model", "jax"): ("tensorflow",),
+    ("onnx", "tensorflow"): ("tf2onnx", "onnx", "onnxruntime"),
+    ("onnx", "jax"): ("jax2onnx", "onnxruntime"),
+    ("onnx", "torch"): ("onnx", "onnxscript", "onnxruntime"),
+    ("litert", "tensorflow"): ("tensorflow", "ai_edge_litert"),
+    ("litert", "torch"): ("litert_torch", "ai_edge_litert"),
+    ("openvino", "tensorflow"): ("openvino",),
+    ("openvino", "torch"): ("openvino",),
+}
+#: Modules not in the ``export`` extra, and the package that holds each.
+_OUTSIDE_EXTRA = {"jax2onnx": "jax2onnx", "litert_torch": "litert-torch"}
+
+
+def check_exportable(format: str, backend: str | None = None) -> None:
+    """Refuses a format fastconv does not export, or one the backend cannot write.
+
+    Args:
+        format: one of `FORMATS`.
+        backend: a Keras backend name; default the current one.
+
+    Raises:
+        ValueError: naming the format, and for a backend the backends that can.
+    """
+    backend = backend or keras.backend.backend()
+    _check_format(format)
+    if (format, backend) not in _NEEDS:
+        able = [b for (f, b) in _NEEDS if f == format]
+        raise ValueError(
+            f"format {format!r} cannot be exported on the {backend} backend; "
+            f"set KERAS_BACKEND to one of {able}"
+        )
+
+
+def _check_format(format: str) -> None:
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, received format={format!r}")
+
+
+def exportable_formats(backend: str | None = None) -> list[str]:
+    """The `FORMATS` that Keras can write on ``backend`` (default: current)."""
+    backend = backend or keras.backend.backend()
+    return [format for format in FORMATS if (format, backend) in _NEEDS]
+
+
+def needed_modules(format: str, backend: str | None = None) -> tuple[str, ...]:
+    """The modules that exporting ``format`` on ``backend`` and running the
+    result need (see `check_exportable`)."""
+    backend = backend or keras.backend.backend()
+    check_exportable(format, backend)
+    return _NEEDS[format, backend]
+
+
+def missing_packages(format: str, backend: str | None = None) -> list[str]:
+    """The `needed_modules` that cannot be imported here."""
+    return [
+        module
+        for module in needed_modules(format, backend)
+        if importlib.util.find_spec(module) is None
+    ]
+
+
+def _require(format: str, backend: str) -> None:
+    missing = missing_packages(format, backend)
+    if not missing:
+        return
+    outside = [_OUTSIDE_EXTRA[m] for m in missing if m in _OUTSIDE_EXTRA]
+    install = f"pip install {' '.join(outside)}" if outside else EXTRA
+    raise ModuleNotFoundError(
+        f"exporting format {format!r} on the {backend} backend needs "
+        f"{', '.join(missing)}, which cannot be imported; {install}"
+    )
+
+
+def export_model(model, path, format: str = "onnx", **kwargs) -> Path:
+    """Exports ``model`` to ``path`` with ``model.export``, measuring nothing.
+
+    Args:
+        model: a built Keras model (fastconv layers or not).
+        path: the file to write (``.onnx``, ``.tflite``, OpenVINO's ``.xml``,
+            whose weights go to the ``.bin`` beside it) or, for
+            ``tf_saved_model``, the folder. An existing one is replaced.
+        format: one of `FORMATS`.
+        **kwargs: passed to ``model.export`` (``input_signature``, an opset).
+            For ONNX the signature defaults to the model's inputs, so that a
+            model just loaded, never called, exports.
+
+    Returns:
+        ``path``, as a ``Path``.
+
+    Raises:
+        ValueError: an unknown format, a backend that cannot write it, or a
+            path whose suffix does not fit the format.
+        ModuleNotFoundError: a package the export needs is missing; the
+            message says what to install.
+    """
+    path = Path(path)
+    backend = keras.backend.backend()
+    check_exportable(format, backend)
+    suffix = SUFFIXES.get(format)
+    if suffix is not None and path.suffix != suffix:
+        raise ValueError(
+            f"path must end in {suffix} for format {format!r}, received path={path}"
+        )
+    _require(format, backend)
+    kwargs.setdefault("verbose", False)
+    if format == "onnx" and "input_signature" not in kwargs and model.inputs:
+        # Keras's ONNX export refuses a model never called (one just loaded)
+        # unless it is given the signature, which its inputs say.
+        specs = [
+            keras.InputSpec(shape=tensor.shape, dtype=tensor.dtype)
+            for tensor in model.inputs
+        ]
+        kwargs["input_signature"] = specs if len(specs) == 1 else [specs]
+
+    def export(target: Path) -> None:
+        with autotune.no_measuring():
+            model.export(str(target), format=format, **kwargs)
+
+    if format in ("onnx", "litert"):
+        write_atomically(path, export)
+    else:
+        _write_in_folder(path, format, export)
+    return path
+
+
+def _write_in_folder(path: Path, format: str, export) -> None:
+    """Writes a SavedModel folder or OpenVINO's two files in a temporary folder
+    beside ``path``, then moves them into place (the ``.bin`` before the
+    ``.xml`` that reads it; an old SavedModel aside before the new one)."""
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}-"))
+    new = staging / "new" / path.name
+    try:
+        new.parent.mkdir()
+        export(new)
+        if format == "openvino":
+            weights = path.with_suffix(".bin")
+            os.replace(new.with_suffix(".bin"), weights)
+            os.replace(new, path)
+            return
+        if path.exists():
+            os.replace(path, staging / "old")
+        os.replace(new, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def run_exported(path, format: str, x: np.ndarray) -> np.ndarray:
+    """Runs the exported ``path`` on ``x`` in the format's runtime, on CPU.
+
+    ONNX Runtime for ``onnx``, LiteRT's ``Interpreter`` (``ai_edge_litert``)
+    for ``litert``, OpenVINO's ``Core`` in float32 for ``openvino``, and
+    ``tf.saved_model.load`` (its ``serve`` endpoint) for ``tf_saved_model``.
+    The model must have one input and one output.
+    """
+    _check_format(format)
+    path = str(path)
+    x = np.asarray(x)
+    if format == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        return session.run(None, {session.get_inputs()[0].name: x})[0]
+    if format == "litert":
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=path)
+        index = interpreter.get_input_details()[0]["index"]
+        interpreter.resize_tensor_input(index, x.shape)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(index, x)
+        interpreter.invoke()
+        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    if format == "openvino":
+        import openvino
+
+        # Its CPU plugin computes in bfloat16 where the processor can, unless
+        # asked for float32.
+        compiled = openvino.Core().compile_model(
+            path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+        )
+        return np.asarray(compiled([x])[compiled.output(0)])
+    import tensorflow as tf
+
+    # The loaded object owns the variables: it must outlive the call.
+    loaded = tf.saved_model.load(path)
+    return np.asarray(loaded.serve(tf.constant(x)))
+
+
+def largest_difference(model, path, format: str, x: np.ndarray) -> float:
+    """The largest absolute difference between ``model(x)`` in Keras and the
+    exported ``path`` run on ``x`` by `run_exported`."""
+    expected = keras.ops.convert_to_numpy(model(x, training=False))
+    exported = run_exported(path, format, x)
+    return float(np.max(np.abs(expected.astype(np.float64) - exported)))

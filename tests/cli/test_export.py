@@ -1,0 +1,145 @@
+"""``fastconv export``: each format written and checked; bad formats, paths and
+missing packages refused with exit 2 before any work, nothing lost."""
+
+from __future__ import annotations
+
+import sys
+
+import keras
+import pytest
+
+from fastconv import export
+from tests.cli.checks import assert_user_error, run, snapshot
+
+SUFFIXES = {"onnx": ".onnx", "litert": ".tflite", "openvino": ".xml"}
+CLI_TO_KERAS = {"saved_model": "tf_saved_model"}
+
+
+def require(format: str) -> None:
+    """Skips unless this backend writes ``format`` and its packages are here."""
+    keras_format = CLI_TO_KERAS.get(format, format)
+    backend = keras.backend.backend()
+    if keras_format not in export.exportable_formats():
+        pytest.skip(f"the {backend} backend cannot write {format}")
+    for module in export.needed_modules(keras_format):
+        pytest.importorskip(module, reason="pip install fastconv[export]")
+
+
+def exported(capsys, workdir, format, *extra, output=None):
+    """Runs export on ``workdir/model.keras``; checks nothing changed on a user
+    error."""
+    output = output or workdir / f"out{SUFFIXES.get(format, '')}"
+    before = snapshot(workdir)
+    code, out, err = run(
+        capsys,
+        "export",
+        workdir / "model.keras",
+        "--format",
+        format,
+        "-o",
+        output,
+        *extra,
+    )
+    if code == 2:
+        assert snapshot(workdir) == before
+    return code, out, err
+
+
+@pytest.mark.parametrize("format", ["onnx", "litert", "openvino", "saved_model"])
+def test_each_format_is_written_and_checked(workdir, capsys, format):
+    require(format)
+    code, out, err = exported(capsys, workdir, format, "--check")
+    assert code == 0, err
+    output = workdir / f"out{SUFFIXES.get(format, '')}"
+    assert f"exported: {output}" in out
+    difference = float(out.split("largest difference from Keras: ")[1])
+    assert difference < 1e-4
+    leftovers = {p.name for p in workdir.iterdir()} - {"model.keras", output.name}
+    assert leftovers == ({"out.bin"} if format == "openvino" else set())
+
+
+def test_an_existing_output_is_kept_without_force_and_replaced_with_it(workdir, capsys):
+    require("onnx")
+    (workdir / "out.onnx").write_bytes(b"old")
+    code, _, err = exported(capsys, workdir, "onnx")
+    assert_user_error(code, err, "--output", "already exists", "--force")
+    assert (workdir / "out.onnx").read_bytes() == b"old"
+    code, _, err = exported(capsys, workdir, "onnx", "--force")
+    assert code == 0, err
+    assert (workdir / "out.onnx").read_bytes() != b"old"
+
+
+def test_an_existing_saved_model_folder_is_replaced_only_with_force(workdir, capsys):
+    require("saved_model")
+    folder = workdir / "out"
+    folder.mkdir()
+    (folder / "old.txt").write_text("old")
+    code, _, err = exported(capsys, workdir, "saved_model")
+    assert_user_error(code, err, "--output", "already exists", "--force")
+    code, _, err = exported(capsys, workdir, "saved_model", "--force")
+    assert code == 0, err
+    assert (folder / "saved_model.pb").exists() and not (folder / "old.txt").exists()
+    assert sorted(p.name for p in workdir.iterdir()) == ["model.keras", "out"]
+
+
+@pytest.mark.parametrize("format", ["onnx", "saved_model"])
+def test_the_input_model_is_never_replaced(workdir, capsys, format):
+    require(format)
+    code, _, err = exported(
+        capsys, workdir, format, "--force", output=workdir / "model.keras"
+    )
+    assert_user_error(code, err, "--output")
+
+
+def test_an_existing_openvino_weights_file_is_kept_without_force(workdir, capsys):
+    require("openvino")
+    (workdir / "out.bin").write_bytes(b"old")
+    code, _, err = exported(capsys, workdir, "openvino")
+    assert_user_error(code, err, "weights", "out.bin", "already exists")
+
+
+@pytest.mark.parametrize(
+    "format, output, problem",
+    [
+        ("onnx", "out.tflite", "must end in .onnx"),
+        ("litert", "out.onnx", "must end in .tflite"),
+        ("openvino", "out.onnx", "must end in .xml"),
+        ("onnx", "nodir/out.onnx", "folder that does not exist"),
+        ("saved_model", "nodir/out", "folder that does not exist"),
+        ("saved_model", "model.keras", "would replace the input"),
+    ],
+)
+def test_a_bad_output_is_refused(workdir, capsys, format, output, problem):
+    require(format)
+    code, _, err = exported(capsys, workdir, format, output=workdir / output)
+    assert_user_error(code, err, "--output", problem)
+
+
+def test_an_unknown_format_is_refused(workdir, capsys):
+    code, _, err = exported(capsys, workdir, "torchscript", output=workdir / "x.pt")
+    assert_user_error(code, err, "--format", "torchscript")
+
+
+def test_a_format_the_backend_cannot_write_is_refused(workdir, capsys, monkeypatch):
+    backend = keras.backend.backend()
+    needs = {k: v for k, v in export._NEEDS.items() if k != ("litert", backend)}
+    monkeypatch.setattr(export, "_NEEDS", needs)
+    code, _, err = exported(capsys, workdir, "litert")
+    assert_user_error(code, err, "--format", "litert", f"{backend} backend")
+
+
+def test_a_missing_runtime_names_the_extra(workdir, capsys, monkeypatch):
+    if "onnx" not in export.exportable_formats():
+        pytest.skip(f"the {keras.backend.backend()} backend cannot write onnx")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    code, _, err = exported(capsys, workdir, "onnx")
+    assert_user_error(code, err, "--format", "onnxruntime", "fastconv[export]")
+
+
+def test_check_needs_known_input_sizes(tmp_path, capsys):
+    from tests.cli.checks import tiny_model
+
+    tiny_model(spatial=(None, None)).save(tmp_path / "model.keras")
+    require("openvino")
+    code, _, err = exported(capsys, tmp_path, "openvino", "--check")
+    assert_user_error(code, err, "--check", "input sizes")

@@ -1,0 +1,81 @@
+"""``fastconv.export.export_model``: what it refuses, and that a failed export
+leaves the target as it was and nothing beside it."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from fastconv import export
+
+
+def tiny_model() -> keras.Model:
+    inputs = keras.Input((3,))
+    return keras.Model(inputs, keras.layers.Dense(2)(inputs))
+
+
+@pytest.mark.parametrize(
+    "format, name, problem",
+    [
+        ("torchscript", "model.pt", "format must be one of"),
+        ("onnx", "model.tflite", "must end in .onnx"),
+        ("litert", "model.onnx", "must end in .tflite"),
+        ("openvino", "model.bin", "must end in .xml"),
+    ],
+)
+def test_a_bad_format_or_suffix_is_refused(tmp_path, format, name, problem):
+    if format in export.FORMATS and format not in export.exportable_formats():
+        problem = f"cannot be exported on the {keras.backend.backend()} backend"
+    with pytest.raises(ValueError, match=problem):
+        export.export_model(tiny_model(), tmp_path / name, format)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_package_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setattr(export, "missing_packages", lambda *args: ["onnxruntime"])
+    with pytest.raises(ModuleNotFoundError, match=r"fastconv\[export\]"):
+        export.export_model(tiny_model(), tmp_path / "model.onnx", "onnx")
+
+
+@pytest.mark.parametrize(
+    "format, name", [("onnx", "model.onnx"), ("tf_saved_model", "old")]
+)
+def test_a_failed_export_keeps_the_target_and_leaves_nothing(
+    tmp_path, monkeypatch, format, name
+):
+    monkeypatch.setattr(export, "missing_packages", lambda *args: [])
+    target = tmp_path / name
+    if format == "onnx":
+        target.write_bytes(b"before")
+    else:
+        target.mkdir()
+        (target / "saved_model.pb").write_bytes(b"before")
+    model = tiny_model()
+
+    def half_written(path, **kwargs):
+        with open(path, "wb") as file:
+            file.write(b"half")
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(model, "export", half_written)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        export.export_model(model, target, format)
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+    before = target if format == "onnx" else target / "saved_model.pb"
+    assert before.read_bytes() == b"before"
+
+
+def test_a_saved_model_replaces_the_old_folder(tmp_path):
+    pytest.importorskip("tensorflow")
+    if "tf_saved_model" not in export.exportable_formats():
+        pytest.skip(f"the {keras.backend.backend()} backend cannot write it")
+    target = tmp_path / "old"
+    target.mkdir()
+    (target / "stale.txt").write_text("stale")
+    model = tiny_model()
+    export.export_model(model, target, "tf_saved_model")
+    assert [p.name for p in tmp_path.iterdir()] == ["old"]
+    assert not (target / "stale.txt").exists()
+    x = np.ones((2, 3), "float32")
+    assert export.largest_difference(model, target, "tf_saved_model", x) < 1e-5
