@@ -1787,3 +1787,28 @@ def test_an_interrupted_atomic_write_leaves_the_target_and_no_temporary(tmp_path
         write_atomically(target, interrupted)
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.json"]
+
+
+# ------------------------------------------------------------ wide_replacement()
+
+
+@pytest.mark.parametrize(
+    "second, expected",
+    [
+        (
+            keras.layers.Conv2D(8, 5),
+            "kernel_size, received layers[0].kernel_size=(3, 3) and "
+            "layers[1].kernel_size=(5, 5)",
+        ),
+        (
+            keras.layers.Conv2D(8, 3, dilation_rate=2),
+            "dilation_rate, received layers[0].dilation_rate=(1, 1) and "
+            "layers[1].dilation_rate=(2, 2)",
+        ),
+    ],
+)
+def test_wide_replacement_refuses_a_stack_that_differs(second, expected):
+    first = keras.layers.Conv2D(8, 3)
+    with pytest.raises(ValueError, match="wide_replacement: every layer") as info:
+        fastconv.wide_replacement([first, second])
+    assert expected in str(info.value)
