@@ -1580,6 +1580,64 @@ def test_tf_config_task_type_missing_from_its_cluster_is_refused():
         cluster._tf_cluster({"TF_CONFIG": json.dumps(spec)})
 
 
+@pytest.mark.parametrize(
+    "role, entry",
+    [
+        ("worker", "a:1"),
+        ("worker", ["a:1", 7]),
+        ("worker", ["a:1", "b"]),
+        ("worker", [":1"]),
+        ("worker", ["a:70000"]),
+        ("chief", "c:1"),
+    ],
+)
+def test_tf_config_cluster_entries_must_be_lists_of_host_port(role, entry):
+    from fastconv.convert import cluster
+
+    spec = {"cluster": {"worker": ["w:1"], role: entry}}
+    spec["task"] = {"type": "worker", "index": 0}
+    with pytest.raises(cluster.ClusterError) as info:
+        cluster._tf_cluster({"TF_CONFIG": json.dumps(spec)})
+    message = str(info.value)
+    assert f'cluster {role} entry must be a list of "host:port" strings' in message
+    assert f"received {role}={entry!r}" in message
+
+
+@pytest.mark.parametrize("addresses", ["a:1,", ":1", "a:x"])
+def test_jax_addresses_must_each_be_host_port(addresses):
+    from fastconv.convert import cluster
+
+    environ = {
+        "KERAS_BACKEND": "jax",
+        "KERAS_DISTRIBUTION_JOB_ADDRESSES": addresses,
+        "KERAS_DISTRIBUTION_NUM_PROCESSES": "2",
+        "KERAS_DISTRIBUTION_PROCESS_ID": "0",
+    }
+    with pytest.raises(cluster.ClusterError, match="must be host:port") as info:
+        cluster._jax_cluster(environ)
+    assert repr(addresses) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        np.zeros(8, int),
+        np.arange(3),
+        np.arange(9),
+        np.arange(8).reshape(2, 4),
+        np.arange(8, dtype=float),
+        np.arange(1, 9),
+    ],
+)
+def test_shard_rows_refuses_an_order_that_is_not_a_permutation(order):
+    from fastconv.convert import cluster
+
+    kept = order.copy()
+    with pytest.raises(ValueError, match=r"shard_rows: order must be a 1-D integer "):
+        cluster.shard_rows(8, 4, 2, 0, order=order)
+    assert np.array_equal(order, kept)
+
+
 def test_a_layer_built_twice_for_other_channels_says_so_and_keeps_its_weights():
     layer = fastconv.CPConv2D(8, 3, rank=2)
     layer.build((None, 10, 10, 4))
