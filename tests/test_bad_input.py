@@ -1777,6 +1777,32 @@ def test_suggest_replacements_refuses_timing_arguments_without_measure(
         (dict(device="tpu"), "device.*'tpu'"),
         (dict(precision="fp8"), "precision.*'fp8'"),
         (dict(warmup=-1), "warmup.*-1"),
+        (
+            dict(train_subset={"bogus": 5}),
+            r"train-subset: unknown dataset 'bogus'; valid: .*received \{'bogus': 5\}",
+        ),
+        (dict(test_subset={"mnist": 5, 3: 1}), "test-subset: unknown dataset 3"),
+        (dict(notes="abc"), "notes must be a list or tuple of str.*notes='abc'"),
+        (dict(notes=["a", 3]), r"notes must hold only str, received 3"),
+        (dict(variants=["cp", "cp"]), r"variants: 'cp' given more than once"),
+        (dict(variants="cp"), "variants must be a list or tuple of str.*'cp'"),
+        (dict(variants=["cp", None]), "variants must hold only str, received None"),
+        (dict(datasets="mnist"), "datasets must be a list or tuple of str.*'mnist'"),
+        (dict(datasets=[1]), "datasets must hold only str, received 1"),
+        (dict(seed=-1), "seed must be an integer >= 0, received -1"),
+        (dict(seed=1.5), "seed must be an integer >= 0, received 1.5"),
+        (dict(jit=1), "jit must be True, False or None, received 1"),
+        (dict(out=5), "out must be a path.*received 5"),
+        (dict(suite=""), "suite must be a non-empty str, received ''"),
+        (dict(progress="no"), "progress must be True or False, received 'no'"),
+        (
+            dict(finetune_learning_rate="0.1"),
+            "finetune learning rate must be > 0, received '0.1'",
+        ),
+        (
+            dict(finetune_learning_rate=float("inf")),
+            "finetune learning rate must be > 0, received inf",
+        ),
     ],
 )
 def test_bench_config_validates_on_construction(kwargs, named):
