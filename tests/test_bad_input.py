@@ -1896,3 +1896,73 @@ def test_wide_replacement_refuses_a_stack_that_differs(second, expected):
     with pytest.raises(ValueError, match="wide_replacement: every layer") as info:
         fastconv.wide_replacement([first, second])
     assert expected in str(info.value)
+
+
+# ------------------------------------------------------------- result objects
+def _row(**changes):
+    values = dict(
+        layer="conv",
+        rank=0.5,
+        resolved_rank=2,
+        params_before=100,
+        params=40,
+        macs_before=None,
+        macs=None,
+        accuracy=0.5,
+        accuracy_drop=0.1,
+    )
+    values.update(changes)
+    return importlib.import_module("fastconv.convert.sensitivity").SensitivityRow(
+        **values
+    )
+
+
+def _result(**changes):
+    values = dict(
+        rows=[_row()], original_accuracy=0.6, method="cp", ranks=(0.5,), examples=8
+    )
+    values.update(changes)
+    return fastconv.SensitivityResult(**values)
+
+
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        (dict(rows="x"), "rows must be a list of SensitivityRow, received rows='x'"),
+        (dict(rows=[1]), "rows[0] must be a SensitivityRow, received rows[0]=1"),
+        (dict(original_accuracy=2.0), "original_accuracy must be a number in [0, 1]"),
+        (dict(method="bogus"), "method must be one of cp, tucker"),
+        (dict(ranks=()), "ranks must be a non-empty tuple of ranks, received ranks=()"),
+        (dict(ranks="0.5"), "ranks must be a non-empty tuple"),
+        (dict(examples=-1), "examples must be an int >= 1, received examples=-1"),
+        (dict(examples=2.0), "examples must be an int >= 1, received examples=2.0"),
+        (dict(settings=None), "settings must be a dict, received settings=None"),
+    ],
+)
+def test_sensitivity_result_refuses_what_it_cannot_be(changes, expected):
+    with pytest.raises(ValueError, match="SensitivityResult: ") as info:
+        _result(**changes)
+    assert expected in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        (dict(layer=""), "layer must be a non-empty str"),
+        (dict(params=-1), "params must be an int >= 0, received params=-1"),
+        (dict(macs=1.5), "macs must be an int >= 0, received macs=1.5"),
+        (dict(accuracy=float("nan")), "accuracy must be a number in [0, 1]"),
+        (dict(accuracy_drop=-2), "accuracy_drop must be a number in [-1, 1]"),
+        (dict(speedup=0.0), "speedup must be None or a finite number > 0"),
+        (dict(interval=(1.0,)), "interval must be None or a pair of numbers > 0"),
+        (dict(implementation=3), "implementation must be None or a str"),
+    ],
+)
+def test_sensitivity_row_refuses_what_it_cannot_be(changes, expected):
+    with pytest.raises(ValueError, match="SensitivityRow: ") as info:
+        _row(**changes)
+    assert expected in str(info.value)
+
+
+def test_a_valid_sensitivity_result_prints():
+    assert "conv" in str(_result())
