@@ -56,6 +56,17 @@ def _speedup(text: str) -> float:
     return value
 
 
+def _positive_number(text: str) -> float:
+    """An argparse type: a finite number above 0 (``--min-speedup``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, received {text!r}")
+    return value
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -163,7 +174,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--min-speedup",
-        type=float,
+        type=_positive_number,
         default=None,
         metavar="X",
         help="replace a layer only if its replacement's forward pass, measured "
@@ -257,13 +268,16 @@ def run(args: argparse.Namespace) -> int:
         suffixes={"--output": ".keras"},
         may_replace_input=("--output",),
     )
+    calibration = data = None
+    if args.calibration_data is not None:
+        calibration = _args.load_array("--calibration-data", args.calibration_data)
+    if isinstance(source, Path):
+        data = _sensitivity._load_data(source, args.limit)
     model = _args.load_model("MODEL.keras", args.model)
     _args.check_batch_memory(
         "--batch-size", args.batch_size, _args.model_example_bytes(model)
     )
-    calibration = None
-    if args.calibration_data is not None:
-        calibration = _args.load_array("--calibration-data", args.calibration_data)
+    if calibration is not None:
         inputs = model.inputs or []
         expected = tuple(inputs[0].shape[1:]) if len(inputs) == 1 else None
         if expected is not None and not _fits(calibration.shape[1:], expected):
@@ -273,9 +287,9 @@ def run(args: argparse.Namespace) -> int:
                 f"holds an array of shape {calibration.shape}; the model takes "
                 f"(N, {', '.join(str(size) for size in expected)})",
             )
-    data = None
-    if source is not None:
+    if isinstance(source, str):
         data = _sensitivity._load_data(source, args.limit)
+    if data is not None:
         inputs = model.inputs or []
         expected = tuple(inputs[0].shape[1:]) if len(inputs) == 1 else None
         if expected is not None and not _fits(data[0].shape[1:], expected):
