@@ -1966,3 +1966,29 @@ def test_sensitivity_row_refuses_what_it_cannot_be(changes, expected):
 
 def test_a_valid_sensitivity_result_prints():
     assert "conv" in str(_result())
+
+
+# ------------------------------------------------------------ integer inputs
+SEVEN_LAYERS = {
+    "CPConv2D": {"rank": 2},
+    "TuckerConv2D": {"rank": 2},
+    "FactorizedConv2D": {},
+    "StackedConv2D": {"kernel_size": 5},
+    "BottleneckConv2D": {},
+    "WideConv2D": {},
+    "DepthwiseSeparableConv2D": {},
+}
+
+
+@pytest.mark.parametrize("dtype", ["int32", "uint8", "int64", "bool"])
+@pytest.mark.parametrize("name", SEVEN_LAYERS)
+def test_every_layer_takes_integer_inputs_as_their_float_values(name, dtype):
+    kwargs = {"kernel_size": 3, **SEVEN_LAYERS[name]}
+    layer = getattr(fastconv, name)(4, **kwargs)
+    values = np.random.default_rng(0).integers(0, 2, (1, 8, 8, 3))
+    outputs = layer(values.astype(dtype))
+    assert keras.backend.standardize_dtype(outputs.dtype) == layer.compute_dtype
+    expected = layer(values.astype("float32"))
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(outputs), keras.ops.convert_to_numpy(expected)
+    )
