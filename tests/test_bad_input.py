@@ -69,6 +69,7 @@ def _call_with_warnings():
 CORRUPT_CONTENTS = {
     "not utf-8": b"\xff\xfe\x80 not text \xc3\x28",
     "not json": b"{not json",
+    "junk braces": b"{{{junk",
     "empty file": b"",
     "a list": b"[1, 2, 3]",
     "a number": b"42",
@@ -98,6 +99,24 @@ def test_corrupt_cache_gives_one_warning_and_is_moved_aside_and_rebuilt(
     # The rebuilt file is read by the next layer: no new measurement, no warning.
     _, caught = _call_with_warnings()
     assert len(measured) == 1 and not caught
+
+
+def test_a_layer_too_small_to_measure_never_reads_the_cache(tmp_path, monkeypatch):
+    # The bad-input trial's call: a junk cache and a (2, 8, 8, 3) input. At
+    # that size the static rule decides (MIN_MACS, DENSE_TINY_MACS), so the
+    # file is not read, and not warned about, until a layer needs it.
+    path = tmp_path / "autotune.json"
+    path.write_bytes(b"{{{junk")
+    monkeypatch.setenv("FASTCONV_AUTOTUNE_CACHE", str(path))
+    monkeypatch.delenv("FASTCONV_AUTOTUNE", raising=False)
+    monkeypatch.setattr(autotune, "_WARNED", set())
+    monkeypatch.setattr(autotune, "load_cache", lambda *a: pytest.fail("read"))
+    layer = fastconv.CPConv2D(4, 3, rank=2, implementation="auto")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        layer(random_input((2, 8, 8, 3)))
+    assert not _cache_warnings(caught)
+    assert path.read_bytes() == b"{{{junk"
 
 
 def test_malformed_entries_are_skipped_with_one_warning(cache):
