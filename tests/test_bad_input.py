@@ -2011,3 +2011,15 @@ def test_every_layer_takes_integer_inputs_as_their_float_values(name, dtype):
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(outputs), keras.ops.convert_to_numpy(expected)
     )
+
+
+# --------------------------------------------------------------------- profile
+@pytest.mark.parametrize("batch_size", [2, 8])
+def test_profile_refuses_a_sample_batch_of_another_size(batch_size):
+    model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Conv2D(2, 3)])
+    sample = np.zeros((5, 4, 4, 3), "float32")
+    kept = sample.copy()
+    with pytest.raises(ValueError, match="profile: the sample batch") as info:
+        fastconv.profile_model(model, sample, batch_size=batch_size, repeats=1)
+    assert f"holds 5 examples but batch_size={batch_size}" in str(info.value)
+    assert np.array_equal(sample, kept)
