@@ -2023,3 +2023,79 @@ def test_profile_refuses_a_sample_batch_of_another_size(batch_size):
         fastconv.profile_model(model, sample, batch_size=batch_size, repeats=1)
     assert f"holds 5 examples but batch_size={batch_size}" in str(info.value)
     assert np.array_equal(sample, kept)
+
+
+def _profile_result(**changes):
+    from fastconv.profile import ProfileResult
+
+    values = dict(
+        model_name="m",
+        mode="inference",
+        batch_size=2,
+        layers=(),
+        model_forward=None,
+        model_step=None,
+        settings={},
+        environment={},
+    )
+    values.update(changes)
+    return ProfileResult(**values)
+
+
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        (dict(mode="bogus"), "mode must be one of train, inference"),
+        (dict(batch_size=0), "batch_size must be an int >= 1, received batch_size=0"),
+        (dict(layers="x"), "layers must be a tuple of LayerProfile"),
+        (dict(settings=None), "settings must be a dict"),
+    ],
+)
+def test_profile_result_refuses_what_it_cannot_be(changes, expected):
+    with pytest.raises(ValueError, match="ProfileResult: ") as info:
+        _profile_result(**changes)
+    assert expected in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        (dict(rows="x"), "rows must be a list of LayerReport, received rows='x'"),
+        (dict(params_before=-1), "params_before must be an int >= 0"),
+        (dict(output_error=["x"]), "output_error must be None or a list of numbers"),
+        (dict(search="x"), "search must be None or a dict"),
+        (dict(advice=3), "advice must be None or a str, received advice=3"),
+    ],
+)
+def test_conversion_report_refuses_what_it_cannot_be(changes, expected):
+    values = dict(rows=[], settings={}, params_before=10, params_after=5)
+    values.update(changes)
+    with pytest.raises(ValueError, match="ConversionReport: ") as info:
+        fastconv.ConversionReport(**values)
+    assert expected in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        (dict(model="m"), "model must be a keras.Model"),
+        (dict(path="m.keras"), "path must be a pathlib.Path"),
+        (dict(info={"test_accuracy": 2.0}), "test_accuracy is a number in [0, 1]"),
+        (dict(info={}), "test_accuracy is a number in [0, 1]"),
+        (dict(trained=1), "trained must be True or False, received trained=1"),
+    ],
+)
+def test_reference_model_refuses_what_it_cannot_be(tmp_path, changes, expected):
+    from fastconv.bench.references import ReferenceModel
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    values = dict(
+        model=model,
+        path=tmp_path / "m.keras",
+        info={"test_accuracy": 0.5},
+        trained=False,
+    )
+    values.update(changes)
+    with pytest.raises(ValueError, match="ReferenceModel: ") as info:
+        ReferenceModel(**values)
+    assert expected in str(info.value)

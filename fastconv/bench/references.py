@@ -191,6 +191,26 @@ class ReferenceModel:
     info: dict
     trained: bool
 
+    def __post_init__(self):
+        accuracy = (
+            self.info.get("test_accuracy") if isinstance(self.info, dict) else None
+        )
+        problems = {
+            "model": (isinstance(self.model, keras.Model), "a keras.Model"),
+            "path": (isinstance(self.path, Path), "a pathlib.Path"),
+            "info": (
+                is_number(accuracy) and 0 <= accuracy <= 1,
+                "a dict whose test_accuracy is a number in [0, 1]",
+            ),
+            "trained": (isinstance(self.trained, bool), "True or False"),
+        }
+        for name, (ok, expected) in problems.items():
+            if not ok:
+                raise ValueError(
+                    f"ReferenceModel: {name} must be {expected}, received "
+                    f"{name}={getattr(self, name)!r}"
+                )
+
     @property
     def test_accuracy(self) -> float:
         """The accuracy on the full test set, measured after training."""
@@ -538,6 +558,7 @@ def reference_model(
     if path.exists():
         try:
             model, info = _load(path, recipe.key())
+            cached = ReferenceModel(model, path, info, trained=False)
         except Exception as exc:
             aside = _move_aside(path)
             warnings.warn(
@@ -547,7 +568,7 @@ def reference_model(
                 stacklevel=2,
             )
         else:
-            return ReferenceModel(model, path, info, trained=False)
+            return cached
 
     load = spec.load or datasets.load
     data = _prepare(load(dataset))

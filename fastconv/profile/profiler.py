@@ -180,6 +180,26 @@ class ProfileResult:
     environment: dict
     suggestions: tuple = ()
 
+    def __post_init__(self):
+        problems = {
+            "model_name": (isinstance(self.model_name, str), "a str"),
+            "mode": (self.mode in MODES, f"one of {', '.join(MODES)}"),
+            "batch_size": (is_int_at_least(self.batch_size, 1), "an int >= 1"),
+            "layers": (
+                isinstance(self.layers, tuple | list)
+                and all(isinstance(row, LayerProfile) for row in self.layers),
+                "a tuple of LayerProfile",
+            ),
+            "settings": (isinstance(self.settings, dict), "a dict"),
+            "environment": (isinstance(self.environment, dict), "a dict"),
+        }
+        for name, (ok, expected) in problems.items():
+            if not ok:
+                raise ValueError(
+                    f"ProfileResult: {name} must be {expected}, received "
+                    f"{name}={getattr(self, name)!r}"
+                )
+
     def time_of(self, row: LayerProfile) -> float | None:
         """The time that counts for ``row`` in this mode: forward + backward
         in train mode, forward in inference mode."""
