@@ -2099,3 +2099,48 @@ def test_reference_model_refuses_what_it_cannot_be(tmp_path, changes, expected):
     with pytest.raises(ValueError, match="ReferenceModel: ") as info:
         ReferenceModel(**values)
     assert expected in str(info.value)
+
+
+# ------------------------------------------- finetune and controlled_finetune
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        (dict(learning_rate=float("nan")), "learning_rate must be a positive finite"),
+        (dict(learning_rate=-1.0), "received learning_rate=-1.0"),
+        (dict(optimizer="bogus"), "optimizer must be 'adam', 'sgd'"),
+        (dict(loss="bogus"), "loss must be a Keras loss"),
+    ],
+)
+def test_controlled_finetune_refuses_bad_training_settings_before_any_work(
+    monkeypatch, kwargs, expected
+):
+    from fastconv.bench import references
+
+    monkeypatch.setattr(references, "_accuracy", lambda *a: pytest.fail("evaluated"))
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    data = (np.zeros((4, 3), "float32"), np.zeros(4, "int64"))
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(ValueError, match="controlled_finetune: ") as info:
+        references.controlled_finetune(model, model, data, data, **kwargs)
+    assert expected in str(info.value)
+    after = model.get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_finetune_refuses_an_unknown_loss_naming_it_before_compiling():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    x, y = np.zeros((4, 3), "float32"), np.zeros(4, "int64")
+    with pytest.raises(ValueError, match=r"finetune: loss must be .*loss='bogus'"):
+        fastconv.finetune(model, x, y, loss="bogus")
+    assert not model.compiled
+
+
+def test_reference_model_refuses_a_cache_dir_that_is_a_file(tmp_path):
+    from fastconv.bench import references
+
+    path = tmp_path / "models"
+    path.write_text("kept")
+    with pytest.raises(ValueError, match="cache_dir must be a folder") as info:
+        references.reference_model("mnist", cache_dir=path)
+    assert repr(str(path)) in str(info.value)
+    assert path.read_text() == "kept"

@@ -64,7 +64,7 @@ from fastconv._files import write_atomically
 from fastconv._validation import is_int_at_least, is_number
 from fastconv.bench import models as _models
 from fastconv.bench.runner import _images
-from fastconv.convert.finetune import finetune
+from fastconv.convert.finetune import check_training, finetune
 
 __all__ = [
     "OPTIMIZERS",
@@ -262,6 +262,11 @@ def reference_path(
         )
     recipe = _recipe(spec, epochs)
     folder = Path(cache_dir) if cache_dir is not None else models_cache_dir()
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(
+            "reference_model: cache_dir must be a folder (or one to create), "
+            f"received cache_dir={os.fspath(folder)!r}, a file"
+        )
     return folder / f"{spec.architecture}-{dataset}-seed{seed}-{recipe.key()}.keras"
 
 
@@ -752,11 +757,7 @@ def controlled_finetune(
                 f"controlled_finetune: {name} must be a positive int, received "
                 f"{name}={value!r}"
             )
-    if learning_rate is not None and not is_number(learning_rate):
-        raise ValueError(
-            "controlled_finetune: learning_rate must be None or a number, received "
-            f"learning_rate={learning_rate!r}"
-        )
+    check_training("controlled_finetune", learning_rate, optimizer, loss)
     if callbacks is not None and not callable(callbacks):
         raise ValueError(
             "controlled_finetune: callbacks must be None or a function of the run's "
