@@ -6,6 +6,7 @@ model's weights and the autotune cache file are compared before and after."""
 
 import importlib
 import json
+import math
 import os
 import warnings
 
@@ -2144,3 +2145,22 @@ def test_reference_model_refuses_a_cache_dir_that_is_a_file(tmp_path):
         references.reference_model("mnist", cache_dir=path)
     assert repr(str(path)) in str(info.value)
     assert path.read_text() == "kept"
+
+
+def test_a_search_whose_layers_save_more_than_the_model_takes_says_so():
+    from fastconv.convert.search import SearchResult
+
+    result = SearchResult(
+        target={"max_accuracy_drop": 0.01},
+        options=[],
+        chosen={},
+        model_time=0.001,
+        original_accuracy=0.5,
+        predicted_speedup=math.inf,
+        predicted_accuracy_drop=0.0,
+    )
+    assert "inf" not in result.summary()
+    assert "too small or noisy" in result.summary()
+    data = result.to_dict()
+    assert data["predicted_speedup"] is None
+    json.dumps(data, allow_nan=False)
