@@ -168,6 +168,25 @@ def check_output_folder(
             )
 
 
+def seed_options(method: str | None, random_state: int | None, uses_seed: bool):
+    """``{"random_state": seed}`` for a method that takes a seed (0 when
+    ``--random-state`` is not given), else ``{}``.
+
+    Raises:
+        UsageError: naming ``--random-state`` when it is given for a method
+            that uses no seed, which would otherwise ignore it.
+    """
+    if uses_seed:
+        return {"random_state": 0 if random_state is None else random_state}
+    if random_state is not None:
+        raise UsageError(
+            "--random-state",
+            str(random_state),
+            f"does not apply to --method {method}, which uses no random seed",
+        )
+    return {}
+
+
 def _same_file(path: Path, other: Path) -> bool:
     """Whether two paths name one file (a link or another spelling included)."""
     if path.exists() and other.exists():
@@ -271,6 +290,36 @@ def example_shape(model, given: tuple[int, ...] | None) -> tuple[int, ...]:
                 f"is needed: the model's input shape {shape} has unknown sizes",
             )
     return shapes[0]
+
+
+def check_fits(argument: str, value: str, array, model, label: str = "") -> None:
+    """Refuses ``array`` unless its examples fit the model's one input.
+
+    Args:
+        argument: The option that gave the array, for the message.
+        value: The option's value as given (a file name).
+        array: The examples, batch axis first.
+        model: The model whose input they must fit (None sizes fit any).
+        label: What the array is, before "of shape" (``"x "``).
+
+    Raises:
+        UsageError: naming ``argument``, ``value``, the shapes.
+    """
+    inputs = getattr(model, "inputs", None) or []
+    if len(inputs) != 1:
+        return
+    expected = tuple(inputs[0].shape[1:])
+    shape = tuple(array.shape[1:])
+    if len(shape) != len(expected) or any(
+        want is not None and have != want
+        for have, want in zip(shape, expected, strict=True)
+    ):
+        raise UsageError(
+            argument,
+            value,
+            f"holds {label or 'an array '}of shape {array.shape}; the model takes "
+            f"(N, {', '.join(str(size) for size in expected)})",
+        )
 
 
 def largest_activation_bytes(model) -> int:

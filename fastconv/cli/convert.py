@@ -226,7 +226,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--random-state",
         type=_args.non_negative_int,
-        default=0,
+        default=None,
         help="seed of CP's ALS (default: 0)",
     )
     parser.add_argument(
@@ -260,6 +260,11 @@ def run(args: argparse.Namespace) -> int:
     from fastconv.convert import ConversionAccuracyWarning, convert_model
 
     _check_search(args)
+    options = _args.seed_options(
+        args.method,
+        args.random_state,
+        args.method in (None, "cp", "tucker", "auto") or args.data is not None,
+    )
     source = None if args.data is None else _sensitivity._source(args.data)
     _args.check_outputs(
         {"--output": args.output, "--report": args.report},
@@ -278,30 +283,13 @@ def run(args: argparse.Namespace) -> int:
         "--batch-size", args.batch_size, _args.model_example_bytes(model)
     )
     if calibration is not None:
-        inputs = model.inputs or []
-        expected = tuple(inputs[0].shape[1:]) if len(inputs) == 1 else None
-        if expected is not None and not _fits(calibration.shape[1:], expected):
-            raise UsageError(
-                "--calibration-data",
-                str(args.calibration_data),
-                f"holds an array of shape {calibration.shape}; the model takes "
-                f"(N, {', '.join(str(size) for size in expected)})",
-            )
+        _args.check_fits(
+            "--calibration-data", str(args.calibration_data), calibration, model
+        )
     if isinstance(source, str):
         data = _sensitivity._load_data(source, args.limit)
     if data is not None:
-        inputs = model.inputs or []
-        expected = tuple(inputs[0].shape[1:]) if len(inputs) == 1 else None
-        if expected is not None and not _fits(data[0].shape[1:], expected):
-            raise UsageError(
-                "--data",
-                args.data,
-                f"holds x of shape {data[0].shape}; the model takes "
-                f"(N, {', '.join(str(size) for size in expected)})",
-            )
-    options = {}
-    if args.method in (None, "cp", "tucker", "auto") or data is not None:
-        options["random_state"] = args.random_state
+        _args.check_fits("--data", args.data, data[0], model, label="x ")
     with warnings.catch_warnings():
         # The report carries the same advice; it is printed below, on one line.
         warnings.simplefilter("ignore", ConversionAccuracyWarning)
@@ -330,10 +318,3 @@ def run(args: argparse.Namespace) -> int:
         write_atomically(args.report, result.report.to_json)
         print(f"report: {args.report}")
     return 0
-
-
-def _fits(shape: tuple, expected: tuple) -> bool:
-    """Whether an example of ``shape`` fits an input of ``expected`` (None: any)."""
-    return len(shape) == len(expected) and all(
-        want is None or have == want for have, want in zip(shape, expected, strict=True)
-    )

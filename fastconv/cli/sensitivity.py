@@ -116,7 +116,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="do not time the layers (the plot then shows multiply-add ratios)",
     )
     parser.add_argument(
-        "--random-state", type=int, default=0, help="seed of CP's ALS (default: 0)"
+        "--random-state",
+        type=_args.non_negative_int,
+        default=None,
+        help="seed of CP's ALS (default: 0)",
     )
     parser.add_argument(
         "--force", action="store_true", help="replace existing files in --out"
@@ -182,6 +185,9 @@ def run(args: argparse.Namespace) -> int:
             str(args.timing_repeats),
             "does not apply with --no-speed, which times nothing",
         )
+    options = _args.seed_options(
+        args.method, args.random_state, args.method in ("cp", "tucker", "auto")
+    )
     source = _source(args.data)
     _args.check_output_folder(
         "--out", args.out, force=args.force, holds=tuple(OUTPUTS.values())
@@ -194,9 +200,7 @@ def run(args: argparse.Namespace) -> int:
         "--batch-size", args.batch_size, _args.model_example_bytes(model)
     )
     x, y = _load_data(source, args.limit) if data is None else data
-    options = {}
-    if args.method in ("cp", "tucker", "auto"):
-        options["random_state"] = args.random_state
+    _args.check_fits("--data", args.data, x, model, label="x ")
     if args.timing_repeats is not None:
         options["timing_repeats"] = args.timing_repeats
     result = sensitivity(

@@ -131,3 +131,32 @@ def test_bench_out_that_cannot_be_a_results_folder(tmp_path, capsys, monkeypatch
     assert not (tmp_path / "locked").exists() or not any(
         (tmp_path / "locked").iterdir()
     )
+
+
+@pytest.mark.parametrize("command", ["convert", "sensitivity"])
+def test_random_state_for_a_method_without_a_seed_is_refused(
+    workdir, capsys, monkeypatch, command
+):
+    path = workdir / "d.npz"
+    np.savez(path, x=np.zeros((4, 8, 8, 3), "float32"), y=np.zeros(4, "int64"))
+    _refuse_model_load(monkeypatch)
+    argv = [command, workdir / "model.keras", "--method", "factorized"]
+    if command == "sensitivity":
+        argv += ["--data", path, "--out", workdir / "out"]
+    before = snapshot(workdir)
+    code, _, err = run(capsys, *argv, "--random-state", "3")
+    assert_user_error(
+        code, err, "--random-state does not apply to --method factorized", "'3'"
+    )
+    assert snapshot(workdir) == before
+
+
+def test_sensitivity_data_of_another_shape_names_the_argument(workdir, capsys):
+    path = workdir / "small.npz"
+    np.savez(path, x=np.zeros((4, 5, 5, 3), "float32"), y=np.zeros(4, "int64"))
+    argv = ["sensitivity", workdir / "model.keras", "--data", path]
+    code, _, err = run(capsys, *argv, "--out", workdir / "out")
+    assert_user_error(
+        code, err, "--data holds x of shape (4, 5, 5, 3)", "(N, 8, 8, 3)", str(path)
+    )
+    assert not (workdir / "out").exists()
