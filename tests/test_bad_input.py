@@ -2164,3 +2164,40 @@ def test_a_search_whose_layers_save_more_than_the_model_takes_says_so():
     data = result.to_dict()
     assert data["predicted_speedup"] is None
     json.dumps(data, allow_nan=False)
+
+
+@pytest.mark.parametrize(
+    "call, expected",
+    [
+        (
+            lambda m, d: fastconv.sensitivity(m, d, method="cp", ranks=[2, 2]),
+            "sensitivity: ranks holds 2 more than once",
+        ),
+        (
+            lambda m, d: fastconv.sensitivity(m, d, ranks=[(2, 2), [2, 2]]),
+            "sensitivity: ranks holds (2, 2) more than once",
+        ),
+        (
+            lambda m, d: fastconv.convert_model(m, data=d, methods=["cp", "cp"]),
+            "convert_model: methods holds 'cp' more than once",
+        ),
+        (
+            lambda m, d: fastconv.convert_model(m, data=d, ranks=[0.5, 0.5]),
+            "convert_model: ranks holds 0.5 more than once",
+        ),
+    ],
+)
+def test_repeated_candidates_are_refused_before_any_work(monkeypatch, call, expected):
+    module = importlib.import_module("fastconv.convert.sensitivity")
+    monkeypatch.setattr(module, "_accuracy", lambda *a, **k: pytest.fail("worked"))
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3)])
+    data = (np.zeros((4, 8, 8, 3), "float32"), np.zeros(4, "int64"))
+    with pytest.raises(ValueError) as info:
+        call(model, data)
+    assert expected in str(info.value)
+
+
+def test_a_rank_and_the_same_fraction_are_not_repeats():
+    from fastconv.convert.sensitivity import _check_ranks
+
+    assert _check_ranks([1, 1.0]) == (1, 1.0)

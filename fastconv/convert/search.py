@@ -348,6 +348,12 @@ def check_candidates(methods, ranks) -> tuple[tuple, tuple]:
             f"{', '.join(repr(m) for m in METHODS if m != 'auto')}, received "
             f"methods={methods!r}"
         )
+    repeated = [m for m in dict.fromkeys(methods) if methods.count(m) > 1]
+    if repeated:
+        raise ValueError(
+            f"convert_model: methods holds {repeated[0]!r} more than once, "
+            f"received methods={methods!r}"
+        )
     try:
         ranks = _check_ranks(ranks)
     except ValueError as exc:

@@ -360,7 +360,16 @@ def _check_ranks(ranks) -> tuple:
                 "(0, 1], a pair of positive ints (Tucker) or a rule such as "
                 f"'vbmf', received {rank!r} in ranks={ranks!r}"
             )
-    return tuple(tuple(r) if isinstance(r, list) else r for r in ranks)
+    ranks = tuple(tuple(r) if isinstance(r, list) else r for r in ranks)
+    # 1 (a rank) and 1.0 (all the parameters) are equal but differ: keep types.
+    keys = [(type(rank), rank) for rank in ranks]
+    repeated = [key for key in dict.fromkeys(keys) if keys.count(key) > 1]
+    if repeated:
+        raise ValueError(
+            f"sensitivity: ranks holds {repeated[0][1]!r} more than once, received "
+            f"ranks={ranks!r}"
+        )
+    return ranks
 
 
 def _check_data(model, data) -> tuple[np.ndarray, np.ndarray]:
