@@ -146,8 +146,16 @@ def check_output_folder(
         UsageError: naming ``argument`` and ``folder``.
     """
     if folder.exists() and not folder.is_dir():
-        raise UsageError(argument, str(folder), "is a file, not a folder")
+        raise UsageError(
+            argument, str(folder), "is not writable: it is a file, not a folder"
+        )
     if not folder.exists():
+        if folder.parent.exists() and not folder.parent.is_dir():
+            raise UsageError(
+                argument,
+                str(folder),
+                f"is not writable: {folder.parent} is a file, not a folder",
+            )
         if not folder.parent.is_dir():
             raise UsageError(
                 argument, str(folder), "is in a folder that does not exist"

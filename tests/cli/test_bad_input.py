@@ -112,7 +112,7 @@ def test_bench_out_that_cannot_be_a_results_folder(tmp_path, capsys, monkeypatch
     if kind == "file":
         out = tmp_path / "results.txt"
         out.write_text("kept")
-        problem = "is a file, not a folder"
+        problem = "is not writable: it is a file, not a folder"
     elif kind == "unwritable":
         parent = tmp_path / "locked"
         parent.mkdir(mode=0o500)
