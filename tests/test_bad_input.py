@@ -6,6 +6,7 @@ model's weights and the autotune cache file are compared before and after."""
 
 import importlib
 import json
+import math
 import os
 import warnings
 
@@ -69,6 +70,7 @@ def _call_with_warnings():
 CORRUPT_CONTENTS = {
     "not utf-8": b"\xff\xfe\x80 not text \xc3\x28",
     "not json": b"{not json",
+    "junk braces": b"{{{junk",
     "empty file": b"",
     "a list": b"[1, 2, 3]",
     "a number": b"42",
@@ -98,6 +100,24 @@ def test_corrupt_cache_gives_one_warning_and_is_moved_aside_and_rebuilt(
     # The rebuilt file is read by the next layer: no new measurement, no warning.
     _, caught = _call_with_warnings()
     assert len(measured) == 1 and not caught
+
+
+def test_a_layer_too_small_to_measure_never_reads_the_cache(tmp_path, monkeypatch):
+    # The bad-input trial's call: a junk cache and a (2, 8, 8, 3) input. At
+    # that size the static rule decides (MIN_MACS, DENSE_TINY_MACS), so the
+    # file is not read, and not warned about, until a layer needs it.
+    path = tmp_path / "autotune.json"
+    path.write_bytes(b"{{{junk")
+    monkeypatch.setenv("FASTCONV_AUTOTUNE_CACHE", str(path))
+    monkeypatch.delenv("FASTCONV_AUTOTUNE", raising=False)
+    monkeypatch.setattr(autotune, "_WARNED", set())
+    monkeypatch.setattr(autotune, "load_cache", lambda *a: pytest.fail("read"))
+    layer = fastconv.CPConv2D(4, 3, rank=2, implementation="auto")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        layer(random_input((2, 8, 8, 3)))
+    assert not _cache_warnings(caught)
+    assert path.read_bytes() == b"{{{junk"
 
 
 def test_malformed_entries_are_skipped_with_one_warning(cache):
@@ -1580,6 +1600,64 @@ def test_tf_config_task_type_missing_from_its_cluster_is_refused():
         cluster._tf_cluster({"TF_CONFIG": json.dumps(spec)})
 
 
+@pytest.mark.parametrize(
+    "role, entry",
+    [
+        ("worker", "a:1"),
+        ("worker", ["a:1", 7]),
+        ("worker", ["a:1", "b"]),
+        ("worker", [":1"]),
+        ("worker", ["a:70000"]),
+        ("chief", "c:1"),
+    ],
+)
+def test_tf_config_cluster_entries_must_be_lists_of_host_port(role, entry):
+    from fastconv.convert import cluster
+
+    spec = {"cluster": {"worker": ["w:1"], role: entry}}
+    spec["task"] = {"type": "worker", "index": 0}
+    with pytest.raises(cluster.ClusterError) as info:
+        cluster._tf_cluster({"TF_CONFIG": json.dumps(spec)})
+    message = str(info.value)
+    assert f'cluster {role} entry must be a list of "host:port" strings' in message
+    assert f"received {role}={entry!r}" in message
+
+
+@pytest.mark.parametrize("addresses", ["a:1,", ":1", "a:x"])
+def test_jax_addresses_must_each_be_host_port(addresses):
+    from fastconv.convert import cluster
+
+    environ = {
+        "KERAS_BACKEND": "jax",
+        "KERAS_DISTRIBUTION_JOB_ADDRESSES": addresses,
+        "KERAS_DISTRIBUTION_NUM_PROCESSES": "2",
+        "KERAS_DISTRIBUTION_PROCESS_ID": "0",
+    }
+    with pytest.raises(cluster.ClusterError, match="must be host:port") as info:
+        cluster._jax_cluster(environ)
+    assert repr(addresses) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        np.zeros(8, int),
+        np.arange(3),
+        np.arange(9),
+        np.arange(8).reshape(2, 4),
+        np.arange(8, dtype=float),
+        np.arange(1, 9),
+    ],
+)
+def test_shard_rows_refuses_an_order_that_is_not_a_permutation(order):
+    from fastconv.convert import cluster
+
+    kept = order.copy()
+    with pytest.raises(ValueError, match=r"shard_rows: order must be a 1-D integer "):
+        cluster.shard_rows(8, 4, 2, 0, order=order)
+    assert np.array_equal(order, kept)
+
+
 def test_a_layer_built_twice_for_other_channels_says_so_and_keeps_its_weights():
     layer = fastconv.CPConv2D(8, 3, rank=2)
     layer.build((None, 10, 10, 4))
@@ -1719,6 +1797,32 @@ def test_suggest_replacements_refuses_timing_arguments_without_measure(
         (dict(device="tpu"), "device.*'tpu'"),
         (dict(precision="fp8"), "precision.*'fp8'"),
         (dict(warmup=-1), "warmup.*-1"),
+        (
+            dict(train_subset={"bogus": 5}),
+            r"train-subset: unknown dataset 'bogus'; valid: .*received \{'bogus': 5\}",
+        ),
+        (dict(test_subset={"mnist": 5, 3: 1}), "test-subset: unknown dataset 3"),
+        (dict(notes="abc"), "notes must be a list or tuple of str.*notes='abc'"),
+        (dict(notes=["a", 3]), r"notes must hold only str, received 3"),
+        (dict(variants=["cp", "cp"]), r"variants: 'cp' given more than once"),
+        (dict(variants="cp"), "variants must be a list or tuple of str.*'cp'"),
+        (dict(variants=["cp", None]), "variants must hold only str, received None"),
+        (dict(datasets="mnist"), "datasets must be a list or tuple of str.*'mnist'"),
+        (dict(datasets=[1]), "datasets must hold only str, received 1"),
+        (dict(seed=-1), "seed must be an integer >= 0, received -1"),
+        (dict(seed=1.5), "seed must be an integer >= 0, received 1.5"),
+        (dict(jit=1), "jit must be True, False or None, received 1"),
+        (dict(out=5), "out must be a path.*received 5"),
+        (dict(suite=""), "suite must be a non-empty str, received ''"),
+        (dict(progress="no"), "progress must be True or False, received 'no'"),
+        (
+            dict(finetune_learning_rate="0.1"),
+            "finetune learning rate must be > 0, received '0.1'",
+        ),
+        (
+            dict(finetune_learning_rate=float("inf")),
+            "finetune learning rate must be > 0, received inf",
+        ),
     ],
 )
 def test_bench_config_validates_on_construction(kwargs, named):
@@ -1787,3 +1891,313 @@ def test_an_interrupted_atomic_write_leaves_the_target_and_no_temporary(tmp_path
         write_atomically(target, interrupted)
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.json"]
+
+
+# ------------------------------------------------------------ wide_replacement()
+
+
+@pytest.mark.parametrize(
+    "second, expected",
+    [
+        (
+            keras.layers.Conv2D(8, 5),
+            "kernel_size, received layers[0].kernel_size=(3, 3) and "
+            "layers[1].kernel_size=(5, 5)",
+        ),
+        (
+            keras.layers.Conv2D(8, 3, dilation_rate=2),
+            "dilation_rate, received layers[0].dilation_rate=(1, 1) and "
+            "layers[1].dilation_rate=(2, 2)",
+        ),
+    ],
+)
+def test_wide_replacement_refuses_a_stack_that_differs(second, expected):
+    first = keras.layers.Conv2D(8, 3)
+    with pytest.raises(ValueError, match="wide_replacement: every layer") as info:
+        fastconv.wide_replacement([first, second])
+    assert expected in str(info.value)
+
+
+# ------------------------------------------------------------- result objects
+def _row(**changes):
+    values = dict(
+        layer="conv",
+        rank=0.5,
+        resolved_rank=2,
+        params_before=100,
+        params=40,
+        macs_before=None,
+        macs=None,
+        accuracy=0.5,
+        accuracy_drop=0.1,
+    )
+    values.update(changes)
+    return importlib.import_module("fastconv.convert.sensitivity").SensitivityRow(
+        **values
+    )
+
+
+def _result(**changes):
+    values = dict(
+        rows=[_row()], original_accuracy=0.6, method="cp", ranks=(0.5,), examples=8
+    )
+    values.update(changes)
+    return fastconv.SensitivityResult(**values)
+
+
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        (dict(rows="x"), "rows must be a list of SensitivityRow, received rows='x'"),
+        (dict(rows=[1]), "rows[0] must be a SensitivityRow, received rows[0]=1"),
+        (dict(original_accuracy=2.0), "original_accuracy must be a number in [0, 1]"),
+        (dict(method="bogus"), "method must be one of cp, tucker"),
+        (dict(ranks=()), "ranks must be a non-empty tuple of ranks, received ranks=()"),
+        (dict(ranks="0.5"), "ranks must be a non-empty tuple"),
+        (dict(examples=-1), "examples must be an int >= 1, received examples=-1"),
+        (dict(examples=2.0), "examples must be an int >= 1, received examples=2.0"),
+        (dict(settings=None), "settings must be a dict, received settings=None"),
+    ],
+)
+def test_sensitivity_result_refuses_what_it_cannot_be(changes, expected):
+    with pytest.raises(ValueError, match="SensitivityResult: ") as info:
+        _result(**changes)
+    assert expected in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        (dict(layer=""), "layer must be a non-empty str"),
+        (dict(params=-1), "params must be an int >= 0, received params=-1"),
+        (dict(macs=1.5), "macs must be an int >= 0, received macs=1.5"),
+        (dict(accuracy=float("nan")), "accuracy must be a number in [0, 1]"),
+        (dict(accuracy_drop=-2), "accuracy_drop must be a number in [-1, 1]"),
+        (dict(speedup=0.0), "speedup must be None or a finite number > 0"),
+        (dict(interval=(1.0,)), "interval must be None or a pair of numbers > 0"),
+        (dict(implementation=3), "implementation must be None or a str"),
+    ],
+)
+def test_sensitivity_row_refuses_what_it_cannot_be(changes, expected):
+    with pytest.raises(ValueError, match="SensitivityRow: ") as info:
+        _row(**changes)
+    assert expected in str(info.value)
+
+
+def test_a_valid_sensitivity_result_prints():
+    assert "conv" in str(_result())
+
+
+# ------------------------------------------------------------ integer inputs
+SEVEN_LAYERS = {
+    "CPConv2D": {"rank": 2},
+    "TuckerConv2D": {"rank": 2},
+    "FactorizedConv2D": {},
+    "StackedConv2D": {"kernel_size": 5},
+    "BottleneckConv2D": {},
+    "WideConv2D": {},
+    "DepthwiseSeparableConv2D": {},
+}
+
+
+@pytest.mark.parametrize("dtype", ["int32", "uint8", "int64", "bool"])
+@pytest.mark.parametrize("name", SEVEN_LAYERS)
+def test_every_layer_takes_integer_inputs_as_their_float_values(name, dtype):
+    kwargs = {"kernel_size": 3, **SEVEN_LAYERS[name]}
+    layer = getattr(fastconv, name)(4, **kwargs)
+    values = np.random.default_rng(0).integers(0, 2, (1, 8, 8, 3))
+    outputs = layer(values.astype(dtype))
+    assert keras.backend.standardize_dtype(outputs.dtype) == layer.compute_dtype
+    expected = layer(values.astype("float32"))
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(outputs), keras.ops.convert_to_numpy(expected)
+    )
+
+
+# --------------------------------------------------------------------- profile
+@pytest.mark.parametrize("batch_size", [2, 8])
+def test_profile_refuses_a_sample_batch_of_another_size(batch_size):
+    model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Conv2D(2, 3)])
+    sample = np.zeros((5, 4, 4, 3), "float32")
+    kept = sample.copy()
+    with pytest.raises(ValueError, match="profile: the sample batch") as info:
+        fastconv.profile_model(model, sample, batch_size=batch_size, repeats=1)
+    assert f"holds 5 examples but batch_size={batch_size}" in str(info.value)
+    assert np.array_equal(sample, kept)
+
+
+def _profile_result(**changes):
+    from fastconv.profile import ProfileResult
+
+    values = dict(
+        model_name="m",
+        mode="inference",
+        batch_size=2,
+        layers=(),
+        model_forward=None,
+        model_step=None,
+        settings={},
+        environment={},
+    )
+    values.update(changes)
+    return ProfileResult(**values)
+
+
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        (dict(mode="bogus"), "mode must be one of train, inference"),
+        (dict(batch_size=0), "batch_size must be an int >= 1, received batch_size=0"),
+        (dict(layers="x"), "layers must be a tuple of LayerProfile"),
+        (dict(settings=None), "settings must be a dict"),
+    ],
+)
+def test_profile_result_refuses_what_it_cannot_be(changes, expected):
+    with pytest.raises(ValueError, match="ProfileResult: ") as info:
+        _profile_result(**changes)
+    assert expected in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        (dict(rows="x"), "rows must be a list of LayerReport, received rows='x'"),
+        (dict(params_before=-1), "params_before must be an int >= 0"),
+        (dict(output_error=["x"]), "output_error must be None or a list of numbers"),
+        (dict(search="x"), "search must be None or a dict"),
+        (dict(advice=3), "advice must be None or a str, received advice=3"),
+    ],
+)
+def test_conversion_report_refuses_what_it_cannot_be(changes, expected):
+    values = dict(rows=[], settings={}, params_before=10, params_after=5)
+    values.update(changes)
+    with pytest.raises(ValueError, match="ConversionReport: ") as info:
+        fastconv.ConversionReport(**values)
+    assert expected in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        (dict(model="m"), "model must be a keras.Model"),
+        (dict(path="m.keras"), "path must be a pathlib.Path"),
+        (dict(info={"test_accuracy": 2.0}), "test_accuracy is a number in [0, 1]"),
+        (dict(info={}), "test_accuracy is a number in [0, 1]"),
+        (dict(trained=1), "trained must be True or False, received trained=1"),
+    ],
+)
+def test_reference_model_refuses_what_it_cannot_be(tmp_path, changes, expected):
+    from fastconv.bench.references import ReferenceModel
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    values = dict(
+        model=model,
+        path=tmp_path / "m.keras",
+        info={"test_accuracy": 0.5},
+        trained=False,
+    )
+    values.update(changes)
+    with pytest.raises(ValueError, match="ReferenceModel: ") as info:
+        ReferenceModel(**values)
+    assert expected in str(info.value)
+
+
+# ------------------------------------------- finetune and controlled_finetune
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        (dict(learning_rate=float("nan")), "learning_rate must be a positive finite"),
+        (dict(learning_rate=-1.0), "received learning_rate=-1.0"),
+        (dict(optimizer="bogus"), "optimizer must be 'adam', 'sgd'"),
+        (dict(loss="bogus"), "loss must be a Keras loss"),
+    ],
+)
+def test_controlled_finetune_refuses_bad_training_settings_before_any_work(
+    monkeypatch, kwargs, expected
+):
+    from fastconv.bench import references
+
+    monkeypatch.setattr(references, "_accuracy", lambda *a: pytest.fail("evaluated"))
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    data = (np.zeros((4, 3), "float32"), np.zeros(4, "int64"))
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(ValueError, match="controlled_finetune: ") as info:
+        references.controlled_finetune(model, model, data, data, **kwargs)
+    assert expected in str(info.value)
+    after = model.get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_finetune_refuses_an_unknown_loss_naming_it_before_compiling():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    x, y = np.zeros((4, 3), "float32"), np.zeros(4, "int64")
+    with pytest.raises(ValueError, match=r"finetune: loss must be .*loss='bogus'"):
+        fastconv.finetune(model, x, y, loss="bogus")
+    assert not model.compiled
+
+
+def test_reference_model_refuses_a_cache_dir_that_is_a_file(tmp_path):
+    from fastconv.bench import references
+
+    path = tmp_path / "models"
+    path.write_text("kept")
+    with pytest.raises(ValueError, match="cache_dir must be a folder") as info:
+        references.reference_model("mnist", cache_dir=path)
+    assert repr(str(path)) in str(info.value)
+    assert path.read_text() == "kept"
+
+
+def test_a_search_whose_layers_save_more_than_the_model_takes_says_so():
+    from fastconv.convert.search import SearchResult
+
+    result = SearchResult(
+        target={"max_accuracy_drop": 0.01},
+        options=[],
+        chosen={},
+        model_time=0.001,
+        original_accuracy=0.5,
+        predicted_speedup=math.inf,
+        predicted_accuracy_drop=0.0,
+    )
+    assert "inf" not in result.summary()
+    assert "too small or noisy" in result.summary()
+    data = result.to_dict()
+    assert data["predicted_speedup"] is None
+    json.dumps(data, allow_nan=False)
+
+
+@pytest.mark.parametrize(
+    "call, expected",
+    [
+        (
+            lambda m, d: fastconv.sensitivity(m, d, method="cp", ranks=[2, 2]),
+            "sensitivity: ranks holds 2 more than once",
+        ),
+        (
+            lambda m, d: fastconv.sensitivity(m, d, ranks=[(2, 2), [2, 2]]),
+            "sensitivity: ranks holds (2, 2) more than once",
+        ),
+        (
+            lambda m, d: fastconv.convert_model(m, data=d, methods=["cp", "cp"]),
+            "convert_model: methods holds 'cp' more than once",
+        ),
+        (
+            lambda m, d: fastconv.convert_model(m, data=d, ranks=[0.5, 0.5]),
+            "convert_model: ranks holds 0.5 more than once",
+        ),
+    ],
+)
+def test_repeated_candidates_are_refused_before_any_work(monkeypatch, call, expected):
+    module = importlib.import_module("fastconv.convert.sensitivity")
+    monkeypatch.setattr(module, "_accuracy", lambda *a, **k: pytest.fail("worked"))
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3)])
+    data = (np.zeros((4, 8, 8, 3), "float32"), np.zeros(4, "int64"))
+    with pytest.raises(ValueError) as info:
+        call(model, data)
+    assert expected in str(info.value)
+
+
+def test_a_rank_and_the_same_fraction_are_not_repeats():
+    from fastconv.convert.sensitivity import _check_ranks
+
+    assert _check_ranks([1, 1.0]) == (1, 1.0)

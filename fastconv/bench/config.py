@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import math
+import numbers
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -159,6 +161,30 @@ def _positive(name: str, value) -> None:
         raise BenchError(f"{name} must be an integer >= 1, received {value!r}")
 
 
+def _names(option: str, value) -> list[str]:
+    """``value`` as a list of str; refuses a bare str or an item of another type."""
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise BenchError(
+            f"{option} must be a list or tuple of str, received {option}={value!r}"
+        )
+    strange = [item for item in value if not isinstance(item, str)]
+    if strange:
+        raise BenchError(
+            f"{option} must hold only str, received {strange[0]!r} in "
+            f"{option}={value!r}"
+        )
+    return list(value)
+
+
+def _repeated(option: str, names: list[str]) -> None:
+    repeated = [n for n in dict.fromkeys(names) if names.count(n) > 1]
+    if repeated:
+        raise BenchError(
+            f"{option}: {', '.join(map(repr, repeated))} given more than once; "
+            f"received {option}={names!r}"
+        )
+
+
 def _per_dataset(value, dataset: str):
     if isinstance(value, Mapping):
         return value.get(dataset)
@@ -166,7 +192,11 @@ def _per_dataset(value, dataset: str):
 
 
 def _variants(config: BenchConfig) -> list[str]:
-    names = list(_models.VARIANTS) if config.variants is None else list(config.variants)
+    if config.variants is None:
+        return [_models.BASELINE] + [
+            n for n in _models.VARIANTS if n != _models.BASELINE
+        ]
+    names = _names("variants", config.variants)
     unknown = [name for name in names if name not in _models.VARIANTS]
     if unknown:
         raise BenchError(
@@ -175,9 +205,8 @@ def _variants(config: BenchConfig) -> list[str]:
         )
     if not names:
         raise BenchError("no variants given; valid: " + ", ".join(_models.VARIANTS))
-    return [_models.BASELINE] + [
-        n for n in dict.fromkeys(names) if n != _models.BASELINE
-    ]
+    _repeated("variants", names)
+    return [_models.BASELINE] + [n for n in names if n != _models.BASELINE]
 
 
 def check_config(config: BenchConfig) -> list[str]:
@@ -186,21 +215,20 @@ def check_config(config: BenchConfig) -> list[str]:
     Raises:
         BenchError: naming the option, the value received and the valid ones.
     """
-    if not config.datasets:
+    datasets = _names("datasets", config.datasets)
+    if not datasets:
         raise BenchError("no datasets given; valid: " + ", ".join(_models.MODELS))
-    unknown = [d for d in config.datasets if d not in _models.MODELS]
+    unknown = [d for d in datasets if d not in _models.MODELS]
     if unknown:
         raise BenchError(
             f"unknown dataset(s) {', '.join(map(repr, unknown))}; valid: "
             f"{', '.join(_models.MODELS)} (or all)"
         )
-    repeated = [
-        d for d in dict.fromkeys(config.datasets) if config.datasets.count(d) > 1
-    ]
+    repeated = [d for d in dict.fromkeys(datasets) if datasets.count(d) > 1]
     if repeated:
         raise BenchError(
             f"dataset(s) {', '.join(map(repr, repeated))} given more than once; "
-            f"received datasets={tuple(config.datasets)!r}"
+            f"received datasets={tuple(datasets)!r}"
         )
     variants = _variants(config)
     for name in ("epochs", "repeats", "batch_size", "inference_batch_size"):
@@ -211,16 +239,25 @@ def check_config(config: BenchConfig) -> list[str]:
         or (config.warmup < 0)
     ):
         raise BenchError(f"warmup must be an integer >= 0, received {config.warmup!r}")
-    if any(_models.VARIANTS[v].kind == "converted" for v in variants):
-        _positive("finetune-epochs", config.finetune_epochs)
-        if not config.finetune_learning_rate > 0:
-            raise BenchError(
-                "finetune learning rate must be > 0, received "
-                f"{config.finetune_learning_rate!r}"
-            )
+    _positive("finetune-epochs", config.finetune_epochs)
+    rate = config.finetune_learning_rate
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
+        rate = None
+    if rate is None or not 0 < rate < math.inf:
+        raise BenchError(
+            "finetune learning rate must be > 0, received "
+            f"{config.finetune_learning_rate!r}"
+        )
     for option in ("train_subset", "test_subset"):
         value = getattr(config, option)
         values = value.values() if isinstance(value, Mapping) else [value]
+        if isinstance(value, Mapping):
+            unknown = [key for key in value if key not in _models.MODELS]
+            if unknown:
+                raise BenchError(
+                    f"{option.replace('_', '-')}: unknown dataset {unknown[0]!r}; "
+                    f"valid: {', '.join(_models.MODELS)}; received {value!r}"
+                )
         for v in values:
             if v is not None:
                 _positive(option.replace("_", "-"), v)
@@ -238,8 +275,21 @@ def check_config(config: BenchConfig) -> list[str]:
             f"distribute must be one of {', '.join(DISTRIBUTIONS)}, received "
             f"{config.distribute!r}"
         )
-    if config.jit not in (None, True, False):
+    if config.jit is not None and not isinstance(config.jit, bool):
         raise BenchError(f"jit must be True, False or None, received {config.jit!r}")
+    if not is_int_at_least(config.seed, 0):
+        raise BenchError(f"seed must be an integer >= 0, received {config.seed!r}")
+    if not isinstance(config.out, (str, os.PathLike, type(None))):
+        raise BenchError(
+            f"out must be a path (str or os.PathLike) or None, received {config.out!r}"
+        )
+    if not isinstance(config.suite, str) or not config.suite:
+        raise BenchError(f"suite must be a non-empty str, received {config.suite!r}")
+    _names("notes", config.notes)
+    if not isinstance(config.progress, bool):
+        raise BenchError(
+            f"progress must be True or False, received {config.progress!r}"
+        )
     return variants
 
 

@@ -63,7 +63,7 @@ from fastconv._files import write_atomically
 from fastconv._validation import is_int_at_least, is_number
 from fastconv.bench import models as _models
 from fastconv.bench.runner import _images
-from fastconv.convert.finetune import finetune
+from fastconv.convert.finetune import check_training, finetune
 
 __all__ = [
     "OPTIMIZERS",
@@ -190,6 +190,26 @@ class ReferenceModel:
     info: dict
     trained: bool
 
+    def __post_init__(self):
+        accuracy = (
+            self.info.get("test_accuracy") if isinstance(self.info, dict) else None
+        )
+        problems = {
+            "model": (isinstance(self.model, keras.Model), "a keras.Model"),
+            "path": (isinstance(self.path, Path), "a pathlib.Path"),
+            "info": (
+                is_number(accuracy) and 0 <= accuracy <= 1,
+                "a dict whose test_accuracy is a number in [0, 1]",
+            ),
+            "trained": (isinstance(self.trained, bool), "True or False"),
+        }
+        for name, (ok, expected) in problems.items():
+            if not ok:
+                raise ValueError(
+                    f"ReferenceModel: {name} must be {expected}, received "
+                    f"{name}={getattr(self, name)!r}"
+                )
+
     @property
     def test_accuracy(self) -> float:
         """The accuracy on the full test set, measured after training."""
@@ -241,6 +261,11 @@ def reference_path(
         )
     recipe = _recipe(spec, epochs)
     folder = Path(cache_dir) if cache_dir is not None else models_cache_dir()
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(
+            "reference_model: cache_dir must be a folder (or one to create), "
+            f"received cache_dir={os.fspath(folder)!r}, a file"
+        )
     return folder / f"{spec.architecture}-{dataset}-seed{seed}-{recipe.key()}.keras"
 
 
@@ -517,6 +542,7 @@ def reference_model(
     if path.exists():
         try:
             model, info = _load(path, recipe.key())
+            cached = ReferenceModel(model, path, info, trained=False)
         except Exception as exc:
             aside = _move_aside(path)
             warnings.warn(
@@ -526,7 +552,7 @@ def reference_model(
                 stacklevel=2,
             )
         else:
-            return ReferenceModel(model, path, info, trained=False)
+            return cached
 
     load = spec.load or datasets.load
     data = _prepare(load(dataset))
@@ -710,11 +736,7 @@ def controlled_finetune(
                 f"controlled_finetune: {name} must be a positive int, received "
                 f"{name}={value!r}"
             )
-    if learning_rate is not None and not is_number(learning_rate):
-        raise ValueError(
-            "controlled_finetune: learning_rate must be None or a number, received "
-            f"learning_rate={learning_rate!r}"
-        )
+    check_training("controlled_finetune", learning_rate, optimizer, loss)
     if callbacks is not None and not callable(callbacks):
         raise ValueError(
             "controlled_finetune: callbacks must be None or a function of the run's "

@@ -131,6 +131,70 @@ def check_outputs(
             )
 
 
+def check_output_folder(
+    argument: str, folder: Path, *, force: bool, holds: tuple[str, ...] = ()
+) -> None:
+    """Checks, before any work, that ``folder`` can be made or written into.
+
+    Args:
+        argument: The option that names the folder, for the message.
+        folder: A folder that exists, or that can be made in one that does.
+        force: Whether the files in ``holds`` may be replaced.
+        holds: The files the command writes in the folder.
+
+    Raises:
+        UsageError: naming ``argument`` and ``folder``.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(
+            argument, str(folder), "is not writable: it is a file, not a folder"
+        )
+    if not folder.exists():
+        if folder.parent.exists() and not folder.parent.is_dir():
+            raise UsageError(
+                argument,
+                str(folder),
+                f"is not writable: {folder.parent} is a file, not a folder",
+            )
+        if not folder.parent.is_dir():
+            raise UsageError(
+                argument, str(folder), "is in a folder that does not exist"
+            )
+        if not os.access(folder.parent, os.W_OK | os.X_OK):
+            raise UsageError(
+                argument, str(folder), "is in a folder that cannot be written"
+            )
+        return
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(argument, str(folder), "is a folder that cannot be written")
+    for name in holds:
+        if (folder / name).exists() and not force:
+            raise UsageError(
+                argument,
+                str(folder),
+                f"already holds {name}; give --force to replace it",
+            )
+
+
+def seed_options(method: str | None, random_state: int | None, uses_seed: bool):
+    """``{"random_state": seed}`` for a method that takes a seed (0 when
+    ``--random-state`` is not given), else ``{}``.
+
+    Raises:
+        UsageError: naming ``--random-state`` when it is given for a method
+            that uses no seed, which would otherwise ignore it.
+    """
+    if uses_seed:
+        return {"random_state": 0 if random_state is None else random_state}
+    if random_state is not None:
+        raise UsageError(
+            "--random-state",
+            str(random_state),
+            f"does not apply to --method {method}, which uses no random seed",
+        )
+    return {}
+
+
 def _same_file(path: Path, other: Path) -> bool:
     """Whether two paths name one file (a link or another spelling included)."""
     if path.exists() and other.exists():
@@ -198,17 +262,28 @@ def example_shape(model, given: tuple[int, ...] | None) -> tuple[int, ...]:
 
     Raises:
         UsageError: naming ``--input-shape`` when it has the wrong number of
-            sizes, or when it is needed: the model's input sizes are unknown.
+            sizes or a size other than the model's input has, or when it is
+            needed: the model's input sizes are unknown.
     """
     inputs = getattr(model, "inputs", None) or []
     shapes = [tuple(tensor.shape[1:]) for tensor in inputs]
     if given is not None:
+        text = ",".join(map(str, given))
         if len(shapes) == 1 and len(given) != len(shapes[0]):
             raise UsageError(
                 "--input-shape",
-                ",".join(map(str, given)),
+                text,
                 f"must have {len(shapes[0])} sizes, as the model's input "
                 f"{shapes[0]} has",
+            )
+        if len(shapes) == 1 and any(
+            want is not None and have != want
+            for have, want in zip(given, shapes[0], strict=True)
+        ):
+            raise UsageError(
+                "--input-shape",
+                text,
+                f"does not fit the model's input {(None, *shapes[0])}",
             )
         return given
     if not shapes:
@@ -223,6 +298,36 @@ def example_shape(model, given: tuple[int, ...] | None) -> tuple[int, ...]:
                 f"is needed: the model's input shape {shape} has unknown sizes",
             )
     return shapes[0]
+
+
+def check_fits(argument: str, value: str, array, model, label: str = "") -> None:
+    """Refuses ``array`` unless its examples fit the model's one input.
+
+    Args:
+        argument: The option that gave the array, for the message.
+        value: The option's value as given (a file name).
+        array: The examples, batch axis first.
+        model: The model whose input they must fit (None sizes fit any).
+        label: What the array is, before "of shape" (``"x "``).
+
+    Raises:
+        UsageError: naming ``argument``, ``value``, the shapes.
+    """
+    inputs = getattr(model, "inputs", None) or []
+    if len(inputs) != 1:
+        return
+    expected = tuple(inputs[0].shape[1:])
+    shape = tuple(array.shape[1:])
+    if len(shape) != len(expected) or any(
+        want is not None and have != want
+        for have, want in zip(shape, expected, strict=True)
+    ):
+        raise UsageError(
+            argument,
+            value,
+            f"holds {label or 'an array '}of shape {array.shape}; the model takes "
+            f"(N, {', '.join(str(size) for size in expected)})",
+        )
 
 
 def largest_activation_bytes(model) -> int:
@@ -295,22 +400,88 @@ def load_model(argument: str, path: Path, *, compile: bool = True):
         ) from None
 
 
+def _numpy_format(path: Path) -> str | None:
+    """``"npy"`` or ``"npz"`` as the file's first bytes say, else None."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(6)
+    except OSError:
+        return None
+    if head == b"\x93NUMPY":
+        return "npy"
+    if head[:4] == b"PK\x03\x04" or (head[:4] == b"PK\x05\x06"):
+        return "npz"
+    return None
+
+
+def _numbers(argument: str, path: Path, array, label: str = "") -> None:
+    """Refuses ``array`` unless it holds numbers (bool included)."""
+    import numpy as np
+
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise UsageError(
+            argument, str(path), f"holds {label}{array.dtype} values, not numbers"
+        )
+
+
+def _load_problem(exc: Exception, kind: str) -> str:
+    """What `numpy.load` found wrong in a ``kind`` (.npy, .npz) file, in words."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if "allow_pickle" in text:
+        return "holds Python objects (pickled), not numbers"
+    return f"is not a readable {kind} file: {text}"
+
+
 def load_array(argument: str, path: Path):
     """Loads a numeric NumPy array (``.npy``), or raises `UsageError`."""
     import numpy as np
 
+    kind = _numpy_format(path)
+    if kind is None:
+        raise UsageError(argument, str(path), "is not a NumPy .npy array file")
+    if kind == "npz":
+        raise UsageError(argument, str(path), "is an .npz archive, not one .npy array")
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        problem = " ".join(str(exc).split()) or type(exc).__name__
-        raise UsageError(
-            argument, str(path), f"is not a NumPy .npy array: {problem}"
-        ) from None
-    if not isinstance(array, np.ndarray):
-        array.close()
-        raise UsageError(argument, str(path), "is an .npz archive, not one .npy array")
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise UsageError(
-            argument, str(path), f"holds {array.dtype} values, not numbers"
-        )
+        raise UsageError(argument, str(path), _load_problem(exc, ".npy")) from None
+    _numbers(argument, path, array)
     return array
+
+
+def load_xy(argument: str, path: Path, limit: int | None = None):
+    """``(x, y)``: the arrays named x and y of an ``.npz`` file, their first
+    ``limit`` rows; uint8 images become floats in [0, 1].
+
+    Raises:
+        UsageError: naming ``argument`` and ``path`` when the file is not an
+            .npz archive, lacks x or y, holds something other than numbers, or
+            x and y differ in length.
+    """
+    import numpy as np
+
+    if _numpy_format(path) != "npz":
+        raise UsageError(argument, str(path), "is not a NumPy .npz file")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if not {"x", "y"} <= set(archive.files):
+                raise UsageError(
+                    argument,
+                    str(path),
+                    f"must hold arrays named x and y; it holds {archive.files}",
+                )
+            x, y = archive["x"][:limit], archive["y"][:limit]
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise UsageError(argument, str(path), _load_problem(exc, ".npz")) from None
+    _numbers(argument, path, x, "x of ")
+    _numbers(argument, path, y, "y of ")
+    if x.ndim == 0 or y.ndim == 0 or len(x) != len(y):
+        raise UsageError(
+            argument,
+            str(path),
+            f"must hold x and y of the same length; x has shape {x.shape} and y "
+            f"{y.shape}",
+        )
+    if x.dtype == np.uint8:
+        x = x.astype("float32") / 255.0
+    return x, y

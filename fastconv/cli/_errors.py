@@ -64,12 +64,23 @@ class Parser(argparse.ArgumentParser):
         sys.exit(report(self.prog, exc))
 
 
+#: Terminal escape sequences (colours, bold) that Keras puts in its messages.
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+#: The start of the call arguments that Keras appends to a layer's error.
+_KERAS_ARGUMENTS = re.compile(r"\n\s*Arguments received by ")
+
+
 def one_line(exc: Exception) -> str:
-    """``exc``'s message on one line; an ``OSError`` names its file first."""
+    """``exc``'s message on one line; an ``OSError`` names its file first.
+
+    Terminal escape codes are removed, and so is the list of call arguments
+    that Keras appends to an error raised inside a layer.
+    """
     if isinstance(exc, OSError) and exc.filename is not None:
         message = f"{exc.filename}: {exc.strerror or exc}"
     else:
         message = str(exc)
+    message = _KERAS_ARGUMENTS.split(_ANSI.sub("", message), maxsplit=1)[0]
     return " ".join(message.split())
 
 

@@ -26,7 +26,6 @@ import sys
 from pathlib import Path
 
 from fastconv.cli import _args
-from fastconv.cli._errors import UsageError
 
 
 def _count_or_all(text: str):
@@ -247,17 +246,9 @@ def run(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     if args.out is not None:
-        out = Path(args.out)
-        if not out.exists() and not out.parent.exists():
-            raise UsageError("--out", args.out, "is in a folder that does not exist")
-    if args.out is not None and not args.force:
-        results = Path(args.out) / "results.json"
-        if results.exists():
-            raise UsageError(
-                "--out",
-                args.out,
-                "already holds results.json; give --force to replace it",
-            )
+        _args.check_output_folder(
+            "--out", Path(args.out), force=args.force, holds=("results.json",)
+        )
     _check_batch_memory(config)
 
     # TensorFlow warns each time a new model traces its predict function,

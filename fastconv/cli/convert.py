@@ -56,6 +56,17 @@ def _speedup(text: str) -> float:
     return value
 
 
+def _positive_number(text: str) -> float:
+    """An argparse type: a finite number above 0 (``--min-speedup``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, received {text!r}")
+    return value
+
+
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -164,7 +175,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--min-speedup",
-        type=float,
+        type=_positive_number,
         default=None,
         metavar="X",
         help="replace a layer only if its replacement's forward pass, measured "
@@ -216,7 +227,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--random-state",
         type=_args.non_negative_int,
-        default=0,
+        default=None,
         help="seed of CP's ALS (default: 0)",
     )
     parser.add_argument(
@@ -250,6 +261,11 @@ def run(args: argparse.Namespace) -> int:
     from fastconv.convert import ConversionAccuracyWarning, convert_model
 
     _check_search(args)
+    options = _args.seed_options(
+        args.method,
+        args.random_state,
+        args.method in (None, "cp", "tucker", "auto") or args.data is not None,
+    )
     source = None if args.data is None else _sensitivity._source(args.data)
     _args.check_outputs(
         {"--output": args.output, "--report": args.report},
@@ -258,37 +274,23 @@ def run(args: argparse.Namespace) -> int:
         suffixes={"--output": ".keras"},
         may_replace_input=("--output",),
     )
+    calibration = data = None
+    if args.calibration_data is not None:
+        calibration = _args.load_array("--calibration-data", args.calibration_data)
+    if isinstance(source, Path):
+        data = _sensitivity._load_data(source, args.limit)
     model = _args.load_model("MODEL.keras", args.model)
     _args.check_batch_memory(
         "--batch-size", args.batch_size, _args.model_example_bytes(model)
     )
-    calibration = None
-    if args.calibration_data is not None:
-        calibration = _args.load_array("--calibration-data", args.calibration_data)
-        inputs = model.inputs or []
-        expected = tuple(inputs[0].shape[1:]) if len(inputs) == 1 else None
-        if expected is not None and not _fits(calibration.shape[1:], expected):
-            raise UsageError(
-                "--calibration-data",
-                str(args.calibration_data),
-                f"holds an array of shape {calibration.shape}; the model takes "
-                f"(N, {', '.join(str(size) for size in expected)})",
-            )
-    data = None
-    if source is not None:
+    if calibration is not None:
+        _args.check_fits(
+            "--calibration-data", str(args.calibration_data), calibration, model
+        )
+    if isinstance(source, str):
         data = _sensitivity._load_data(source, args.limit)
-        inputs = model.inputs or []
-        expected = tuple(inputs[0].shape[1:]) if len(inputs) == 1 else None
-        if expected is not None and not _fits(data[0].shape[1:], expected):
-            raise UsageError(
-                "--data",
-                args.data,
-                f"holds x of shape {data[0].shape}; the model takes "
-                f"(N, {', '.join(str(size) for size in expected)})",
-            )
-    options = {}
-    if args.method in (None, "cp", "tucker", "auto") or data is not None:
-        options["random_state"] = args.random_state
+    if data is not None:
+        _args.check_fits("--data", args.data, data[0], model, label="x ")
     with warnings.catch_warnings():
         # The report carries the same advice; it is printed below, on one line.
         warnings.simplefilter("ignore", ConversionAccuracyWarning)
@@ -317,10 +319,3 @@ def run(args: argparse.Namespace) -> int:
         write_atomically(args.report, result.report.to_json)
         print(f"report: {args.report}")
     return 0
-
-
-def _fits(shape: tuple, expected: tuple) -> bool:
-    """Whether an example of ``shape`` fits an input of ``expected`` (None: any)."""
-    return len(shape) == len(expected) and all(
-        want is None or have == want for have, want in zip(shape, expected, strict=True)
-    )

@@ -14,8 +14,6 @@ file next to it first, so a failure leaves no half-written file.
 from __future__ import annotations
 
 import argparse
-import os
-import zipfile
 from pathlib import Path
 
 from fastconv._files import write_atomically
@@ -118,7 +116,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="do not time the layers (the plot then shows multiply-add ratios)",
     )
     parser.add_argument(
-        "--random-state", type=int, default=0, help="seed of CP's ALS (default: 0)"
+        "--random-state",
+        type=_args.non_negative_int,
+        default=None,
+        help="seed of CP's ALS (default: 0)",
     )
     parser.add_argument(
         "--force", action="store_true", help="replace existing files in --out"
@@ -128,26 +129,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     parser.set_defaults(func=run, progress=None)
     return parser
-
-
-def _check_out(out: Path, force: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise UsageError("--out", str(out), "is a file, not a folder")
-    if not out.exists():
-        if not out.parent.is_dir():
-            raise UsageError("--out", str(out), "is in a folder that does not exist")
-        if not os.access(out.parent, os.W_OK | os.X_OK):
-            raise UsageError("--out", str(out), "is in a folder that cannot be written")
-        return
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise UsageError("--out", str(out), "is a folder that cannot be written")
-    for name in OUTPUTS.values():
-        if (out / name).exists() and not force:
-            raise UsageError(
-                "--out",
-                str(out),
-                f"already holds {name}; give --force to replace it",
-            )
 
 
 def _source(text: str):
@@ -169,8 +150,8 @@ def _source(text: str):
 
 
 def _load_data(source, limit: int | None):
-    """``(x, y)``: a dataset's test split, or the arrays x and y of an .npz file;
-    uint8 images become floats in [0, 1]."""
+    """``(x, y)``: a dataset's test split, or the arrays x and y of an .npz file
+    (`fastconv.cli._args.load_xy`); uint8 images become floats in [0, 1]."""
     import keras
     import numpy as np
 
@@ -181,23 +162,7 @@ def _load_data(source, limit: int | None):
         (_, _), (x, y) = datasets.load(source)
         x = _images(x[:limit], keras.config.image_data_format())
         return x, np.asarray(y[:limit]).reshape(-1)
-    try:
-        with np.load(source, allow_pickle=False) as archive:
-            if not {"x", "y"} <= set(archive.files):
-                raise UsageError(
-                    "--data",
-                    str(source),
-                    f"must hold arrays named x and y; it holds {archive.files}",
-                )
-            x, y = archive["x"][:limit], archive["y"][:limit]
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        problem = " ".join(str(exc).split()) or type(exc).__name__
-        raise UsageError(
-            "--data", str(source), f"is not a readable .npz file: {problem}"
-        ) from None
-    if x.dtype == np.uint8:
-        x = x.astype("float32") / 255.0
-    return x, y
+    return _args.load_xy("--data", source, limit)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -220,16 +185,22 @@ def run(args: argparse.Namespace) -> int:
             str(args.timing_repeats),
             "does not apply with --no-speed, which times nothing",
         )
+    options = _args.seed_options(
+        args.method, args.random_state, args.method in ("cp", "tucker", "auto")
+    )
     source = _source(args.data)
-    _check_out(args.out, args.force)
+    _args.check_output_folder(
+        "--out", args.out, force=args.force, holds=tuple(OUTPUTS.values())
+    )
+    # A file's contents are checked before the (slower) model load; a
+    # dataset, which may need a download, is loaded after it.
+    data = _load_data(source, args.limit) if isinstance(source, Path) else None
     model = _args.load_model("MODEL.keras", args.model)
     _args.check_batch_memory(
         "--batch-size", args.batch_size, _args.model_example_bytes(model)
     )
-    x, y = _load_data(source, args.limit)
-    options = {}
-    if args.method in ("cp", "tucker", "auto"):
-        options["random_state"] = args.random_state
+    x, y = _load_data(source, args.limit) if data is None else data
+    _args.check_fits("--data", args.data, x, model, label="x ")
     if args.timing_repeats is not None:
         options["timing_repeats"] = args.timing_repeats
     result = sensitivity(

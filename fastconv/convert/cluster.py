@@ -123,6 +123,13 @@ def _tf_cluster(environ) -> Cluster:
             f"TF_CONFIG is not a cluster spec ({type(exc).__name__}: {exc}); "
             f"received TF_CONFIG={text!r}; {example}"
         ) from None
+    for role in ("chief", "worker"):
+        entry = spec["cluster"].get(role, [])
+        if not isinstance(entry, list) or not all(map(_is_address, entry)):
+            raise ClusterError(
+                f'TF_CONFIG cluster {role} entry must be a list of "host:port" '
+                f"strings, received {role}={entry!r}; {example}"
+            )
     offset = {"chief": 0, "worker": len(spec["cluster"].get("chief", []))}
     if kind not in offset or not is_int_at_least(index, 0):
         raise ClusterError(
@@ -170,12 +177,20 @@ def _jax_cluster(environ) -> Cluster:
             f"KERAS_DISTRIBUTION_NUM_PROCESSES is {count}; give the coordinator's "
             "address alone, or one per process"
         )
-    if not all(a.rpartition(":")[2].isdigit() for a in addresses):
+    if not all(map(_is_address, addresses)):
         raise ClusterError(
             "KERAS_DISTRIBUTION_JOB_ADDRESSES must be host:port, comma separated, "
             f"received {environ[_JAX_VARIABLES[0]]!r}"
         )
     return Cluster("jax", addresses, count, process_id)
+
+
+def _is_address(value) -> bool:
+    """Whether ``value`` is a ``"host:port"`` string with a port in 1..65535."""
+    if not isinstance(value, str):
+        return False
+    host, _, port = value.rpartition(":")
+    return bool(host) and port.isdigit() and 0 < int(port) < 65536
 
 
 def shard_rows(
@@ -191,7 +206,8 @@ def shard_rows(
     Raises:
         ValueError: naming the argument, on counts that are not positive ints,
             a ``batch_size`` that is not a multiple of ``num_processes``, or a
-            ``process_id`` outside ``[0, num_processes)``.
+            ``process_id`` outside ``[0, num_processes)``, or an ``order``
+            that is not a permutation of ``range(n)``.
     """
     for name, value, low in (
         ("n", n, 0),
@@ -213,7 +229,21 @@ def shard_rows(
             f"shard_rows: process_id must be below num_processes={num_processes}, "
             f"received process_id={process_id}"
         )
-    order = np.arange(n) if order is None else np.asarray(order)
+    if order is None:
+        order = np.arange(n)
+    else:
+        order = np.asarray(order)
+        if (
+            order.shape != (n,)
+            or not np.issubdtype(order.dtype, np.integer)
+            or not np.array_equal(np.sort(order), np.arange(n))
+        ):
+            shown = np.array2string(order, threshold=8)
+            raise ValueError(
+                f"shard_rows: order must be a 1-D integer permutation of "
+                f"range(n={n}), received order={shown} of shape {order.shape} "
+                f"and dtype {order.dtype}"
+            )
     rows = order[: n // batch_size * batch_size]
     per_process = batch_size // num_processes
     return rows.reshape(-1, num_processes, per_process)[:, process_id].reshape(-1)

@@ -24,6 +24,11 @@ __all__ = ["DEFAULT_LEARNING_RATE", "finetune"]
 
 #: The learning rate `finetune` uses when none is given (Adam).
 DEFAULT_LEARNING_RATE = 1e-4
+#: The optimizers named by ``optimizer=``, as functions of the learning rate.
+_OPTIMIZERS = {
+    "adam": keras.optimizers.Adam,
+    "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate, momentum=0.9),
+}
 
 
 def finetune(
@@ -98,19 +103,9 @@ def finetune(
         raise ValueError(
             f"finetune: epochs must be a positive int, received epochs={epochs!r}"
         )
-    if learning_rate is not None and isinstance(optimizer, keras.optimizers.Optimizer):
-        raise ValueError(
-            f"finetune: learning_rate={learning_rate!r} cannot apply to an optimizer "
-            f"instance ({type(optimizer).__name__}); set its learning rate when "
-            "creating it, or pass optimizer='adam' or 'sgd'"
-        )
+    check_training("finetune", learning_rate, optimizer, loss)
     if learning_rate is None:
         learning_rate = DEFAULT_LEARNING_RATE
-    if not (is_number(learning_rate) and 0 < learning_rate < float("inf")):
-        raise ValueError(
-            "finetune: learning_rate must be a positive finite number, received "
-            f"learning_rate={learning_rate!r}"
-        )
     if batch_size is not None and not is_int_at_least(batch_size, 1):
         raise ValueError(
             "finetune: batch_size must be None or a positive int, received "
@@ -229,17 +224,56 @@ def _check_finite(name: str, data) -> None:
                 )
 
 
+def check_training(owner: str, learning_rate, optimizer, loss) -> None:
+    """Refuses a learning rate, optimizer or loss that `finetune` cannot use.
+
+    Args:
+        owner: the function checking, first in the message.
+        learning_rate: None (the default rate) or a positive finite number;
+            not with an optimizer instance.
+        optimizer: ``"adam"``, ``"sgd"`` or a ``keras.optimizers.Optimizer``.
+        loss: None, or what ``keras.losses.get`` takes.
+
+    Raises:
+        ValueError: naming ``owner``, the argument and the value received.
+    """
+    is_instance = isinstance(optimizer, keras.optimizers.Optimizer)
+    if learning_rate is not None and is_instance:
+        raise ValueError(
+            f"{owner}: learning_rate={learning_rate!r} cannot apply to an optimizer "
+            f"instance ({type(optimizer).__name__}); set its learning rate when "
+            "creating it, or pass optimizer='adam' or 'sgd'"
+        )
+    if learning_rate is not None and not (
+        is_number(learning_rate) and 0 < learning_rate < float("inf")
+    ):
+        raise ValueError(
+            f"{owner}: learning_rate must be a positive finite number, received "
+            f"learning_rate={learning_rate!r}"
+        )
+    if not is_instance and not (
+        isinstance(optimizer, str) and optimizer in _OPTIMIZERS
+    ):
+        raise ValueError(
+            f"{owner}: optimizer must be 'adam', 'sgd' or a "
+            f"keras.optimizers.Optimizer, received optimizer={optimizer!r}"
+        )
+    if loss is not None:
+        try:
+            keras.losses.get(loss)
+        except (ValueError, TypeError):
+            raise ValueError(
+                f"{owner}: loss must be a Keras loss (a name such as "
+                "'sparse_categorical_crossentropy', a function or a "
+                f"keras.losses.Loss), received loss={loss!r}"
+            ) from None
+
+
 def _optimizer(optimizer, learning_rate: float) -> keras.optimizers.Optimizer:
+    """The optimizer `check_training` accepted, at ``learning_rate``."""
     if isinstance(optimizer, keras.optimizers.Optimizer):
         return optimizer
-    if optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate)
-    if optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=0.9)
-    raise ValueError(
-        "finetune: optimizer must be 'adam', 'sgd' or a keras.optimizers.Optimizer, "
-        f"received optimizer={optimizer!r}"
-    )
+    return _OPTIMIZERS[optimizer](learning_rate)
 
 
 def _compile_config(model) -> dict:

@@ -15,6 +15,8 @@ import json
 import os
 from collections.abc import Sequence
 
+from fastconv._validation import is_int_at_least, is_number
+
 __all__ = ["ConversionReport", "LayerReport"]
 
 
@@ -89,6 +91,11 @@ class LayerReport:
         return data
 
 
+def _real(value) -> bool:
+    """Whether ``value`` is a real number or None (an error not measured)."""
+    return value is None or is_number(value)
+
+
 def _listify(value):
     if isinstance(value, tuple | list):
         return [_listify(v) for v in value]
@@ -157,6 +164,39 @@ class ConversionReport:
     search_summary: str | None = None
     advice: str | None = None
     folded_batchnorm: list[tuple[str, str]] | None = None
+
+    def __post_init__(self):
+        problems = {
+            "rows": (
+                isinstance(self.rows, list | tuple)
+                and all(isinstance(row, LayerReport) for row in self.rows),
+                "a list of LayerReport",
+            ),
+            "settings": (isinstance(self.settings, dict), "a dict"),
+            "params_before": (is_int_at_least(self.params_before, 0), "an int >= 0"),
+            "params_after": (is_int_at_least(self.params_after, 0), "an int >= 0"),
+            "output_error": (
+                self.output_error is None
+                or (
+                    isinstance(self.output_error, list | tuple)
+                    and all(_real(v) for v in self.output_error)
+                ),
+                "None or a list of numbers",
+            ),
+            "environment": (isinstance(self.environment, dict), "a dict"),
+            "search": (isinstance(self.search, dict | None), "None or a dict"),
+        }
+        for name in ("search_summary", "advice"):
+            problems[name] = (
+                isinstance(getattr(self, name), str | None),
+                "None or a str",
+            )
+        for name, (ok, expected) in problems.items():
+            if not ok:
+                raise ValueError(
+                    f"ConversionReport: {name} must be {expected}, received "
+                    f"{name}={getattr(self, name)!r}"
+                )
 
     @property
     def converted(self) -> list[LayerReport]:

@@ -115,7 +115,9 @@ class SearchResult:
         chosen: layer -> the chosen `Option`, or None where the layer is kept.
         model_time: the original model's median forward time (s) per batch.
         original_accuracy: the original model's accuracy on the data.
-        predicted_speedup: the original model's time over the predicted time.
+        predicted_speedup: the original model's time over the predicted time;
+            ``math.inf`` when the layers' savings add up to the whole model's
+            time or more (``None`` in `to_dict`).
         predicted_accuracy_drop: the sum of the chosen options' drops.
         achieved_speedup: measured on the chosen model, or None before.
         achieved_accuracy: likewise.
@@ -140,11 +142,13 @@ class SearchResult:
         return self.original_accuracy - self.achieved_accuracy
 
     def to_dict(self) -> dict:
+        predicted = self.predicted_speedup
         return {
             "target": dict(self.target),
             "model_time_s": self.model_time,
             "original_accuracy": self.original_accuracy,
-            "predicted_speedup": self.predicted_speedup,
+            # JSON has no infinity: None stands for "more than the model's time".
+            "predicted_speedup": predicted if math.isfinite(predicted) else None,
             "predicted_accuracy_drop": self.predicted_accuracy_drop,
             "achieved_speedup": self.achieved_speedup,
             "achieved_accuracy": self.achieved_accuracy,
@@ -160,10 +164,17 @@ class SearchResult:
     def summary(self) -> str:
         """Predicted against achieved, in one paragraph."""
         ((name, value),) = self.target.items()
+        if math.isfinite(self.predicted_speedup):
+            predicted = f"{self.predicted_speedup:.2f}x faster"
+        else:
+            predicted = (
+                "no speedup figure (the layers alone save more time than the whole "
+                "model takes: timings too small or noisy to add up)"
+            )
         lines = [
-            f"search ({name}={value}): predicted {self.predicted_speedup:.2f}x "
-            f"faster, accuracy drop {100 * self.predicted_accuracy_drop:+.2f} "
-            "points (sum of the layers' drops alone)"
+            f"search ({name}={value}): predicted {predicted}, accuracy drop "
+            f"{100 * self.predicted_accuracy_drop:+.2f} points (sum of the layers' "
+            "drops alone)"
         ]
         if self.achieved_speedup is not None:
             lines.append(
@@ -337,6 +348,12 @@ def check_candidates(methods, ranks) -> tuple[tuple, tuple]:
             "convert_model: methods must be a non-empty list of "
             f"{', '.join(repr(m) for m in METHODS if m != 'auto')}, received "
             f"methods={methods!r}"
+        )
+    repeated = [m for m in dict.fromkeys(methods) if methods.count(m) > 1]
+    if repeated:
+        raise ValueError(
+            f"convert_model: methods holds {repeated[0]!r} more than once, "
+            f"received methods={methods!r}"
         )
     try:
         ranks = _check_ranks(ranks)

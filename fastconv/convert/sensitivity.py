@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -42,6 +43,16 @@ __all__ = ["DEFAULT_RANKS", "SensitivityResult", "SensitivityRow", "sensitivity"
 #: The ranks `sensitivity` tries when none are given: fractions of the
 #: original layer's parameters.
 DEFAULT_RANKS = (0.1, 0.25, 0.5)
+
+
+def _refuse(owner: str, name: str, expected: str, value) -> None:
+    raise ValueError(f"{owner}: {name} must be {expected}, received {name}={value!r}")
+
+
+def _check_fraction(owner: str, name: str, value, low: float) -> None:
+    """Refuses ``value`` unless it is a number in ``[low, 1]``."""
+    if not (is_number(value) and low <= value <= 1):
+        _refuse(owner, name, f"a number in [{low:g}, 1]", value)
 
 
 @dataclasses.dataclass
@@ -83,6 +94,31 @@ class SensitivityRow:
     interval: tuple[float, float] | None = None
     implementation: str | None = None
 
+    def __post_init__(self):
+        owner = "SensitivityRow"
+        if not isinstance(self.layer, str) or not self.layer:
+            _refuse(owner, "layer", "a non-empty str", self.layer)
+        for name in ("params_before", "params", "macs_before", "macs"):
+            value = getattr(self, name)
+            if not (value is None and name.startswith("macs")) and not (
+                is_int_at_least(value, 0)
+            ):
+                _refuse(owner, name, "an int >= 0", value)
+        _check_fraction(owner, "accuracy", self.accuracy, 0.0)
+        _check_fraction(owner, "accuracy_drop", self.accuracy_drop, -1.0)
+        if self.speedup is not None and not (
+            is_number(self.speedup) and 0 < self.speedup < math.inf
+        ):
+            _refuse(owner, "speedup", "None or a finite number > 0", self.speedup)
+        if self.interval is not None and not (
+            isinstance(self.interval, (tuple, list))
+            and len(self.interval) == 2
+            and all(is_number(v) and 0 < v < math.inf for v in self.interval)
+        ):
+            _refuse(owner, "interval", "None or a pair of numbers > 0", self.interval)
+        if self.implementation is not None and not isinstance(self.implementation, str):
+            _refuse(owner, "implementation", "None or a str", self.implementation)
+
     def to_dict(self) -> dict:
         """The row as plain JSON-ready values."""
         data = dataclasses.asdict(self)
@@ -116,6 +152,28 @@ class SensitivityResult:
     skipped: dict[str, str] = dataclasses.field(default_factory=dict)
     settings: dict = dataclasses.field(default_factory=dict)
     environment: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        owner = "SensitivityResult"
+        if isinstance(self.rows, (str, bytes)) or not isinstance(self.rows, Sequence):
+            _refuse(owner, "rows", "a list of SensitivityRow", self.rows)
+        for index, row in enumerate(self.rows):
+            if not isinstance(row, SensitivityRow):
+                _refuse(owner, f"rows[{index}]", "a SensitivityRow", row)
+        _check_fraction(owner, "original_accuracy", self.original_accuracy, 0.0)
+        if not isinstance(self.method, str) or self.method not in METHODS:
+            _refuse(owner, "method", f"one of {', '.join(METHODS)}", self.method)
+        if (
+            isinstance(self.ranks, (str, bytes))
+            or not isinstance(self.ranks, Sequence)
+            or not self.ranks
+        ):
+            _refuse(owner, "ranks", "a non-empty tuple of ranks", self.ranks)
+        if not is_int_at_least(self.examples, 1):
+            _refuse(owner, "examples", "an int >= 1", self.examples)
+        for name in ("skipped", "settings", "environment"):
+            if not isinstance(getattr(self, name), dict):
+                _refuse(owner, name, "a dict", getattr(self, name))
 
     @property
     def layers(self) -> list[str]:
@@ -303,7 +361,16 @@ def _check_ranks(ranks) -> tuple:
                 "(0, 1], a pair of positive ints (Tucker) or a rule such as "
                 f"'vbmf', received {rank!r} in ranks={ranks!r}"
             )
-    return tuple(tuple(r) if isinstance(r, list) else r for r in ranks)
+    ranks = tuple(tuple(r) if isinstance(r, list) else r for r in ranks)
+    # 1 (a rank) and 1.0 (all the parameters) are equal but differ: keep types.
+    keys = [(type(rank), rank) for rank in ranks]
+    repeated = [key for key in dict.fromkeys(keys) if keys.count(key) > 1]
+    if repeated:
+        raise ValueError(
+            f"sensitivity: ranks holds {repeated[0][1]!r} more than once, received "
+            f"ranks={ranks!r}"
+        )
+    return ranks
 
 
 def _check_data(model, data) -> tuple[np.ndarray, np.ndarray]:

@@ -306,6 +306,11 @@ class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
         )
 
     def call(self, inputs, training=None):
+        dtype = keras.backend.standardize_dtype(inputs.dtype)
+        if dtype == "bool" or "int" in dtype:
+            # Keras autocasts only float inputs; integer images (uint8 pixels)
+            # are cast here, as keras.layers.Dense does on every backend.
+            inputs = keras.ops.cast(inputs, self.compute_dtype)
         impl = policy.resolve_implementation(self, inputs, training, self._auto_choices)
         expand_by_conv = policy.expand_by_conv(inputs, training, self.data_format)
         fused = self.use_bias and impl in self.FUSED_BIAS

@@ -144,8 +144,8 @@ def wide_replacement(layers, **overrides) -> WideConv2D:
 
     Raises:
         ValueError: if ``layers`` is empty, holds anything but ``Conv2D``
-            layers (grouped ones included), or layers of different widths or
-            data formats.
+            layers (grouped ones included), or layers of different widths,
+            kernel sizes, dilation rates or data formats.
 
     Example:
         >>> import keras, fastconv
@@ -183,19 +183,14 @@ def wide_replacement(layers, **overrides) -> WideConv2D:
                 f"received groups={layer.groups}"
             )
     first, last = layers[0], layers[-1]
-    for index, layer in enumerate(layers):
-        if layer.filters != first.filters:
-            raise ValueError(
-                "wide_replacement: every layer must have the same filters, received "
-                f"layers[0].filters={first.filters} and "
-                f"layers[{index}].filters={layer.filters}"
-            )
-        if layer.data_format != first.data_format:
-            raise ValueError(
-                "wide_replacement: every layer must have the same data_format, "
-                f"received layers[0].data_format={first.data_format!r} and "
-                f"layers[{index}].data_format={layer.data_format!r}"
-            )
+    for name in ("filters", "kernel_size", "dilation_rate", "data_format"):
+        for index, layer in enumerate(layers):
+            if getattr(layer, name) != getattr(first, name):
+                raise ValueError(
+                    f"wide_replacement: every layer must have the same {name}, "
+                    f"received layers[0].{name}={getattr(first, name)!r} and "
+                    f"layers[{index}].{name}={getattr(layer, name)!r}"
+                )
     strides = (
         math.prod(layer.strides[0] for layer in layers),
         math.prod(layer.strides[1] for layer in layers),

@@ -180,6 +180,26 @@ class ProfileResult:
     environment: dict
     suggestions: tuple = ()
 
+    def __post_init__(self):
+        problems = {
+            "model_name": (isinstance(self.model_name, str), "a str"),
+            "mode": (self.mode in MODES, f"one of {', '.join(MODES)}"),
+            "batch_size": (is_int_at_least(self.batch_size, 1), "an int >= 1"),
+            "layers": (
+                isinstance(self.layers, tuple | list)
+                and all(isinstance(row, LayerProfile) for row in self.layers),
+                "a tuple of LayerProfile",
+            ),
+            "settings": (isinstance(self.settings, dict), "a dict"),
+            "environment": (isinstance(self.environment, dict), "a dict"),
+        }
+        for name, (ok, expected) in problems.items():
+            if not ok:
+                raise ValueError(
+                    f"ProfileResult: {name} must be {expected}, received "
+                    f"{name}={getattr(self, name)!r}"
+                )
+
     def time_of(self, row: LayerProfile) -> float | None:
         """The time that counts for ``row`` in this mode: forward + backward
         in train mode, forward in inference mode."""
@@ -328,14 +348,6 @@ def _random_batch(shape: Sequence[int], dtype: str, rng) -> np.ndarray:
     return np.zeros(tuple(shape), dtype=dtype)
 
 
-def _resize_batch(array, batch_size: int) -> np.ndarray:
-    array = np.asarray(keras.ops.convert_to_numpy(array))
-    if array.shape[0] == batch_size:
-        return array
-    reps = np.resize(np.arange(array.shape[0]), batch_size)
-    return array[reps]
-
-
 def _is_sample(inputs) -> bool:
     """Whether ``inputs`` is a sample batch (arrays), not input shapes."""
     return _is_array(inputs) or (
@@ -373,15 +385,21 @@ def _sample_batch(model, inputs, batch_size: int | None, seed: int):
                 "axis, received inputs with shapes "
                 f"{[tuple(v.shape) for v in leaves]}"
             )
-        batch = batch_size or sizes.pop()
-        resized = [_resize_batch(v, batch) for v in leaves]
-        for array in resized:
+        batch = sizes.pop()
+        if batch_size is not None and batch_size != batch:
+            raise ValueError(
+                f"profile: the sample batch holds {batch} examples but batch_size="
+                f"{batch_size}; give a batch of batch_size examples, or leave "
+                "batch_size out"
+            )
+        arrays = [np.asarray(keras.ops.convert_to_numpy(v)) for v in leaves]
+        for array in arrays:
             if array.dtype.kind in "fc" and not np.all(np.isfinite(array)):
                 raise ValueError(
                     "profile: a sample batch must be finite, received inputs "
                     f"with NaN or Inf (shape {array.shape}, dtype {array.dtype})"
                 )
-        return keras.tree.pack_sequence_as(inputs, resized), batch
+        return keras.tree.pack_sequence_as(inputs, arrays), batch
     if _is_shape(inputs) and len(inputs):
         shapes = [tuple(inputs)]
     elif isinstance(inputs, list | tuple) and inputs and all(map(_is_shape, inputs)):
@@ -713,8 +731,8 @@ def profile(
             model built without ``keras.Input`` does not have.
         mode: ``"train"`` (forward and backward times) or ``"inference"``.
         batch_size: examples per batch; default: the sample batch's size, the
-            batch axis of ``inputs``, or 32. A sample batch is cut or repeated
-            to this size.
+            batch axis of ``inputs``, or 32. Refused when it differs from
+            the size of a sample batch.
         warmup: unmeasured rounds before measuring (compilation, caches).
         repeats: measured rounds; each round runs every layer and the whole
             model once, in a shuffled order (``fastconv.timing.interleaved``).
@@ -733,9 +751,9 @@ def profile(
     Raises:
         ValueError: on a bad ``mode``, ``batch_size``, ``warmup``, ``repeats``,
             ``jit``, ``seed`` or ``inputs`` (a sample batch with NaN or Inf, a
-            batch axis that differs from ``batch_size``), a ``seed`` given with
-            a sample batch, or a model that is not built and was given no
-            ``inputs``.
+            sample batch or batch axis whose size differs from ``batch_size``),
+            a ``seed`` given with a sample batch, or a model that is not built
+            and was given no ``inputs``.
     """
     mode = _check_mode(mode)
     batch_size = _check_batch_size(batch_size)

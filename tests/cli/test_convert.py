@@ -244,12 +244,12 @@ def test_a_batch_beyond_memory_is_refused_before_the_work(workdir, capsys, monke
         (
             "objects.npy",
             lambda p: np.save(p, np.array([{}, []], dtype=object)),
-            "not a NumPy .npy array",
+            "holds Python objects (pickled), not numbers",
         ),
         ("words.npy", lambda p: np.save(p, np.array(["a", "b"])), "not numbers"),
         ("pair.npz", lambda p: np.savez(p, x=np.zeros(3)), ".npz archive"),
         ("shape.npy", lambda p: np.save(p, np.zeros((2, 5, 5, 3))), "shape"),
-        ("trunc.npy", lambda p: p.write_bytes(_npy_bytes()[:100]), "NumPy"),
+        ("trunc.npy", lambda p: p.write_bytes(_npy_bytes()[:100]), "readable .npy"),
     ],
 )
 def test_bad_calibration_data_names_the_argument(workdir, capsys, name, write, problem):

@@ -128,7 +128,7 @@ def test_calibration_data_gives_output_errors(saved, tmp_path, capsys):
     [
         (["--rank", "eight"], "rank must be"),
         (["--method", "svd"], "invalid choice: 'svd'"),
-        (["--min-speedup", "fast"], "invalid float value"),
+        (["--min-speedup", "fast"], "--min-speedup must be a number above 0"),
     ],
 )
 def test_bad_arguments_are_argparse_errors(saved, capsys, argv, match):
@@ -142,7 +142,7 @@ def test_bad_arguments_are_argparse_errors(saved, capsys, argv, match):
     [
         (
             ["--min-speedup", "0"],
-            "min_speedup must be None or a positive finite number",
+            "--min-speedup must be a number above 0, received '0'",
         ),
         (["-o", "out.h5"], "--output must end in .keras, received 'out.h5'"),
         (["--rank", "2", "--method", "cp", "--layers", "nothing"], "matches no"),

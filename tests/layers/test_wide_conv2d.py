@@ -137,7 +137,7 @@ def test_wide_replacement_of_a_sequential():
             keras.layers.Conv2D(
                 8, 3, padding="same", activation="relu", kernel_initializer=init
             ),
-            keras.layers.Conv2D(8, 5, strides=2, padding="same", activation="relu"),
+            keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu"),
             keras.layers.Conv2D(
                 8, 3, strides=(1, 2), padding="same", activation="tanh"
             ),
