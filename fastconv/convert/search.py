@@ -194,8 +194,20 @@ class SearchResult:
 
 # ------------------------------------------------------------------ choosing
 def _predicted(model_time: float, picks) -> tuple[float, float]:
-    saved = sum(option.saved for option in picks if option is not None)
-    drop = sum(option.accuracy_drop for option in picks if option is not None)
+    """The whole model's predicted speedup and accuracy drop with ``picks``.
+
+    Each layer, timed alone, saves ``time_before - time_after`` of the model's
+    time. Layers timed alone can add up to more than the whole model takes
+    (call overhead, noise); their savings are then scaled by the share of the
+    model they can account for, so that the prediction stays the layers' own
+    ratio at most, never an infinite speedup.
+    """
+    chosen = [option for option in picks if option is not None]
+    saved = sum(option.saved for option in chosen)
+    before = sum(option.time_before for option in chosen)
+    drop = sum(option.accuracy_drop for option in chosen)
+    if before > model_time > 0:
+        saved *= model_time / before
     left = model_time - saved
     return (math.inf if left <= 0 else model_time / left), drop
 

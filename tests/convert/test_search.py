@@ -52,6 +52,22 @@ def test_unreachable_target_names_the_best_prediction():
         choose(TABLE, 100.0, target_speedup=10.0)
 
 
+def test_layers_timed_alone_beyond_the_model_time_predict_their_own_ratio():
+    # Two layers timed alone at 60 s each in a model measured at 100 s: their
+    # savings are scaled to the model, so the prediction is their own ratio
+    # (120 s -> 30 s: 4x), not an infinite speedup that meets any target.
+    from fastconv.convert.search import _predicted
+
+    picks = [
+        Option("a", "cp", 1, 1, 0.0, 60.0, 15.0),
+        Option("b", "cp", 1, 1, 0.0, 60.0, 15.0),
+    ]
+    speedup, _ = _predicted(100.0, picks)
+    assert speedup == pytest.approx(4.0)
+    with pytest.raises(ValueError, match=r"target_speedup=1000.*4\.00x"):
+        choose(picks, 100.0, target_speedup=1000)
+
+
 # ------------------------------------------------------------- end to end
 def small_model():
     inputs = keras.Input((8, 8, 3))
