@@ -148,7 +148,7 @@ class CPConv2D(BaseFastConv):
             dilation_rate=(self.dilation_rate[0], 1),
             data_format=fmt,
         )
-        h1, _ = self._output_hw(h, w)
+        h1, _ = self._output_spatial(h, w)
         cost = cost + depthwise_conv2d_cost(
             (h1, w, r),
             (1, kw),
@@ -157,7 +157,7 @@ class CPConv2D(BaseFastConv):
             dilation_rate=(1, self.dilation_rate[1]),
             data_format=fmt,
         )
-        ho, wo = self._output_hw(h, w)
+        ho, wo = self._output_spatial(h, w)
         return cost + conv2d_cost((ho, wo, r), self.filters, 1, use_bias=False)
 
     @classmethod
