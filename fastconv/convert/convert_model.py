@@ -30,6 +30,7 @@ from fastconv import _keras_graph, kernels, timing
 from fastconv._validation import is_int, is_int_at_least, is_number
 from fastconv.convert.decompose import (
     DEFAULT_RANK,
+    KERAS_CONVS,
     METHODS,
     Decomposition,
     _decompose,
@@ -74,7 +75,7 @@ class ConversionResult(NamedTuple):
 
 # --------------------------------------------------------------------- graph
 def _is_conv(layer) -> bool:
-    return isinstance(layer, keras.layers.Conv2D | BaseFastConv)
+    return isinstance(layer, (*KERAS_CONVS, BaseFastConv))
 
 
 @dataclasses.dataclass
@@ -186,7 +187,7 @@ def _lookup(name: str, everything: dict, sites: list, what: str) -> list:
 def _matcher(layers, sites, everything) -> tuple[Callable, bool]:
     """``(predicate on a site, strict)`` for the ``layers`` argument."""
     if layers is None:
-        return (lambda site: isinstance(site.layer, keras.layers.Conv2D)), False
+        return (lambda site: isinstance(site.layer, KERAS_CONVS)), False
     if isinstance(layers, str | re.Pattern):
         try:
             pattern = re.compile(layers) if isinstance(layers, str) else layers
@@ -228,9 +229,9 @@ def _matcher(layers, sites, everything) -> tuple[Callable, bool]:
             if not _is_conv(layer):
                 raise TypeError(
                     f"convert_model: layers names {layer.name!r}, a "
-                    f"{type(layer).__name__}; only 2-D convolutions "
-                    "(keras.layers.Conv2D and linear fastconv layers) can be "
-                    "converted"
+                    f"{type(layer).__name__}; only convolutions "
+                    "(keras.layers.Conv1D, Conv2D, Conv3D and linear fastconv "
+                    "layers) can be converted"
                 )
         return (lambda site: id(site.layer) in chosen), True
     raise TypeError(
@@ -242,7 +243,7 @@ def _matcher(layers, sites, everything) -> tuple[Callable, bool]:
 
 def _skip_reason(layer, method: str) -> str | None:
     """Why a layer picked by a pattern is kept rather than converted, or None."""
-    if isinstance(layer, keras.layers.Conv2D):
+    if isinstance(layer, KERAS_CONVS):
         if layer.groups != 1:
             return f"kept: groups={layer.groups} (grouped convolutions unsupported)"
         if getattr(layer, "quantization_mode", None):
@@ -256,7 +257,7 @@ def _skip_reason(layer, method: str) -> str | None:
 
 
 def _kernel_shape(layer) -> tuple:
-    if isinstance(layer, keras.layers.Conv2D):
+    if isinstance(layer, KERAS_CONVS):
         return tuple(layer.kernel.shape)
     return (*layer.kernel_size, None, layer.output_filters)
 
@@ -646,7 +647,8 @@ def convert_model(
 ) -> ConversionResult:
     """A copy of a model with its convolutions replaced by decomposed layers.
 
-    Which convolutions: by default every ``keras.layers.Conv2D`` except the
+    Which convolutions: by default every ``keras.layers.Conv2D`` (``Conv1D``,
+    ``Conv3D``: ``"cp"`` and ``"tucker"`` only, see `decompose`) except the
     first ones (those with no other convolution between them and a model
     input: their few input channels leave little to gain and much to lose);
     grouped convolutions, and 1x1 kernels for ``"cp"``/``"factorized"``, are
@@ -790,7 +792,8 @@ def convert_model(
     if not sites:
         raise ValueError(
             f"convert_model: model {model.name!r} has no convolution to convert "
-            "(no keras.layers.Conv2D or linear fastconv layer in its graph)"
+            "(no keras.layers.Conv1D, Conv2D, Conv3D or linear fastconv layer in "
+            "its graph)"
         )
     plans = _plan(
         sites, everything, layers, skip_first, overrides, method, rank, options
