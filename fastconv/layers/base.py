@@ -170,10 +170,7 @@ class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
         if implementation not in allowed:
             requirement = f"must be one of {allowed}"
             if implementation in self.TWO_D_ONLY:
-                requirement += (
-                    f" ({implementation!r} exists for the 2-D layer only; this one "
-                    f"has {self.SPATIAL_DIMS} spatial axes)"
-                )
+                requirement += f" ({implementation!r} exists for the 2-D layer only)"
             raise self._error("implementation", implementation, requirement)
         self.implementation = implementation
         self.input_spec = keras.layers.InputSpec(ndim=self.SPATIAL_DIMS + 2)
