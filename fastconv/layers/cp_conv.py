@@ -1,4 +1,5 @@
-"""CP-decomposed 1-D and 3-D convolutions (the 2-D one is ``CPConv2D``)."""
+"""CP-decomposed convolutions: the family's base for 1, 2 and 3 spatial axes,
+and the 1-D and 3-D layers (the 2-D one is ``CPConv2D``)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,20 @@ from fastconv.kernels import functional
 from fastconv.layers.base import BaseFastConv
 
 #: The names of the depthwise factors, one per spatial axis, by rank.
-AXIS_FACTORS = {1: ("depthwise",), 3: ("depth", "vertical", "horizontal")}
+AXIS_FACTORS = {
+    1: ("depthwise",),
+    2: ("vertical", "horizontal"),
+    3: ("depth", "vertical", "horizontal"),
+}
 
 
 class BaseCPConv(BaseFastConv):
-    """A rank-``R`` CP convolution with 1 or 3 spatial axes.
+    """A rank-``R`` CP convolution for any rank.
 
     ``pointwise_in`` (1x1, ``C_in -> R``), then one depthwise factor per
     spatial axis, each ``(k_i, R)`` and acting along its axis alone (1-D:
-    ``depthwise``, a ``k`` depthwise conv; 3-D: ``depth`` ``k_d x 1 x 1``,
+    ``depthwise``, a ``k`` depthwise conv; 2-D: ``vertical`` and
+    ``horizontal``; 3-D: ``depth`` ``k_d x 1 x 1``,
     ``vertical`` ``1 x k_h x 1``, ``horizontal`` ``1 x 1 x k_w``), then
     ``pointwise_out`` (1x1, ``R -> filters``), then bias and activation. It is
     the convolution whose kernel is the rank-``R`` CP tensor
@@ -30,7 +36,7 @@ class BaseCPConv(BaseFastConv):
 
     Implementations: ``"depthwise"`` (``keras.ops.conv`` 1x1s and depthwise
     convolutions), ``"dense"`` (the reconstructed kernel) and ``"auto"``; the
-    2-D layer's others (``"matmul"``, ``"fused"``, ``"shift"``) are 2-D only.
+    2-D layer adds ``"matmul"``, ``"fused"`` and ``"shift"``.
 
     Args:
         filters: number of output channels.
@@ -50,11 +56,11 @@ class BaseCPConv(BaseFastConv):
         super().__init__(filters, kernel_size, **kwargs)
         self.rank = self._positive_int("rank", rank)
         if max(self.kernel_size) < 2:
+            ones = "x".join("1" * self.SPATIAL_DIMS)
             raise self._error(
                 "kernel_size",
                 self.kernel_size,
-                "must be larger than 1 on one axis (a 1x1 conv has nothing to "
-                "factorise)",
+                f"must be larger than {ones} (a 1x1 conv has nothing to factorise)",
             )
 
     def max_rank(self, input_channels: int) -> int:

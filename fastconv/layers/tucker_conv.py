@@ -1,5 +1,5 @@
-"""Tucker-2-decomposed 1-D and 3-D convolutions (the 2-D one is
-``TuckerConv2D``)."""
+"""Tucker-2-decomposed convolutions: the family's base for 1, 2 and 3
+spatial axes, and the 1-D and 3-D layers (the 2-D one is ``TuckerConv2D``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from fastconv.layers.base import BaseFastConv
 
 
 class BaseTuckerConv(BaseFastConv):
-    """A Tucker-2 convolution with 1 or 3 spatial axes: 1x1, a small core, 1x1.
+    """A Tucker-2 convolution for any rank: 1x1, a small core, 1x1.
 
     ``pointwise_in`` (1x1, ``C_in -> R_in``), ``core`` (the full kernel size,
     ``R_in -> R_out``, with the strides, dilation and padding),
@@ -24,7 +24,7 @@ class BaseTuckerConv(BaseFastConv):
     filters``, against ``prod(k) C_in filters`` for the dense convolution.
 
     Implementations: ``"tucker"`` (three ``keras.ops.conv``), ``"dense"``
-    and ``"auto"``; the 2-D layer's ``"matmul"`` is 2-D only.
+    and ``"auto"``; the 2-D layer adds ``"matmul"``.
 
     Args:
         filters: number of output channels.
