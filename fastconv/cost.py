@@ -69,13 +69,12 @@ def conv_output_length(
         length: input length, or None when unknown.
         kernel: kernel length.
         stride: stride.
-        padding: ``"valid"``, ``"same"`` or ``"causal"`` (1-D; as long as
-            ``"same"``).
+        padding: ``"valid"`` or ``"same"``.
         dilation: dilation rate.
 
     Raises:
         ValueError: a size that is not a positive int, a padding other than
-            ``"valid"``/``"same"``/``"causal"``, or a ``"valid"`` kernel longer than the
+            ``"valid"``/``"same"``, or a ``"valid"`` kernel longer than the
             input (the output would be empty).
     """
     if length is None:
@@ -87,11 +86,11 @@ def conv_output_length(
         ("dilation", dilation),
     ):
         _check_positive(name, value)
-    if padding not in ("valid", "same", "causal"):
+    if padding not in ("valid", "same"):
         raise ValueError(
-            f"padding must be 'valid', 'same' or 'causal', received padding={padding!r}"
+            f"padding must be 'valid' or 'same', received padding={padding!r}"
         )
-    if padding in ("same", "causal"):
+    if padding == "same":
         return -(-length // stride)
     effective = (kernel - 1) * dilation + 1
     if length < effective:
@@ -211,8 +210,9 @@ def conv_cost(
     ``macs = filters * prod(output sizes) * prod(kernel_size) * C_in / groups``;
     ``params = prod(kernel_size) * C_in / groups * filters``. Every sequence
     has one entry per spatial axis (already normalised, as the layers keep
-    them).
+    them); ``padding="causal"`` (1-D) gives ``"same"``'s output length.
     """
+    padding = "same" if padding == "causal" else padding
     if dilation_rate is None:
         dilation_rate = (1,) * len(spatial)
     out = [

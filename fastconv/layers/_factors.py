@@ -64,8 +64,9 @@ class FactorsMixin:
 
     def _output_spatial(self, *spatial: int) -> tuple[int, ...]:
         """The output's spatial sizes for input sizes ``spatial``."""
+        padding = "same" if self.padding == "causal" else self.padding
         return tuple(
-            conv_output_length(length, k, s, self.padding, d)
+            conv_output_length(length, k, s, padding, d)
             for length, k, s, d in zip(
                 spatial,
                 self.kernel_size,

@@ -382,12 +382,14 @@ class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         shape = list(input_shape)
         first = 1 if self.data_format == "channels_last" else 2
+        # A causal output is as long as a "same" one.
+        padding = "same" if self.padding == "causal" else self.padding
         for i in range(self.SPATIAL_DIMS):
             shape[first + i] = conv_output_length(
                 shape[first + i],
                 self.kernel_size[i],
                 self.strides[i],
-                self.padding,
+                padding,
                 self.dilation_rate[i],
             )
         shape[self.channel_axis] = self.output_filters
