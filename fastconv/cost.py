@@ -25,6 +25,7 @@ __all__ = [
     "Cost",
     "conv_output_length",
     "conv2d_cost",
+    "conv_cost",
     "depthwise_conv2d_cost",
     "dense_cost",
     "spatial_dims",
@@ -124,6 +125,11 @@ def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
     return (int(value[0]), int(value[1]))
 
 
+#: The names of the spatial axes of each rank, as error messages spell them.
+_AXIS_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+_AXIS_WORDS = {1: "length", 2: "height, width", 3: "depth, height, width"}
+
+
 def spatial_dims(
     input_shape: Sequence[int | None], data_format: str = "channels_last"
 ) -> tuple[int, int, int]:
@@ -133,21 +139,38 @@ def spatial_dims(
         ValueError: if the shape is not 3-D or 4-D, or has unknown sizes or
             sizes that are not positive ints.
     """
+    spatial, c = spatial_shape(input_shape, data_format, 2)
+    return (*spatial, c)
+
+
+def spatial_shape(
+    input_shape: Sequence[int | None],
+    data_format: str = "channels_last",
+    rank: int = 2,
+) -> tuple[tuple[int, ...], int]:
+    """Split the shape of an input with ``rank`` spatial axes, with or without
+    a batch axis, into (spatial sizes, channels).
+
+    Raises:
+        ValueError: if the shape has neither ``rank + 1`` nor ``rank + 2``
+            axes, or has unknown sizes or sizes that are not positive ints.
+    """
     try:
         shape = tuple(input_shape) if not isinstance(input_shape, str) else ()
     except TypeError:
         shape = ()
-    if len(shape) == 4:
+    if len(shape) == rank + 2:
         batch, shape = shape[0], shape[1:]
         if batch is not None and not is_int_at_least(batch, 1):
             raise ValueError(
                 "input_shape's batch size must be None or a positive int, received "
                 f"input_shape={input_shape!r}"
             )
-    if len(shape) != 3:
+    if len(shape) != rank + 1:
+        names = ", ".join(_AXIS_NAMES[rank])
         raise ValueError(
-            "input_shape must be (H, W, C) or (batch, H, W, C) (channels first: "
-            f"(C, H, W)), received input_shape={input_shape!r}"
+            f"input_shape must be ({names}, C) or (batch, {names}, C) (channels "
+            f"first: (C, {names})), received input_shape={input_shape!r}"
         )
     if data_format not in ("channels_last", "channels_first"):
         raise ValueError(
@@ -155,20 +178,51 @@ def spatial_dims(
             f"data_format={data_format!r}"
         )
     if data_format == "channels_first":
-        c, h, w = shape
+        c, spatial = shape[0], shape[1:]
     else:
-        h, w, c = shape
-    if any(v is None for v in (h, w, c)):
+        c, spatial = shape[-1], shape[:-1]
+    words = _AXIS_WORDS[rank]
+    if any(v is None for v in (*spatial, c)):
         raise ValueError(
-            "input_shape needs known height, width and channels to be costed, "
+            f"input_shape needs known {words} and channels to be costed, "
             f"received input_shape={tuple(input_shape)!r}"
         )
-    if not all(is_int_at_least(v, 1) for v in (h, w, c)):
+    if not all(is_int_at_least(v, 1) for v in (*spatial, c)):
         raise ValueError(
-            "input_shape's height, width and channels must be positive ints, "
+            f"input_shape's {words} and channels must be positive ints, "
             f"received input_shape={tuple(input_shape)!r}"
         )
-    return int(h), int(w), int(c)
+    return tuple(int(v) for v in spatial), int(c)
+
+
+def conv_cost(
+    spatial: Sequence[int],
+    c_in: int,
+    filters: int,
+    kernel_size: Sequence[int],
+    strides: Sequence[int],
+    padding: str = "valid",
+    dilation_rate: Sequence[int] | None = None,
+    groups: int = 1,
+) -> Cost:
+    """Cost of a convolution with any number of spatial axes, bias excluded.
+
+    ``macs = filters * prod(output sizes) * prod(kernel_size) * C_in / groups``;
+    ``params = prod(kernel_size) * C_in / groups * filters``. Every sequence
+    has one entry per spatial axis (already normalised, as the layers keep
+    them); ``padding="causal"`` (1-D) gives ``"same"``'s output length.
+    """
+    padding = "same" if padding == "causal" else padding
+    if dilation_rate is None:
+        dilation_rate = (1,) * len(spatial)
+    out = [
+        conv_output_length(length, k, s, padding, d)
+        for length, k, s, d in zip(
+            spatial, kernel_size, strides, dilation_rate, strict=True
+        )
+    ]
+    per_filter = math.prod(kernel_size) * (c_in // groups)
+    return Cost(params=per_filter * filters, macs=filters * math.prod(out) * per_filter)
 
 
 def conv2d_cost(

@@ -5,7 +5,8 @@ symbolic and eager calls with the output shape, one training step inside
 ``model.fit``, the ``get_config``/``from_config`` round trip, ``.keras`` and
 ``.weights.h5`` round trips with identical outputs, and both mixed-precision
 policies. ``assert_matches_conv2d(layer, x)`` checks a linear layer against a
-plain ``keras.layers.Conv2D`` that uses its ``dense_kernel()``.
+plain ``keras.layers.Conv2D`` (``Conv1D``, ``Conv3D`` for the other ranks)
+that uses its ``dense_kernel()``.
 """
 
 from __future__ import annotations
@@ -36,18 +37,25 @@ def _model(layer, input_shape):
     return keras.Model(inputs, layer(inputs))
 
 
-def reference_conv2d_output(layer, x) -> np.ndarray:
-    """Output of a plain Conv2D with ``layer.dense_kernel()`` and its bias.
+_CONV_LAYERS = {1: "Conv1D", 2: "Conv2D", 3: "Conv3D"}
 
-    Runs in channels_last (TensorFlow's CPU Conv2D takes nothing else) and
-    transposes back for channels_first layers.
+
+def reference_conv2d_output(layer, x) -> np.ndarray:
+    """Output of a plain Conv1D/Conv2D/Conv3D (the layer's ``SPATIAL_DIMS``)
+    with ``layer.dense_kernel()`` and its bias.
+
+    Runs in channels_last (TensorFlow's CPU convolutions take nothing else)
+    and transposes back for channels_first layers.
     """
+    rank = layer.SPATIAL_DIMS
     channels_first = layer.data_format == "channels_first"
-    x_last = np.transpose(x, (0, 2, 3, 1)) if channels_first else x
+    to_last = (0, *range(2, rank + 2), 1)
+    to_first = (0, rank + 1, *range(1, rank + 1))
+    x_last = np.transpose(x, to_last) if channels_first else x
     kernel = layer.dense_kernel()
-    ref = keras.layers.Conv2D(
+    ref = getattr(keras.layers, _CONV_LAYERS[rank])(
         kernel.shape[-1],
-        kernel.shape[:2],
+        kernel.shape[:rank],
         strides=layer.strides,
         padding=layer.padding,
         dilation_rate=layer.dilation_rate,
@@ -60,11 +68,12 @@ def reference_conv2d_output(layer, x) -> np.ndarray:
     weights = [kernel] + ([to_numpy(layer.bias)] if layer.use_bias else [])
     ref.set_weights(weights)
     y = to_numpy(ref(x_last))
-    return np.transpose(y, (0, 3, 1, 2)) if channels_first else y
+    return np.transpose(y, to_first) if channels_first else y
 
 
 def assert_matches_conv2d(layer, x, rtol=RTOL) -> None:
-    """The layer's output equals Conv2D with its dense kernel, within ``rtol``."""
+    """The layer's output equals the dense convolution of its rank with its
+    dense kernel, within ``rtol``."""
     y = to_numpy(layer(x))
     y_ref = reference_conv2d_output(layer, x)
     assert y.shape == y_ref.shape, (y.shape, y_ref.shape)

@@ -580,7 +580,7 @@ def test_decompose_refuses_a_non_finite_layer_naming_it(where, value):
     [
         (lambda: keras.layers.Conv2D(8, 3, name="conv"), ValueError, "not built"),
         (lambda: keras.layers.Dense(4, name="conv"), TypeError, "not a keras"),
-        (lambda: keras.layers.Conv1D(4, 3, name="conv"), TypeError, "Conv1D"),
+        (lambda: keras.layers.Conv1DTranspose(4, 3, name="c"), TypeError, "Conv1DT"),
         (lambda: keras.layers.DepthwiseConv2D(3, name="conv"), TypeError, "Depthwise"),
         (lambda: np.ones((3, 3, 4, 8)), TypeError, "ndarray"),
         (lambda: None, TypeError, "NoneType"),

@@ -31,6 +31,7 @@ from fastconv import _keras_graph, kernels, timing
 from fastconv._validation import is_int, is_int_at_least, is_number
 from fastconv.convert.decompose import (
     DENSE_METHODS,
+    KERAS_CONVS,
     METHODS,
     Decomposition,
     _decompose,
@@ -80,7 +81,7 @@ class ConversionResult(NamedTuple):
 
 # --------------------------------------------------------------------- graph
 def _is_conv(layer) -> bool:
-    return isinstance(layer, keras.layers.Conv2D | BaseFastConv)
+    return isinstance(layer, (*KERAS_CONVS, BaseFastConv))
 
 
 def _is_dense(layer) -> bool:
@@ -226,9 +227,7 @@ def _matcher(layers, sites, everything, layer_types) -> tuple[Callable, bool]:
     """``(predicate on a site, strict)`` for the ``layers`` argument."""
     if layers is None:
         return (
-            lambda site: isinstance(
-                site.layer, keras.layers.Conv2D | keras.layers.Dense
-            )
+            lambda site: isinstance(site.layer, (*KERAS_CONVS, keras.layers.Dense))
         ), False
     if isinstance(layers, str | re.Pattern):
         try:
@@ -274,9 +273,9 @@ def _matcher(layers, sites, everything, layer_types) -> tuple[Callable, bool]:
             if not _is_site(layer, layer_types):
                 raise TypeError(
                     f"convert_model: layers names {layer.name!r}, a "
-                    f"{type(layer).__name__}; only 2-D convolutions "
-                    "(keras.layers.Conv2D and linear fastconv layers) can be "
-                    "converted"
+                    f"{type(layer).__name__}; only convolutions "
+                    "(keras.layers.Conv1D, Conv2D, Conv3D and linear fastconv "
+                    "layers) can be converted"
                 )
         return (lambda site: id(site.layer) in chosen), True
     raise TypeError(
@@ -292,7 +291,7 @@ def _skip_reason(layer, method: str) -> str | None:
         if getattr(layer, "quantization_mode", None):
             return "kept: quantized"
         return None
-    if isinstance(layer, keras.layers.Conv2D):
+    if isinstance(layer, KERAS_CONVS):
         if layer.groups != 1:
             return f"kept: groups={layer.groups} (grouped convolutions unsupported)"
         if getattr(layer, "quantization_mode", None):
@@ -306,7 +305,7 @@ def _skip_reason(layer, method: str) -> str | None:
 
 
 def _kernel_shape(layer) -> tuple:
-    if isinstance(layer, keras.layers.Conv2D):
+    if isinstance(layer, KERAS_CONVS):
         return tuple(layer.kernel.shape)
     return (*layer.kernel_size, None, layer.output_filters)
 
@@ -750,7 +749,8 @@ def convert_model(
 ) -> ConversionResult:
     """A copy of a model with its convolutions replaced by decomposed layers.
 
-    Which convolutions: by default every ``keras.layers.Conv2D`` except the
+    Which convolutions: by default every ``keras.layers.Conv2D`` (``Conv1D``,
+    ``Conv3D``: ``"cp"`` and ``"tucker"`` only, see `decompose`) except the
     first ones (those with no other convolution between them and a model
     input: their few input channels leave little to gain and much to lose);
     grouped convolutions, and 1x1 kernels for ``"cp"``/``"factorized"``, are
@@ -924,7 +924,7 @@ def convert_model(
     sites = list(sites.values())
     if not sites:
         kinds = {
-            "conv": "keras.layers.Conv2D or linear fastconv layer",
+            "conv": "keras.layers.Conv1D, Conv2D, Conv3D or linear fastconv layer",
             "dense": "keras.layers.Dense or LowRankDense",
         }
         raise ValueError(

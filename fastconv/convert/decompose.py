@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import os
 import re
 import warnings
@@ -31,7 +32,7 @@ import numpy as np
 
 from fastconv import _keras_graph
 from fastconv._validation import is_number
-from fastconv.cost import spatial_dims
+from fastconv.cost import spatial_shape
 from fastconv.decomposition import (
     RankClampedWarning,
     cp_decompose,
@@ -41,13 +42,18 @@ from fastconv.decomposition import (
     tucker2_decompose,
 )
 from fastconv.decomposition import resolve_rank as _resolve_rank
+from fastconv.decomposition.cp import cp_axes_decompose
 from fastconv.layers import (
     BaseFastConv,
+    CPConv1D,
     CPConv2D,
+    CPConv3D,
     DepthwiseSeparableConv2D,
     FactorizedConv2D,
     LowRankDense,
+    TuckerConv1D,
     TuckerConv2D,
+    TuckerConv3D,
 )
 
 __all__ = [
@@ -91,6 +97,16 @@ _LAYERS = {
     "factorized": FactorizedConv2D,
     "separable": DepthwiseSeparableConv2D,
 }
+#: The layers of the methods that take 1-D and 3-D convolutions, by rank.
+_LAYERS_ND = {
+    "cp": {1: CPConv1D, 3: CPConv3D},
+    "tucker": {1: TuckerConv1D, 3: TuckerConv3D},
+}
+#: The options of ``"cp"`` for a kernel with 1 or 3 spatial axes
+#: (``decomposition.cp.cp_axes_decompose``).
+_ND_CP_OPTIONS = ("n_iter_max", "tol")
+#: The Keras convolutions that decompose takes.
+KERAS_CONVS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 _DECOMPOSERS = {
     "cp": cp_decompose,
     "tucker": tucker2_decompose,
@@ -99,8 +115,6 @@ _DECOMPOSERS = {
 }
 # Layers that look like convolutions but are not what decompose takes.
 _OTHER_CONVS = (
-    keras.layers.Conv1D,
-    keras.layers.Conv3D,
     keras.layers.Conv1DTranspose,
     keras.layers.Conv2DTranspose,
     keras.layers.Conv3DTranspose,
@@ -179,7 +193,7 @@ class _Source:
     """The parts of a convolution that its replacement must reproduce."""
 
     name: str
-    kernel: np.ndarray  # float64, (k_h, k_w, C_in, C_out)
+    kernel: np.ndarray  # float64, (*kernel_size, C_in, C_out), 1 to 3 spatial axes
     bias: np.ndarray | None
     kwargs: dict  # BaseFastConv arguments, name excluded
 
@@ -202,14 +216,15 @@ def _source(layer) -> _Source:
     name = _layer_name(layer)
     if isinstance(layer, _OTHER_CONVS):
         raise TypeError(
-            f"decompose: layer {name!r} is a {_type_name(layer)}; only 2-D "
-            "convolutions (keras.layers.Conv2D and the linear fastconv layers) "
-            "can be decomposed"
+            f"decompose: layer {name!r} is a {_type_name(layer)}; only "
+            "convolutions (keras.layers.Conv1D, Conv2D, Conv3D and the linear "
+            "fastconv layers) can be decomposed"
         )
-    if not isinstance(layer, keras.layers.Conv2D | BaseFastConv):
+    if not isinstance(layer, (*KERAS_CONVS, BaseFastConv)):
         raise TypeError(
             f"decompose: layer {name!r} is a {_type_name(layer)}, not a "
-            "keras.layers.Conv2D, a keras.layers.Dense or a fastconv layer"
+            "keras.layers.Conv1D/Conv2D/Conv3D, a keras.layers.Dense or a "
+            "fastconv layer"
         )
     if not layer.built:
         raise ValueError(
@@ -282,7 +297,13 @@ def _check_method(method, name: str) -> str:
 
 def _unsupported(method: str, kernel_shape) -> str | None:
     """Why ``method`` cannot take a kernel of this shape, or None."""
-    if method in ("cp", "factorized") and tuple(kernel_shape[:2]) == (1, 1):
+    rank = len(kernel_shape) - 2
+    if rank != 2 and method not in _LAYERS_ND:
+        return (
+            f"{method!r} exists for 2-D convolutions only; a {rank}-D one takes "
+            f"{' or '.join(map(repr, _LAYERS_ND))}"
+        )
+    if method in ("cp", "factorized") and all(k == 1 for k in kernel_shape[:-2]):
         return (
             f"a 1x1 kernel has no spatial part for {method!r} to factorise "
             "('tucker' compresses a 1x1 convolution)"
@@ -341,12 +362,59 @@ def _resolve(rank, kernel: np.ndarray, method: str, name: str, *, quiet=False):
     return value
 
 
+def _fold(kernel: np.ndarray) -> np.ndarray:
+    """A ``(*k, C_in, C_out)`` kernel as ``(prod(k), 1, C_in, C_out)``: the
+    4-D kernel the rank rules and Tucker-2 read (they see the spatial axes
+    as one, which Tucker-2 leaves whole)."""
+    *taps, c_in, c_out = kernel.shape
+    return kernel.reshape(math.prod(taps), 1, c_in, c_out)
+
+
+def _one_nd(source: _Source, method: str, rank, options: dict, new_name, *, quiet):
+    """``_one`` for a kernel with 1 or 3 spatial axes (``"cp"``, ``"tucker"``)."""
+    kernel = source.kernel
+    taps = kernel.shape[:-2]
+    folded = _fold(kernel)
+    value = _resolve(rank, folded, method, source.name, quiet=quiet)
+    try:
+        if method == "tucker":
+            _check_options(method, options, source.name)
+            result = tucker2_decompose(folded, value, **options)
+            factors = {
+                "pointwise_in": result.pointwise_in,
+                "core": result.core.reshape(*taps, *result.core.shape[2:]),
+                "pointwise_out": result.pointwise_out,
+            }
+        else:
+            unknown = sorted(set(options) - set(_ND_CP_OPTIONS))
+            if unknown:
+                raise TypeError(
+                    f"decompose: method 'cp' of a {len(taps)}-D convolution takes "
+                    f"no option {unknown[0]!r} (layer {source.name!r}); it takes "
+                    f"{', '.join(_ND_CP_OPTIONS)}"
+                )
+            shape = kernel.shape
+            value = min(value, math.prod(shape) // max(shape))
+            result = cp_axes_decompose(kernel, value, **options)
+            factors = result.factors
+        layer = _LAYERS_ND[method][len(taps)].from_factors(
+            factors, bias=source.bias, name=new_name, **source.kwargs
+        )
+    except ValueError as exc:
+        raise ValueError(
+            f"decompose: layer {source.name!r}, method {method!r}: {exc}"
+        ) from None
+    return Decomposition(layer, method, value, float(result.relative_error))
+
+
 def _one(source: _Source, method: str, rank, options: dict, new_name: str, *, quiet):
     reason = _unsupported(method, source.kernel.shape)
     if reason is not None:
         raise ValueError(
             f"decompose: layer {source.name!r} cannot use method={method!r}: {reason}"
         )
+    if source.kernel.ndim != 4:
+        return _one_nd(source, method, rank, options, new_name, quiet=quiet)
     _check_options(method, options, source.name)
     value = _resolve(rank, source.kernel, method, source.name, quiet=quiet)
     try:
@@ -459,7 +527,7 @@ def _input_shape_of(layer, input_shape):
         if input_shape is None:
             return None
     try:
-        spatial_dims(input_shape, layer.data_format)
+        spatial_shape(input_shape, layer.data_format, len(layer.kernel_size))
     except ValueError:
         return None
     return tuple(input_shape)
@@ -483,6 +551,8 @@ def _auto(layer, source: _Source, rank, options, name, max_error, input_shape):
             candidates.append({"method": method, "skipped": reason})
             continue
         accepted = _option_names(method)
+        if method == "cp" and source.kernel.ndim != 4:
+            accepted = _ND_CP_OPTIONS
         method_options = {k: v for k, v in options.items() if k in accepted}
         found = _one(
             source,
@@ -516,7 +586,8 @@ def _auto(layer, source: _Source, rank, options, name, max_error, input_shape):
         best = min(scored, key=lambda c: c["relative_error"])
     chosen = next(d for d in decompositions if d.method == best["method"])
     # Repeat the chosen method's rank warnings, if any, now that it is chosen.
-    _resolve(rank, source.kernel, chosen.method, source.name)
+    kernel = source.kernel if source.kernel.ndim == 4 else _fold(source.kernel)
+    _resolve(rank, kernel, chosen.method, source.name)
     return dataclasses.replace(chosen, candidates=tuple(candidates))
 
 
@@ -596,7 +667,7 @@ def decompose(
     name: str | None = None,
     **options,
 ) -> BaseFastConv:
-    """A new fastconv layer approximating a trained 2-D convolution.
+    """A new fastconv layer approximating a trained convolution.
 
     The kernel is read from the layer's (float32) weights, decomposed in float64,
     and the factors are stored in a new, built layer of the method's class. The
@@ -632,8 +703,18 @@ def decompose(
     ``"vbmf"`` or ``"energy:<fraction>"``; ranks above a method's maximum are
     clamped with a `RankClampedWarning` naming the layer.
 
+    A ``keras.layers.Conv1D`` or ``Conv3D`` (or a 1-D/3-D fastconv layer)
+    takes ``"cp"`` (-> `CPConv1D`, `CPConv3D`: TensorLy's ALS over every
+    axis; options ``n_iter_max``, ``tol``) and ``"tucker"`` (-> `TuckerConv1D`,
+    `TuckerConv3D`, exact at ``(C_in, C_out)``); ``"auto"`` chooses between
+    those two. Their rank rules read the kernel with its spatial axes as one
+    (a float is a fraction of the parameters counted that way), and a CP rank
+    is at most the kernel's entries over its largest axis. A ``Conv1D`` with
+    ``padding="causal"`` keeps it: both forms stay causal.
+
     Args:
-        layer: a built ``keras.layers.Conv2D`` (``groups=1``), a built fastconv
+        layer: a built ``keras.layers.Conv2D`` (``Conv1D``, ``Conv3D``;
+            ``groups=1``), a built fastconv
             layer that is a linear map (e.g. a `TuckerConv2D` to re-decompose
             with smaller ranks, through its ``dense_kernel()``), or a built
             ``keras.layers.Dense`` or `LowRankDense` (method ``"svd"``).

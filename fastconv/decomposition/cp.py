@@ -30,6 +30,8 @@ Alternating least squares, written for kernels rather than general tensors:
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from fastconv.decomposition import _tensorly
@@ -51,7 +53,7 @@ from fastconv.decomposition.tucker import (
     _converged,
 )
 
-__all__ = ["cp_decompose"]
+__all__ = ["CPAxesFactors", "cp_axes_decompose", "cp_decompose"]
 
 _INITS = ("svd", "random")
 # Extrapolation: first tried after this many sweeps; the step is
@@ -349,3 +351,89 @@ def cp_decompose(
         relative_error=relative_error(kernel, approximation),
         n_iter=n_iter,
     )
+
+
+#: The names of the per-axis factors of a kernel with 1 or 3 spatial axes, as
+#: the 1-D and 3-D CP layers name their weights.
+AXIS_FACTORS = {1: ("depthwise",), 3: ("depth", "vertical", "horizontal")}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CPAxesFactors:
+    """A CP decomposition of a kernel with 1 or 3 spatial axes:
+    ``kernel[..., c, o] ~= sum_r pointwise_in[c, r] prod_i axes[i][k_i, r]
+    pointwise_out[r, o]``.
+
+    Attributes:
+        pointwise_in: ``(C_in, R)``.
+        axes: one ``(k_i, R)`` factor per spatial axis.
+        pointwise_out: ``(R, C_out)``.
+        relative_error: ``||K - K_hat||_F / ||K||_F`` for the input kernel.
+    """
+
+    pointwise_in: np.ndarray
+    axes: tuple[np.ndarray, ...]
+    pointwise_out: np.ndarray
+    relative_error: float
+
+    @property
+    def rank(self) -> int:
+        return int(self.pointwise_in.shape[1])
+
+    @property
+    def factors(self) -> dict[str, np.ndarray]:
+        """The factors by the names of the CP layer of the kernel's rank."""
+        names = AXIS_FACTORS[len(self.axes)]
+        return {
+            "pointwise_in": self.pointwise_in,
+            **dict(zip(names, self.axes, strict=True)),
+            "pointwise_out": self.pointwise_out,
+        }
+
+    def to_dense(self) -> np.ndarray:
+        return _tensorly.cp_to_tensor(
+            [*self.axes, self.pointwise_in, self.pointwise_out.T]
+        )
+
+
+def cp_axes_decompose(
+    kernel, rank: int, *, n_iter_max: int = 200, tol: float = 1e-8
+) -> CPAxesFactors:
+    """CP of a ``(*k, C_in, C_out)`` kernel with 1 or 3 spatial axes, by
+    TensorLy's ALS from an SVD initialisation (deterministic).
+
+    Args:
+        kernel: ``(k, C_in, C_out)`` or ``(k_d, k_h, k_w, C_in, C_out)``.
+        rank: the CP rank, a positive int.
+        n_iter_max: most ALS sweeps.
+        tol: stop when a sweep changes the error by less than this.
+
+    Returns:
+        ``CPAxesFactors``; the scale of each component is in ``pointwise_out``.
+
+    Raises:
+        ValueError: for a kernel that is not 3-D or 5-D or not finite, or a
+            rank that is not a positive int.
+    """
+    array = np.asarray(kernel, dtype=np.float64)
+    if array.ndim not in (3, 5) or not np.all(np.isfinite(array)):
+        raise ValueError(
+            "kernel must be a finite 3-D (k, C_in, C_out) or 5-D (k_d, k_h, k_w, "
+            f"C_in, C_out) array, received kernel of shape {np.shape(kernel)}"
+        )
+    if isinstance(rank, bool) or not isinstance(rank, int | np.integer) or rank < 1:
+        raise ValueError(f"rank must be a positive int, received rank={rank!r}")
+    _check_iterations(n_iter_max, tol)
+    weights, factors = _tensorly.parafac(
+        array, int(rank), n_iter_max=n_iter_max, tol=tol, init="svd"
+    )
+    *axes, pointwise_in, pointwise_out = factors
+    pointwise_out = (pointwise_out * weights).T
+    result = CPAxesFactors(
+        pointwise_in=pointwise_in,
+        axes=tuple(axes),
+        pointwise_out=pointwise_out,
+        relative_error=0.0,
+    )
+    error = relative_error(array, result.to_dense())
+    return dataclasses.replace(result, relative_error=error)

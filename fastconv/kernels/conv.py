@@ -7,7 +7,9 @@ Pure functions of tensors and convolution settings (``strides``,
 unequal-strides depthwise gap), the 1x1 convolution as a convolution or a
 matrix product, shifted-slice convolutions with their fallback, and the
 bias. ``fastconv.kernels.functional`` builds each layer's implementations
-from them.
+from them. ``conv``, ``depthwise_nd``, ``pointwise`` and ``add_bias`` take
+inputs with 1, 2 or 3 spatial axes, and ``padding="causal"`` (1-D) as
+``keras.layers.Conv1D`` does: zeros on the left only.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ from fastconv.kernels.ops import (
 
 __all__ = [
     "add_bias",
+    "causal_padding",
     "conv",
     "conv_by_slices",
     "depthwise",
     "depthwise_by_slices",
+    "depthwise_nd",
     "pointwise",
     "pointwise_product",
     "same_padding",
@@ -63,14 +67,19 @@ def conv(
     fast=False,
 ):
     """``keras.ops.conv``; with ``fast``, PyTorch's own op on PyTorch
-    (``kernels.ops.torch_conv``: the plain compositions keep Keras's)."""
-    if fast and keras.backend.backend() == "torch":
+    (``kernels.ops.torch_conv``: the plain compositions keep Keras's), for
+    2-D inputs."""
+    if padding == "causal":
+        x = causal_padding(x, kernel.shape[0], dilation_rate, data_format)
+        padding = "valid"
+    rank = len(x.shape) - 2
+    if fast and rank == 2 and keras.backend.backend() == "torch":
         return torch_conv(x, kernel, strides, padding, dilation_rate, data_format)
     if data_format == "channels_first" and tf_cpu_only():
-        # TensorFlow's CPU Conv2D kernel takes NHWC only.
-        x = keras.ops.transpose(x, (0, 2, 3, 1))
+        # TensorFlow's CPU convolution kernels take channels last only.
+        x = keras.ops.transpose(x, _to_channels_last(rank))
         y = keras.ops.conv(x, kernel, strides, padding, "channels_last", dilation_rate)
-        return keras.ops.transpose(y, (0, 3, 1, 2))
+        return keras.ops.transpose(y, _to_channels_first(rank))
     return keras.ops.conv(
         x,
         kernel,
@@ -79,6 +88,57 @@ def conv(
         data_format=data_format,
         dilation_rate=dilation_rate,
     )
+
+
+def _to_channels_last(rank: int) -> tuple[int, ...]:
+    return (0, *range(2, rank + 2), 1)
+
+
+def _to_channels_first(rank: int) -> tuple[int, ...]:
+    return (0, rank + 1, *range(1, rank + 1))
+
+
+def causal_padding(x, kernel_length, dilation_rate, data_format):
+    """Zeros on the left of the one spatial axis of ``x``: what a 1-D
+    ``"causal"`` convolution by a kernel of ``kernel_length`` taps adds, so
+    that a ``"valid"`` one then sees no later position."""
+    dilation = dilation_rate if isinstance(dilation_rate, int) else dilation_rate[0]
+    left = (int(kernel_length) - 1) * dilation
+    if data_format == "channels_last":
+        return keras.ops.pad(x, [(0, 0), (left, 0), (0, 0)])
+    return keras.ops.pad(x, [(0, 0), (0, 0), (left, 0)])
+
+
+def depthwise_nd(
+    x,
+    kernel,
+    strides=1,
+    padding="valid",
+    dilation_rate=1,
+    data_format="channels_last",
+):
+    """A depthwise convolution by a ``(*k, C, D)`` kernel for 1, 2 or 3
+    spatial axes: ``keras.ops.depthwise_conv`` where it exists (1-D, 2-D),
+    else ``keras.ops.conv`` with ``C`` groups (output channel ``c D + j``
+    from input channel ``c``, the depthwise order)."""
+    if padding == "causal":
+        x = causal_padding(x, kernel.shape[0], dilation_rate, data_format)
+        padding = "valid"
+    rank = len(x.shape) - 2
+    if rank == 2:
+        return depthwise(x, kernel, strides, padding, dilation_rate, data_format)
+    if rank == 1:
+        return keras.ops.depthwise_conv(
+            x,
+            kernel,
+            strides=strides,
+            padding=padding,
+            data_format=data_format,
+            dilation_rate=dilation_rate,
+        )
+    *taps, c_in, multiplier = kernel.shape
+    grouped = keras.ops.reshape(kernel, (*taps, 1, c_in * multiplier))
+    return conv(x, grouped, strides, padding, dilation_rate, data_format)
 
 
 def depthwise(
@@ -187,7 +247,8 @@ def add_bias(outputs, bias, data_format):
         return outputs
     if data_format == "channels_last":
         return keras.ops.add(outputs, bias)
-    bias = keras.ops.reshape(bias, (1, bias.shape[0], 1, 1))
+    ones = (1,) * (len(outputs.shape) - 2)
+    bias = keras.ops.reshape(bias, (1, bias.shape[0], *ones))
     # Not keras.ops.add: on TensorFlow it turns this into a BiasAdd over the
     # LAST axis whenever the output width equals filters (Keras 3.15); the
     # operator is a plain broadcasting add.
@@ -196,7 +257,8 @@ def add_bias(outputs, bias, data_format):
 
 def pointwise(x, matrix, bias=None, data_format="channels_last"):
     """A 1x1 convolution by a ``(C_in, C_out)`` matrix, then ``bias``."""
-    kernel = keras.ops.reshape(matrix, (1, 1, *matrix.shape))
+    ones = (1,) * (len(x.shape) - 2)
+    kernel = keras.ops.reshape(matrix, (*ones, *matrix.shape))
     return add_bias(conv(x, kernel, data_format=data_format), bias, data_format)
 
 

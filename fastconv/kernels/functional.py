@@ -13,6 +13,11 @@ add it inside that product, and ``expand_by_conv`` (see
 functions build the equivalent ``(k_h, k_w, C_in, C_out)`` kernel. A layer
 calls these with its weights and configuration; a test or a benchmark can
 call them alone.
+
+The ``_plain`` functions of Tucker-2, bottleneck and depthwise separable, and
+``cp_axes``, ``cp_axes_dense_kernel`` and ``factorized_2plus1d``, take
+inputs with 1, 2 or 3 spatial axes (the settings then have that many
+entries, and 1-D ``padding`` may be ``"causal"``); the others are 2-D.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from fastconv.kernels.conv import (
     conv_by_slices,
     depthwise,
     depthwise_by_slices,
+    depthwise_nd,
     pointwise,
     pointwise_product,
     same_padding,
@@ -36,12 +42,16 @@ __all__ = [
     "bottleneck_plain",
     "bottleneck_dense_kernel",
     "bottleneck_matmul",
+    "cp_axes",
+    "cp_axes_dense_kernel",
     "cp_dense_kernel",
     "cp_depthwise",
     "cp_fused",
     "cp_matmul",
     "cp_shift",
     "cp_taps",
+    "factorized_2plus1d",
+    "factorized_2plus1d_dense_kernel",
     "factorized_dense_kernel",
     "factorized_direct",
     "factorized_plain",
@@ -262,6 +272,54 @@ def cp_dense_kernel(pointwise_in, vertical, horizontal, pointwise_out):
     return keras.ops.matmul(scaled, pointwise_out)
 
 
+def _along_axis(axis, rank, value, other):
+    """A tuple of ``rank`` entries: ``value`` at ``axis``, ``other`` elsewhere."""
+    return tuple(value if i == axis else other for i in range(rank))
+
+
+def cp_axes(
+    x,
+    pointwise_in,
+    axis_factors,
+    pointwise_out,
+    *,
+    strides,
+    padding,
+    dilation_rate,
+    data_format,
+):
+    """CP with one depthwise factor per spatial axis (1, 2 or 3 of them):
+    a 1x1 ``keras.ops.conv``, then per axis ``i`` a depthwise convolution by
+    ``axis_factors[i]`` (``(k_i, rank)``) along that axis alone, with that
+    axis's stride and dilation, then a 1x1."""
+    rank = len(axis_factors)
+    x = pointwise(x, pointwise_in, None, data_format)
+    for i, factor in enumerate(axis_factors):
+        k, r = factor.shape
+        x = depthwise_nd(
+            x,
+            keras.ops.reshape(factor, (*_along_axis(i, rank, k, 1), r, 1)),
+            strides=_along_axis(i, rank, strides[i], 1),
+            padding=padding,
+            dilation_rate=_along_axis(i, rank, dilation_rate[i], 1),
+            data_format=data_format,
+        )
+    return pointwise(x, pointwise_out, None, data_format)
+
+
+def cp_axes_dense_kernel(pointwise_in, axis_factors, pointwise_out):
+    """The CP tensor ``sum_r pointwise_in[c, r] prod_i axis_factors[i][k_i, r]
+    pointwise_out[r, o]``, of shape ``(*k, C_in, C_out)``."""
+    rank = len(axis_factors)
+    taps = None
+    for i, factor in enumerate(axis_factors):
+        k, r = factor.shape
+        shaped = keras.ops.reshape(factor, (*_along_axis(i, rank, k, 1), r))
+        taps = shaped if taps is None else keras.ops.multiply(taps, shaped)
+    scaled = keras.ops.multiply(pointwise_in, keras.ops.expand_dims(taps, -2))
+    return keras.ops.matmul(scaled, pointwise_out)
+
+
 # ------------------------------------------------- Tucker-2 and bottleneck
 def _sandwich(
     x,
@@ -429,8 +487,8 @@ def bottleneck_dense_kernel(squeeze, kernel, expand, identity_tap=None):
     dense = keras.ops.matmul(keras.ops.matmul(squeeze, kernel), expand)
     if identity_tap is None:
         return dense
-    kh, kw, _, filters = dense.shape
-    identity = np.zeros((kh, kw, filters, filters), "float32")
+    *taps, _, filters = dense.shape
+    identity = np.zeros((*taps, filters, filters), "float32")
     identity[identity_tap] = np.eye(filters)
     return keras.ops.add(dense, keras.ops.cast(identity, dense.dtype))
 
@@ -473,14 +531,14 @@ def separable_plain(
     dilation_rate,
     data_format,
 ):
-    """``keras.ops.depthwise_conv`` then a 1x1 ``keras.ops.conv``, with
-    ``intermediate`` (a function of a tensor: batch norm, activation)
-    between them."""
+    """``keras.ops.depthwise_conv`` (``kernels.conv.depthwise_nd`` in 3-D)
+    then a 1x1 ``keras.ops.conv``, with ``intermediate`` (a function of a
+    tensor: batch norm, activation) between them."""
     return _separable_chain(
         x,
         depthwise_kernel,
         pointwise_kernel,
-        depthwise,
+        depthwise_nd,
         _convolutions(data_format),
         intermediate,
         None,
@@ -551,12 +609,13 @@ def separable_shift(
 
 
 def separable_dense_kernel(depthwise_kernel, pointwise_kernel):
-    """``sum_j depthwise[h, w, c, j] pointwise[c D + j, o]``."""
-    _, _, c_in, multiplier = depthwise_kernel.shape
+    """``sum_j depthwise[h, w, c, j] pointwise[c D + j, o]`` (any number of
+    spatial axes)."""
+    c_in, multiplier = depthwise_kernel.shape[-2:]
     pointwise_kernel = keras.ops.reshape(
         pointwise_kernel, (c_in, multiplier, pointwise_kernel.shape[1])
     )
-    return keras.ops.einsum("hwcj,cjo->hwco", depthwise_kernel, pointwise_kernel)
+    return keras.ops.einsum("...cj,cjo->...co", depthwise_kernel, pointwise_kernel)
 
 
 # ------------------------------------------------------------- factorized
@@ -653,6 +712,35 @@ def factorized_dense_kernel(vertical, horizontal):
         keras.ops.squeeze(vertical, axis=1),
         keras.ops.squeeze(horizontal, axis=0),
     )
+
+
+def factorized_2plus1d(
+    x, spatial, temporal, *, strides, padding, dilation_rate, data_format
+):
+    """The (2+1)D convolution: ``keras.ops.conv`` by the ``1 x k_h x k_w``
+    ``spatial`` kernel (the height and width strides and dilation), then by
+    the ``k_d x 1 x 1`` ``temporal`` one (the depth ones)."""
+    x = conv(
+        x,
+        spatial,
+        strides=(1, strides[1], strides[2]),
+        padding=padding,
+        dilation_rate=(1, dilation_rate[1], dilation_rate[2]),
+        data_format=data_format,
+    )
+    return conv(
+        x,
+        temporal,
+        strides=(strides[0], 1, 1),
+        padding=padding,
+        dilation_rate=(dilation_rate[0], 1, 1),
+        data_format=data_format,
+    )
+
+
+def factorized_2plus1d_dense_kernel(spatial, temporal):
+    """``sum_m spatial[0, h, w, c, m] temporal[d, 0, 0, m, o]``."""
+    return keras.ops.einsum("hwcm,dmo->dhwco", spatial[0], temporal[:, 0, 0])
 
 
 # ---------------------------------------------------------------- stacked

@@ -5,16 +5,16 @@
 what the layer declares:
 
 - ``_factor_shapes(c_in) -> dict[name, shape]``: the factor weights, in order;
-- ``_dense_kernel_ops()``: the equivalent ``(k_h, k_w, C_in, C_out)`` kernel as
-  a tensor, for linear layers;
-- ``_cost(h, w, c_in) -> Cost``: its parameters and multiply-adds (bias
+- ``_dense_kernel_ops()``: the equivalent ``(*kernel_size, C_in, C_out)``
+  kernel as a tensor, for linear layers;
+- ``_cost(*spatial, c_in) -> Cost``: its parameters and multiply-adds (bias
   excluded; ``cost`` adds it);
 - ``input_channels_of(factors)`` and ``_kwargs_from_factors(factors)``: what a
   factor mapping says of the constructor arguments.
 
 It reads the convolution settings of ``BaseFastConv`` (``kernel_size``,
 ``strides``, ``padding``, ``dilation_rate``, ``data_format``,
-``output_filters``, ``use_bias``, ``is_linear``).
+``output_filters``, ``use_bias``, ``is_linear``, ``SPATIAL_DIMS``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from fastconv._validation import check_array, check_arrays
-from fastconv.cost import Cost, conv2d_cost, conv_output_length, spatial_dims
+from fastconv.cost import Cost, conv_cost, conv_output_length, spatial_shape
 
 __all__ = ["FactorsMixin"]
 
@@ -39,33 +39,36 @@ class FactorsMixin:
 
         Args:
             input_shape: ``(H, W, C)`` or ``(batch, H, W, C)`` (channels first:
-                ``(C, H, W)``), in this layer's data format. The layer need not
-                be built.
+                ``(C, H, W)``), in this layer's data format; with one spatial
+                axis per ``SPATIAL_DIMS`` (``(L, C)``, ``(D, H, W, C)``). The
+                layer need not be built.
 
         Returns:
             A ``fastconv.cost.Cost`` with ``params`` and ``macs`` (per example;
             biases count as parameters, not as multiply-adds).
         """
-        h, w, c_in = spatial_dims(input_shape, self.data_format)
+        spatial, c_in = spatial_shape(input_shape, self.data_format, self.SPATIAL_DIMS)
         if self.built and c_in != self.input_spec.axes[self.channel_axis]:
             raise ValueError(
                 f"{type(self).__name__}: the layer is built for "
                 f"{self.input_spec.axes[self.channel_axis]} input channels, "
                 f"received input_shape={tuple(input_shape)!r}"
             )
-        base = self._cost(h, w, c_in)
+        base = self._cost(*spatial, c_in)
         if self.use_bias:
             base = base + Cost(self.output_filters, 0)
         return base
 
-    def _cost(self, h: int, w: int, c_in: int) -> Cost:
+    def _cost(self, *dims: int) -> Cost:
         raise NotImplementedError
 
-    def _output_hw(self, h: int, w: int) -> tuple[int, int]:
+    def _output_spatial(self, *spatial: int) -> tuple[int, ...]:
+        """The output's spatial sizes for input sizes ``spatial``."""
+        padding = "same" if self.padding == "causal" else self.padding
         return tuple(
-            conv_output_length(length, k, s, self.padding, d)
+            conv_output_length(length, k, s, padding, d)
             for length, k, s, d in zip(
-                (h, w),
+                spatial,
                 self.kernel_size,
                 self.strides,
                 self.dilation_rate,
@@ -73,39 +76,49 @@ class FactorsMixin:
             )
         )
 
-    def _spatial_conv_cost(self, h: int, w: int, c_in: int, c_out: int) -> Cost:
-        """Cost of the layer's own ``k_h x k_w`` convolution (its strides,
-        padding and dilation) from ``c_in`` to ``c_out`` channels on an
-        ``h x w`` input, bias excluded."""
-        return conv2d_cost(
-            (h, w, c_in),
+    def _pointwise_cost(self, spatial, c_in: int, c_out: int) -> Cost:
+        """Cost of a 1x1 convolution from ``c_in`` to ``c_out`` channels on an
+        input of spatial sizes ``spatial``, bias excluded."""
+        ones = (1,) * len(spatial)
+        return conv_cost(spatial, c_in, c_out, ones, ones)
+
+    def _spatial_conv_cost(self, *dims: int) -> Cost:
+        """Cost of the layer's own convolution (its kernel size, strides,
+        padding and dilation) for ``dims = (*spatial, c_in, c_out)``: from
+        ``c_in`` to ``c_out`` channels on an input of spatial sizes
+        ``spatial``, bias excluded."""
+        *spatial, c_in, c_out = dims
+        return conv_cost(
+            spatial,
+            c_in,
             c_out,
             self.kernel_size,
-            strides=self.strides,
-            padding=self.padding,
-            dilation_rate=self.dilation_rate,
-            use_bias=False,
+            self.strides,
+            self.padding,
+            self.dilation_rate,
         )
 
-    def _sandwich_cost(self, h: int, w: int, c_in: int, r_in: int, r_out: int):
+    def _sandwich_cost(self, *dims: int) -> Cost:
         """Cost of 1x1 ``c_in -> r_in``, the spatial conv ``r_in -> r_out``, 1x1
-        ``r_out -> output_filters`` (the Tucker-2 and bottleneck shapes)."""
-        cost = conv2d_cost((h, w, c_in), r_in, 1, use_bias=False)
-        cost = cost + self._spatial_conv_cost(h, w, r_in, r_out)
-        ho, wo = self._output_hw(h, w)
-        return cost + conv2d_cost(
-            (ho, wo, r_out), self.output_filters, 1, use_bias=False
-        )
+        ``r_out -> output_filters`` (the Tucker-2 and bottleneck shapes), for
+        ``dims = (*spatial, c_in, r_in, r_out)``."""
+        *spatial, c_in, r_in, r_out = dims
+        cost = self._pointwise_cost(spatial, c_in, r_in)
+        cost = cost + self._spatial_conv_cost(*spatial, r_in, r_out)
+        out = self._output_spatial(*spatial)
+        return cost + self._pointwise_cost(out, r_out, self.output_filters)
 
     def _macs_per_example(self, input_shape) -> tuple[int, int] | None:
-        """(this layer's, the equivalent Conv2D's) multiply-adds per example,
-        or None if a dimension of the example is unknown."""
-        shape = tuple(input_shape)[-3:]
-        if len(shape) < 3 or any(d is None for d in shape):
+        """(this layer's, the equivalent dense convolution's) multiply-adds
+        per example, or None if a dimension of the example is unknown."""
+        n = self.SPATIAL_DIMS + 1
+        shape = tuple(input_shape)[-n:]
+        if len(shape) < n or any(d is None for d in shape):
             return None
-        h, w, c_in = spatial_dims(shape, self.data_format)
-        mine = self._cost(h, w, c_in).macs
-        return mine, self._spatial_conv_cost(h, w, c_in, self.output_filters).macs
+        spatial, c_in = spatial_shape(shape, self.data_format, self.SPATIAL_DIMS)
+        mine = self._cost(*spatial, c_in).macs
+        dense = self._spatial_conv_cost(*spatial, c_in, self.output_filters)
+        return mine, dense.macs
 
     def _flop_ratio(self, input_shape) -> float:
         """Multiply-adds of a Conv2D over this layer's, or inf if unknown."""
@@ -119,7 +132,7 @@ class FactorsMixin:
         a dimension is unknown."""
         shape = tuple(input_shape)
         macs = self._macs_per_example(shape)
-        if len(shape) < 4 or shape[0] is None or macs is None:
+        if len(shape) < self.SPATIAL_DIMS + 2 or shape[0] is None or macs is None:
             return float("inf")
         return shape[0] * macs[1]
 
@@ -142,9 +155,10 @@ class FactorsMixin:
         return ""
 
     def dense_kernel(self) -> np.ndarray:
-        """The equivalent dense ``(k_h, k_w, C_in, C_out)`` kernel, as NumPy.
+        """The equivalent dense ``(*kernel_size, C_in, C_out)`` kernel, as NumPy.
 
-        A ``keras.layers.Conv2D`` with this kernel, this layer's bias and the same
+        A ``keras.layers.Conv2D`` (``Conv1D``, ``Conv3D`` for the other ranks)
+        with this kernel, this layer's bias and the same
         strides, padding, dilation, data format and activation computes the same
         output (up to rounding).
 
@@ -246,10 +260,11 @@ class FactorsMixin:
         kwargs = {**read, **kwargs}
         kwargs.setdefault("use_bias", bias is not None)
         layer = cls(**kwargs)
+        spatial = (None,) * cls.SPATIAL_DIMS
         if layer.data_format == "channels_last":
-            layer.build((None, None, None, c_in))
+            layer.build((None, *spatial, c_in))
         else:
-            layer.build((None, c_in, None, None))
+            layer.build((None, c_in, *spatial))
         layer.set_factors(factors, bias=bias)
         return layer
 

@@ -18,14 +18,18 @@ then validates its own arguments, and implements:
   and activation, usually one call of a ``kernels.functional`` function;
   those named in ``FUSED_BIAS`` add ``bias`` themselves (inside their last
   matrix product), the others receive None;
-- ``_dense_kernel_ops()``: the equivalent ``(k_h, k_w, C_in, C_out)`` kernel as
-  a tensor, for linear layers;
-- ``_cost(h, w, c_in) -> Cost``: its parameters and multiply-adds (bias
-  excluded; the base adds it);
+- ``_dense_kernel_ops()``: the equivalent ``(*kernel_size, C_in, C_out)``
+  kernel as a tensor, for linear layers;
+- ``_cost(*spatial, c_in) -> Cost``: its parameters and multiply-adds (bias
+  excluded; the base adds it), ``spatial`` the ``SPATIAL_DIMS`` input sizes;
 - ``input_channels_of(factors)`` and ``_kwargs_from_factors(factors)``: what
   ``from_factors`` reads off a factor mapping;
 - ``_like_kwargs(conv, c_in, ratio)``: its size arguments when it stands for
   a ``Conv2D`` (``like``); none by default.
+
+As in Keras's ``BaseConv``, one base serves 1, 2 and 3 spatial axes: a
+layer class sets ``SPATIAL_DIMS`` and every tuple argument (``kernel_size``,
+``strides``, ``dilation_rate``) is normalised to that many entries.
 """
 
 from __future__ import annotations
@@ -46,20 +50,26 @@ from fastconv.layers._like import LikeMixin
 __all__ = ["BaseFastConv"]
 
 _PADDINGS = ("valid", "same")
+_CAUSAL = "causal"
+#: How an error message names a tuple of each length.
+_TUPLE_NAMES = {1: "a 1-tuple", 2: "a pair", 3: "a triple"}
 _DATA_FORMATS = ("channels_last", "channels_first")
 
 
 class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
-    """Base class of the fastconv 2-D convolution layers.
+    """Base class of the fastconv convolution layers (1, 2 or 3 spatial axes).
 
     Args:
         filters: number of output channels.
-        kernel_size: int or pair ``(k_h, k_w)``.
-        strides: int or pair; applied to the spatial factor(s) only.
-        padding: ``"valid"`` or ``"same"`` (case-insensitive).
+        kernel_size: int or tuple of ``SPATIAL_DIMS`` ints (a pair
+            ``(k_h, k_w)`` in 2-D).
+        strides: int or tuple; applied to the spatial factor(s) only.
+        padding: ``"valid"`` or ``"same"`` (case-insensitive); 1-D layers whose
+            form keeps causality (``CAUSAL``) also take ``"causal"``, as
+            ``keras.layers.Conv1D`` does.
         data_format: ``"channels_last"`` or ``"channels_first"``; defaults to
             ``keras.config.image_data_format()``.
-        dilation_rate: int or pair; applied to the spatial factor(s) only.
+        dilation_rate: int or tuple; applied to the spatial factor(s) only.
         activation: applied once, to the final output.
         use_bias: whether to add a bias to the final output.
         kernel_initializer: initializer of every factor weight.
@@ -86,6 +96,13 @@ class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
     FUSED_BIAS: tuple[str, ...] = ()
     #: Smallest kernel size the layer accepts on each axis.
     MIN_KERNEL: int = 1
+    #: Whether a 1-D layer of this form keeps causality, so takes
+    #: ``padding="causal"``: every factor before the one with the kernel is
+    #: pointwise, and nothing after it mixes positions.
+    CAUSAL: bool = False
+    #: Implementations of the family's 2-D layer that this rank does not have;
+    #: a request for one is refused with that reason.
+    TWO_D_ONLY: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -115,7 +132,7 @@ class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
                 f"dtype={self.dtype_policy.name!r}"
             )
         self.filters = self._positive_int("filters", filters)
-        self.kernel_size = self._int_pair("kernel_size", kernel_size)
+        self.kernel_size = self._int_tuple("kernel_size", kernel_size)
         if min(self.kernel_size) < self.MIN_KERNEL:
             raise self._error(
                 "kernel_size",
@@ -123,17 +140,15 @@ class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
                 f"must be at least {self.MIN_KERNEL} on each axis "
                 "(this layer factorises a spatial kernel)",
             )
-        self.strides = self._int_pair("strides", strides)
-        self.dilation_rate = self._int_pair("dilation_rate", dilation_rate)
+        self.strides = self._int_tuple("strides", strides)
+        self.dilation_rate = self._int_tuple("dilation_rate", dilation_rate)
         if max(self.strides) > 1 and max(self.dilation_rate) > 1:
             raise ValueError(
                 f"{type(self).__name__}: strides > 1 cannot be combined with "
                 f"dilation_rate > 1, received strides={strides!r} and "
                 f"dilation_rate={dilation_rate!r}"
             )
-        if not isinstance(padding, str) or padding.lower() not in _PADDINGS:
-            raise self._error("padding", padding, f"must be one of {_PADDINGS}")
-        self.padding = padding.lower()
+        self.padding = self._padding(padding)
         if data_format is None:
             data_format = keras.config.image_data_format()
         if data_format not in _DATA_FORMATS:
@@ -153,9 +168,10 @@ class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
         self.bias_constraint = keras.constraints.get(bias_constraint)
         allowed = ("auto", *self.IMPLEMENTATIONS)
         if implementation not in allowed:
-            raise self._error(
-                "implementation", implementation, f"must be one of {allowed}"
-            )
+            requirement = f"must be one of {allowed}"
+            if implementation in self.TWO_D_ONLY:
+                requirement += f" ({implementation!r} exists for the 2-D layer only)"
+            raise self._error("implementation", implementation, requirement)
         self.implementation = implementation
         self.input_spec = keras.layers.InputSpec(ndim=self.SPATIAL_DIMS + 2)
         #: ``"auto"``'s choices per (input shape, training, compilation).
@@ -174,6 +190,33 @@ class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
         if not is_int_at_least(value, 1):
             raise self._error(name, value, "must be a positive int")
         return int(value)
+
+    def _padding(self, padding) -> str:
+        causal = self.SPATIAL_DIMS == 1 and self.CAUSAL
+        allowed = (*_PADDINGS, _CAUSAL) if causal else _PADDINGS
+        if isinstance(padding, str) and padding.lower() == _CAUSAL and not causal:
+            why = (
+                "this form would not keep causality"
+                if self.SPATIAL_DIMS == 1
+                else "'causal' exists for 1-D layers only"
+            )
+            raise self._error("padding", padding, f"must be one of {allowed} ({why})")
+        if not isinstance(padding, str) or padding.lower() not in allowed:
+            raise self._error("padding", padding, f"must be one of {allowed}")
+        return padding.lower()
+
+    def _int_tuple(self, name: str, value) -> tuple[int, ...]:
+        """An int or a tuple of ``SPATIAL_DIMS`` positive ints, as that tuple."""
+        n = self.SPATIAL_DIMS
+        values = (value,) * n if _is_int(value) else value
+        requirement = f"must be a positive int or {_TUPLE_NAMES[n]} of them"
+        try:
+            values = tuple(values)
+        except TypeError:
+            raise self._error(name, value, requirement) from None
+        if len(values) != n or not all(is_int_at_least(v, 1) for v in values):
+            raise self._error(name, value, requirement)
+        return tuple(int(v) for v in values)
 
     def _int_pair(self, name: str, value) -> tuple[int, int]:
         pair = (value, value) if _is_int(value) else value
@@ -231,7 +274,7 @@ class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
         if shape is None or len(shape) != ndim:
             raise ValueError(
                 f"{type(self).__name__}: input_shape must have {ndim} axes "
-                "(batch, spatial axes, channels), received "
+                f"(batch, {self.SPATIAL_DIMS} spatial axes, channels), received "
                 f"input_shape={input_shape!r}"
             )
         channels = shape[self.channel_axis]
@@ -332,7 +375,8 @@ class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
         return method(inputs, training, bias, expand_by_conv)
 
     def _linear_dense(self, inputs):
-        """Compute with the reconstructed dense kernel, as a plain Conv2D would."""
+        """Compute with the reconstructed dense kernel, as a plain convolution
+        layer (``Conv1D``, ``Conv2D``, ``Conv3D``) would."""
         kernel = self._dense_cache.get(
             self._dense_kernel_ops,
             [getattr(self, name) for name in self._factor_names],
@@ -343,12 +387,14 @@ class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         shape = list(input_shape)
         first = 1 if self.data_format == "channels_last" else 2
+        # A causal output is as long as a "same" one.
+        padding = "same" if self.padding == "causal" else self.padding
         for i in range(self.SPATIAL_DIMS):
             shape[first + i] = conv_output_length(
                 shape[first + i],
                 self.kernel_size[i],
                 self.strides[i],
-                self.padding,
+                padding,
                 self.dilation_rate[i],
             )
         shape[self.channel_axis] = self.output_filters

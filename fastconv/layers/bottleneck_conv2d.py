@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import numbers
-
 import keras
-import numpy as np
 
 from fastconv.kernels import functional
-from fastconv.layers.base import BaseFastConv
+from fastconv.layers.bottleneck_conv import BaseBottleneckConv
 
 
 @keras.saving.register_keras_serializable(package="fastconv")
-class BottleneckConv2D(BaseFastConv):
+class BottleneckConv2D(BaseBottleneckConv):
     """A bottleneck convolution: 1x1 squeeze, ``k x k`` on few channels, 1x1 expand.
 
     ``squeeze`` (1x1, ``C_in -> B``), ``kernel`` (``k_h x k_w``, ``B -> B``,
@@ -66,114 +63,9 @@ class BottleneckConv2D(BaseFastConv):
     IMPLEMENTATIONS = ("bottleneck", "matmul", "dense")
     STATIC_RULE = {"xla": "matmul", "tensorflow": "matmul", "torch": "matmul"}
     FUSED_BIAS = ("matmul",)
-
-    def __init__(
-        self,
-        filters,
-        kernel_size,
-        bottleneck_filters=None,
-        bottleneck_ratio=None,
-        intermediate_activation=None,
-        residual=False,
-        **kwargs,
-    ):
-        super().__init__(filters, kernel_size, **kwargs)
-        if bottleneck_filters is not None and bottleneck_ratio is not None:
-            raise ValueError(
-                f"{type(self).__name__}: give bottleneck_filters or "
-                "bottleneck_ratio, not both, received "
-                f"bottleneck_filters={bottleneck_filters!r} and "
-                f"bottleneck_ratio={bottleneck_ratio!r}"
-            )
-        self.bottleneck_filters = self._positive_int(
-            "bottleneck_filters", bottleneck_filters, allow_none=True
-        )
-        self.bottleneck_ratio = bottleneck_ratio
-        if self.bottleneck_filters is None:
-            ratio = 0.25 if bottleneck_ratio is None else bottleneck_ratio
-            if (
-                isinstance(ratio, bool)
-                or not isinstance(ratio, numbers.Real)
-                or not 0 < ratio <= 1
-            ):
-                raise self._error(
-                    "bottleneck_ratio", ratio, "must be a number in (0, 1]"
-                )
-            self.bottleneck_ratio = float(ratio)
-        self.intermediate_activation = self._activation(
-            "intermediate_activation", intermediate_activation
-        )
-        if not isinstance(residual, bool | np.bool_):
-            raise self._error("residual", residual, "must be a bool")
-        self.residual = bool(residual)
-        if self.residual and (self.strides != (1, 1) or self.padding != "same"):
-            raise ValueError(
-                f"{type(self).__name__}: residual=True needs strides=1 and "
-                "padding='same' (the output must have the input's shape), received "
-                f"residual=True with strides={self.strides!r} and "
-                f"padding={self.padding!r}"
-            )
-        if self.implementation == "dense":
-            self._require_linear("implementation='dense'")
-            if self.residual:
-                self._identity_tap()
-
-    @property
-    def bottleneck_channels(self) -> int:
-        """The bottleneck width ``B``."""
-        if self.bottleneck_filters is not None:
-            return self.bottleneck_filters
-        return max(1, round(self.bottleneck_ratio * self.filters))
-
-    @property
-    def is_linear(self):
-        return self.intermediate_activation is keras.activations.linear
-
-    def _nonlinear_reason(self):
-        name = keras.activations.serialize(self.intermediate_activation)
-        return f"intermediate_activation={name!r} acts between the factors"
-
-    def _identity_tap(self) -> tuple[int, int]:
-        """The kernel tap that ``"same"`` padding aligns with the output pixel."""
-        taps = []
-        for k, d in zip(self.kernel_size, self.dilation_rate, strict=True):
-            offset = (k - 1) * d // 2
-            if offset % d:
-                raise ValueError(
-                    f"{type(self).__name__}: the residual has no dense kernel for "
-                    f"kernel_size={self.kernel_size!r} and "
-                    f"dilation_rate={self.dilation_rate!r}: 'same' padding puts "
-                    "the output pixel between two dilated taps; use an odd "
-                    "kernel_size or dilation_rate=1"
-                )
-            taps.append(offset // d)
-        return tuple(taps)
-
-    def _factor_shapes(self, c_in):
-        if self.residual and c_in != self.filters:
-            raise ValueError(
-                f"{type(self).__name__}: residual=True needs as many input channels "
-                f"as filters, received residual=True with C_in={c_in} and "
-                f"filters={self.filters}"
-            )
-        b = self.bottleneck_channels
-        kh, kw = self.kernel_size
-        return {
-            "squeeze": (c_in, b),
-            "kernel": (kh, kw, b, b),
-            "expand": (b, self.filters),
-        }
-
-    def _linear_bottleneck(self, inputs, training, bias, expand_by_conv):
-        return functional.bottleneck_plain(
-            inputs,
-            self.squeeze,
-            self.kernel,
-            self.expand,
-            intermediate_activation=self.intermediate_activation,
-            residual=self.residual,
-            **self._conv_settings,
-        )
+    TWO_D_ONLY = ()
+    CAUSAL = False
+    SPATIAL_DIMS = 2
 
     def _linear_matmul(self, inputs, training, bias, expand_by_conv):
         return functional.bottleneck_matmul(
@@ -188,45 +80,6 @@ class BottleneckConv2D(BaseFastConv):
             **self._conv_settings,
         )
 
-    def _dense_kernel_ops(self):
-        return functional.bottleneck_dense_kernel(
-            self.squeeze,
-            self.kernel,
-            self.expand,
-            self._identity_tap() if self.residual else None,
-        )
-
-    def _cost(self, h, w, c_in):
-        b = self.bottleneck_channels
-        return self._sandwich_cost(h, w, c_in, b, b)
-
-    @classmethod
-    def input_channels_of(cls, factors):
-        return int(factors["squeeze"].shape[0])
-
-    @classmethod
-    def _kwargs_from_factors(cls, factors):
-        kh, kw, b, _ = factors["kernel"].shape
-        return {
-            "filters": int(factors["expand"].shape[1]),
-            "kernel_size": (int(kh), int(kw)),
-            "bottleneck_filters": int(b),
-        }
-
     @classmethod
     def _like_kwargs(cls, conv, c_in, ratio):
         return {"bottleneck_filters": cls._share(conv.filters, ratio)}
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "bottleneck_filters": self.bottleneck_filters,
-                "bottleneck_ratio": self.bottleneck_ratio,
-                "intermediate_activation": keras.activations.serialize(
-                    self.intermediate_activation
-                ),
-                "residual": self.residual,
-            }
-        )
-        return config

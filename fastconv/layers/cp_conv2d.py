@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import keras
 
-from fastconv.cost import conv2d_cost, depthwise_conv2d_cost
 from fastconv.decomposition import ranks
 from fastconv.kernels import functional
-from fastconv.layers.base import BaseFastConv
+from fastconv.layers.cp_conv import BaseCPConv
 
 
 @keras.saving.register_keras_serializable(package="fastconv")
-class CPConv2D(BaseFastConv):
+class CPConv2D(BaseCPConv):
     """A rank-``R`` CP convolution: four cheap convolutions in a row.
 
     ``pointwise_in`` (1x1, ``C_in -> R``), ``vertical`` (depthwise ``k_h x 1``),
@@ -60,44 +59,18 @@ class CPConv2D(BaseFastConv):
         Fine-tuned CP-Decomposition", ICLR 2015.
     """
 
+    SPATIAL_DIMS = 2
     IMPLEMENTATIONS = ("depthwise", "matmul", "fused", "shift", "dense")
     STATIC_RULE = {"xla": "shift", "tensorflow": "fused", "torch": "fused"}
     FUSED_BIAS = ("matmul", "fused", "shift")
-
-    def __init__(self, filters, kernel_size, rank, **kwargs):
-        super().__init__(filters, kernel_size, **kwargs)
-        self.rank = self._positive_int("rank", rank)
-        if max(self.kernel_size) < 2:
-            raise self._error(
-                "kernel_size",
-                self.kernel_size,
-                "must be larger than 1x1 (a 1x1 conv has nothing to factorise)",
-            )
+    TWO_D_ONLY = ()
+    CAUSAL = False
 
     def max_rank(self, input_channels: int) -> int:
         """The largest rank that makes sense for ``input_channels`` inputs
         (``fastconv.decomposition.ranks.max_rank`` of the kernel's shape)."""
         kh, kw = self.kernel_size
         return ranks.max_rank((kh, kw, input_channels, self.filters), "cp")
-
-    def _factor_shapes(self, c_in):
-        limit = self.max_rank(c_in)
-        if self.rank > limit:
-            raise self._error(
-                "rank",
-                self.rank,
-                f"must be at most {limit} for a {self.kernel_size[0]}x"
-                f"{self.kernel_size[1]} kernel from {c_in} to {self.filters} channels "
-                "(the largest CP rank of such a kernel)",
-            )
-        kh, kw = self.kernel_size
-        r = self.rank
-        return {
-            "pointwise_in": (c_in, r),
-            "vertical": (kh, r),
-            "horizontal": (kw, r),
-            "pointwise_out": (r, self.filters),
-        }
 
     def _factors(self):
         return (self.pointwise_in, self.vertical, self.horizontal, self.pointwise_out)
@@ -135,53 +108,8 @@ class CPConv2D(BaseFastConv):
     def _dense_kernel_ops(self):
         return functional.cp_dense_kernel(*self._factors())
 
-    def _cost(self, h, w, c_in):
-        kh, kw = self.kernel_size
-        fmt = "channels_last"
-        r = self.rank
-        cost = conv2d_cost((h, w, c_in), r, 1, use_bias=False)
-        cost = cost + depthwise_conv2d_cost(
-            (h, w, r),
-            (kh, 1),
-            strides=(self.strides[0], 1),
-            padding=self.padding,
-            dilation_rate=(self.dilation_rate[0], 1),
-            data_format=fmt,
-        )
-        h1, _ = self._output_hw(h, w)
-        cost = cost + depthwise_conv2d_cost(
-            (h1, w, r),
-            (1, kw),
-            strides=(1, self.strides[1]),
-            padding=self.padding,
-            dilation_rate=(1, self.dilation_rate[1]),
-            data_format=fmt,
-        )
-        ho, wo = self._output_hw(h, w)
-        return cost + conv2d_cost((ho, wo, r), self.filters, 1, use_bias=False)
-
-    @classmethod
-    def input_channels_of(cls, factors):
-        return int(factors["pointwise_in"].shape[0])
-
-    @classmethod
-    def _kwargs_from_factors(cls, factors):
-        return {
-            "filters": int(factors["pointwise_out"].shape[1]),
-            "kernel_size": (
-                int(factors["vertical"].shape[0]),
-                int(factors["horizontal"].shape[0]),
-            ),
-            "rank": int(factors["pointwise_in"].shape[1]),
-        }
-
     @classmethod
     def _like_kwargs(cls, conv, c_in, ratio):
         kh, kw = conv.kernel_size
         limit = ranks.max_rank((kh, kw, c_in, conv.filters), "cp")
         return {"rank": min(cls._share(conv.filters, ratio), limit)}
-
-    def get_config(self):
-        config = super().get_config()
-        config["rank"] = self.rank
-        return config

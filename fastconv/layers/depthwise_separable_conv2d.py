@@ -5,15 +5,13 @@ from __future__ import annotations
 import functools
 
 import keras
-import numpy as np
 
-from fastconv.cost import Cost, conv2d_cost, depthwise_conv2d_cost
 from fastconv.kernels import functional
-from fastconv.layers.base import BaseFastConv
+from fastconv.layers.depthwise_separable_conv import BaseDepthwiseSeparableConv
 
 
 @keras.saving.register_keras_serializable(package="fastconv")
-class DepthwiseSeparableConv2D(BaseFastConv):
+class DepthwiseSeparableConv2D(BaseDepthwiseSeparableConv):
     """A depthwise ``k x k`` convolution followed by a pointwise 1x1 one.
 
     ``depthwise`` (``k_h x k_w`` per input channel, ``depth_multiplier`` ``D``
@@ -76,79 +74,9 @@ class DepthwiseSeparableConv2D(BaseFastConv):
     IMPLEMENTATIONS = ("separable", "matmul", "shift", "dense")
     STATIC_RULE = {"xla": "shift", "tensorflow": "matmul", "torch": "matmul"}
     FUSED_BIAS = ("matmul", "shift")
-
-    def __init__(
-        self,
-        filters,
-        kernel_size,
-        depth_multiplier=1,
-        intermediate_activation=None,
-        intermediate_batchnorm=False,
-        **kwargs,
-    ):
-        super().__init__(filters, kernel_size, **kwargs)
-        self.depth_multiplier = self._positive_int("depth_multiplier", depth_multiplier)
-        self.intermediate_activation = self._activation(
-            "intermediate_activation", intermediate_activation
-        )
-        if not isinstance(intermediate_batchnorm, bool | np.bool_):
-            raise self._error(
-                "intermediate_batchnorm", intermediate_batchnorm, "must be a bool"
-            )
-        self.intermediate_batchnorm = bool(intermediate_batchnorm)
-        if self.implementation == "dense":
-            self._require_linear("implementation='dense'")
-        self.batchnorm = None
-        if self.intermediate_batchnorm:
-            self.batchnorm = keras.layers.BatchNormalization(
-                axis=self.channel_axis, dtype=self.dtype_policy, name="batchnorm"
-            )
-
-    @property
-    def is_linear(self):
-        return (
-            self.intermediate_activation is keras.activations.linear
-            and not self.intermediate_batchnorm
-        )
-
-    def _nonlinear_reason(self):
-        reasons = []
-        if self.intermediate_batchnorm:
-            reasons.append("intermediate_batchnorm=True")
-        if self.intermediate_activation is not keras.activations.linear:
-            name = keras.activations.serialize(self.intermediate_activation)
-            reasons.append(f"intermediate_activation={name!r}")
-        return " and ".join(reasons) + " act between the factors"
-
-    def _factor_shapes(self, c_in):
-        kh, kw = self.kernel_size
-        d = self.depth_multiplier
-        return {
-            "depthwise": (kh, kw, c_in, d),
-            "pointwise": (c_in * d, self.filters),
-        }
-
-    def _extra_build(self, input_shape):
-        if self.batchnorm is not None:
-            shape = [None] * 4
-            c_in = self._input_channels(input_shape)
-            shape[self.channel_axis] = c_in * self.depth_multiplier
-            self.batchnorm.build(tuple(shape))
-
-    def _intermediate(self, x, training):
-        """[batch norm], then the intermediate activation."""
-        if self.batchnorm is not None:
-            x = self.batchnorm(x, training=training)
-        return self.intermediate_activation(x)
-
-    def _linear_separable(self, inputs, training, bias, expand_by_conv):
-        return functional.separable_plain(
-            inputs,
-            self.depthwise,
-            self.pointwise,
-            intermediate=functools.partial(self._intermediate, training=training),
-            **self._conv_settings,
-        )
+    TWO_D_ONLY = ()
+    CAUSAL = False
+    SPATIAL_DIMS = 2
 
     def _linear_matmul(self, inputs, training, bias, expand_by_conv):
         return functional.separable_matmul(
@@ -171,60 +99,3 @@ class DepthwiseSeparableConv2D(BaseFastConv):
             expand_by_conv=expand_by_conv,
             **self._conv_settings,
         )
-
-    def _dense_kernel_ops(self):
-        return functional.separable_dense_kernel(self.depthwise, self.pointwise)
-
-    def _cost(self, h, w, c_in):
-        mid = c_in * self.depth_multiplier
-        cost = depthwise_conv2d_cost(
-            (h, w, c_in),
-            self.kernel_size,
-            self.depth_multiplier,
-            strides=self.strides,
-            padding=self.padding,
-            dilation_rate=self.dilation_rate,
-        )
-        ho, wo = self._output_hw(h, w)
-        cost = cost + conv2d_cost((ho, wo, mid), self.filters, 1, use_bias=False)
-        if self.intermediate_batchnorm:
-            cost = cost + Cost(4 * mid, ho * wo * mid)
-        return cost
-
-    @classmethod
-    def from_factors(cls, factors, bias=None, **kwargs):
-        """A built linear layer whose weights are the given factors.
-
-        As ``BaseFastConv.from_factors``; the factors hold no batch-norm state
-        and define a linear map, so ``intermediate_batchnorm`` and
-        ``intermediate_activation`` must keep their defaults.
-        """
-        layer = super().from_factors(factors, bias=bias, **kwargs)
-        layer._require_linear("from_factors()")
-        return layer
-
-    @classmethod
-    def input_channels_of(cls, factors):
-        return int(factors["depthwise"].shape[2])
-
-    @classmethod
-    def _kwargs_from_factors(cls, factors):
-        kh, kw, _, d = factors["depthwise"].shape
-        return {
-            "filters": int(factors["pointwise"].shape[1]),
-            "kernel_size": (int(kh), int(kw)),
-            "depth_multiplier": int(d),
-        }
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "depth_multiplier": self.depth_multiplier,
-                "intermediate_activation": keras.activations.serialize(
-                    self.intermediate_activation
-                ),
-                "intermediate_batchnorm": self.intermediate_batchnorm,
-            }
-        )
-        return config

@@ -131,7 +131,7 @@ class FactorizedConv2D(BaseFastConv):
             dilation_rate=(self.dilation_rate[0], 1),
             use_bias=False,
         )
-        h_out, _ = self._output_hw(h, w)
+        h_out, _ = self._output_spatial(h, w)
         return cost + conv2d_cost(
             (h_out, w, m),
             self.filters,

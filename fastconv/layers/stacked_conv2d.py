@@ -147,7 +147,7 @@ class StackedConv2D(BaseFastConv):
     def _cost(self, h, w, c_in):
         k = self.kernel_size[0]
         if self.padding == "same":
-            h_out, w_out = self._output_hw(h, w)
+            h_out, w_out = self._output_spatial(h, w)
             h, w = (
                 max(length, (out - 1) * s + (k - 1) * d + 1)
                 for length, out, s, d in zip(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import keras
 
 from fastconv.kernels import functional
-from fastconv.layers.base import BaseFastConv
+from fastconv.layers.tucker_conv import BaseTuckerConv
 
 
 @keras.saving.register_keras_serializable(package="fastconv")
-class TuckerConv2D(BaseFastConv):
+class TuckerConv2D(BaseTuckerConv):
     """A Tucker-2 convolution: 1x1, a small ``k x k`` core, 1x1.
 
     ``pointwise_in`` (1x1, ``C_in -> R_in``), ``core`` (``k_h x k_w``,
@@ -54,38 +54,12 @@ class TuckerConv2D(BaseFastConv):
         and Low Power Mobile Applications", ICLR 2016.
     """
 
+    SPATIAL_DIMS = 2
     IMPLEMENTATIONS = ("tucker", "matmul", "dense")
     STATIC_RULE = {"xla": "matmul", "tensorflow": "matmul", "torch": "matmul"}
     FUSED_BIAS = ("matmul",)
-
-    def __init__(self, filters, kernel_size, rank, **kwargs):
-        super().__init__(filters, kernel_size, **kwargs)
-        self.rank = self._int_pair("rank", rank)
-
-    def _factor_shapes(self, c_in):
-        r_in, r_out = self.rank
-        if r_in > c_in or r_out > self.filters:
-            raise self._error(
-                "rank",
-                self.rank,
-                f"must be at most (C_in, filters) = ({c_in}, {self.filters}) "
-                "(a Tucker-2 rank cannot exceed the channels it compresses)",
-            )
-        kh, kw = self.kernel_size
-        return {
-            "pointwise_in": (c_in, r_in),
-            "core": (kh, kw, r_in, r_out),
-            "pointwise_out": (r_out, self.filters),
-        }
-
-    def _linear_tucker(self, inputs, training, bias, expand_by_conv):
-        return functional.tucker_plain(
-            inputs,
-            self.pointwise_in,
-            self.core,
-            self.pointwise_out,
-            **self._conv_settings,
-        )
+    TWO_D_ONLY = ()
+    CAUSAL = False
 
     def _linear_matmul(self, inputs, training, bias, expand_by_conv):
         return functional.tucker_matmul(
@@ -98,32 +72,6 @@ class TuckerConv2D(BaseFastConv):
             **self._conv_settings,
         )
 
-    def _dense_kernel_ops(self):
-        return functional.tucker_dense_kernel(
-            self.pointwise_in, self.core, self.pointwise_out
-        )
-
-    def _cost(self, h, w, c_in):
-        return self._sandwich_cost(h, w, c_in, *self.rank)
-
-    @classmethod
-    def input_channels_of(cls, factors):
-        return int(factors["pointwise_in"].shape[0])
-
-    @classmethod
-    def _kwargs_from_factors(cls, factors):
-        kh, kw, r_in, r_out = factors["core"].shape
-        return {
-            "filters": int(factors["pointwise_out"].shape[1]),
-            "kernel_size": (int(kh), int(kw)),
-            "rank": (int(r_in), int(r_out)),
-        }
-
     @classmethod
     def _like_kwargs(cls, conv, c_in, ratio):
         return {"rank": (cls._share(c_in, ratio), cls._share(conv.filters, ratio))}
-
-    def get_config(self):
-        config = super().get_config()
-        config["rank"] = self.rank
-        return config

@@ -249,8 +249,8 @@ def test_auto_on_a_1x1_conv_skips_spatial_methods():
     "layer, error, match",
     [
         (keras.layers.Dense(3), TypeError, "'dense.*' is a Dense"),
-        (keras.layers.Conv1D(3, 3), TypeError, "is a Conv1D"),
-        (keras.layers.Conv3D(3, 3), TypeError, "is a Conv3D"),
+        (keras.layers.Conv1DTranspose(3, 3), TypeError, "is a Conv1DTranspose"),
+        (keras.layers.Conv3DTranspose(3, 3), TypeError, "is a Conv3DTranspose"),
         (keras.layers.DepthwiseConv2D(3), TypeError, "is a DepthwiseConv2D"),
         ("conv", TypeError, "received an object of type str"),
     ],
@@ -356,3 +356,79 @@ def test_parse_rank(text, value):
 def test_parse_rank_rejects(text):
     with pytest.raises(ValueError, match="rank must be"):
         parse_rank(text)
+
+
+# ------------------------------------------------------ 1-D and 3-D convolutions
+def _built(conv, input_shape):
+    conv.build(input_shape)
+    conv.kernel.assign(
+        np.random.default_rng(0).normal(size=conv.kernel.shape).astype("float32")
+    )
+    return conv
+
+
+@pytest.mark.parametrize(
+    "conv, input_shape, expected",
+    [
+        (keras.layers.Conv1D(5, 3, padding="causal"), (2, 9, 4), fastconv.TuckerConv1D),
+        (
+            keras.layers.Conv3D(5, (3, 1, 2), strides=(1, 2, 1)),
+            (2, 4, 6, 5, 3),
+            fastconv.TuckerConv3D,
+        ),
+    ],
+)
+def test_nd_tucker_at_full_rank_is_exact(conv, input_shape, expected):
+    conv = _built(conv, input_shape)
+    found = _decompose(conv, "tucker", (input_shape[-1], 5))
+    assert type(found.layer) is expected
+    assert found.layer.padding == conv.padding
+    assert found.relative_error < 1e-6
+    x = np.random.default_rng(1).normal(size=input_shape).astype("float32")
+    y, y_fast = (keras.ops.convert_to_numpy(layer(x)) for layer in (conv, found.layer))
+    np.testing.assert_allclose(y_fast, y, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("spatial", [(3,), (2, 3, 3)])
+def test_nd_cp_recovers_a_cp_kernel(spatial):
+    rng = np.random.default_rng(0)
+    parts = [rng.normal(size=(n, 2)) for n in (*spatial, 4, 5)]
+    letters = "abcde"[: len(parts)]
+    kernel = np.einsum(",".join(f"{c}r" for c in letters) + "->" + letters, *parts)
+    conv = (keras.layers.Conv1D if len(spatial) == 1 else keras.layers.Conv3D)(
+        5, spatial
+    )
+    conv.build((None, *(8,) * len(spatial), 4))
+    conv.kernel.assign(kernel.astype("float32"))
+    found = _decompose(conv, "cp", 2)
+    assert type(found.layer).__name__ == f"CPConv{len(spatial)}D"
+    assert found.relative_error < 1e-4
+    np.testing.assert_allclose(found.layer.dense_kernel(), kernel, atol=1e-4)
+
+
+def test_nd_refuses_the_2d_only_methods_and_auto_skips_them():
+    conv = _built(keras.layers.Conv1D(4, 3, name="seq"), (None, 9, 3))
+    with pytest.raises(ValueError) as info:
+        fastconv.decompose(conv, "factorized", 2)
+    assert "'seq' cannot use method='factorized'" in str(info.value)
+    assert "exists for 2-D convolutions only" in str(info.value)
+    found = _decompose(conv, "auto", 2, max_error=10.0)
+    skipped = {c["method"] for c in found.candidates if "skipped" in c}
+    assert skipped == {"factorized", "separable"}
+
+
+def test_convert_model_converts_conv1d_and_keeps_causality():
+    inputs = keras.Input((12, 3))
+    x = keras.layers.Conv1D(6, 3, padding="causal", name="first")(inputs)
+    outputs = keras.layers.Conv1D(6, 3, padding="causal", name="second")(x)
+    model = keras.Model(inputs, outputs)
+    new_model, report = fastconv.convert_model(model, method="tucker", rank=(6, 6))
+    layer = new_model.get_layer("second_tucker")
+    assert type(layer) is fastconv.TuckerConv1D and layer.padding == "causal"
+    x = np.random.default_rng(0).normal(size=(2, 12, 3)).astype("float32")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(new_model(x)),
+        keras.ops.convert_to_numpy(model(x)),
+        rtol=1e-4,
+        atol=1e-4,
+    )
