@@ -1107,7 +1107,7 @@ NEW_USER_REFUSALS = {
     "decompose a whole model": (
         lambda o: fastconv.decompose(o["model"], "tucker", rank=2),
         TypeError,
-        "is a Functional, not a keras.layers.Conv2D",
+        "is a Functional, not a keras.layers.Conv1D/Conv2D/Conv3D",
     ),
     "decompose rank=nan": (
         lambda o: fastconv.decompose(o["conv"], "tucker", rank=float("nan")),
