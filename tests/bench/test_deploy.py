@@ -1,0 +1,85 @@
+"""``python -m benchmarks.deploy`` on a tiny shape, one round: the result's
+structure (no speed is checked: benchmarks are not timed tests)."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import pytest
+
+from fastconv import export
+
+deploy = pytest.importorskip("benchmarks.deploy")
+
+
+def require_runtimes() -> None:
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("benchmarks.deploy runs on the tensorflow backend")
+    for format in deploy.FORMATS:
+        for module in export.needed_modules(format):
+            pytest.importorskip(module, reason="pip install fastconv[export]")
+
+
+def test_a_tiny_run_records_every_runtime_setting(tmp_path, capsys, monkeypatch):
+    require_runtimes()
+    # The run points the autotune cache at a fresh file: not beyond this test.
+    monkeypatch.setenv("FASTCONV_AUTOTUNE_CACHE", str(tmp_path / "autotune.json"))
+    argv = ["--quick", "--size", "8", "--channels", "4", "--rank", "2"]
+    argv += ["--batch", "4", "--warmup", "0", "--repeats", "1", "--out", tmp_path]
+    assert deploy.main([str(arg) for arg in argv]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "deploy.json",
+        "deploy.md",
+        "deploy.png",
+    ]
+    run = json.loads((tmp_path / "deploy.json").read_text())
+    assert run["environment"]["cpu"]["model"]
+    assert "vector_extensions" in run["environment"]["cpu"]
+    assert run["environment"]["git_commit"]
+    assert set(run["runtime_versions"]) == set(deploy.PACKAGES)
+    assert run["runtime_versions"]["onnxruntime"]
+    layer = run["reference_layer"]
+    settings = {
+        "onnxruntime-t1/b1",
+        "onnxruntime-t2/b1",
+        "onnxruntime-t1/b4",
+        "onnxruntime-t2/b4",
+        "litert-t1/b1",
+        "litert-t2/b1",
+        "openvino/b1",
+        "openvino/b4",
+        "keras/b1",
+        "keras/b4",
+    }
+    assert set(layer["timings"]) == {
+        f"{model}/{setting}"
+        for model in ("dense", "cp", "tucker")
+        for setting in settings
+    }
+    assert all(len(t["samples_ns"]) == 1 for t in layer["timings"].values())
+    assert set(layer["speedups"]) == settings
+    for variants in layer["speedups"].values():
+        assert set(variants) == {"cp", "tucker"}
+        assert all(v["speedup"] > 0 for v in variants.values())
+    for setting in ("keras/b1", "keras/b4"):
+        shares = [v["share_of_keras"] for v in layer["speedups"][setting].values()]
+        assert shares == pytest.approx([1.0, 1.0])
+    assert len(layer["targets"]) == 2 * 6
+    assert all(isinstance(ok, bool) for ok in layer["targets"].values())
+    graphs = layer["graphs"]
+    assert graphs["dense"]["onnx_ops"].get("Conv") == 1
+    assert graphs["cp"]["onnx_grouped_convs"] >= 1
+    assert graphs["dense"]["litert_delegate_partitions"] >= 1
+    assert "skipped" in run["cifar10"]
+    assert "Reference layer: batch 4, 8x8, 4->4" in capsys.readouterr().out
+
+
+def test_cifar10_is_skipped_with_the_reason_when_not_cached(tmp_path, monkeypatch):
+    from fastconv.bench import references
+
+    missing = tmp_path / "cifar10.keras"
+    monkeypatch.setattr(references, "reference_path", lambda dataset: missing)
+    part = deploy.cifar10_part(tmp_path, args=None)
+    assert part == {"skipped": part["skipped"]}
+    assert str(missing) in part["skipped"] and "never trains" in part["skipped"]
