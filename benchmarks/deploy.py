@@ -246,12 +246,32 @@ def measure(models: dict, folder: Path, batches, warmup: int, repeats: int) -> d
     timings = {name: t.as_dict() for name, t in measured.items()}
     return {
         "graphs": graphs,
+        "keras_implementations": keras_implementations(models),
         "timings": timings,
         "speedups": speedups(timings),
         "file_bytes": {
             name: {f: Path(p).stat().st_size for f, p in files.items()}
             for name, files in paths.items()
         },
+    }
+
+
+def keras_implementations(models: dict) -> dict:
+    """What each fastconv layer ran in Keras (``"auto"`` measures there; the
+    exports ran the static rule, which the graphs show):
+    ``{model: {layer: {"<input shape>": implementation}}}``."""
+    from fastconv.layers.base import BaseFastConv
+
+    return {
+        name: {
+            layer.name: {
+                str(key[0]): implementation
+                for key, implementation in layer._auto_choices.items()
+            }
+            for layer in model.layers
+            if isinstance(layer, BaseFastConv)
+        }
+        for name, model in models.items()
     }
 
 
@@ -343,7 +363,7 @@ def markdown(run: dict) -> str:
         "",
         f"CPU: {env['cpu']['model']} ({', '.join(env['cpu']['vector_extensions'])}),"
         f" {env['cpu']['cores']} cores; commit {env['git_commit']}; "
-        f"{run['config']['repeats']} interleaved rounds, medians.",
+        f"{run['config']['repeats']} interleaved rounds: medians [p10, p90].",
         "",
         f"## Reference layer: batch {shape['batch']}, {shape['size']}x"
         f"{shape['size']}, {shape['channels']}->{shape['channels']}, "
@@ -383,18 +403,27 @@ def markdown(run: dict) -> str:
 def speedup_table(result: dict) -> list[str]:
     timings = result["timings"]
     rows = [
-        "| runtime / batch | dense median (ms) | variant | speedup "
+        "| runtime / batch | dense (ms) | variant | variant (ms) | speedup "
         "| share of Keras's speedup |",
-        "|---|---|---|---|---|",
+        "|---|---|---|---|---|---|",
     ]
     for setting, variants in result["speedups"].items():
-        dense = timings[f"dense/{setting}"]["median_s"] * 1e3
+        dense = _ms(timings[f"dense/{setting}"])
         for variant, ratio in variants.items():
             rows.append(
-                f"| {setting} | {dense:.3f} | {variant} | {ratio['speedup']:.2f}x "
-                f"| {ratio['share_of_keras']:.2f} |"
+                f"| {setting} | {dense} | {variant} "
+                f"| {_ms(timings[f'{variant}/{setting}'])} "
+                f"| {ratio['speedup']:.2f}x | {ratio['share_of_keras']:.2f} |"
             )
     return rows
+
+
+def _ms(timing: dict) -> str:
+    """A median and its p10-p90 interval, in milliseconds."""
+    return (
+        f"{timing['median_s'] * 1e3:.3f} "
+        f"[{timing['p10_s'] * 1e3:.3f}, {timing['p90_s'] * 1e3:.3f}]"
+    )
 
 
 def plot(run: dict, out: Path) -> None:

@@ -71,6 +71,10 @@ def test_a_tiny_run_records_every_runtime_setting(tmp_path, capsys, monkeypatch)
     assert graphs["dense"]["onnx_ops"].get("Conv") == 1
     assert graphs["cp"]["onnx_grouped_convs"] >= 1
     assert graphs["dense"]["litert_delegate_partitions"] >= 1
+    chosen = layer["keras_implementations"]
+    assert chosen["dense"] == {}
+    (cp_layer,) = chosen["cp"].values()
+    assert set(cp_layer) == {"(1, 8, 8, 4)", "(4, 8, 8, 4)"}
     assert "skipped" in run["cifar10"]
     assert "Reference layer: batch 4, 8x8, 4->4" in capsys.readouterr().out
 
