@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import keras
+import numpy as np
 import pytest
 
 from fastconv import export
@@ -87,3 +88,17 @@ def test_cifar10_is_skipped_with_the_reason_when_not_cached(tmp_path, monkeypatc
     part = deploy.cifar10_part(tmp_path, args=None)
     assert part == {"skipped": part["skipped"]}
     assert str(missing) in part["skipped"] and "never trains" in part["skipped"]
+
+
+def test_litert_accuracy_counts_the_argmax_hits_chunk_by_chunk(tmp_path):
+    require_runtimes()
+    model = deploy.reference_layer_models(size=4, channels=4, rank=2)["dense"]
+    x = np.random.default_rng(0).standard_normal((10, 4, 4, 4)).astype("float32")
+    # Each example's label: the argmax over the channels of its first pixel.
+    labels = keras.ops.convert_to_numpy(model(x))[:, 0, 0].argmax(axis=-1)
+    flatten = keras.Sequential([model, keras.layers.Lambda(lambda t: t[:, 0, 0])])
+    path = export.export_model(flatten, tmp_path / "m.tflite", "litert")
+    assert deploy.litert_accuracy(path, x, labels, chunk=3) == 1.0
+    wrong = (labels + 1) % 4
+    wrong[:4] = labels[:4]
+    assert deploy.litert_accuracy(path, x, wrong, chunk=3) == pytest.approx(0.4)
