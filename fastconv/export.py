@@ -45,6 +45,7 @@ __all__ = [
     "EXTRA",
     "FORMATS",
     "QUANTIZE_MODES",
+    "QuantizationError",
     "SUFFIXES",
     "check_exportable",
     "export_model",
@@ -86,6 +87,12 @@ CALIBRATION_SAMPLES = 100
 
 #: Modules not in the ``export`` extra, and the package that holds each.
 _OUTSIDE_EXTRA = {"jax2onnx": "jax2onnx", "litert_torch": "litert-torch"}
+
+
+class QuantizationError(ValueError):
+    """A quantization `export_model` cannot make: an unknown mode, a format
+    other than LiteRT, a backend other than TensorFlow, a model that does not
+    compute in float32, or missing or misshapen representative data."""
 
 
 def check_exportable(format: str, backend: str | None = None) -> None:
@@ -189,9 +196,11 @@ def export_model(
     Raises:
         ValueError: an unknown format, a backend that cannot write it, a
             path whose suffix does not fit the format, or a quantization
-            that cannot be made (an unknown mode, a format other than
-            ``"litert"``, a backend other than TensorFlow, ``"int8"`` without
-            representative data or with data of the wrong shape).
+            that cannot be made (a `QuantizationError`: an unknown mode, a
+            format other than ``"litert"``, a backend other than TensorFlow, a
+            model with a layer that does not compute in float32 (mixed
+            precision), ``"int8"`` without representative data or with data
+            of the wrong shape).
         ModuleNotFoundError: a package the export needs is missing; the
             message says what to install.
     """
@@ -241,43 +250,44 @@ def _quantization(
     model, format, backend, quantize, data, samples, seed
 ) -> dict[str, object]:
     """The ``tf.lite.TFLiteConverter`` settings of a quantized LiteRT export,
-    which Keras's LiteRT exporter sets on its converter; or a `ValueError`."""
+    which Keras's LiteRT exporter sets on its converter; or a `QuantizationError`."""
     if quantize is None:
-        raise ValueError(
+        raise QuantizationError(
             "representative_data calibrates quantize='int8' only, received "
             "quantize=None"
         )
     if quantize not in QUANTIZE_MODES:
-        raise ValueError(
+        raise QuantizationError(
             f"quantize must be one of {QUANTIZE_MODES} or None, received "
             f"quantize={quantize!r}"
         )
     if format != "litert":
-        raise ValueError(
+        raise QuantizationError(
             f"quantize={quantize!r} needs format 'litert', received format={format!r}"
         )
     if backend != "tensorflow":
-        raise ValueError(
+        raise QuantizationError(
             f"quantize={quantize!r} needs the tensorflow backend (TensorFlow's "
             f"TFLiteConverter quantizes), received the {backend} backend; set "
             "KERAS_BACKEND=tensorflow"
         )
+    _check_float32(model, quantize)
     import tensorflow as tf
 
     if quantize == "dynamic":
         if data is not None:
-            raise ValueError(
+            raise QuantizationError(
                 "representative_data calibrates quantize='int8' only; "
                 "quantize='dynamic' quantizes the weights alone"
             )
         return {"optimizations": [tf.lite.Optimize.DEFAULT]}
     if data is None:
-        raise ValueError(
+        raise QuantizationError(
             "quantize='int8' needs representative_data: examples of the model's "
             "input (from its training data) to calibrate the activations"
         )
     if not is_int_at_least(samples, 1):
-        raise ValueError(
+        raise QuantizationError(
             "calibration_samples must be an int >= 1, received "
             f"calibration_samples={samples!r}"
         )
@@ -294,11 +304,29 @@ def _quantization(
     }
 
 
+def _check_float32(model, quantize: str) -> None:
+    """Refuses a model with a layer that computes in another dtype than
+    float32: mixed precision exports bfloat16 or float16 operations, which
+    the int8 converter refuses and LiteRT's builtin kernels lack."""
+    layers = list(model.layers)
+    while layers:
+        layer = layers.pop()
+        layers += getattr(layer, "layers", [])
+        compute = layer.dtype_policy.compute_dtype
+        if compute != "float32":
+            raise QuantizationError(
+                f"quantize={quantize!r} needs a model that computes in float32; "
+                f"layer {layer.name!r} computes in {compute} (dtype policy "
+                f"{layer.dtype_policy.name!r}): rebuild the model with "
+                "dtype='float32' and copy its weights"
+            )
+
+
 def _calibration_examples(model, data, samples: int, seed: int) -> np.ndarray:
     """``samples`` examples of ``data`` drawn without replacement, as float32,
     after checking that each has the shape of the model's single input."""
     if len(model.inputs) != 1:
-        raise ValueError(
+        raise QuantizationError(
             f"quantize='int8' needs a model with one input, received one with "
             f"{len(model.inputs)}"
         )
@@ -310,7 +338,7 @@ def _calibration_examples(model, data, samples: int, seed: int) -> np.ndarray:
     )
     if not fits or len(data) == 0:
         shown = ", ".join("None" if s is None else str(s) for s in expected)
-        raise ValueError(
+        raise QuantizationError(
             "representative_data must be examples of the model's input, shaped "
             f"(n, {shown}) with n >= 1, received shape {data.shape}"
         )

@@ -154,10 +154,10 @@ def run(args: argparse.Namespace) -> int:
             quantize=args.quantize,
             representative_data=examples,
         )
-    except ValueError as exc:
-        if examples is None or "representative_data" not in str(exc):
-            raise
-        raise UsageError("--calibration-dataset", calibration, str(exc)) from None
+    except export.QuantizationError as exc:
+        if "representative_data" in str(exc):
+            raise UsageError("--calibration-dataset", calibration, str(exc)) from None
+        raise UsageError("--quantize", args.quantize, str(exc)) from None
     print(f"exported: {args.output}")
     if folded is not None:
         print(folded)

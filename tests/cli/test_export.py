@@ -273,3 +273,13 @@ def test_fold_batchnorm_folds_prints_and_keeps_the_outputs(tmp_path, capsys):
 
     ops = {node.op_type for node in onnx.load(tmp_path / "out.onnx").graph.node}
     assert "BatchNormalization" not in ops
+
+
+def test_a_mixed_precision_model_is_refused_for_quantization(tmp_path, capsys):
+    require_quantization()
+    inputs = keras.Input((8, 8, 3))
+    conv = keras.layers.Conv2D(4, 3, dtype="mixed_bfloat16", name="half")(inputs)
+    keras.Model(inputs, conv).save(tmp_path / "model.keras")
+    code, _, err = exported(capsys, tmp_path, "litert", "--quantize", "dynamic")
+    assert_user_error(code, err, "--quantize", "'half'", "bfloat16", "float32")
+    assert not (tmp_path / "out.tflite").exists()

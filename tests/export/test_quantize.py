@@ -195,3 +195,22 @@ def test_quantize_names_the_backend_it_needs(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="needs the tensorflow backend.*the torch"):
         export.export_model(model, tmp_path / "m.tflite", "litert", quantize="int8")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_mixed_precision_model_is_refused_naming_its_layer(tmp_path):
+    """TensorFlow's int8 converter fails on bfloat16 convolutions with an
+    MLIR error, and a float LiteRT file of them needs the Flex delegate."""
+    require_litert_on_tensorflow()
+    inputs = keras.Input(SHAPE)
+    conv = keras.layers.Conv2D(4, 3, dtype="mixed_bfloat16", name="half")(inputs)
+    model = keras.Model(inputs, keras.layers.Flatten()(conv))
+    for mode, data in (("dynamic", None), ("int8", examples(5, seed=0))):
+        with pytest.raises(export.QuantizationError, match="'half' computes in bf"):
+            export.export_model(
+                model,
+                tmp_path / "m.tflite",
+                "litert",
+                quantize=mode,
+                representative_data=data,
+            )
+    assert list(tmp_path.iterdir()) == []
