@@ -304,7 +304,7 @@ def cifar10_part(folder: Path, args) -> dict:
             "benchmark never trains it (hours on this machine): train it with "
             "fastconv.bench.references.reference_model('cifar10') first"
         }
-    original = references.reference_model("cifar10", progress=False).model
+    original = as_float32(references.reference_model("cifar10", progress=False).model)
     models = {"dense": original}
     for method in ("cp", "tucker"):
         models[method] = fastconv.convert_model(
@@ -331,6 +331,21 @@ def cifar10_part(folder: Path, args) -> dict:
     result["test_examples"] = len(y_test)
     result["rank"] = CIFAR_RANK
     return result
+
+
+def as_float32(model):
+    """A copy of ``model`` computing in float32, with its weights: a model
+    trained in mixed precision (the CIFAR-10 recipe's bfloat16) exports to
+    LiteRT with bfloat16 operations that need TensorFlow's Flex delegate, and
+    int8 quantization refuses it."""
+    import keras
+
+    def clone(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def litert_accuracy(path: Path, x: np.ndarray, y: np.ndarray, chunk=100) -> float:

@@ -102,3 +102,17 @@ def test_litert_accuracy_counts_the_argmax_hits_chunk_by_chunk(tmp_path):
     wrong = (labels + 1) % 4
     wrong[:4] = labels[:4]
     assert deploy.litert_accuracy(path, x, wrong, chunk=3) == pytest.approx(0.4)
+
+
+def test_as_float32_copies_a_mixed_precision_model_into_float32():
+    inputs = keras.Input((4, 4, 3))
+    x = keras.layers.Conv2D(4, 3, dtype="mixed_bfloat16")(inputs)
+    x = keras.layers.BatchNormalization(dtype="mixed_bfloat16")(x)
+    model = keras.Model(inputs, keras.layers.Flatten()(x))
+    copy = deploy.as_float32(model)
+    assert {layer.dtype_policy.name for layer in copy.layers} == {"float32"}
+    for mine, theirs in zip(copy.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    x = np.random.default_rng(0).random((2, 4, 4, 3)).astype("float32")
+    expected = keras.ops.convert_to_numpy(model(x)).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(copy(x)), expected, atol=0.05)
