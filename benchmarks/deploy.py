@@ -275,17 +275,25 @@ def keras_implementations(models: dict) -> dict:
     }
 
 
-def reference_layer_targets(result: dict) -> dict:
-    """Whether CP and Tucker keep `TARGET_SHARE` of Keras's speedup in
-    ONNX Runtime and LiteRT, at every thread count and batch measured."""
+def reference_layer_targets(result: dict, batch: int) -> dict:
+    """Target 1: whether CP and Tucker keep `TARGET_SHARE` of Keras's speedup
+    at the reference batch, in ONNX Runtime at that batch and in LiteRT (at
+    batch 1, the only one measured: Keras's own batch-1 speedup is no
+    yardstick, its time there being mostly overhead, the same for every
+    model). ``{"<variant>/<setting>": {"share": ..., "met": ...}}``."""
+    reference = result["speedups"][f"keras/b{batch}"]
     verdicts = {}
     for setting, variants in result["speedups"].items():
-        runtime = setting.split("/")[0]
-        if runtime.startswith(("onnxruntime", "litert")):
+        runtime, at = setting.split("/")
+        if runtime.startswith("litert") or (
+            runtime.startswith("onnxruntime") and at == f"b{batch}"
+        ):
             for variant, ratio in variants.items():
-                verdicts[f"{variant}/{setting}"] = (
-                    ratio["share_of_keras"] >= TARGET_SHARE
-                )
+                share = ratio["speedup"] / reference[variant]["speedup"]
+                verdicts[f"{variant}/{setting}"] = {
+                    "share": share,
+                    "met": share >= TARGET_SHARE,
+                }
     return verdicts
 
 
@@ -386,13 +394,17 @@ def markdown(run: dict) -> str:
         "",
         *speedup_table(layer),
     ]
-    verdicts = layer["targets"]
-    missed = sorted(name for name, ok in verdicts.items() if not ok)
     out += [
         "",
         f"Target: each variant keeps >= {TARGET_SHARE:g}x of its Keras speedup "
-        "in ONNX Runtime and LiteRT: "
-        + ("met everywhere" if not missed else f"missed at {', '.join(missed)}"),
+        f"at batch {shape['batch']}, in ONNX Runtime at that batch and in "
+        "LiteRT at batch 1:",
+        "",
+        *(
+            f"- {name}: {verdict['share']:.2f}, "
+            + ("met" if verdict["met"] else "missed")
+            for name, verdict in layer["targets"].items()
+        ),
         "",
         "## CIFAR-10 reference",
         "",
@@ -528,7 +540,7 @@ def main(argv=None) -> int:
             "channels": args.channels,
             "rank": args.rank,
         }
-        layer["targets"] = reference_layer_targets(layer)
+        layer["targets"] = reference_layer_targets(layer, args.batch)
         run["reference_layer"] = layer
         if args.quick:
             run["cifar10"] = {"skipped": "--quick measures the reference layer only"}
