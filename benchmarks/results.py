@@ -338,6 +338,14 @@ STEPS = (
             for ext in ("json", "md", "png")
         ),
     ),
+    Step(
+        "deploy",
+        ("-m", "benchmarks.deploy", "--repeats", "5", "--out", "{results}/deploy"),
+        tuple(f"{RESULTS}/deploy/deploy.{ext}" for ext in ("json", "md", "png")),
+        71,
+        "wall time of the run of 2026-11-30: the reference layer alone (CIFAR-10 "
+        "not cached), on the 2-core CPU shared with a training job",
+    ),
 )
 
 

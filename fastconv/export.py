@@ -16,6 +16,11 @@ them as plain operations, and the file runs where fastconv is not installed.
   before any work with a message naming what to install or which backend to
   use.
 
+``quantize=`` makes the LiteRT export a post-training quantized file
+(TensorFlow backend): ``"dynamic"`` stores the weights in int8, ``"int8"``
+computes in int8 too, calibrated on ``representative_data``; see
+docs/export.md.
+
 `run_exported` runs an exported file in its own runtime (ONNX Runtime,
 LiteRT's interpreter, OpenVINO, TensorFlow) and `largest_difference` compares
 it with the Keras model.
@@ -33,11 +38,14 @@ import keras
 import numpy as np
 
 from fastconv._files import write_atomically
+from fastconv._validation import is_int_at_least
 from fastconv.kernels import autotune
 
 __all__ = [
     "EXTRA",
     "FORMATS",
+    "QUANTIZE_MODES",
+    "QuantizationError",
     "SUFFIXES",
     "check_exportable",
     "export_model",
@@ -72,8 +80,19 @@ _NEEDS = {
     ("openvino", "tensorflow"): ("openvino",),
     ("openvino", "torch"): ("openvino",),
 }
+#: The post-training quantizations of a LiteRT export (``quantize=``).
+QUANTIZE_MODES = ("dynamic", "int8")
+#: Examples drawn from ``representative_data`` to calibrate an int8 export.
+CALIBRATION_SAMPLES = 100
+
 #: Modules not in the ``export`` extra, and the package that holds each.
 _OUTSIDE_EXTRA = {"jax2onnx": "jax2onnx", "litert_torch": "litert-torch"}
+
+
+class QuantizationError(ValueError):
+    """A quantization `export_model` cannot make: an unknown mode, a format
+    other than LiteRT, a backend other than TensorFlow, a model that does not
+    compute in float32, or missing or misshapen representative data."""
 
 
 def check_exportable(format: str, backend: str | None = None) -> None:
@@ -136,7 +155,17 @@ def _require(format: str, backend: str) -> None:
     )
 
 
-def export_model(model, path, format: str = "onnx", **kwargs) -> Path:
+def export_model(
+    model,
+    path,
+    format: str = "onnx",
+    *,
+    quantize: str | None = None,
+    representative_data=None,
+    calibration_samples: int = CALIBRATION_SAMPLES,
+    seed: int = 0,
+    **kwargs,
+) -> Path:
     """Exports ``model`` to ``path`` with ``model.export``, measuring nothing.
 
     Args:
@@ -145,6 +174,18 @@ def export_model(model, path, format: str = "onnx", **kwargs) -> Path:
             whose weights go to the ``.bin`` beside it) or, for
             ``tf_saved_model``, the folder. An existing one is replaced.
         format: one of `FORMATS`.
+        quantize: None (float32), or a post-training quantization of a
+            ``"litert"`` export on the TensorFlow backend: ``"dynamic"``
+            (weights stored in int8, computed in float) or ``"int8"`` (weights
+            and activations in int8, calibrated on ``representative_data``;
+            the file's input and output stay float32, with a quantize and a
+            dequantize at the ends, so it is called like the float one).
+        representative_data: for ``"int8"``, examples of the model's single
+            input (an array whose first axis indexes them, shaped like the
+            training data); ``calibration_samples`` of them, drawn at random
+            with ``seed``, calibrate the activations' ranges.
+        calibration_samples: how many examples calibrate (all, if fewer).
+        seed: the seed of that draw.
         **kwargs: passed to ``model.export`` (``input_signature``, an opset).
             For ONNX the signature defaults to the model's inputs, so that a
             model just loaded, never called, exports.
@@ -153,8 +194,13 @@ def export_model(model, path, format: str = "onnx", **kwargs) -> Path:
         ``path``, as a ``Path``.
 
     Raises:
-        ValueError: an unknown format, a backend that cannot write it, or a
-            path whose suffix does not fit the format.
+        ValueError: an unknown format, a backend that cannot write it, a
+            path whose suffix does not fit the format, or a quantization
+            that cannot be made (a `QuantizationError`: an unknown mode, a
+            format other than ``"litert"``, a backend other than TensorFlow, a
+            model with a layer that does not compute in float32 (mixed
+            precision), ``"int8"`` without representative data or with data
+            of the wrong shape).
         ModuleNotFoundError: a package the export needs is missing; the
             message says what to install.
     """
@@ -165,6 +211,18 @@ def export_model(model, path, format: str = "onnx", **kwargs) -> Path:
     if suffix is not None and path.suffix != suffix:
         raise ValueError(
             f"path must end in {suffix} for format {format!r}, received path={path}"
+        )
+    if quantize is not None or representative_data is not None:
+        kwargs.update(
+            _quantization(
+                model,
+                format,
+                backend,
+                quantize,
+                representative_data,
+                calibration_samples,
+                seed,
+            )
         )
     _require(format, backend)
     kwargs.setdefault("verbose", False)
@@ -186,6 +244,107 @@ def export_model(model, path, format: str = "onnx", **kwargs) -> Path:
     else:
         _write_in_folder(path, format, export)
     return path
+
+
+def _quantization(
+    model, format, backend, quantize, data, samples, seed
+) -> dict[str, object]:
+    """The ``tf.lite.TFLiteConverter`` settings of a quantized LiteRT export,
+    which Keras's LiteRT exporter sets on its converter; or a `QuantizationError`."""
+    if quantize is None:
+        raise QuantizationError(
+            "representative_data calibrates quantize='int8' only, received "
+            "quantize=None"
+        )
+    if quantize not in QUANTIZE_MODES:
+        raise QuantizationError(
+            f"quantize must be one of {QUANTIZE_MODES} or None, received "
+            f"quantize={quantize!r}"
+        )
+    if format != "litert":
+        raise QuantizationError(
+            f"quantize={quantize!r} needs format 'litert', received format={format!r}"
+        )
+    if backend != "tensorflow":
+        raise QuantizationError(
+            f"quantize={quantize!r} needs the tensorflow backend (TensorFlow's "
+            f"TFLiteConverter quantizes), received the {backend} backend; set "
+            "KERAS_BACKEND=tensorflow"
+        )
+    _check_float32(model, quantize)
+    import tensorflow as tf
+
+    if quantize == "dynamic":
+        if data is not None:
+            raise QuantizationError(
+                "representative_data calibrates quantize='int8' only; "
+                "quantize='dynamic' quantizes the weights alone"
+            )
+        return {"optimizations": [tf.lite.Optimize.DEFAULT]}
+    if data is None:
+        raise QuantizationError(
+            "quantize='int8' needs representative_data: examples of the model's "
+            "input (from its training data) to calibrate the activations"
+        )
+    if not is_int_at_least(samples, 1):
+        raise QuantizationError(
+            "calibration_samples must be an int >= 1, received "
+            f"calibration_samples={samples!r}"
+        )
+    examples = _calibration_examples(model, data, samples, seed)
+
+    def representative_dataset():
+        for example in examples:
+            yield [example[np.newaxis]]
+
+    return {
+        "optimizations": [tf.lite.Optimize.DEFAULT],
+        "representative_dataset": representative_dataset,
+        "target_spec": {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]},
+    }
+
+
+def _check_float32(model, quantize: str) -> None:
+    """Refuses a model with a layer that computes in another dtype than
+    float32: mixed precision exports bfloat16 or float16 operations, which
+    the int8 converter refuses and LiteRT's builtin kernels lack."""
+    layers = list(model.layers)
+    while layers:
+        layer = layers.pop()
+        layers += getattr(layer, "layers", [])
+        compute = layer.dtype_policy.compute_dtype
+        if compute != "float32":
+            raise QuantizationError(
+                f"quantize={quantize!r} needs a model that computes in float32; "
+                f"layer {layer.name!r} computes in {compute} (dtype policy "
+                f"{layer.dtype_policy.name!r}): rebuild the model with "
+                "dtype='float32' and copy its weights"
+            )
+
+
+def _calibration_examples(model, data, samples: int, seed: int) -> np.ndarray:
+    """``samples`` examples of ``data`` drawn without replacement, as float32,
+    after checking that each has the shape of the model's single input."""
+    if len(model.inputs) != 1:
+        raise QuantizationError(
+            f"quantize='int8' needs a model with one input, received one with "
+            f"{len(model.inputs)}"
+        )
+    data = np.asarray(data)
+    expected = tuple(model.inputs[0].shape[1:])
+    fits = data.ndim == len(expected) + 1 and all(
+        size is None or size == given
+        for size, given in zip(expected, data.shape[1:], strict=True)
+    )
+    if not fits or len(data) == 0:
+        shown = ", ".join("None" if s is None else str(s) for s in expected)
+        raise QuantizationError(
+            "representative_data must be examples of the model's input, shaped "
+            f"(n, {shown}) with n >= 1, received shape {data.shape}"
+        )
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(data), size=min(samples, len(data)), replace=False)
+    return data[np.sort(chosen)].astype("float32")
 
 
 def _write_in_folder(path: Path, format: str, export) -> None:

@@ -4,7 +4,17 @@
 and exports it with `fastconv.export.export_model`, which calls Keras's own
 ``model.export`` and measures nothing (each ``"auto"`` layer runs its cached
 choice or the static rule). ``--check`` then runs the exported file in its
-runtime on a random batch and prints the largest difference from Keras.
+runtime on a random batch (with ``--quantize int8``: two calibration
+examples) and prints the largest difference from Keras.
+
+``--fold-batchnorm`` folds each BatchNormalization into the convolution before
+it first (`fastconv.fold_batchnorm`) and prints its report.
+``--quantize dynamic`` (weights in int8) or ``--quantize int8`` (int8
+computation, its input and output still float32) quantizes a LiteRT export
+on the TensorFlow backend; int8 calibrates on 100 examples drawn from
+``--calibration-dataset``: the training split of mnist, fashion_mnist or
+cifar10 (``fastconv.datasets``), or a file of examples shaped like the
+model's input (a .npy array, or an .npz holding one named x).
 
 The output is a file ending in .onnx, .tflite or .xml (OpenVINO writes its
 weights to the .bin beside it), or a folder for ``saved_model``. The format
@@ -19,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import zipfile
 from pathlib import Path
 
 from fastconv.cli import _args
@@ -33,6 +44,11 @@ FORMATS = {
 }
 #: Examples in the random batch of ``--check``.
 CHECK_BATCH = 2
+#: ``--quantize``'s choices (``fastconv.export.QUANTIZE_MODES``, which this
+#: module imports only when it runs).
+QUANTIZE = ("dynamic", "int8")
+#: ``--calibration-dataset``'s names (``fastconv.datasets.NAMES``).
+DATASETS = ("mnist", "fashion_mnist", "cifar10")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -77,6 +93,26 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="run the exported file in its runtime on a random batch and print "
         "the largest difference from Keras",
     )
+    parser.add_argument(
+        "--fold-batchnorm",
+        action="store_true",
+        help="fold each BatchNormalization into the convolution before it, "
+        "then export (prints what was folded)",
+    )
+    parser.add_argument(
+        "--quantize",
+        choices=QUANTIZE,
+        help="post-training quantization of a litert export (TensorFlow "
+        "backend): dynamic (int8 weights) or int8 (int8 computation, float "
+        "input and output; needs --calibration-dataset)",
+    )
+    parser.add_argument(
+        "--calibration-dataset",
+        metavar="NAME|FILE",
+        help=f"examples that calibrate --quantize int8: one of "
+        f"{', '.join(DATASETS)} (its training split) or a .npy/.npz file "
+        "of examples shaped like the model's input (.npz: an array named x)",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -99,18 +135,140 @@ def run(args: argparse.Namespace) -> int:
 
     format = FORMATS[args.format]
     _check_format(args.format, format)
+    calibration = _check_quantize(args)
     _check_output(args.output, args.model, format, args.force)
+    examples = _calibration_examples(calibration) if calibration else None
     model = _args.load_model("MODEL.keras", args.model, compile=False)
     shape = _check_shape(model) if args.check else None
-    export.export_model(model, args.output, format)
+    folded = None
+    exported = model
+    if args.fold_batchnorm:
+        from fastconv.convert import fold_batchnorm
+
+        exported, folded = fold_batchnorm(model)
+    try:
+        export.export_model(
+            exported,
+            args.output,
+            format,
+            quantize=args.quantize,
+            representative_data=examples,
+        )
+    except export.QuantizationError as exc:
+        if "representative_data" in str(exc):
+            raise UsageError("--calibration-dataset", calibration, str(exc)) from None
+        raise UsageError("--quantize", args.quantize, str(exc)) from None
     print(f"exported: {args.output}")
+    if folded is not None:
+        print(folded)
     if shape is not None:
+        # An int8 file is checked on calibration examples: random values
+        # outside their range would measure the clipping, not the export.
         x = np.random.default_rng(0).standard_normal((CHECK_BATCH, *shape))
+        if examples is not None:
+            x = examples[:CHECK_BATCH]
         difference = export.largest_difference(
             model, args.output, format, x.astype("float32")
         )
         print(f"largest difference from Keras: {difference:.3g}")
     return 0
+
+
+def _check_quantize(args: argparse.Namespace) -> str | None:
+    """Refuses ``--quantize`` and ``--calibration-dataset`` where they cannot
+    apply; returns the calibration source that int8 will read, or None."""
+    import keras
+
+    source = args.calibration_dataset
+    if args.quantize is None:
+        if source is not None:
+            raise UsageError(
+                "--calibration-dataset", source, "is read only with --quantize int8"
+            )
+        return None
+    if args.format != "litert":
+        raise UsageError(
+            "--quantize",
+            args.quantize,
+            f"needs --format litert, received --format {args.format}",
+        )
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise UsageError(
+            "--quantize",
+            args.quantize,
+            f"needs the tensorflow backend (KERAS_BACKEND), not {backend}",
+        )
+    if args.quantize == "dynamic":
+        if source is not None:
+            raise UsageError(
+                "--calibration-dataset",
+                source,
+                "is read only with --quantize int8, not dynamic",
+            )
+        return None
+    if source is None:
+        raise UsageError(
+            "--quantize",
+            "int8",
+            "needs --calibration-dataset (a dataset name or a .npy/.npz file)",
+        )
+    if source in DATASETS:
+        return source
+    path = Path(source)
+    if path.suffix not in (".npy", ".npz"):
+        raise UsageError(
+            "--calibration-dataset",
+            source,
+            f"is neither one of {', '.join(DATASETS)} nor a .npy or .npz file",
+        )
+    try:
+        _args.input_file(source)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError("--calibration-dataset", None, str(exc)) from None
+    return source
+
+
+def _calibration_examples(source: str):
+    """Examples to calibrate on: ``export.CALIBRATION_SAMPLES`` drawn from a
+    dataset's training split, scaled to [0, 1], or a file's array as it is
+    (uint8 images scaled the same way)."""
+    import keras
+    import numpy as np
+
+    from fastconv import datasets, export
+    from fastconv.bench.runner import _images
+
+    if source in DATASETS:
+        try:
+            (x, _), _ = datasets.load(source)
+        except datasets.DatasetUnavailableError as exc:
+            problem = " ".join(str(exc).split())
+            raise UsageError("--calibration-dataset", source, problem) from None
+        rng = np.random.default_rng(0)
+        chosen = rng.choice(len(x), size=export.CALIBRATION_SAMPLES, replace=False)
+        return _images(x[np.sort(chosen)], keras.config.image_data_format())
+    path = Path(source)
+    if path.suffix == ".npy":
+        x = _args.load_array("--calibration-dataset", path)
+    else:
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                if "x" not in archive.files:
+                    raise UsageError(
+                        "--calibration-dataset",
+                        source,
+                        f"must hold an array named x; it holds {archive.files}",
+                    )
+                x = archive["x"]
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            problem = " ".join(str(exc).split()) or type(exc).__name__
+            raise UsageError(
+                "--calibration-dataset", source, f"is not a readable .npz: {problem}"
+            ) from None
+    if not np.issubdtype(x.dtype, np.number):
+        raise UsageError("--calibration-dataset", source, f"holds {x.dtype} values")
+    return x.astype("float32") / 255.0 if x.dtype == np.uint8 else x
 
 
 def _check_format(name: str, format: str) -> None:

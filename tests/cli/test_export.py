@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 
 import keras
+import numpy as np
 import pytest
 
 from fastconv import export
@@ -143,3 +144,142 @@ def test_check_needs_known_input_sizes(tmp_path, capsys):
     require("openvino")
     code, _, err = exported(capsys, tmp_path, "openvino", "--check")
     assert_user_error(code, err, "--check", "input sizes")
+
+
+def require_quantization() -> None:
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("--quantize runs on the tensorflow backend only")
+    require("litert")
+
+
+def tensor_types(path) -> set[str]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    details = Interpreter(model_path=str(path)).get_tensor_details()
+    return {np.dtype(detail["dtype"]).name for detail in details}
+
+
+def examples(path, shape=(8, 8, 3), n=20):
+    np.savez(path, x=np.random.default_rng(0).random((n, *shape), "float32"))
+    return path
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "int8"])
+def test_a_quantized_litert_export_is_written_and_checked(workdir, capsys, mode):
+    require_quantization()
+    calibration = ()
+    if mode == "int8":
+        calibration = ("--calibration-dataset", examples(workdir / "x.npz"))
+    code, out, err = exported(
+        capsys, workdir, "litert", "--quantize", mode, *calibration, "--check"
+    )
+    assert code == 0, err
+    difference = float(out.split("largest difference from Keras: ")[1])
+    assert difference < (0.05 if mode == "int8" else 1e-4)
+    types = tensor_types(workdir / "out.tflite")
+    # The tiny model's 108 weights are below dynamic quantization's threshold
+    # of 1024: only int8 changes the computation.
+    assert ("int8" in types) == (mode == "int8")
+
+
+def test_the_calibration_dataset_can_be_a_npy_file(workdir, capsys):
+    require_quantization()
+    np.save(workdir / "x.npy", np.random.default_rng(0).random((5, 8, 8, 3)))
+    code, _, err = exported(
+        capsys,
+        workdir,
+        "litert",
+        "--quantize",
+        "int8",
+        "--calibration-dataset",
+        workdir / "x.npy",
+    )
+    assert code == 0, err
+    assert "int8" in tensor_types(workdir / "out.tflite")
+
+
+def test_a_calibration_dataset_of_another_shape_is_refused(workdir, capsys):
+    require_quantization()
+    from fastconv.datasets import cache
+
+    if not (cache.default_cache_dir() / "mnist.npz").exists():
+        pytest.skip("MNIST is not cached")
+    quantize = ("--quantize", "int8", "--calibration-dataset", "mnist")
+    code, _, err = exported(capsys, workdir, "litert", *quantize)
+    assert_user_error(code, err, "--calibration-dataset", "(100, 28, 28, 1)", "mnist")
+    assert not (workdir / "out.tflite").exists()
+
+
+@pytest.mark.parametrize(
+    "format, extra, names",
+    [
+        ("onnx", ["--quantize", "dynamic"], ["--quantize", "--format litert", "onnx"]),
+        ("litert", ["--quantize", "int8"], ["--quantize", "--calibration-dataset"]),
+        ("litert", ["--calibration-dataset", "mnist"], ["--quantize int8"]),
+        (
+            "litert",
+            ["--quantize", "dynamic", "--calibration-dataset", "mnist"],
+            ["--calibration-dataset", "not dynamic"],
+        ),
+        (
+            "litert",
+            ["--quantize", "int8", "--calibration-dataset", "imagenet"],
+            ["--calibration-dataset", "imagenet", "cifar10"],
+        ),
+        (
+            "litert",
+            ["--quantize", "int8", "--calibration-dataset", "missing.npz"],
+            ["--calibration-dataset", "no such file"],
+        ),
+        (
+            "litert",
+            ["--quantize", "int8", "--calibration-dataset", "{workdir}/bad.npz"],
+            ["--calibration-dataset", "named x", "y"],
+        ),
+        (
+            "litert",
+            ["--quantize", "int8", "--calibration-dataset", "{workdir}/short.npz"],
+            ["--calibration-dataset", "received shape (20, 8, 8)"],
+        ),
+    ],
+)
+def test_a_quantization_that_cannot_be_made_is_refused(
+    workdir, capsys, format, extra, names
+):
+    require_quantization()
+    np.savez(workdir / "bad.npz", y=np.zeros(3))
+    examples(workdir / "short.npz", shape=(8, 8))
+    extra = [arg.replace("{workdir}", str(workdir)) for arg in extra]
+    code, _, err = exported(capsys, workdir, format, *extra)
+    assert_user_error(code, err, *names)
+    assert not list(workdir.glob("out*"))
+
+
+def test_fold_batchnorm_folds_prints_and_keeps_the_outputs(tmp_path, capsys):
+    require("onnx")
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    rng = np.random.default_rng(0)
+    bn = model.get_layer("bn")
+    bn.set_weights([rng.random(4) + 0.5 for _ in bn.get_weights()])
+    model.save(tmp_path / "model.keras")
+    code, out, err = exported(capsys, tmp_path, "onnx", "--fold-batchnorm", "--check")
+    assert code == 0, err
+    assert "1 BatchNormalization folded" in out and "folded bn into conv" in out
+    assert float(out.split("largest difference from Keras: ")[1]) < 1e-4
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(tmp_path / "out.onnx").graph.node}
+    assert "BatchNormalization" not in ops
+
+
+def test_a_mixed_precision_model_is_refused_for_quantization(tmp_path, capsys):
+    require_quantization()
+    inputs = keras.Input((8, 8, 3))
+    conv = keras.layers.Conv2D(4, 3, dtype="mixed_bfloat16", name="half")(inputs)
+    keras.Model(inputs, conv).save(tmp_path / "model.keras")
+    code, _, err = exported(capsys, tmp_path, "litert", "--quantize", "dynamic")
+    assert_user_error(code, err, "--quantize", "'half'", "bfloat16", "float32")
+    assert not (tmp_path / "out.tflite").exists()
