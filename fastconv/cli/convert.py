@@ -46,6 +46,20 @@ def _rank(text: str):
     return value
 
 
+def _layer_types(text: str) -> tuple[str, ...]:
+    """An argparse type: ``conv``, ``dense`` or ``conv,dense`` (``--layer-types``)."""
+    kinds = tuple(part.strip() for part in text.split(","))
+    if (
+        not kinds
+        or any(k not in ("conv", "dense") for k in kinds)
+        or (len(set(kinds)) != len(kinds))
+    ):
+        raise argparse.ArgumentTypeError(
+            f"must be conv, dense or conv,dense, received {text!r}"
+        )
+    return kinds
+
+
 def _speedup(text: str) -> float:
     try:
         value = float(text)
@@ -159,6 +173,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "vbmf or energy:0.9 (default: the method's, "
         + ", ".join(f"{m} {r}" for m, r in DEFAULT_RANKS.items() if m != "auto")
         + "; not with --data, which searches the rank)",
+    )
+    parser.add_argument(
+        "--layer-types",
+        type=_layer_types,
+        default=("conv",),
+        metavar="conv,dense",
+        help="which layers to convert: conv (the default: Conv1D, Conv2D, Conv3D), "
+        "dense (Dense layers, by truncated SVD into LowRankDense; the last Dense, "
+        "the classifier, is kept) or conv,dense",
+    )
+    parser.add_argument(
+        "--fold-batchnorm",
+        action="store_true",
+        help="first fold every BatchNormalization that directly follows a "
+        "convolution into it (fastconv.fold_batchnorm); the report lists the pairs",
     )
     parser.add_argument(
         "--layers",
@@ -307,6 +336,8 @@ def run(args: argparse.Namespace) -> int:
             data=data,
             target_speedup=args.target_speedup,
             max_accuracy_drop=args.max_accuracy_drop,
+            layer_types=args.layer_types,
+            fold_batchnorm=args.fold_batchnorm,
             **options,
         )
     print(result.report)

@@ -334,3 +334,46 @@ def test_a_bad_rank_is_refused_when_parsed(workdir, capsys, monkeypatch, flag, v
     monkeypatch.setattr(_args, "load_model", lambda *a, **k: pytest.fail("loaded"))
     code, _, err = convert(capsys, workdir, flag, value)
     assert_user_error(code, err, flag, value)
+
+
+# ------------------------------------------------- layer types and folding
+@pytest.mark.parametrize("value", ["bogus", "conv,conv", "", "dense,"])
+def test_bad_layer_types_are_refused(workdir, capsys, value):
+    code, _, err = convert(capsys, workdir, "--layer-types", value)
+    assert_user_error(code, err, "--layer-types", repr(value))
+
+
+def test_dense_layers_and_batchnorm_folding(tmp_path, capsys):
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(4, 3, name="c1"),
+            keras.layers.Conv2D(8, 3, name="c2"),
+            keras.layers.BatchNormalization(name="bn"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(16, name="hidden"),
+            keras.layers.Dense(3, name="classifier"),
+        ]
+    )
+    bn = model.get_layer("bn")
+    bn.moving_variance.assign(np.full(8, 2.0, "float32"))
+    path = tmp_path / "m.keras"
+    model.save(path)
+    out = tmp_path / "fast.keras"
+    code, stdout, err = run(
+        capsys,
+        "convert",
+        path,
+        *FAST,
+        "--layer-types",
+        "conv,dense",
+        "--fold-batchnorm",
+        "-o",
+        out,
+    )
+    assert code == 0, err
+    new = keras.models.load_model(out)
+    kinds = {layer.name: type(layer).__name__ for layer in new.layers}
+    assert kinds["hidden_svd"] == "LowRankDense"
+    assert kinds["classifier"] == "Dense"
+    assert "c2" in stdout and "bn" in stdout and "fold" in stdout.lower()
