@@ -280,8 +280,14 @@ class ConversionReport:
             if key in ("method", "rank") or value not in (None, {}, ())
         )
         done = len(self.converted)
+        dense = sum(row.type in ("Dense", "LowRankDense") for row in self.rows)
+        kinds = (
+            "convolutions"
+            if not dense
+            else ("Dense layers" if dense == len(self.rows) else "layers")
+        )
         parts = [
-            f"fastconv.convert_model: {done} of {len(self.rows)} convolutions "
+            f"fastconv.convert_model: {done} of {len(self.rows)} {kinds} "
             f"converted ({settings})",
             self.table(),
             f"model parameters: {self.params_before:,} -> {self.params_after:,}"

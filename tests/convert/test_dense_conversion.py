@@ -217,6 +217,7 @@ def test_convert_model_converts_dense_layers_but_the_classifier():
     assert rows["fc1"].new_type == "LowRankDense"
     assert rows["fc1"].macs_after == 48 * 24 + 24 * 24
     assert report.output_error[0] < 1e-5
+    assert "2 of 3 Dense layers converted" in str(report)
     assert isinstance(new_model.get_layer("fc1_svd"), fastconv.LowRankDense)
     assert isinstance(model.get_layer("fc1"), keras.layers.Dense)
     for weight, old in zip(model.get_weights(), before, strict=True):
@@ -235,6 +236,7 @@ def test_convert_model_converts_both_types_with_svd_for_dense():
     assert (rows["fc"].method, rows["fc"].rank) == ("svd", 4)
     assert rows["head"].decision == "kept: the last Dense layer (the classifier)"
     assert report.settings["layer_types"] == ("conv", "dense")
+    assert " layers converted" in str(report).splitlines()[0]
 
 
 def test_convert_model_layers_and_overrides_can_name_dense_layers():
