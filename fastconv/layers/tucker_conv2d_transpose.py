@@ -249,19 +249,29 @@ class TuckerConv2DTranspose(FactorsMixin, keras.layers.Layer):
         if dtype == "bool" or "int" in dtype:
             inputs = keras.ops.cast(inputs, self.compute_dtype)
         x = conv.pointwise(inputs, self.pointwise_in, data_format=self.data_format)
-        x = keras.ops.conv_transpose(
+        x = self._core_transposed(x)
+        x = conv.pointwise(x, self.pointwise_out, self.bias, self.data_format)
+        if self.activation is not None:
+            x = self.activation(x)
+        return x
+
+    def _core_transposed(self, x):
+        """The core's transposed convolution of ``x``."""
+        # TensorFlow's CPU transposed convolution takes channels last only
+        # (in float16 at least), as its convolution does (``kernels.conv``).
+        to_last = self.data_format == "channels_first" and conv.tf_cpu_only()
+        if to_last:
+            x = keras.ops.transpose(x, (0, 2, 3, 1))
+        y = keras.ops.conv_transpose(
             x,
             self.core,
             strides=self.strides,
             padding=self.padding,
             output_padding=self.output_padding,
-            data_format=self.data_format,
+            data_format="channels_last" if to_last else self.data_format,
             dilation_rate=self.dilation_rate,
         )
-        x = conv.pointwise(x, self.pointwise_out, self.bias, self.data_format)
-        if self.activation is not None:
-            x = self.activation(x)
-        return x
+        return keras.ops.transpose(y, (0, 3, 1, 2)) if to_last else y
 
     def _output_spatial(self, *spatial):
         paddings = self.output_padding or (None,) * self.SPATIAL_DIMS
