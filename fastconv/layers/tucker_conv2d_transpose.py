@@ -107,9 +107,9 @@ class TuckerConv2DTranspose(FactorsMixin, keras.layers.Layer):
     SPATIAL_DIMS = 2
     CAUSAL = False
 
-    # BaseFastConv's argument checks and shape helpers, shared, not inherited
-    # (see the module docstring): they read only the class name and these
-    # class attributes.
+    # BaseFastConv's argument checks, build and properties, shared, not
+    # inherited (see the module docstring): they read only the class name,
+    # these class attributes and ``_factor_shapes``.
     _error = BaseFastConv._error
     _positive_int = BaseFastConv._positive_int
     _padding = BaseFastConv._padding
@@ -117,6 +117,8 @@ class TuckerConv2DTranspose(FactorsMixin, keras.layers.Layer):
     _int_pair = BaseFastConv._int_pair
     _activation = BaseFastConv._activation
     _input_channels = BaseFastConv._input_channels
+    build = BaseFastConv.build
+    _extra_build = BaseFastConv._extra_build
     channel_axis = BaseFastConv.channel_axis
     output_filters = BaseFastConv.output_filters
     is_linear = BaseFastConv.is_linear
@@ -217,32 +219,6 @@ class TuckerConv2DTranspose(FactorsMixin, keras.layers.Layer):
             "core": (*self.kernel_size, r_out, r_in),
             "pointwise_out": (r_out, self.filters),
         }
-
-    def build(self, input_shape):
-        c_in = self._input_channels(input_shape)
-        self._factor_names = []
-        for name, shape in self._factor_shapes(c_in).items():
-            weight = self.add_weight(
-                name=name,
-                shape=shape,
-                initializer=self.kernel_initializer,
-                regularizer=self.kernel_regularizer,
-                constraint=self.kernel_constraint,
-                trainable=True,
-            )
-            setattr(self, name, weight)
-            self._factor_names.append(name)
-        self.bias = None
-        if self.use_bias:
-            self.bias = self.add_weight(
-                name="bias",
-                shape=(self.filters,),
-                initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-                trainable=True,
-            )
-        self.input_spec = keras.layers.InputSpec(ndim=4, axes={self.channel_axis: c_in})
 
     def call(self, inputs):
         dtype = keras.backend.standardize_dtype(inputs.dtype)

@@ -218,3 +218,12 @@ def test_a_rank_above_the_channels_is_refused_on_build():
     layer = fastconv.TuckerConv2DTranspose(4, 3, rank=(5, 2))
     with pytest.raises(ValueError, match=r"at most \(C_in, filters\) = \(3, 4\)"):
         layer.build((None, 8, 8, 3))
+
+
+def test_a_built_layer_is_not_built_again_for_other_channels():
+    layer = fastconv.TuckerConv2DTranspose(4, 3, rank=2)
+    layer.build((None, 8, 8, 3))
+    layer.build((None, 8, 8, 3))
+    assert len(layer.weights) == 4
+    with pytest.raises(ValueError, match="built for 3 input channels"):
+        layer.build((None, 8, 8, 5))
