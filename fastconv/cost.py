@@ -298,9 +298,10 @@ def dense_cost(units_in: int, units_out: int, use_bias: bool = True) -> Cost:
 def layer_cost(layer, input_shape: Sequence[int | None]) -> Cost:
     """Cost of one Keras layer for one example, given its input shape.
 
-    Knows ``Conv2D``, ``DepthwiseConv2D``, ``SeparableConv2D``, ``Dense`` and
-    every layer with a ``cost(input_shape)`` method (all fastconv layers). Other
-    layers count their parameters and no multiply-adds.
+    Knows ``Conv2D``, ``Conv2DTranspose``, ``DepthwiseConv2D``,
+    ``SeparableConv2D``, ``Dense`` and every layer with a ``cost(input_shape)``
+    method (all fastconv layers). Other layers count their parameters and no
+    multiply-adds.
 
     Args:
         layer: a Keras layer.
@@ -372,6 +373,12 @@ def layer_cost(layer, input_shape: Sequence[int | None]) -> Cost:
             layer.use_bias,
             layer.groups,
         )
+    if isinstance(layer, keras.layers.Conv2DTranspose):
+        # Each input position scatters a k_h x k_w x C_in x filters product.
+        (h, w), c = spatial_shape(input_shape, fmt, 2)
+        per_position = math.prod(layer.kernel_size) * c * layer.filters
+        bias = layer.filters if layer.use_bias else 0
+        return Cost(per_position + bias, h * w * per_position)
     if isinstance(layer, keras.layers.Dense):
         shape = tuple(input_shape)
         if len(shape) < 2 or not all(is_int_at_least(v, 1) for v in shape[1:]):

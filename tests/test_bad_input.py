@@ -1099,10 +1099,10 @@ NEW_USER_REFUSALS = {
         TypeError,
         "layer must be a built keras.layers.Conv2D.*received an object of type str",
     ),
-    "decompose a Conv2DTranspose": (
-        lambda o: fastconv.decompose(_transposed(), "tucker", rank=2),
-        TypeError,
-        "layer 'conv' is a Conv2DTranspose",
+    "decompose a Conv2DTranspose with CP": (
+        lambda o: fastconv.decompose(_transposed(), "cp", rank=2),
+        ValueError,
+        "layer 'conv' is a Conv2DTranspose, which only method 'tucker' decomposes",
     ),
     "decompose a whole model": (
         lambda o: fastconv.decompose(o["model"], "tucker", rank=2),

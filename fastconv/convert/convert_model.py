@@ -33,13 +33,15 @@ from fastconv.convert.decompose import (
     DENSE_METHODS,
     KERAS_CONVS,
     METHODS,
+    TRANSPOSED_CONVS,
     Decomposition,
     _decompose,
+    _option_names,
     _unsupported,
 )
 from fastconv.convert.report import ConversionReport, LayerReport
 from fastconv.cost import layer_cost, spatial_dims
-from fastconv.layers import BaseFastConv, LowRankDense
+from fastconv.layers import BaseFastConv, LowRankDense, TuckerConv2DTranspose
 
 __all__ = ["ConversionAccuracyWarning", "ConversionResult", "convert_model"]
 
@@ -47,6 +49,9 @@ __all__ = ["ConversionAccuracyWarning", "ConversionResult", "convert_model"]
 LAYER_TYPES = ("conv", "dense")
 
 _ALL_METHODS = (*METHODS, *DENSE_METHODS)
+#: The methods that convert a transposed convolution; ``"auto"`` means
+#: ``"tucker"`` for it.
+_TRANSPOSED_METHODS = ("tucker", "auto")
 
 #: Warm-up rounds before the measured ones when ``min_speedup`` is given.
 TIMING_WARMUP = 3
@@ -81,7 +86,7 @@ class ConversionResult(NamedTuple):
 
 # --------------------------------------------------------------------- graph
 def _is_conv(layer) -> bool:
-    return isinstance(layer, (*KERAS_CONVS, BaseFastConv))
+    return isinstance(layer, (*KERAS_CONVS, *TRANSPOSED_CONVS, BaseFastConv))
 
 
 def _is_dense(layer) -> bool:
@@ -227,7 +232,10 @@ def _matcher(layers, sites, everything, layer_types) -> tuple[Callable, bool]:
     """``(predicate on a site, strict)`` for the ``layers`` argument."""
     if layers is None:
         return (
-            lambda site: isinstance(site.layer, (*KERAS_CONVS, keras.layers.Dense))
+            lambda site: isinstance(
+                site.layer,
+                (*KERAS_CONVS, keras.layers.Conv2DTranspose, keras.layers.Dense),
+            )
         ), False
     if isinstance(layers, str | re.Pattern):
         try:
@@ -288,6 +296,15 @@ def _matcher(layers, sites, everything, layer_types) -> tuple[Callable, bool]:
 def _skip_reason(layer, method: str) -> str | None:
     """Why a layer picked by a pattern is kept rather than converted, or None."""
     if _is_dense(layer):
+        if getattr(layer, "quantization_mode", None):
+            return "kept: quantized"
+        return None
+    if isinstance(layer, TRANSPOSED_CONVS):
+        if method not in _TRANSPOSED_METHODS:
+            return (
+                f"kept: a {type(layer).__name__} takes method 'tucker' only, "
+                f"not {method!r}"
+            )
         if getattr(layer, "quantization_mode", None):
             return "kept: quantized"
         return None
@@ -362,6 +379,12 @@ def _plan(
         settings.update(overridden.get(id(site.layer), {}))
         layer_method = settings.pop("method")
         layer_rank = settings.pop("rank")
+        if isinstance(site.layer, TRANSPOSED_CONVS) and layer_method == "auto":
+            # "auto" has one candidate for a transposed convolution, Tucker-2,
+            # and takes only the options that Tucker-2 takes.
+            layer_method = "tucker"
+            tucker_options = _option_names(layer_method)
+            settings = {k: v for k, v in settings.items() if k in tucker_options}
         plan = _Plan(site, False, strict or by_override, "kept: not selected")
         if by_override:
             plan.selected = True
@@ -505,13 +528,15 @@ def _time(old, new, shape, batch_size: int, repeats: int) -> tuple[dict, str]:
     (`fastconv.kernels.measure_implementations`): every implementation of the
     new layer, interleaved with the original, on random inputs of this shape.
     A `LowRankDense` has one implementation, its two matrix products
-    (``"matmul"``), timed the same way.
+    (``"matmul"``), and a `TuckerConv2DTranspose` one, its three products
+    (``"tucker"``), timed the same way.
     """
-    if isinstance(new, LowRankDense):
+    if isinstance(new, LowRankDense | TuckerConv2DTranspose):
         x = np.random.default_rng(0).standard_normal((batch_size, *shape[1:]))
         x = x.astype("float32")
         fns = {"baseline": timing.make_forward(old, x)}
-        fns["matmul"] = timing.make_forward(new, x)
+        only = "matmul" if isinstance(new, LowRankDense) else "tucker"
+        fns[only] = timing.make_forward(new, x)
         found = timing.interleaved(fns, warmup=TIMING_WARMUP, repeats=repeats)
     else:
         found = kernels.measure_implementations(
@@ -759,6 +784,11 @@ def convert_model(
     explicitly); ``overrides`` sets the method, rank or options of single
     layers and always converts them. Each chosen layer goes through
     `fastconv.decompose` with ``method``, ``rank`` and ``options``.
+
+    A ``keras.layers.Conv2DTranspose`` is chosen like a ``Conv2D`` and
+    becomes a `TuckerConv2DTranspose` when ``method`` is ``"tucker"`` or
+    ``"auto"`` (its one candidate); with another method it is kept, with the
+    reason in the report.
 
     With ``layer_types=("conv", "dense")``, Dense layers are converted too, each
     into a `LowRankDense` by truncated SVD (``method="svd"``, whatever

@@ -53,6 +53,7 @@ from fastconv.layers import (
     LowRankDense,
     TuckerConv1D,
     TuckerConv2D,
+    TuckerConv2DTranspose,
     TuckerConv3D,
 )
 
@@ -123,6 +124,9 @@ _OTHER_CONVS = (
     keras.layers.SeparableConv1D,
     keras.layers.SeparableConv2D,
 )
+#: The transposed convolutions that decompose takes, with method ``"tucker"``
+#: only (into a `TuckerConv2DTranspose`).
+TRANSPOSED_CONVS = (keras.layers.Conv2DTranspose, TuckerConv2DTranspose)
 _NUMBER = re.compile(r"(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
@@ -520,6 +524,77 @@ def _dense(layer, method, rank, name, options) -> Decomposition:
     return Decomposition(new, method, result.rank, float(result.relative_error))
 
 
+def _transposed(layer, method, rank, name, options) -> Decomposition:
+    """`decompose` for a ``keras.layers.Conv2DTranspose`` (or a
+    `TuckerConv2DTranspose`): Tucker-2 of its kernel's channel modes into a
+    `TuckerConv2DTranspose` with the same arguments."""
+    layer_name = _layer_name(layer)
+    if method != "tucker":
+        raise ValueError(
+            f"decompose: layer {layer_name!r} is a {_type_name(layer)}, which only "
+            "method 'tucker' decomposes (into a TuckerConv2DTranspose), received "
+            f"method={method!r}"
+        )
+    if not layer.built:
+        raise ValueError(
+            f"decompose: layer {layer_name!r} is not built; call it on an input or "
+            "call layer.build(input_shape) first, so that its kernel exists"
+        )
+    if getattr(layer, "quantization_mode", None):
+        raise ValueError(
+            f"decompose: layer {layer_name!r} is quantized "
+            f"(quantization_mode={layer.quantization_mode!r}); decompose the "
+            "float layer before quantizing"
+        )
+    if isinstance(layer, TuckerConv2DTranspose):
+        kernel = layer.dense_kernel()
+    else:
+        kernel = keras.ops.convert_to_numpy(layer.kernel)
+    # Keras's (k_h, k_w, C_out, C_in) as the (k_h, k_w, C_in, C_out) that the
+    # rank rules and Tucker-2 read, so that a pair rank is (R_in, R_out).
+    kernel = np.asarray(kernel, dtype=np.float64).transpose(0, 1, 3, 2)
+    bias = keras.ops.convert_to_numpy(layer.bias) if layer.use_bias else None
+    for label, array in (("kernel", kernel), ("bias", bias)):
+        if array is not None and not np.all(np.isfinite(array)):
+            raise ValueError(
+                f"decompose: layer {layer_name!r} has NaN or Inf in its {label}; "
+                "it must be finite to be decomposed"
+            )
+    if rank is None:
+        rank = default_rank(method)
+    _check_options(method, options, layer_name)
+    value = _resolve(rank, kernel, method, layer_name)
+    # TuckerConv2DTranspose takes Conv2DTranspose's arguments (and rank): the
+    # original's config gives all but the sizes, which the factors give.
+    config = layer.get_config()
+    accepted = inspect.signature(TuckerConv2DTranspose.__init__).parameters
+    kwargs = {
+        key: config[key]
+        for key in accepted
+        if key in config and key not in ("filters", "kernel_size", "rank")
+    }
+    try:
+        result = tucker2_decompose(kernel, value, **options)
+        factors = {
+            "pointwise_in": result.pointwise_in,
+            "core": result.core.transpose(0, 1, 3, 2),
+            "pointwise_out": result.pointwise_out,
+        }
+        new = TuckerConv2DTranspose.from_factors(
+            factors,
+            bias=bias,
+            name=f"{layer_name}_{method}" if name is None else name,
+            dtype=layer.dtype_policy,
+            trainable=layer.trainable,
+            **kwargs,
+        )
+    except ValueError as exc:  # a bad option value, or an overflowing factor
+        raise ValueError(
+            f"decompose: layer {layer_name!r}, method {method!r}: {exc}"
+        ) from None
+    return Decomposition(new, method, value, float(result.relative_error))
+
+
 def _input_shape_of(layer, input_shape):
     """The input shape to cost ``auto``'s candidates with, if known."""
     if input_shape is None:
@@ -623,6 +698,8 @@ def _decompose(
         )
     if isinstance(layer, keras.layers.Dense | LowRankDense):
         return _dense(layer, method, rank, name, options)
+    if isinstance(layer, TRANSPOSED_CONVS):
+        return _transposed(layer, method, rank, name, options)
     source = _source(layer)
     method = _check_method(method, source.name)
     if rank is None:
@@ -702,6 +779,11 @@ def decompose(
     pair), a float in ``(0, 1]`` (fraction of the kernel's parameters),
     ``"vbmf"`` or ``"energy:<fraction>"``; ranks above a method's maximum are
     clamped with a `RankClampedWarning` naming the layer.
+
+    A ``keras.layers.Conv2DTranspose`` (or a `TuckerConv2DTranspose`) takes
+    ``"tucker"`` only (-> `TuckerConv2DTranspose`, exact at ``(C_in, C_out)``),
+    with the same rank forms, read on its kernel as ``(k_h, k_w, C_in,
+    C_out)``; its strides, padding and output padding are kept.
 
     A ``keras.layers.Conv1D`` or ``Conv3D`` (or a 1-D/3-D fastconv layer)
     takes ``"cp"`` (-> `CPConv1D`, `CPConv3D`: TensorLy's ALS over every

@@ -16,6 +16,7 @@ from fastconv.layers.low_rank_dense import LowRankDense
 from fastconv.layers.stacked_conv2d import StackedConv2D
 from fastconv.layers.tucker_conv import TuckerConv1D, TuckerConv3D
 from fastconv.layers.tucker_conv2d import TuckerConv2D
+from fastconv.layers.tucker_conv2d_transpose import TuckerConv2DTranspose
 from fastconv.layers.wide_conv2d import WideConv2D, wide_replacement
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "StackedConv2D",
     "TuckerConv1D",
     "TuckerConv2D",
+    "TuckerConv2DTranspose",
     "TuckerConv3D",
     "WideConv2D",
     "wide_replacement",
