@@ -1063,7 +1063,7 @@ def test_profile_model_refuses_inputs_it_would_ignore_or_misread(
 # ------------------------------------------------- a new user's inputs (issue 18)
 
 
-class _Subclassed(keras.Model):
+class Subclassed(keras.Model):
     def __init__(self):
         super().__init__(name="sub")
         self.conv = keras.layers.Conv2D(4, 3)
@@ -1073,7 +1073,7 @@ class _Subclassed(keras.Model):
 
 
 def _subclassed():
-    model = _Subclassed()
+    model = Subclassed()
     model(np.zeros((1, 8, 8, 3), np.float32))
     return model
 
@@ -2201,3 +2201,130 @@ def test_a_rank_and_the_same_fraction_are_not_repeats():
     from fastconv.convert.sensitivity import _check_ranks
 
     assert _check_ranks([1, 1.0]) == (1, 1.0)
+
+
+# ---------------------------------------------------------------- trial 3 (issue 18)
+def _dense_model(inputs=1):
+    tensors = [keras.Input((3,)) for _ in range(inputs)]
+    joined = tensors[0] if inputs == 1 else keras.layers.Concatenate()(tensors)
+    return keras.Model(tensors, keras.layers.Dense(2)(joined))
+
+
+class Subclassed(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = keras.layers.Dense(2)
+
+    def call(self, x):
+        return self.dense(x)
+
+
+@pytest.mark.parametrize(
+    "model, error, expected",
+    [
+        ("notamodel", TypeError, "model must be a keras.Model.*str"),
+        (keras.layers.Dense(2), TypeError, "model must be a keras.Model.*Dense"),
+        (
+            keras.Sequential([keras.layers.Dense(2)], name="unbuilt"),
+            ValueError,
+            "model 'unbuilt' is not built",
+        ),
+        (Subclassed(name="sub"), ValueError, "model 'sub' is not built"),
+    ],
+)
+def test_export_model_refuses_what_is_not_a_built_model(
+    tmp_path, model, error, expected
+):
+    with pytest.raises(error, match=expected):
+        fastconv.export_model(model, tmp_path / "a.onnx", "onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "path, error, expected",
+    [
+        (None, TypeError, "path must be a str or os.PathLike, received path=None"),
+        (123, TypeError, "path must be a str or os.PathLike, received path=123"),
+        (
+            "/missing/dir/a.onnx",
+            FileNotFoundError,
+            "folder of path does not exist, received path='/missing/dir/a.onnx'",
+        ),
+    ],
+)
+def test_export_model_refuses_a_bad_path_before_any_work(path, error, expected):
+    with pytest.raises(error, match=expected):
+        fastconv.export_model(_dense_model(), path, "onnx")
+
+
+def test_export_model_refuses_an_unknown_keyword_argument(tmp_path):
+    with pytest.raises(TypeError, match=r"unknown keyword arguments \['foo'\]"):
+        fastconv.export_model(_dense_model(), tmp_path / "a.onnx", "onnx", foo=1)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _needs(format):
+    from fastconv import export
+
+    if format not in export.exportable_formats() or export.missing_packages(format):
+        pytest.skip(f"{format} cannot be exported here")
+
+
+def test_a_built_subclassed_model_exports(tmp_path):
+    _needs("onnx")
+    model = Subclassed()
+    x = np.ones((2, 3), "float32")
+    model(x)
+    path = fastconv.export_model(model, tmp_path / "a.onnx", "onnx")
+    assert fastconv.export.largest_difference(model, path, "onnx", x) < 1e-5
+
+
+@pytest.fixture(scope="module")
+def exported_onnx(tmp_path_factory):
+    _needs("onnx")
+    folder = tmp_path_factory.mktemp("exported")
+    model = _dense_model()
+    return model, fastconv.export_model(model, folder / "one.onnx", "onnx")
+
+
+@pytest.mark.parametrize("x", [np.ones((2, 3)), [[1.0, 2.0, 3.0]]])
+def test_run_exported_casts_float64_and_lists_to_float32(exported_onnx, x):
+    model, path = exported_onnx
+    out = fastconv.export.run_exported(path, "onnx", x)
+    expected = keras.ops.convert_to_numpy(model(np.asarray(x, "float32")))
+    np.testing.assert_allclose(out, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("x", [np.ones((2, 3), "int64"), np.ones((2, 3), bool)])
+def test_run_exported_refuses_x_that_is_not_float(exported_onnx, x):
+    with pytest.raises(
+        ValueError, match=f"x must hold floats, received x of dtype {x.dtype}"
+    ):
+        fastconv.export.run_exported(exported_onnx[1], "onnx", x)
+
+
+def test_run_exported_refuses_a_model_of_two_inputs(tmp_path):
+    _needs("onnx")
+    path = fastconv.export_model(_dense_model(inputs=2), tmp_path / "two.onnx", "onnx")
+    with pytest.raises(
+        ValueError, match=r"one input and one output.*two.onnx.*2 inputs"
+    ):
+        fastconv.export.run_exported(path, "onnx", np.ones((1, 3), "float32"))
+
+
+@pytest.mark.parametrize("format", ["onnx", "litert", "openvino"])
+def test_run_exported_refuses_a_folder_for_a_file(tmp_path, format):
+    with pytest.raises(ValueError, match=f"path is a folder, not a {format} file"):
+        fastconv.export.run_exported(tmp_path, format, np.ones((1, 3), "float32"))
+
+
+def test_run_exported_refuses_a_file_for_a_saved_model(tmp_path):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"x")
+    with pytest.raises(ValueError, match="path is a file, not a SavedModel folder"):
+        fastconv.export.run_exported(path, "tf_saved_model", np.ones((1, 3)))
+
+
+def test_run_exported_refuses_a_missing_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.onnx.*does not exist"):
+        fastconv.export.run_exported(tmp_path / "missing.onnx", "onnx", np.ones(3))
