@@ -97,7 +97,7 @@ def check_exportable(format: str, backend: str | None = None) -> None:
 
 
 def _check_format(format: str) -> None:
-    if format not in FORMATS:
+    if not isinstance(format, str) or format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, received format={format!r}")
 
 

@@ -2210,7 +2210,7 @@ def _dense_model(inputs=1):
     return keras.Model(tensors, keras.layers.Dense(2)(joined))
 
 
-class Subclassed(keras.Model):
+class DenseSubclassed(keras.Model):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.dense = keras.layers.Dense(2)
@@ -2229,7 +2229,7 @@ class Subclassed(keras.Model):
             ValueError,
             "model 'unbuilt' is not built",
         ),
-        (Subclassed(name="sub"), ValueError, "model 'sub' is not built"),
+        (DenseSubclassed(name="sub"), ValueError, "model 'sub' is not built"),
     ],
 )
 def test_export_model_refuses_what_is_not_a_built_model(
@@ -2272,7 +2272,7 @@ def _needs(format):
 
 def test_a_built_subclassed_model_exports(tmp_path):
     _needs("onnx")
-    model = Subclassed()
+    model = DenseSubclassed()
     x = np.ones((2, 3), "float32")
     model(x)
     path = fastconv.export_model(model, tmp_path / "a.onnx", "onnx")
@@ -2328,3 +2328,47 @@ def test_run_exported_refuses_a_file_for_a_saved_model(tmp_path):
 def test_run_exported_refuses_a_missing_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.onnx.*does not exist"):
         fastconv.export.run_exported(tmp_path / "missing.onnx", "onnx", np.ones(3))
+
+
+@pytest.mark.parametrize("method", [["cp"], {"cp": 1}, {"cp"}])
+def test_default_rank_refuses_any_non_str_method(method):
+    from fastconv.convert.decompose import default_rank
+
+    with pytest.raises(ValueError, match=r"method must be one of .*received method="):
+        default_rank(method)
+
+
+def _choices():
+    from fastconv import datasets
+    from fastconv.bench import device, models, references
+    from fastconv.decomposition import cp
+    from fastconv.profile import profiler
+
+    return {
+        "cp init": (
+            lambda v: cp.cp_decompose(np.ones((3, 3, 2, 2)), 1, init=v),
+            "init",
+        ),
+        "profile mode": (lambda v: profiler._check_mode(v), "mode"),
+        "export format": (lambda v: fastconv.export.check_exportable(v), "format"),
+        "dataset name": (lambda v: datasets.load(v), "name"),
+        "reference": (lambda v: references.reference_model(v), "dataset"),
+        "bench model": (
+            lambda v: models.build_model(v, "baseline", (28, 28, 1), 10),
+            "dataset",
+        ),
+        "bench variant": (
+            lambda v: models.build_model("mnist", v, (28, 28, 1), 10),
+            "variant",
+        ),
+        "bench device": (lambda v: device.select_device(v), "device"),
+    }
+
+
+@pytest.mark.parametrize("choice", list(_choices()))
+def test_a_choice_refuses_an_unhashable_value_by_name(choice):
+    from fastconv.bench.config import BenchError
+
+    call, argument = _choices()[choice]
+    with pytest.raises((ValueError, BenchError), match=f"{argument}.*\\['x'\\]"):
+        call(["x"])

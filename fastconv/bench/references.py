@@ -223,7 +223,7 @@ def models_cache_dir() -> Path:
 
 
 def _spec(dataset) -> ReferenceSpec:
-    if dataset not in REFERENCES:
+    if not isinstance(dataset, str) or dataset not in REFERENCES:
         raise ValueError(
             f"reference_model: dataset must be one of {', '.join(REFERENCES)}, "
             f"received dataset={dataset!r}"

@@ -376,7 +376,7 @@ def _dense(layer, method, rank, name, options) -> Decomposition:
             f"keras.layers.Conv2D that method {method!r} decomposes; a Dense "
             f"layer takes method {DENSE_METHODS[0]!r}"
         )
-    if method not in DENSE_METHODS:
+    if not isinstance(method, str) or method not in DENSE_METHODS:
         raise ValueError(
             f"decompose: layer {layer_name!r} is a {_type_name(layer)}, whose "
             f"method must be one of {', '.join(map(repr, DENSE_METHODS))}, "
@@ -526,7 +526,7 @@ def default_rank(method: str):
     >>> default_rank("tucker"), default_rank("cp")
     ('energy:0.9', 0.25)
     """
-    if method not in DEFAULT_RANKS:
+    if not isinstance(method, str) or method not in DEFAULT_RANKS:
         raise ValueError(
             f"default_rank: method must be one of {METHODS + DENSE_METHODS}, "
             f"received method={method!r}"
