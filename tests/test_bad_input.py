@@ -2372,3 +2372,36 @@ def test_a_choice_refuses_an_unhashable_value_by_name(choice):
     call, argument = _choices()[choice]
     with pytest.raises((ValueError, BenchError), match=f"{argument}.*\\['x'\\]"):
         call(["x"])
+
+
+@pytest.mark.parametrize(
+    "layer, input_shape, expected",
+    [
+        (
+            fastconv.LowRankDense(64, rank=8),
+            (None, 4),
+            "rank must be at most the input's 4 features",
+        ),
+        (
+            fastconv.CPConv2D(64, 3, rank=500),
+            (8, 8, 2),
+            "rank must be at most .* from 2 to 64 channels",
+        ),
+        (
+            fastconv.TuckerConv2D(64, 3, rank=(8, 8)),
+            (8, 8, 4),
+            r"rank must be at most \(C_in, filters\) = \(4, 64\)",
+        ),
+        (
+            fastconv.BottleneckConv2D(8, 3, padding="same", residual=True),
+            (8, 8, 4),
+            "residual=True needs as many input channels as filters",
+        ),
+    ],
+)
+def test_cost_refuses_a_shape_that_build_refuses(layer, input_shape, expected):
+    with pytest.raises(ValueError, match=expected):
+        layer.cost(input_shape)
+    with pytest.raises(ValueError, match=expected):
+        layer.build(input_shape if len(input_shape) == 2 else (None, *input_shape))
+    assert not layer.built
