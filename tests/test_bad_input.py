@@ -2405,3 +2405,18 @@ def test_cost_refuses_a_shape_that_build_refuses(layer, input_shape, expected):
     with pytest.raises(ValueError, match=expected):
         layer.build(input_shape if len(input_shape) == 2 else (None, *input_shape))
     assert not layer.built
+
+
+@pytest.mark.parametrize("rank", [6, 1.0])
+def test_decompose_clamps_a_low_rank_dense_to_its_own_rank(rank):
+    from fastconv.decomposition.ranks import RankClampedWarning
+
+    source = fastconv.LowRankDense(8, rank=2, name="lrd")
+    source.build((None, 16))
+    before = [w.copy() for w in source.get_weights()]
+    with pytest.warns(RankClampedWarning, match=r"'lrd'.*maximum 2 .*using 2"):
+        new = fastconv.decompose(source, "svd", rank=rank)
+    assert new.rank == 2
+    np.testing.assert_allclose(new.dense_kernel(), source.dense_kernel(), atol=1e-5)
+    for old, now in zip(before, source.get_weights(), strict=True):
+        np.testing.assert_array_equal(old, now)

@@ -426,6 +426,18 @@ def _dense(layer, method, rank, name, options) -> Decomposition:
             warning.category,
             stacklevel=_outside_stacklevel(),
         )
+    found = result.kernel_in.shape[1]
+    if isinstance(layer, LowRankDense) and found > layer.rank:
+        # Its dense kernel has rank layer.rank at most: more would only add
+        # zero singular values.
+        warnings.warn(
+            f"decompose: layer {layer_name!r}: rank={rank!r} gives an svd rank of "
+            f"{found}, above the maximum {layer.rank} for a LowRankDense of rank "
+            f"{layer.rank}; using {layer.rank}",
+            RankClampedWarning,
+            stacklevel=_outside_stacklevel(),
+        )
+        result = low_rank_decompose(kernel, layer.rank)
     try:
         new = LowRankDense.from_factors(
             result.factors,
