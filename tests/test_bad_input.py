@@ -2420,3 +2420,19 @@ def test_decompose_clamps_a_low_rank_dense_to_its_own_rank(rank):
     np.testing.assert_allclose(new.dense_kernel(), source.dense_kernel(), atol=1e-5)
     for old, now in zip(before, source.get_weights(), strict=True):
         np.testing.assert_array_equal(old, now)
+
+
+@pytest.mark.parametrize("content", CORRUPT_CONTENTS.values(), ids=CORRUPT_CONTENTS)
+def test_reading_and_rebuilding_a_corrupt_cache_leaves_no_file_open(cache, content):
+    import gc
+
+    cache.parent.mkdir(parents=True)
+    cache.write_bytes(content)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        autotune.load_cache(cache)
+        autotune._store(cache, "key", {"choice": "shift"})
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+    assert json.loads(cache.read_text())["entries"] == {"key": {"choice": "shift"}}
+    assert (cache.parent / "autotune.json.corrupt").read_bytes() == content
