@@ -1063,7 +1063,7 @@ def test_profile_model_refuses_inputs_it_would_ignore_or_misread(
 # ------------------------------------------------- a new user's inputs (issue 18)
 
 
-class Subclassed(keras.Model):
+class _Subclassed(keras.Model):
     def __init__(self):
         super().__init__(name="sub")
         self.conv = keras.layers.Conv2D(4, 3)
@@ -1073,7 +1073,7 @@ class Subclassed(keras.Model):
 
 
 def _subclassed():
-    model = Subclassed()
+    model = _Subclassed()
     model(np.zeros((1, 8, 8, 3), np.float32))
     return model
 
