@@ -116,7 +116,7 @@ def check_exportable(format: str, backend: str | None = None) -> None:
 
 
 def _check_format(format: str) -> None:
-    if format not in FORMATS:
+    if not isinstance(format, str) or format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, received format={format!r}")
 
 
@@ -194,19 +194,24 @@ def export_model(
         ``path``, as a ``Path``.
 
     Raises:
-        ValueError: an unknown format, a backend that cannot write it, a
-            path whose suffix does not fit the format, or a quantization
-            that cannot be made (a `QuantizationError`: an unknown mode, a
-            format other than ``"litert"``, a backend other than TensorFlow, a
-            model with a layer that does not compute in float32 (mixed
-            precision), ``"int8"`` without representative data or with data
-            of the wrong shape).
+        TypeError: ``model`` is not a ``keras.Model``, ``path`` is not a str
+            or ``os.PathLike``, or a keyword argument the format does not take.
+        ValueError: an unknown format, a backend that cannot write it, a model
+            that is not built, a path whose suffix does not fit the format, or
+            a quantization that cannot be made (a `QuantizationError`: an
+            unknown mode, a format other than ``"litert"``, a backend other
+            than TensorFlow, a model with a layer that does not compute in
+            float32 (mixed precision), ``"int8"`` without representative data
+            or with data of the wrong shape).
+        FileNotFoundError: the folder of ``path`` does not exist.
         ModuleNotFoundError: a package the export needs is missing; the
             message says what to install.
     """
-    path = Path(path)
+    _check_model(model)
+    path = _check_path(path)
     backend = keras.backend.backend()
     check_exportable(format, backend)
+    _check_kwargs(format, kwargs)
     suffix = SUFFIXES.get(format)
     if suffix is not None and path.suffix != suffix:
         raise ValueError(
@@ -226,12 +231,12 @@ def export_model(
         )
     _require(format, backend)
     kwargs.setdefault("verbose", False)
-    if format == "onnx" and "input_signature" not in kwargs and model.inputs:
+    inputs = getattr(model, "inputs", None)
+    if format == "onnx" and "input_signature" not in kwargs and inputs:
         # Keras's ONNX export refuses a model never called (one just loaded)
         # unless it is given the signature, which its inputs say.
         specs = [
-            keras.InputSpec(shape=tensor.shape, dtype=tensor.dtype)
-            for tensor in model.inputs
+            keras.InputSpec(shape=tensor.shape, dtype=tensor.dtype) for tensor in inputs
         ]
         kwargs["input_signature"] = specs if len(specs) == 1 else [specs]
 
@@ -347,6 +352,62 @@ def _calibration_examples(model, data, samples: int, seed: int) -> np.ndarray:
     return data[np.sort(chosen)].astype("float32")
 
 
+def _check_model(model) -> None:
+    """Refuses what is not a ``keras.Model``, or one that is not built.
+
+    A built subclassed model exports: Keras traces its ``call``."""
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            "export_model: model must be a keras.Model, received an object of "
+            f"type {type(model).__name__}"
+        )
+    if not model.built or (
+        isinstance(model, keras.Sequential) and not getattr(model, "inputs", None)
+    ):
+        raise ValueError(
+            f"export_model: model {model.name!r} is not built; give it a "
+            "keras.Input first or call it on an input"
+        )
+
+
+def _check_path(path) -> Path:
+    """``path`` as a ``Path`` whose folder exists, or an error naming it."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            "export_model: path must be a str or os.PathLike, received "
+            f"path={path!r} of type {type(path).__name__}"
+        )
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(
+            f"export_model: the folder of path does not exist, received "
+            f"path={str(path)!r}"
+        )
+    return path
+
+
+#: The keyword arguments of ``model.export`` each format takes, beyond
+#: ``verbose`` and ``input_signature``. LiteRT's are its converter's
+#: attributes, which Keras itself checks.
+_KWARGS = {
+    "onnx": {"opset_version", "is_static", "jax2tf_kwargs"},
+    "tf_saved_model": {"is_static", "jax2tf_kwargs"},
+    "openvino": {"is_static", "jax2tf_kwargs"},
+}
+
+
+def _check_kwargs(format: str, kwargs: dict) -> None:
+    if format not in _KWARGS:
+        return
+    unknown = sorted(set(kwargs) - _KWARGS[format] - {"verbose", "input_signature"})
+    if unknown:
+        raise TypeError(
+            f"export_model: unknown keyword arguments {unknown} for format "
+            f"{format!r}; it takes verbose, input_signature and "
+            f"{sorted(_KWARGS[format])}"
+        )
+
+
 def _write_in_folder(path: Path, format: str, export) -> None:
     """Writes a SavedModel folder or OpenVINO's two files in a temporary folder
     beside ``path``, then moves them into place (the ``.bin`` before the
@@ -374,20 +435,33 @@ def run_exported(path, format: str, x: np.ndarray) -> np.ndarray:
     ONNX Runtime for ``onnx``, LiteRT's ``Interpreter`` (``ai_edge_litert``)
     for ``litert``, OpenVINO's ``Core`` in float32 for ``openvino``, and
     ``tf.saved_model.load`` (its ``serve`` endpoint) for ``tf_saved_model``.
-    The model must have one input and one output.
+    The model must have one input and one output; ``x`` (an array or what
+    ``np.asarray`` takes) must hold floats, which are cast to float32, the
+    dtype Keras exports.
+
+    Raises:
+        ValueError: an unknown format, a missing ``path``, a folder where a
+            file is expected or the reverse, ``x`` of a dtype that is not a
+            float, or an exported model of more than one input or output.
     """
     _check_format(format)
-    path = str(path)
-    x = np.asarray(x)
+    path = _check_exported(path, format)
+    x = _check_x(x)
     if format == "onnx":
         import onnxruntime
 
         session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        _check_one(path, len(session.get_inputs()), len(session.get_outputs()))
         return session.run(None, {session.get_inputs()[0].name: x})[0]
     if format == "litert":
         from ai_edge_litert.interpreter import Interpreter
 
         interpreter = Interpreter(model_path=path)
+        _check_one(
+            path,
+            len(interpreter.get_input_details()),
+            len(interpreter.get_output_details()),
+        )
         index = interpreter.get_input_details()[0]["index"]
         interpreter.resize_tensor_input(index, x.shape)
         interpreter.allocate_tensors()
@@ -402,12 +476,56 @@ def run_exported(path, format: str, x: np.ndarray) -> np.ndarray:
         compiled = openvino.Core().compile_model(
             path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
         )
+        # Its conversion may list more results than the Keras model has
+        # outputs (three for one in tests/export/test_formats.py): the inputs
+        # alone are counted, and the first result is the model's output.
+        _check_one(path, len(compiled.inputs), 1)
         return np.asarray(compiled([x])[compiled.output(0)])
     import tensorflow as tf
 
     # The loaded object owns the variables: it must outlive the call.
     loaded = tf.saved_model.load(path)
+    function = loaded.signatures["serve"]
+    _check_one(path, len(function.structured_input_signature[1]), len(function.outputs))
     return np.asarray(loaded.serve(tf.constant(x)))
+
+
+def _check_exported(path, format: str) -> str:
+    """``path`` as a str, if it is the file (or a SavedModel's folder)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            "run_exported: path must be a str or os.PathLike, received "
+            f"path={path!r} of type {type(path).__name__}"
+        )
+    path = str(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"run_exported: path {path!r} does not exist")
+    folder = format == "tf_saved_model"
+    if os.path.isdir(path) != folder:
+        expected = "a SavedModel folder" if folder else f"a {format} file"
+        found = "a file" if folder else "a folder"
+        raise ValueError(
+            f"run_exported: path is {found}, not {expected}, received path={path!r}"
+        )
+    return path
+
+
+def _check_x(x) -> np.ndarray:
+    """``x`` as a float32 array, if it holds floats."""
+    array = np.asarray(x)
+    if array.dtype.kind != "f":
+        raise ValueError(
+            f"run_exported: x must hold floats, received x of dtype {array.dtype}"
+        )
+    return array.astype(np.float32)
+
+
+def _check_one(path: str, inputs: int, outputs: int) -> None:
+    if inputs != 1 or outputs != 1:
+        raise ValueError(
+            "run_exported takes a model of one input and one output, received "
+            f"{path!r} with {inputs} inputs and {outputs} outputs"
+        )
 
 
 def largest_difference(model, path, format: str, x: np.ndarray) -> float:

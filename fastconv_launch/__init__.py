@@ -26,9 +26,23 @@ _CPP_LOG_LINE = re.compile(
 )
 
 
+#: The backends Keras 3 can import (``keras/src/backend/__init__.py``).
+KERAS_BACKENDS = ("tensorflow", "jax", "torch", "numpy", "openvino")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs ``fastconv ARGV``; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    backend = os.environ.get("KERAS_BACKEND")
+    if backend is not None and backend not in KERAS_BACKENDS:
+        # Keras would fail while ``import fastconv`` imports it, with a
+        # traceback; a user error is one line and exit code 2.
+        print(
+            f"fastconv: error: KERAS_BACKEND={backend!r} is not a Keras backend; "
+            f"set it to one of {', '.join(KERAS_BACKENDS)}",
+            file=sys.stderr,
+        )
+        return 2
     options = argv[: argv.index("--")] if "--" in argv else argv
     if "--verbose" in options:
         from fastconv.cli import main as run

@@ -2201,3 +2201,238 @@ def test_a_rank_and_the_same_fraction_are_not_repeats():
     from fastconv.convert.sensitivity import _check_ranks
 
     assert _check_ranks([1, 1.0]) == (1, 1.0)
+
+
+# ---------------------------------------------------------------- trial 3 (issue 18)
+def _dense_model(inputs=1):
+    tensors = [keras.Input((3,)) for _ in range(inputs)]
+    joined = tensors[0] if inputs == 1 else keras.layers.Concatenate()(tensors)
+    return keras.Model(tensors, keras.layers.Dense(2)(joined))
+
+
+class DenseSubclassed(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = keras.layers.Dense(2)
+
+    def call(self, x):
+        return self.dense(x)
+
+
+@pytest.mark.parametrize(
+    "model, error, expected",
+    [
+        ("notamodel", TypeError, "model must be a keras.Model.*str"),
+        (keras.layers.Dense(2), TypeError, "model must be a keras.Model.*Dense"),
+        (
+            keras.Sequential([keras.layers.Dense(2)], name="unbuilt"),
+            ValueError,
+            "model 'unbuilt' is not built",
+        ),
+        (DenseSubclassed(name="sub"), ValueError, "model 'sub' is not built"),
+    ],
+)
+def test_export_model_refuses_what_is_not_a_built_model(
+    tmp_path, model, error, expected
+):
+    with pytest.raises(error, match=expected):
+        fastconv.export_model(model, tmp_path / "a.onnx", "onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "path, error, expected",
+    [
+        (None, TypeError, "path must be a str or os.PathLike, received path=None"),
+        (123, TypeError, "path must be a str or os.PathLike, received path=123"),
+        (
+            "/missing/dir/a.onnx",
+            FileNotFoundError,
+            "folder of path does not exist, received path='/missing/dir/a.onnx'",
+        ),
+    ],
+)
+def test_export_model_refuses_a_bad_path_before_any_work(path, error, expected):
+    with pytest.raises(error, match=expected):
+        fastconv.export_model(_dense_model(), path, "onnx")
+
+
+def test_export_model_refuses_an_unknown_keyword_argument(tmp_path):
+    with pytest.raises(TypeError, match=r"unknown keyword arguments \['foo'\]"):
+        fastconv.export_model(_dense_model(), tmp_path / "a.onnx", "onnx", foo=1)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _needs(format):
+    from fastconv import export
+
+    if format not in export.exportable_formats() or export.missing_packages(format):
+        pytest.skip(f"{format} cannot be exported here")
+
+
+def test_a_built_subclassed_model_exports(tmp_path):
+    _needs("onnx")
+    model = DenseSubclassed()
+    x = np.ones((2, 3), "float32")
+    model(x)
+    path = fastconv.export_model(model, tmp_path / "a.onnx", "onnx")
+    assert fastconv.export.largest_difference(model, path, "onnx", x) < 1e-5
+
+
+@pytest.fixture(scope="module")
+def exported_onnx(tmp_path_factory):
+    _needs("onnx")
+    folder = tmp_path_factory.mktemp("exported")
+    model = _dense_model()
+    return model, fastconv.export_model(model, folder / "one.onnx", "onnx")
+
+
+@pytest.mark.parametrize("x", [np.ones((2, 3)), [[1.0, 2.0, 3.0]]])
+def test_run_exported_casts_float64_and_lists_to_float32(exported_onnx, x):
+    model, path = exported_onnx
+    out = fastconv.export.run_exported(path, "onnx", x)
+    expected = keras.ops.convert_to_numpy(model(np.asarray(x, "float32")))
+    np.testing.assert_allclose(out, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("x", [np.ones((2, 3), "int64"), np.ones((2, 3), bool)])
+def test_run_exported_refuses_x_that_is_not_float(exported_onnx, x):
+    with pytest.raises(
+        ValueError, match=f"x must hold floats, received x of dtype {x.dtype}"
+    ):
+        fastconv.export.run_exported(exported_onnx[1], "onnx", x)
+
+
+def test_run_exported_refuses_a_model_of_two_inputs(tmp_path):
+    _needs("onnx")
+    path = fastconv.export_model(_dense_model(inputs=2), tmp_path / "two.onnx", "onnx")
+    with pytest.raises(
+        ValueError, match=r"one input and one output.*two.onnx.*2 inputs"
+    ):
+        fastconv.export.run_exported(path, "onnx", np.ones((1, 3), "float32"))
+
+
+@pytest.mark.parametrize("format", ["onnx", "litert", "openvino"])
+def test_run_exported_refuses_a_folder_for_a_file(tmp_path, format):
+    with pytest.raises(ValueError, match=f"path is a folder, not a {format} file"):
+        fastconv.export.run_exported(tmp_path, format, np.ones((1, 3), "float32"))
+
+
+def test_run_exported_refuses_a_file_for_a_saved_model(tmp_path):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"x")
+    with pytest.raises(ValueError, match="path is a file, not a SavedModel folder"):
+        fastconv.export.run_exported(path, "tf_saved_model", np.ones((1, 3)))
+
+
+def test_run_exported_refuses_a_missing_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.onnx.*does not exist"):
+        fastconv.export.run_exported(tmp_path / "missing.onnx", "onnx", np.ones(3))
+
+
+@pytest.mark.parametrize("method", [["cp"], {"cp": 1}, {"cp"}])
+def test_default_rank_refuses_any_non_str_method(method):
+    from fastconv.convert.decompose import default_rank
+
+    with pytest.raises(ValueError, match=r"method must be one of .*received method="):
+        default_rank(method)
+
+
+def _choices():
+    from fastconv import datasets
+    from fastconv.bench import device, models, references
+    from fastconv.decomposition import cp
+    from fastconv.profile import profiler
+
+    return {
+        "cp init": (
+            lambda v: cp.cp_decompose(np.ones((3, 3, 2, 2)), 1, init=v),
+            "init",
+        ),
+        "profile mode": (lambda v: profiler._check_mode(v), "mode"),
+        "export format": (lambda v: fastconv.export.check_exportable(v), "format"),
+        "dataset name": (lambda v: datasets.load(v), "name"),
+        "reference": (lambda v: references.reference_model(v), "dataset"),
+        "bench model": (
+            lambda v: models.build_model(v, "baseline", (28, 28, 1), 10),
+            "dataset",
+        ),
+        "bench variant": (
+            lambda v: models.build_model("mnist", v, (28, 28, 1), 10),
+            "variant",
+        ),
+        "bench device": (lambda v: device.select_device(v), "device"),
+    }
+
+
+@pytest.mark.parametrize("choice", list(_choices()))
+def test_a_choice_refuses_an_unhashable_value_by_name(choice):
+    from fastconv.bench.config import BenchError
+
+    call, argument = _choices()[choice]
+    with pytest.raises((ValueError, BenchError), match=f"{argument}.*\\['x'\\]"):
+        call(["x"])
+
+
+@pytest.mark.parametrize(
+    "layer, input_shape, expected",
+    [
+        (
+            fastconv.LowRankDense(64, rank=8),
+            (None, 4),
+            "rank must be at most the input's 4 features",
+        ),
+        (
+            fastconv.CPConv2D(64, 3, rank=500),
+            (8, 8, 2),
+            "rank must be at most .* from 2 to 64 channels",
+        ),
+        (
+            fastconv.TuckerConv2D(64, 3, rank=(8, 8)),
+            (8, 8, 4),
+            r"rank must be at most \(C_in, filters\) = \(4, 64\)",
+        ),
+        (
+            fastconv.BottleneckConv2D(8, 3, padding="same", residual=True),
+            (8, 8, 4),
+            "residual=True needs as many input channels as filters",
+        ),
+    ],
+)
+def test_cost_refuses_a_shape_that_build_refuses(layer, input_shape, expected):
+    with pytest.raises(ValueError, match=expected):
+        layer.cost(input_shape)
+    with pytest.raises(ValueError, match=expected):
+        layer.build(input_shape if len(input_shape) == 2 else (None, *input_shape))
+    assert not layer.built
+
+
+@pytest.mark.parametrize("rank", [6, 1.0])
+def test_decompose_clamps_a_low_rank_dense_to_its_own_rank(rank):
+    from fastconv.decomposition.ranks import RankClampedWarning
+
+    source = fastconv.LowRankDense(8, rank=2, name="lrd")
+    source.build((None, 16))
+    before = [w.copy() for w in source.get_weights()]
+    with pytest.warns(RankClampedWarning, match=r"'lrd'.*maximum 2 .*using 2"):
+        new = fastconv.decompose(source, "svd", rank=rank)
+    assert new.rank == 2
+    np.testing.assert_allclose(new.dense_kernel(), source.dense_kernel(), atol=1e-5)
+    for old, now in zip(before, source.get_weights(), strict=True):
+        np.testing.assert_array_equal(old, now)
+
+
+@pytest.mark.parametrize("content", CORRUPT_CONTENTS.values(), ids=CORRUPT_CONTENTS)
+def test_reading_and_rebuilding_a_corrupt_cache_leaves_no_file_open(cache, content):
+    import gc
+
+    cache.parent.mkdir(parents=True)
+    cache.write_bytes(content)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        autotune.load_cache(cache)
+        autotune._store(cache, "key", {"choice": "shift"})
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+    assert json.loads(cache.read_text())["entries"] == {"key": {"choice": "shift"}}
+    assert (cache.parent / "autotune.json.corrupt").read_bytes() == content

@@ -32,7 +32,7 @@ def select_device(device: str) -> str:
             ``gpu`` and no GPU visible, or GPUs that can no longer be hidden
             (the backend already initialised them); both name the backend.
     """
-    if device not in DEVICES:
+    if not isinstance(device, str) or device not in DEVICES:
         raise BenchError(
             f"device must be one of {', '.join(DEVICES)}, received device={device!r}"
         )

@@ -483,9 +483,9 @@ def build_model(
             that is not ``(H, W, C)`` or is smaller than the network takes.
         NotApplicableError: the variant replaces none of the convolutions.
     """
-    if dataset not in MODELS:
+    if not isinstance(dataset, str) or dataset not in MODELS:
         raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(MODELS)}")
-    if variant not in VARIANTS:
+    if not isinstance(variant, str) or variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
     spec = VARIANTS[variant]
     if spec.kind == "converted":

@@ -223,7 +223,7 @@ def models_cache_dir() -> Path:
 
 
 def _spec(dataset) -> ReferenceSpec:
-    if dataset not in REFERENCES:
+    if not isinstance(dataset, str) or dataset not in REFERENCES:
         raise ValueError(
             f"reference_model: dataset must be one of {', '.join(REFERENCES)}, "
             f"received dataset={dataset!r}"
@@ -385,6 +385,24 @@ def _accuracy(model, x, y, batch_size: int) -> float:
     return float(np.mean(np.argmax(np.asarray(probs), axis=-1) == y))
 
 
+def _progress(value) -> dict:
+    """``progress.json``'s content, if it is a dict of the three lists of
+    numbers; a `ValueError` otherwise."""
+    keys = {"seconds", "loss", "accuracy"}
+    if (
+        not isinstance(value, dict)
+        or set(value) != keys
+        or not all(
+            isinstance(v, list) and all(is_number(n) for n in v) for v in value.values()
+        )
+    ):
+        raise ValueError(
+            f"progress.json must hold lists of numbers under {sorted(keys)}, "
+            f"received {str(value)[:80]}"
+        )
+    return value
+
+
 class _Resume(keras.callbacks.BackupAndRestore):
     """Epoch backups in ``folder``, so that an interrupted training resumes.
 
@@ -408,9 +426,13 @@ class _Resume(keras.callbacks.BackupAndRestore):
 
     def on_train_begin(self, logs=None):
         try:
+            if self.folder.exists() and not self.folder.is_dir():
+                raise NotADirectoryError("a file where the folder should be")
             super().on_train_begin(logs)
             if self.log.exists():
-                self.history = json.loads(self.log.read_text(encoding="utf-8"))
+                self.history = _progress(
+                    json.loads(self.log.read_text(encoding="utf-8"))
+                )
         except Exception as exc:
             warnings.warn(
                 f"reference_model: the training backup {self.folder} could not "
@@ -418,7 +440,10 @@ class _Resume(keras.callbacks.BackupAndRestore):
                 "removed it and training from the first epoch",
                 stacklevel=2,
             )
-            shutil.rmtree(self.folder, ignore_errors=True)
+            if self.folder.is_dir():
+                shutil.rmtree(self.folder, ignore_errors=True)
+            else:
+                self.folder.unlink(missing_ok=True)
             self.model._initial_epoch = 0
             self.history = {"seconds": [], "loss": [], "accuracy": []}
         self.resumed_at = int(getattr(self.model, "_initial_epoch", 0) or 0)

@@ -300,7 +300,7 @@ def run(args: argparse.Namespace) -> int:
         {"--output": args.output, "--report": args.report},
         {"MODEL.keras": args.model, "--calibration-data": args.calibration_data},
         force=args.force,
-        suffixes={"--output": ".keras"},
+        suffixes={"--output": ".keras", "--report": ".json"},
         may_replace_input=("--output",),
     )
     calibration = data = None

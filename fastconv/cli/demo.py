@@ -25,12 +25,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--channels", type=count, default=64, help="C_in = C_out")
     parser.add_argument("--size", type=count, default=32, help="input height = width")
     parser.add_argument(
-        "--kernel", type=count, default=5, help="kernel size (odd, >= 5)"
+        "--kernel", type=odd_kernel, default=5, help="kernel size (odd, >= 5)"
     )
     parser.add_argument("--batch-size", type=count, default=32)
     parser.add_argument("--repeats", type=count, default=10)
     parser.set_defaults(func=run)
     return parser
+
+
+def odd_kernel(text: str) -> int:
+    """An argparse type: an odd int >= 5, the kernels `StackedConv2D` stands for
+    (a k x k conv becomes (k - 1) / 2 stacked 3x3 convs)."""
+    value = _args.positive_int(text)
+    if value < 5 or value % 2 == 0:
+        raise argparse.ArgumentTypeError(f"must be odd and >= 5, received {value}")
+    return value
 
 
 def variants(channels: int, kernel: int) -> dict:

@@ -103,6 +103,7 @@ def run(args) -> int:
         {"--json": args.json, "--png": args.png},
         {"MODEL.keras": args.model},
         force=args.force,
+        suffixes={"--json": ".json", "--png": ".png"},
     )
     model = _args.load_model("MODEL.keras", args.model, compile=False)
     per_example = _args.float32_bytes(_args.example_shape(model, given))

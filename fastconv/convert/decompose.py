@@ -448,7 +448,7 @@ def _dense(layer, method, rank, name, options) -> Decomposition:
             f"keras.layers.Conv2D that method {method!r} decomposes; a Dense "
             f"layer takes method {DENSE_METHODS[0]!r}"
         )
-    if method not in DENSE_METHODS:
+    if not isinstance(method, str) or method not in DENSE_METHODS:
         raise ValueError(
             f"decompose: layer {layer_name!r} is a {_type_name(layer)}, whose "
             f"method must be one of {', '.join(map(repr, DENSE_METHODS))}, "
@@ -498,6 +498,18 @@ def _dense(layer, method, rank, name, options) -> Decomposition:
             warning.category,
             stacklevel=_outside_stacklevel(),
         )
+    found = result.kernel_in.shape[1]
+    if isinstance(layer, LowRankDense) and found > layer.rank:
+        # Its dense kernel has rank layer.rank at most: more would only add
+        # zero singular values.
+        warnings.warn(
+            f"decompose: layer {layer_name!r}: rank={rank!r} gives an svd rank of "
+            f"{found}, above the maximum {layer.rank} for a LowRankDense of rank "
+            f"{layer.rank}; using {layer.rank}",
+            RankClampedWarning,
+            stacklevel=_outside_stacklevel(),
+        )
+        result = low_rank_decompose(kernel, layer.rank)
     try:
         new = LowRankDense.from_factors(
             result.factors,
@@ -672,7 +684,7 @@ def default_rank(method: str):
     >>> default_rank("tucker"), default_rank("cp")
     ('energy:0.9', 0.25)
     """
-    if method not in DEFAULT_RANKS:
+    if not isinstance(method, str) or method not in DEFAULT_RANKS:
         raise ValueError(
             f"default_rank: method must be one of {METHODS + DENSE_METHODS}, "
             f"received method={method!r}"

@@ -226,7 +226,8 @@ def _bn_reason(bn, node, calls: int) -> str | None:
 
 
 def _find_pairs(graphs) -> tuple[list, FoldReport]:
-    """``[(conv, bn, conv input shape)]`` to fold, and the report."""
+    """``[(conv, bn, conv input shape, folded values)]`` to fold, and the
+    report."""
     calls = collections.Counter(
         id(node.operation)
         for function, _ in graphs
@@ -259,11 +260,13 @@ def _find_pairs(graphs) -> tuple[list, FoldReport]:
                     consumers[id(node.input_tensors[0])],
                     bn,
                 )
+            if reason is None:
+                values, reason = _folded_values(conv, bn)
             if reason is not None:
                 report.kept.append((bn_name, reason))
                 continue
             shape = tuple(source.input_tensors[0].shape)
-            pairs.append((conv, bn, shape))
+            pairs.append((conv, bn, shape, values))
             report.folded.append(("/".join((*path, conv.name)), bn_name))
     return pairs, report
 
@@ -272,8 +275,26 @@ def _value(variable) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(variable), dtype="float64")
 
 
-def _folded_layer(conv, bn, input_shape):
-    """A copy of ``conv`` with a bias and ``bn``'s inference map folded in."""
+def _statistics_reason(bn) -> str | None:
+    """Why ``bn``'s statistics cannot fold into finite weights, or None."""
+    for label in ("moving_mean", "moving_variance", "gamma", "beta"):
+        variable = getattr(bn, label, None)
+        if variable is not None and not np.all(np.isfinite(_value(variable))):
+            return f"its {label} holds NaN or Inf"
+    variance = _value(bn.moving_variance)
+    if np.any(variance < 0):
+        return f"its moving_variance has a negative entry ({variance.min():.3g})"
+    if np.any(variance + bn.epsilon <= 0):
+        return "its moving_variance + epsilon is not positive"
+    return None
+
+
+def _folded_values(conv, bn) -> tuple[tuple | None, str | None]:
+    """``((weights by name, bias), None)`` of ``conv`` with ``bn``'s inference
+    map folded in, or ``(None, reason)`` where they would not be finite."""
+    reason = _statistics_reason(bn)
+    if reason is not None:
+        return None, reason
     c_out = int(_last_stage(conv).shape[-1])
     if isinstance(conv, keras.layers.DepthwiseConv2D):
         c_out *= int(_last_stage(conv).shape[-2])
@@ -296,6 +317,16 @@ def _folded_layer(conv, bn, input_shape):
         old[last] = old[last] * scale.reshape(old[last].shape[-2:])
     else:
         old[last] = old[last] * scale
+    with np.errstate(over="ignore", invalid="ignore"):
+        arrays = [a.astype(np.float32) for a in (*old.values(), folded_bias)]
+    if not all(np.all(np.isfinite(a)) for a in arrays):
+        return None, "the folded weights would not be finite in float32"
+    return (old, folded_bias), None
+
+
+def _folded_layer(conv, input_shape, values):
+    """A copy of ``conv`` with a bias, holding the folded ``values``."""
+    old, folded_bias = values
     new = type(conv).from_config({**conv.get_config(), "use_bias": True})
     new.build(input_shape)
     for variable in new.weights:
@@ -362,8 +393,8 @@ def fold_batchnorm(model) -> FoldResult:
     _graphs(_check_model(model), (), graphs)
     pairs, report = _find_pairs(graphs)
     replacements = {}
-    for conv, bn, shape in pairs:
-        replacements[id(conv)] = _folded_layer(conv, bn, shape)
+    for conv, bn, shape, values in pairs:
+        replacements[id(conv)] = _folded_layer(conv, shape, values)
         replacements[id(bn)] = FoldedBatchNormalization(
             name=bn.name, dtype=bn.dtype_policy.name
         )

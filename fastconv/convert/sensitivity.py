@@ -443,22 +443,34 @@ def _check_data(model, data) -> tuple[np.ndarray, np.ndarray]:
     return x, labels
 
 
+#: Measured rounds per replacement when ``timing_repeats`` is not given.
+TIMING_REPEATS = 10
+
+
 def _check_args(method, batch_size, timing_repeats, measure_speed, skip_first):
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(
             f"sensitivity: method must be one of {', '.join(map(repr, METHODS))}, "
             f"received method={method!r}"
         )
-    for name, value in (("batch_size", batch_size), ("timing_repeats", timing_repeats)):
-        if not is_int_at_least(value, 1):
-            raise ValueError(
-                f"sensitivity: {name} must be a positive int, received {name}={value!r}"
-            )
     for name, value in (("measure_speed", measure_speed), ("skip_first", skip_first)):
         if not isinstance(value, bool):
             raise ValueError(
                 f"sensitivity: {name} must be a bool, received {name}={value!r}"
             )
+    if timing_repeats is None:
+        timing_repeats = TIMING_REPEATS if measure_speed else None
+    elif not measure_speed:
+        raise ValueError(
+            f"sensitivity: timing_repeats={timing_repeats!r} does not apply with "
+            "measure_speed=False, which times nothing; leave timing_repeats None"
+        )
+    for name, value in (("batch_size", batch_size), ("timing_repeats", timing_repeats)):
+        if value is not None and not is_int_at_least(value, 1):
+            raise ValueError(
+                f"sensitivity: {name} must be a positive int, received {name}={value!r}"
+            )
+    return timing_repeats
 
 
 def _candidates(model, method, layers, skip_first, layer_types) -> tuple[list, dict]:
@@ -571,7 +583,7 @@ def sensitivity(
     skip_first: bool = True,
     batch_size: int = 32,
     measure_speed: bool = True,
-    timing_repeats: int = 10,
+    timing_repeats: int | None = None,
     progress: bool | None = None,
     layer_types: Sequence[str] = ("conv",),
     **options,
@@ -605,7 +617,9 @@ def sensitivity(
         skip_first: leave out the first convolutions, as `convert_model` does.
         batch_size: batch size of the accuracy runs and the timed runs.
         measure_speed: time each replacement (default True).
-        timing_repeats: measured rounds per replacement.
+        timing_repeats: measured rounds per replacement; None (default) is
+            `TIMING_REPEATS` when measuring. Refused with
+            ``measure_speed=False``, which times nothing.
         progress: a tqdm bar: None shows one only after a second, True
             always, False never.
         layer_types: ``("conv",)`` (default), ``("dense",)`` or
@@ -638,7 +652,9 @@ def sensitivity(
         >>> abs(result.rows[-1].accuracy_drop) < 1e-9
         True
     """
-    _check_args(method, batch_size, timing_repeats, measure_speed, skip_first)
+    timing_repeats = _check_args(
+        method, batch_size, timing_repeats, measure_speed, skip_first
+    )
     layer_types = _check_layer_types(layer_types, "sensitivity")
     ranks = _check_ranks(ranks)
     pairs = [rank for rank in ranks if isinstance(rank, tuple)]

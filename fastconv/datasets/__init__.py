@@ -187,7 +187,7 @@ def _obtain(
     verbose: bool,
 ) -> Arrays:
     """The cache, then each source in turn; caches what a source returns."""
-    if name not in NAMES:
+    if not isinstance(name, str) or name not in NAMES:
         valid = ", ".join(repr(n) for n in NAMES)
         raise ValueError(
             f"fastconv.datasets.{caller}: name must be one of {valid}, "

@@ -309,7 +309,7 @@ def cp_decompose(
     """
     kernel = check_kernel(kernel)
     rank = resolve_rank(rank, kernel, "cp")
-    if init not in _INITS:
+    if not isinstance(init, str) or init not in _INITS:
         raise ValueError(
             f"init must be one of {', '.join(map(repr, _INITS))}, "
             f"received init={init!r}"

@@ -54,6 +54,7 @@ class FactorsMixin:
                 f"{self.input_spec.axes[self.channel_axis]} input channels, "
                 f"received input_shape={tuple(input_shape)!r}"
             )
+        self._factor_shapes(c_in)  # refuses what build() would refuse
         base = self._cost(*spatial, c_in)
         if self.use_bias:
             base = base + Cost(self.output_filters, 0)

@@ -222,6 +222,7 @@ class LowRankDense(FactorsMixin, keras.layers.Layer):
                 f"{self.input_spec.axes[-1]} input features, received "
                 f"input_shape={shape!r}"
             )
+        self._factor_shapes(features)  # refuses what build() would refuse
         positions = math.prod(int(v) for v in shape[1:-1])
         base = dense_cost(features, self.rank, use_bias=False) + dense_cost(
             self.rank, self.units, self.use_bias

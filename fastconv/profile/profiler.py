@@ -296,7 +296,7 @@ class ProfileResult:
 
 # --------------------------------------------------------------- validation
 def _check_mode(mode) -> str:
-    if mode not in MODES:
+    if not isinstance(mode, str) or mode not in MODES:
         raise ValueError(
             f"profile: mode must be one of {MODES}, received mode={mode!r}"
         )

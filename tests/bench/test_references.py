@@ -390,3 +390,30 @@ def test_controlled_finetune_refuses_bad_arguments(pair, kwargs, named):
     with pytest.raises(ValueError, match="controlled_finetune") as info:
         references.controlled_finetune(original, converted, **arguments)
     assert named in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "junk, problem",
+    [
+        ("file", "NotADirectoryError: a file where the folder should be"),
+        ('{"epoch": 999}', "progress.json must hold lists of numbers"),
+        ('{"seconds": [1], "loss": ["x"], "accuracy": [1]}', "lists of numbers"),
+        ("[1, 2]", "progress.json must hold"),
+    ],
+)
+def test_a_junk_backup_is_warned_about_removed_and_training_starts_over(
+    tiny, junk, problem
+):
+    path = references.reference_path(TINY)
+    backup = path.with_name(path.stem + ".backup")
+    if junk == "file":
+        backup.parent.mkdir(parents=True, exist_ok=True)
+        backup.write_bytes(b"junk")
+    else:
+        backup.mkdir(parents=True)
+        (backup / "progress.json").write_text(junk)
+    with pytest.warns(UserWarning, match=f"{backup}.*{problem}"):
+        ref = references.reference_model(TINY, progress=False)
+    assert ref.trained and ref.info["resumed_at_epoch"] == 0
+    assert len(ref.info["train_loss"]) == 1
+    assert not backup.exists()

@@ -160,3 +160,10 @@ def test_sensitivity_data_of_another_shape_names_the_argument(workdir, capsys):
         code, err, "--data holds x of shape (4, 5, 5, 3)", "(N, 8, 8, 3)", str(path)
     )
     assert not (workdir / "out").exists()
+
+
+@pytest.mark.parametrize("kernel", ["100", "1"])
+def test_demo_kernel_that_is_not_odd_and_at_least_5_names_the_flag(capsys, kernel):
+    code, out, err = run(capsys, "demo", "--kernel", kernel, "--size", "8")
+    assert_user_error(code, err, "--kernel", "must be odd and >= 5", kernel)
+    assert out == ""

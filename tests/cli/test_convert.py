@@ -80,7 +80,7 @@ def test_existing_outputs_are_replaced_with_force(workdir, capsys):
 def test_output_and_report_on_the_same_file(workdir, capsys):
     path = workdir / "both.keras"
     code, _, err = convert(capsys, workdir, "-o", path, "--report", path)
-    assert_user_error(code, err, "--report", "is also given as --output")
+    assert_user_error(code, err, "--report", "must end in .json", "both.keras")
 
 
 def test_output_that_is_a_folder(workdir, capsys):
@@ -114,7 +114,7 @@ def test_the_report_never_replaces_the_model_even_with_force(workdir, capsys):
     code, _, err = convert(
         capsys, workdir, "-o", out, "--report", workdir / "model.keras", "--force"
     )
-    assert_user_error(code, err, "--report", "would replace the input MODEL.keras")
+    assert_user_error(code, err, "--report", "must end in .json", "model.keras")
     assert snapshot(workdir) == before
 
 
@@ -124,7 +124,7 @@ def test_report_over_the_calibration_data_is_refused(workdir, capsys):
     code, _, err = convert(
         capsys, workdir, "--calibration-data", data, "--report", data
     )
-    assert_user_error(code, err, "--report", "--calibration-data")
+    assert_user_error(code, err, "--report", "must end in .json", "x.npy")
 
 
 # ----------------------------------------------------- order and atomicity

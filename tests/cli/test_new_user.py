@@ -171,5 +171,5 @@ def test_demo_kernel_the_stacked_layer_cannot_take(tmp_path, capsys, kernel):
         "demo",
         "--kernel",
         kernel,
-        names=("kernel_size must be square, odd and at least 5",),
+        names=("--kernel must be odd and >= 5", kernel),
     )

@@ -76,7 +76,8 @@ def test_bad_input_shape(workdir, capsys, shape):
 
 @pytest.mark.parametrize("flag", ["--json", "--png"])
 def test_outputs_in_a_missing_folder(workdir, capsys, flag):
-    code, out, err = profile(capsys, workdir, flag, workdir / "nodir" / "p.out")
+    name = f"p{flag.replace('--', '.')}"
+    code, out, err = profile(capsys, workdir, flag, workdir / "nodir" / name)
     assert_user_error(code, err, flag, "does not exist")
     assert out == ""
 
@@ -87,17 +88,15 @@ def test_an_existing_output_is_kept_without_force(workdir, capsys):
     assert_user_error(code, err, "--json", "already exists")
 
 
-def test_json_over_the_model_is_refused_even_with_the_suffix_right(workdir, capsys):
-    code, _, err = profile(capsys, workdir, "--json", workdir / "model.keras")
-    assert_user_error(code, err, "--json", "would replace the input MODEL.keras")
-
-
-def test_a_report_never_replaces_the_model_even_with_force(workdir, capsys):
+@pytest.mark.parametrize("flag, suffix", [("--json", ".json"), ("--png", ".png")])
+@pytest.mark.parametrize("name", ["p.jpg", "p.txt", "model.keras"])
+def test_an_output_of_another_suffix_is_refused_even_with_force(
+    workdir, capsys, flag, suffix, name
+):
     before = snapshot(workdir)
-    code, _, err = profile(
-        capsys, workdir, "--json", workdir / "model.keras", "--force"
-    )
-    assert_user_error(code, err, "--json", "would replace the input MODEL.keras")
+    code, out, err = profile(capsys, workdir, flag, workdir / name, "--force")
+    assert_user_error(code, err, flag, f"must end in {suffix}", name)
+    assert out == ""
     assert snapshot(workdir) == before
 
 

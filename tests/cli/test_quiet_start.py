@@ -58,3 +58,17 @@ def test_verbose_leaves_tensorflow_logging_alone():
 )
 def test_only_cpp_log_lines_are_left_out(line, noise):
     assert bool(fastconv_launch._CPP_LOG_LINE.match(line)) is noise
+
+
+@pytest.mark.parametrize("command", [["export", "m.keras", "m.onnx"], ["demo"], []])
+def test_a_bogus_keras_backend_is_one_line_and_exit_code_2(
+    monkeypatch, capsys, command
+):
+    monkeypatch.setenv("KERAS_BACKEND", "bogus")
+    assert fastconv_launch.main(command) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        "fastconv: error: KERAS_BACKEND='bogus' is not a Keras backend; set it to "
+        "one of tensorflow, jax, torch, numpy, openvino"
+    ]

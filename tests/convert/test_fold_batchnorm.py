@@ -336,3 +336,34 @@ def test_bad_input():
     unbuilt = keras.Sequential([keras.layers.Conv2D(2, 3)], name="unbuilt")
     with pytest.raises(ValueError, match="'unbuilt' is not built"):
         fastconv.fold_batchnorm(unbuilt)
+
+
+@pytest.mark.parametrize(
+    "weight, value, problem",
+    [
+        ("moving_variance", -0.5, "its moving_variance has a negative entry (-0.5)"),
+        ("moving_variance", np.nan, "its moving_variance holds NaN or Inf"),
+        ("moving_mean", np.inf, "its moving_mean holds NaN or Inf"),
+        ("gamma", np.nan, "its gamma holds NaN or Inf"),
+        ("beta", -np.inf, "its beta holds NaN or Inf"),
+        ("gamma", 3e38, "the folded weights would not be finite in float32"),
+    ],
+)
+def test_bn_statistics_that_cannot_fold_keep_the_bn_with_a_reason(
+    weight, value, problem
+):
+    model = sequential(keras.layers.Conv2D(4, 3, name="conv"))
+    bn = model.get_layer("bn")
+    variable = getattr(bn, weight)
+    values = to_numpy(variable).copy()
+    values[1] = value
+    variable.assign(values)
+    before = snapshot(model)
+    folded, report = fastconv.fold_batchnorm(model)
+    assert report.folded == []
+    assert report.kept == [("bn", problem)]
+    assert all(
+        np.all(np.isfinite(to_numpy(w))) for w in folded.get_layer("conv").weights
+    )
+    assert isinstance(folded.get_layer("bn"), keras.layers.BatchNormalization)
+    assert snapshot(model) == before

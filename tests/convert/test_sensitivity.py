@@ -223,3 +223,18 @@ def test_a_model_with_nothing_to_convert_is_refused():
 def test_fastconv_sensitivity_is_the_function():
     assert callable(fastconv.sensitivity)
     assert fastconv.sensitivity is fastconv.convert.sensitivity
+
+
+def test_timing_repeats_without_measuring_speed_is_refused_naming_both():
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(4, 3, name="c")(inputs))
+    before = [w.copy() for w in model.get_weights()]
+    data = (np.ones((2, 8, 8, 3), "float32"), np.zeros((2, 6, 6, 4), "float32"))
+    with pytest.raises(
+        ValueError, match=r"timing_repeats=5 does not apply with measure_speed=False"
+    ):
+        fastconv.sensitivity(
+            model, data, ranks=(0.5,), measure_speed=False, timing_repeats=5
+        )
+    for old, now in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(old, now)
