@@ -206,6 +206,30 @@ def _kept(record: dict) -> str:
     return "; ".join(f"{n} {k.removeprefix('kept: ')}" for k, n in kept.items())
 
 
+def layer_prediction(entry: dict, label: str = "min_speedup") -> dict | None:
+    """What the per-layer times of a ``min_speedup`` conversion predict, beside
+    what the whole model measured: the layers replaced, how many of them have
+    more multiply-adds than the original, and the batch-32 speedup predicted
+    as the original's median over it minus the time each replaced layer saved
+    (its median alone, at batch 32, before minus after). None when the
+    conversion failed or saved nothing measurable."""
+    record = entry.get("conversions", {}).get(label, {})
+    if "report" not in record or "speedups" not in record:
+        return None
+    replaced = [row for row in record["report"]["layers"] if row["converted"]]
+    saved = sum(
+        row["time_before"]["median_s"] - row["time_after"]["median_s"]
+        for row in replaced
+    )
+    original = entry["timings"]["b32/original"]["median_s"]
+    return {
+        "replaced": len(replaced),
+        "more_macs": sum(row["macs_after"] > row["macs_before"] for row in replaced),
+        "predicted_b32": original / (original - saved) if saved < original else None,
+        "measured_b32": record["speedups"]["b32"],
+    }
+
+
 def markdown(run: dict) -> str:
     """The Markdown tables of a run."""
     env, config = run["environment"], run["config"]
@@ -256,6 +280,27 @@ def markdown(run: dict) -> str:
             )
             head = "| | | | |"
             reasons.append((entry["model"], name, _kept(record)))
+    out += [
+        "",
+        "`min_speedup=1.1`, per layer against the whole model: the layers "
+        "replaced, those of them with more multiply-adds than the original, the "
+        "batch-32 speedup their per-layer times predict (the original's median "
+        "over it minus what each replaced layer saved alone) and the one "
+        "measured:",
+        "",
+        "| model | replaced | with more MACs | predicted x b32 | measured x b32 |",
+        "|---|---|---|---|---|",
+    ]
+    for entry in run["models"]:
+        found = layer_prediction(entry)
+        if found is None:
+            continue
+        predicted = found["predicted_b32"]
+        out.append(
+            f"| {entry['model']} | {found['replaced']} | {found['more_macs']} | "
+            f"{'n/a' if predicted is None else f'{predicted:.2f}'} | "
+            f"{found['measured_b32']:.2f} |"
+        )
     out += [
         "",
         "Convolutions kept, by reason:",
