@@ -128,6 +128,16 @@ PARTS_RUNS = (
 )
 MALLOC = ("--quick", "--allocator", "default", "--tag", "quick-default-malloc")
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
+#: The keras.applications models of the committed run: the six that fit in its
+#: time on this machine (benchmarks/applications.py knows all of them).
+APPLICATIONS = (
+    "MobileNetV2",
+    "MobileNetV3Small",
+    "ConvNeXtTiny",
+    "Xception",
+    "MobileNet",
+    "EfficientNetB0",
+)
 
 STEPS = (
     _layers("tensorflow", "grid-graph", (), 720, "docs/performance.md (12 min)"),
@@ -345,6 +355,26 @@ STEPS = (
         71,
         "wall time of the run of 2026-11-30: the reference layer alone (CIFAR-10 "
         "not cached), on the 2-core CPU shared with a training job",
+    ),
+    Step(
+        "applications",
+        (
+            "-m",
+            "benchmarks.applications",
+            "--models",
+            *APPLICATIONS,
+            "--repeats",
+            "5",
+            "--out",
+            "{results}/applications",
+        ),
+        tuple(
+            f"{RESULTS}/applications/applications.{ext}"
+            for ext in ("json", "md", "png")
+        ),
+        793,
+        "the models' seconds fields in applications.json sum to 793 s "
+        "(a load average of 7 to 9 from other work)",
     ),
 )
 

@@ -93,11 +93,34 @@ def _is_dense(layer) -> bool:
     return isinstance(layer, keras.layers.Dense | LowRankDense)
 
 
-def _is_site(layer, layer_types) -> bool:
-    """Whether ``layer`` is of a type ``layer_types`` asks to convert."""
-    return ("conv" in layer_types and _is_conv(layer)) or (
-        "dense" in layer_types and _is_dense(layer)
+def _never_converted(layer) -> str | None:
+    """Why a convolution the report lists is never replaced, or None: a
+    depthwise convolution has one small filter per channel, nothing to
+    decompose, and a separable one is already factorized that way."""
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        return "kept: DepthwiseConv2D (one filter per channel, nothing to decompose)"
+    if isinstance(layer, keras.layers.SeparableConv2D):
+        return "kept: SeparableConv2D (already a depthwise and a 1x1 convolution)"
+    return None
+
+
+def _named_never_converted(layer, what: str) -> str:
+    """The message for ``what`` (``layers``, ``overrides``) naming a layer
+    that `_never_converted` keeps."""
+    reason = _never_converted(layer).removeprefix("kept: ")
+    return (
+        f"convert_model: {what} names {layer.name!r}, which convert_model never "
+        f"converts: {reason}"
     )
+
+
+def _is_site(layer, layer_types) -> bool:
+    """Whether ``layer`` is of a type ``layer_types`` asks to convert, or a
+    convolution the report lists as kept (`_never_converted`)."""
+    return (
+        "conv" in layer_types
+        and (_is_conv(layer) or _never_converted(layer) is not None)
+    ) or ("dense" in layer_types and _is_dense(layer))
 
 
 @dataclasses.dataclass
@@ -278,6 +301,8 @@ def _matcher(layers, sites, everything, layer_types) -> tuple[Callable, bool]:
             message = _dense_not_asked(layer, layer_types, "layers")
             if message is not None:
                 raise TypeError(message)
+            if _never_converted(layer) is not None:
+                raise TypeError(_named_never_converted(layer, "layers"))
             if not _is_site(layer, layer_types):
                 raise TypeError(
                     f"convert_model: layers names {layer.name!r}, a "
@@ -295,6 +320,8 @@ def _matcher(layers, sites, everything, layer_types) -> tuple[Callable, bool]:
 
 def _skip_reason(layer, method: str) -> str | None:
     """Why a layer picked by a pattern is kept rather than converted, or None."""
+    if _never_converted(layer) is not None:
+        return _never_converted(layer)
     if _is_dense(layer):
         if getattr(layer, "quantization_mode", None):
             return "kept: quantized"
@@ -359,6 +386,8 @@ def _plan(
             message = _dense_not_asked(layer, layer_types, "overrides")
             if message is not None:
                 raise ValueError(message)
+            if _never_converted(layer) is not None:
+                raise ValueError(_named_never_converted(layer, "overrides"))
             if not _is_site(layer, layer_types):
                 raise ValueError(
                     f"convert_model: overrides names {name!r}, a "
@@ -390,6 +419,8 @@ def _plan(
             plan.selected = True
         elif site is classifier:
             plan.reason = "kept: the last Dense layer (the classifier)"
+        elif _never_converted(site.layer) is not None:
+            plan.reason = _never_converted(site.layer)
         elif predicate(site):
             if skip_first and site.first and not _is_dense(site.layer):
                 plan.reason = "kept: first convolution (skip_first=True)"
@@ -731,7 +762,9 @@ def _clone(model, replacements: dict) -> keras.Model:
                 "working get_config/from_config. Convert the convolutions one by "
                 "one with fastconv.decompose instead"
             ) from exc
-        copies.append((layer, new))
+        if isinstance(layer, keras.layers.Layer):
+            # An operation applied to a tensor (``x + 3.0``) has no weights.
+            copies.append((layer, new))
         return new
 
     new_model = keras.models.clone_model(
