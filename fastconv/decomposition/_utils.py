@@ -261,10 +261,13 @@ def squared_singular_values(matrix: np.ndarray) -> np.ndarray:
 def leading_subspace(matrix: np.ndarray, k: int) -> np.ndarray:
     """Orthonormal basis of the leading ``k``-dimensional left singular subspace.
 
-    Uses the eigenvectors of ``matrix @ matrix.T``. Callers project with the
-    basis (``U @ (U.T @ matrix)``) rather than divide by singular values, so the
-    reconstruction stays exact when ``k`` reaches the row count and is optimal up
-    to ``eps * s_max**2`` otherwise.
+    Uses the eigenvectors of ``matrix @ matrix.T``; for a matrix with fewer
+    columns than rows and ``k`` at most the column count, the economy SVD
+    instead, whose cost grows with the short side (a 1x1 kernel with 2,048
+    output channels and 512 inputs: no 2,048 x 2,048 eigenproblem). Callers
+    project with the basis (``U @ (U.T @ matrix)``) rather than divide by
+    singular values, so the reconstruction stays exact when ``k`` reaches the
+    row count and is optimal up to ``eps * s_max**2`` otherwise.
 
     Args:
         matrix: a 2-D array of shape ``(m, n)``.
@@ -274,6 +277,10 @@ def leading_subspace(matrix: np.ndarray, k: int) -> np.ndarray:
         An ``(m, k)`` array with orthonormal columns, ordered by decreasing
         singular value, each column's largest-magnitude entry positive.
     """
+    rows, cols = matrix.shape
+    if cols < rows and k <= cols:
+        vectors = np.linalg.svd(matrix, full_matrices=False)[0]
+        return fix_signs(vectors[:, :k].copy())
     _, vectors = eigh(matrix @ matrix.T)
     return fix_signs(vectors[:, ::-1][:, :k].copy())
 
