@@ -837,7 +837,10 @@ def convert_model(
     With ``min_speedup``, a layer is replaced only if its replacement's forward
     pass is at least that many times faster than the original's, both measured
     here (this device, this backend) on a batch of ``batch_size`` inputs of the
-    layer's input shape. The replacement is timed at its fastest implementation,
+    layer's input shape; with ``min_speedup >= 1``, a replacement that does no
+    fewer multiply-adds is kept without timing (the timing of small layers is
+    mostly noise: on keras.applications models, noise alone made such
+    replacements "win"). The replacement is timed at its fastest implementation,
     by the same measurement ``implementation="auto"`` makes
     (`fastconv.kernels.measure_implementations`, interleaved with the
     original); the times and the implementation are in the report.
@@ -1310,6 +1313,16 @@ def _convert_one(plan, calls, seen, min_speedup, batch_size, repeats, replacemen
                 f"{layer.name!r}, which the model leaves unknown ({shape}); pass "
                 "calibration_data so that convert_model sees real sizes"
             )
+        if min_speedup >= 1 and row.macs_after >= row.macs_before:
+            # Timing a layer of a million multiply-adds is mostly call overhead
+            # and noise; one that does no less work is not replaced on it.
+            row.converted = False
+            row.decision = (
+                f"kept: the replacement does no fewer multiply-adds "
+                f"({row.macs_after:,} >= {row.macs_before:,}), so it is not "
+                f"timed against min_speedup {min_speedup}x"
+            )
+            return row
         times, implementation = _time(layer, new, shape, batch_size, repeats)
         row.time_before, row.time_after = times["original"], times["replacement"]
         row.speedup = times["original"]["median_s"] / times["replacement"]["median_s"]

@@ -286,6 +286,22 @@ def test_grouped_and_1x1_convs_are_kept_by_default_with_a_reason():
         fastconv.convert_model(model, "tucker", 2, layers=["grouped"], progress=False)
 
 
+def test_min_speedup_keeps_a_replacement_with_no_fewer_macs_untimed():
+    # Tucker at full rank on an 8 -> 8 3x3 conv adds two 1x1 convolutions:
+    # more multiply-adds, so it is kept without timing (timing is noise here).
+    inputs = keras.Input((8, 8, 8))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="c1")(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", name="c2")(x)
+    model = keras.Model(inputs, x)
+    _, report = fastconv.convert_model(
+        model, "tucker", (8, 8), min_speedup=1.1, batch_size=2, progress=False
+    )
+    row = report["c2"]
+    assert row.macs_after >= row.macs_before
+    assert not row.converted and "no fewer multiply-adds" in row.decision
+    assert row.time_before is None and row.speedup is None
+
+
 def test_min_speedup_records_times_and_converts_nothing_when_out_of_reach():
     model = residual_model()
     new_model, report = fastconv.convert_model(
