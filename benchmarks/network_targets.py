@@ -17,7 +17,9 @@ workload once per round, in a shuffled order) in one process:
    6th), a Dense head; against ``convert_model(model, "cp", rank)`` for each
    rank of ``CHAR_RANKS`` (the first convolution, on 70 input channels, is
    kept, as ``convert_model`` does by default) and, to show what that kept
-   layer costs, the first rank with ``skip_first=False``. Inference
+   layer costs, that first rank's model with ``conv1`` converted too (the
+   ``-all`` variant). The CP factors come from ``CP_SWEEPS`` ALS sweeps: the
+   weights are random, and the time does not depend on them. Inference
    (``fastconv.timing.make_forward``) and a ``train_on_batch`` step. Target:
    CP inference >= 3x the whole model's.
 3. *conv3d*: ``FactorizedConv3D(64, 3, padding="same")`` (R(2+1)D, its
@@ -85,6 +87,12 @@ QUICK = {
     },
     "conv3d": {"batch": 1, "depth": 4, "size": 8, "channels": 8, "mid": 4},
 }
+#: ALS sweeps of each CP decomposition. The weights are random and only speed
+#: is measured, which the factors' values do not change. With TensorLy's ALS
+#: on the 2-core CPU, one 7 x 256 x 256 kernel at rank 32 took 4.5 s of SVD
+#: initialisation and about 1.4 s per sweep: the default 200 sweeps would take
+#: about 5 minutes per layer.
+CP_SWEEPS = 1
 #: The issue's targets: (workload, mode, variant) -> speedup over dense.
 TARGETS = {
     ("mlp", "train", "lowrank"): 2.0,
@@ -174,14 +182,19 @@ def char_cnn_models(shape: dict) -> tuple[dict, tuple]:
     keras.utils.set_random_seed(0)
     dense = char_cnn(shape)
     models = {"dense": dense}
+    first = f"cp-r{shape['ranks'][0]:g}"
     with _random_weights():
         for rank in shape["ranks"]:
             models[f"cp-r{rank:g}"] = fastconv.convert_model(
-                dense, "cp", rank, progress=False
+                dense, "cp", rank, progress=False, n_iter_max=CP_SWEEPS
             ).model
-        first = shape["ranks"][0]
-        models[f"cp-r{first:g}-all"] = fastconv.convert_model(
-            dense, "cp", first, skip_first=False, progress=False
+        models[f"{first}-all"] = fastconv.convert_model(
+            models[first],
+            "cp",
+            shape["ranks"][0],
+            layers=["conv1"],
+            progress=False,
+            n_iter_max=CP_SWEEPS,
         ).model
     rng = np.random.default_rng(0)
     chars = rng.integers(0, shape["alphabet"], (shape["batch"], shape["length"]))
