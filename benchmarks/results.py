@@ -346,6 +346,22 @@ STEPS = (
         "wall time of the run of 2026-11-30: the reference layer alone (CIFAR-10 "
         "not cached), on the 2-core CPU shared with a training job",
     ),
+    Step(
+        "network-targets",
+        (
+            "-m",
+            "benchmarks.network_targets",
+            "--repeats",
+            "5",
+            "--out",
+            "{results}/network-targets",
+        ),
+        tuple(
+            f"{RESULTS}/network-targets/network-targets.{ext}" for ext in ("json", "md")
+        ),
+        300,
+        "placeholder",
+    ),
 )
 
 
