@@ -193,6 +193,7 @@ def char_cnn_models(shape: dict) -> tuple[dict, tuple]:
             "cp",
             shape["ranks"][0],
             layers=["conv1"],
+            skip_first=False,
             progress=False,
             n_iter_max=CP_SWEEPS,
         ).model

@@ -47,7 +47,10 @@ def test_a_tiny_run_records_every_workload_and_target(tmp_path, monkeypatch):
                 assert row["params"] > 0
             assert rows["dense"]["speedup"] == 1.0
     assert results["mlp"]["modes"]["train"]["dense"]["params"] == 669_706
-    cp = results["char_cnn"]["modes"]["forward"]["cp-r4"]
+    char = results["char_cnn"]["modes"]["forward"]
+    assert char["cp-r4-all"]["params"] < char["cp-r4"]["params"]
+    assert any(c.startswith("conv1_cp: ") for c in char["cp-r4-all"]["auto_choices"])
+    cp = char["cp-r4"]
     assert cp["auto_choices"] and all("_cp: " in c for c in cp["auto_choices"])
     assert set(results["char_cnn"]["profiles"]) == {"dense", "cp-r4"}
     assert {(t["workload"], t["mode"]) for t in run["targets"]} == {
