@@ -53,9 +53,17 @@ def test_a_tiny_run_records_every_workload_and_target(tmp_path, monkeypatch):
     cp = char["cp-r4"]
     assert cp["auto_choices"] and all("_cp: " in c for c in cp["auto_choices"])
     assert set(results["char_cnn"]["profiles"]) == {"dense", "cp-r4"}
-    assert {(t["workload"], t["mode"]) for t in run["targets"]} == {
-        (w, m) for w, m, _ in network_targets.TARGETS
+    judged = {(t["workload"], t["mode"], t["variant"]) for t in run["targets"]}
+    assert judged == {
+        ("mlp", "train", "lowrank"),
+        ("char_cnn", "forward", "cp-r4"),
+        ("char_cnn", "forward", "cp-r4-all"),
+        ("conv3d", "forward", "factorized"),
+        ("conv3d", "forward", "factorized-mid4"),
+        ("conv3d", "train", "factorized"),
+        ("conv3d", "train", "factorized-mid4"),
     }
-    assert all(isinstance(t["met"], bool) for t in run["targets"])
+    for t in run["targets"]:
+        assert isinstance(t["met"], bool) and isinstance(t["interval_above"], bool)
     text = (tmp_path / "network-targets.md").read_text()
     assert "Tiny shapes" in text and "shared" in text
