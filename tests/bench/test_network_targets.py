@@ -28,6 +28,7 @@ def test_a_tiny_run_records_every_workload_and_target(tmp_path, monkeypatch):
     assert env["git_commit"]
     assert run["quick"] is True
     assert set(run["load_average"]) == {"start", "end"}
+    assert isinstance(run["shared_machine"], bool)
     results = run["results"]
     assert set(results) == {"mlp", "char_cnn", "conv3d"}
     variants = {
@@ -66,4 +67,4 @@ def test_a_tiny_run_records_every_workload_and_target(tmp_path, monkeypatch):
     for t in run["targets"]:
         assert isinstance(t["met"], bool) and isinstance(t["interval_above"], bool)
     text = (tmp_path / "network-targets.md").read_text()
-    assert "Tiny shapes" in text and "shared" in text
+    assert "Tiny shapes" in text and "load average" in text
