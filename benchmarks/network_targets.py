@@ -480,7 +480,12 @@ def main(argv=None) -> int:
         help="tiny shapes and one CP rank: checks that the run works, measures "
         "nothing meaningful",
     )
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=2,
+        help="unmeasured rounds before the measured ones",
+    )
     parser.add_argument(
         "--repeats",
         type=int,
