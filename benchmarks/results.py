@@ -376,6 +376,23 @@ STEPS = (
         "the models' seconds fields in applications.json sum to 793 s "
         "(a load average of 7 to 9 from other work)",
     ),
+    Step(
+        "network-targets",
+        (
+            "-m",
+            "benchmarks.network_targets",
+            "--repeats",
+            "5",
+            "--out",
+            "{results}/network-targets",
+        ),
+        tuple(
+            f"{RESULTS}/network-targets/network-targets.{ext}" for ext in ("json", "md")
+        ),
+        190,
+        "wall time of the run of 2026-12-01 00:05 (MLP 9 s, char-CNN 67 s, "
+        "Conv3D 31 s, the rest start-up), on the 2-core CPU shared with other jobs",
+    ),
 )
 
 
