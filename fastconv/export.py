@@ -347,6 +347,12 @@ def _calibration_examples(model, data, samples: int, seed: int) -> np.ndarray:
             "representative_data must be examples of the model's input, shaped "
             f"(n, {shown}) with n >= 1, received shape {data.shape}"
         )
+    if not np.issubdtype(data.dtype, np.number) or not np.all(np.isfinite(data)):
+        raise QuantizationError(
+            "representative_data must hold finite numbers (it calibrates the "
+            f"activations' ranges), received an array of dtype {data.dtype} with "
+            "NaN, Inf or non-numbers"
+        )
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(data), size=min(samples, len(data)), replace=False)
     return data[np.sort(chosen)].astype("float32")
@@ -450,19 +456,28 @@ def run_exported(path, format: str, x: np.ndarray) -> np.ndarray:
     if format == "onnx":
         import onnxruntime
 
-        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        session = _open(
+            path,
+            format,
+            lambda: onnxruntime.InferenceSession(
+                path, providers=["CPUExecutionProvider"]
+            ),
+        )
         _check_one(path, len(session.get_inputs()), len(session.get_outputs()))
+        _check_shape(path, session.get_inputs()[0].shape, x)
         return session.run(None, {session.get_inputs()[0].name: x})[0]
     if format == "litert":
         from ai_edge_litert.interpreter import Interpreter
 
-        interpreter = Interpreter(model_path=path)
+        interpreter = _open(path, format, lambda: Interpreter(model_path=path))
         _check_one(
             path,
             len(interpreter.get_input_details()),
             len(interpreter.get_output_details()),
         )
-        index = interpreter.get_input_details()[0]["index"]
+        details = interpreter.get_input_details()[0]
+        _check_shape(path, details["shape_signature"], x)
+        index = details["index"]
         interpreter.resize_tensor_input(index, x.shape)
         interpreter.allocate_tensors()
         interpreter.set_tensor(index, x)
@@ -488,6 +503,36 @@ def run_exported(path, format: str, x: np.ndarray) -> np.ndarray:
     function = loaded.signatures["serve"]
     _check_one(path, len(function.structured_input_signature[1]), len(function.outputs))
     return np.asarray(loaded.serve(tf.constant(x)))
+
+
+def _open(path: str, format: str, load):
+    """``load()``, the runtime's reading of ``path``; a file it cannot read is
+    a ValueError naming the file."""
+    try:
+        return load()
+    except Exception as exc:
+        problem = " ".join(str(exc).split()) or type(exc).__name__
+        raise ValueError(
+            f"run_exported: path={path!r} is not a readable {format} file: {problem}"
+        ) from None
+
+
+def _check_shape(path: str, expected, x: np.ndarray) -> None:
+    """Refuses ``x`` whose shape the exported input cannot take (a size that
+    is not an int, or is -1, is free)."""
+    sizes = [
+        s if isinstance(s, int | np.integer) and s >= 0 else None for s in expected
+    ]
+    fits = len(sizes) == x.ndim and all(
+        size is None or size == given
+        for size, given in zip(sizes, x.shape, strict=False)
+    )
+    if not fits:
+        shown = ", ".join("n" if s is None else str(int(s)) for s in sizes)
+        raise ValueError(
+            f"run_exported: x must be shaped ({shown}) for {path}, received x of "
+            f"shape {x.shape}"
+        )
 
 
 def _check_exported(path, format: str) -> str:

@@ -268,6 +268,8 @@ def _calibration_examples(source: str):
             ) from None
     if not np.issubdtype(x.dtype, np.number):
         raise UsageError("--calibration-dataset", source, f"holds {x.dtype} values")
+    if not np.all(np.isfinite(x)):
+        raise UsageError("--calibration-dataset", source, "holds NaN or Inf")
     return x.astype("float32") / 255.0 if x.dtype == np.uint8 else x
 
 

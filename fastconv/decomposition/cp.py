@@ -43,6 +43,7 @@ from fastconv.decomposition._utils import (
     relative_error,
     single_threaded,
     solve,
+    to_unit_scale,
     unit_scaled,
 )
 from fastconv.decomposition.ranks import resolve_rank
@@ -424,11 +425,41 @@ def cp_axes_decompose(
     if isinstance(rank, bool) or not isinstance(rank, int | np.integer) or rank < 1:
         raise ValueError(f"rank must be a positive int, received rank={rank!r}")
     _check_iterations(n_iter_max, tol)
-    weights, factors = _tensorly.parafac(
-        array, int(rank), n_iter_max=n_iter_max, tol=tol, init="svd"
-    )
+    if not np.any(array):
+        # ALS divides by the factors' Gram matrices, singular for a zero
+        # kernel; zero output factors reproduce it exactly.
+        return CPAxesFactors(
+            pointwise_in=np.ones((array.shape[-2], int(rank))),
+            axes=tuple(np.ones((size, int(rank))) for size in array.shape[:-2]),
+            pointwise_out=np.zeros((int(rank), array.shape[-1])),
+            relative_error=0.0,
+        )
+    # ALS sees the kernel at unit scale (a kernel of 3e38 made its Gram
+    # matrices singular); the power of two goes back into pointwise_out.
+    scaled, exponent = to_unit_scale(array)
+    try:
+        weights, factors = _tensorly.parafac(
+            scaled, int(rank), n_iter_max=n_iter_max, tol=tol, init="svd"
+        )
+    except np.linalg.LinAlgError:
+        # A kernel of lower CP rank than asked (a constant kernel is rank 1)
+        # makes the ALS systems singular; a ridge far below the kernel's unit
+        # scale keeps them solvable without changing the fit.
+        weights, factors = _tensorly.parafac(
+            scaled,
+            int(rank),
+            n_iter_max=n_iter_max,
+            tol=tol,
+            init="svd",
+            l2_reg=1e-12,
+        )
     *axes, pointwise_in, pointwise_out = factors
-    pointwise_out = (pointwise_out * weights).T
+    pointwise_out = np.ldexp((pointwise_out * weights).T, exponent)
+    if not all(np.all(np.isfinite(f)) for f in (*axes, pointwise_in, pointwise_out)):
+        raise ValueError(
+            "cp_axes_decompose: the factors of kernel are not finite (largest "
+            f"kernel magnitude {float(np.max(np.abs(array))):.3g})"
+        )
     result = CPAxesFactors(
         pointwise_in=pointwise_in,
         axes=tuple(axes),

@@ -62,6 +62,12 @@ class FactorizedConv3D(BaseFastConv):
         self.mid_filters = self._positive_int(
             "mid_filters", mid_filters, allow_none=True
         )
+        if max(self.kernel_size) < 2:
+            raise self._error(
+                "kernel_size",
+                self.kernel_size,
+                "must be larger than 1x1x1 (a 1x1x1 conv has nothing to factorise)",
+            )
 
     def mid_channels(self, input_channels: int) -> int:
         """The middle width ``M`` for ``input_channels`` input channels."""

@@ -198,6 +198,15 @@ def test_the_calibration_dataset_can_be_a_npy_file(workdir, capsys):
     assert "int8" in tensor_types(workdir / "out.tflite")
 
 
+def test_a_calibration_dataset_with_nan_is_refused(workdir, capsys):
+    require_quantization()
+    np.save(workdir / "nan.npy", np.full((5, 8, 8, 3), np.nan, "float32"))
+    quantize = ("--quantize", "int8", "--calibration-dataset", workdir / "nan.npy")
+    code, _, err = exported(capsys, workdir, "litert", *quantize)
+    assert_user_error(code, err, "--calibration-dataset", "NaN or Inf")
+    assert not (workdir / "out.tflite").exists()
+
+
 def test_a_calibration_dataset_of_another_shape_is_refused(workdir, capsys):
     require_quantization()
     from fastconv.datasets import cache

@@ -171,3 +171,17 @@ def test_bad_kernels(kernel, match):
 def test_bad_ranks(rank):
     with pytest.raises(ValueError, match="rank must be"):
         cp_decompose(np.ones((3, 3, 4, 4)), rank)
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 6), (3, 3, 3, 4, 6)])
+@pytest.mark.parametrize("fill", [0.0, 1.0, 3e38])
+def test_cp_axes_gives_finite_factors_for_zero_constant_and_huge_kernels(shape, fill):
+    # A constant kernel is of CP rank 1, below the rank asked for: the ALS
+    # systems were singular ("Singular matrix"); 3e38 also tested the scale.
+    from fastconv.decomposition.cp import cp_axes_decompose
+
+    kernel = np.full(shape, fill)
+    result = cp_axes_decompose(kernel, 2, n_iter_max=20)
+    for factor in (*result.axes, result.pointwise_in, result.pointwise_out):
+        assert np.all(np.isfinite(factor))
+    assert result.relative_error < 1e-6

@@ -79,3 +79,37 @@ def test_a_saved_model_replaces_the_old_folder(tmp_path):
     assert not (target / "stale.txt").exists()
     x = np.ones((2, 3), "float32")
     assert export.largest_difference(model, target, "tf_saved_model", x) < 1e-5
+
+
+@pytest.mark.parametrize(
+    ("format", "suffix"), [("onnx", ".onnx"), ("litert", ".tflite")]
+)
+def test_run_exported_names_a_wrong_shape_and_an_unreadable_file(
+    tmp_path, format, suffix
+):
+    pytest.importorskip("onnxruntime" if format == "onnx" else "ai_edge_litert")
+    if format not in export.exportable_formats(keras.backend.backend()):
+        pytest.skip(f"the {keras.backend.backend()} backend does not write {format}")
+    path = export.export_model(tiny_model(), tmp_path / f"m{suffix}", format)
+    with pytest.raises(ValueError, match=r"x must be shaped \(n, 3\).*\(1, 5\)"):
+        export.run_exported(path, format, np.zeros((1, 5), "float32"))
+    junk = tmp_path / f"junk{suffix}"
+    junk.write_bytes(b"junk")
+    with pytest.raises(ValueError, match=f"path='{junk}' is not a readable {format}"):
+        export.run_exported(junk, format, np.zeros((1, 3), "float32"))
+
+
+def test_int8_calibration_data_with_nan_is_refused(tmp_path):
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("quantization runs on the tensorflow backend")
+    pytest.importorskip("ai_edge_litert")
+    data = np.full((4, 3), np.nan, "float32")
+    with pytest.raises(export.QuantizationError, match="representative_data.*finite"):
+        export.export_model(
+            tiny_model(),
+            tmp_path / "q.tflite",
+            "litert",
+            quantize="int8",
+            representative_data=data,
+        )
+    assert list(tmp_path.iterdir()) == []

@@ -589,3 +589,9 @@ def test_factorized_conv3d_default_width_keeps_the_conv3d_parameters():
     assert layer.mid_channels(64) == 144
     assert layer.cost((4, 8, 8, 64)).params == 3 * 3 * 3 * 64 * 64
     assert fastconv.FactorizedConv3D(8, 3, mid_filters=5).mid_channels(64) == 5
+
+
+def test_a_1x1x1_factorized_conv3d_is_refused():
+    with pytest.raises(ValueError, match=r"kernel_size must be larger than 1x1x1"):
+        fastconv.FactorizedConv3D(4, 1)
+    assert fastconv.FactorizedConv3D(4, (1, 3, 3)).kernel_size == (1, 3, 3)
