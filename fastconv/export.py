@@ -217,6 +217,12 @@ def export_model(
         raise ValueError(
             f"path must end in {suffix} for format {format!r}, received path={path}"
         )
+    if quantize != "int8" and (calibration_samples != CALIBRATION_SAMPLES or seed != 0):
+        raise QuantizationError(
+            "calibration_samples and seed choose the examples of quantize='int8' "
+            f"only, received quantize={quantize!r} with "
+            f"calibration_samples={calibration_samples!r}, seed={seed!r}"
+        )
     if quantize is not None or representative_data is not None:
         kwargs.update(
             _quantization(

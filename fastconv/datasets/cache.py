@@ -168,6 +168,14 @@ def cached(cache_dir: str | os.PathLike | None = None) -> list[CacheEntry]:
     entries = []
     for name in NAMES:
         path = _cache_path(name, cache_dir)
+        if path.is_dir():
+            warnings.warn(
+                f"fastconv.datasets: {name}: the cache file {path} is a folder, "
+                "not an .npz file; it is not listed",
+                DatasetCacheWarning,
+                stacklevel=2,
+            )
+            continue
         if not path.is_file():
             continue
         problem = _npz_problem(path)

@@ -190,6 +190,19 @@ class FactorsMixin:
             self._factor_shapes(self._positive_int("input_channels", input_channels))
         )
 
+    def set_weights(self, weights) -> None:
+        """Keras's ``set_weights``, refusing NaN and Inf before any weight is
+        assigned, so that after an error the layer is as it was."""
+        for variable, value in zip(self.weights, weights, strict=False):
+            array = np.asarray(keras.ops.convert_to_numpy(value))
+            if np.issubdtype(array.dtype, np.number) and not np.all(np.isfinite(array)):
+                raise ValueError(
+                    f"{type(self).__name__}: set_weights: the weight "
+                    f"{variable.name!r} of layer {self.name!r} holds NaN or Inf; "
+                    "every weight must be finite"
+                )
+        super().set_weights(weights)
+
     def set_factors(self, factors, bias=None) -> None:
         """Set the factor weights (and optionally the bias).
 

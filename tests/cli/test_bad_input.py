@@ -167,3 +167,26 @@ def test_demo_kernel_that_is_not_odd_and_at_least_5_names_the_flag(capsys, kerne
     code, out, err = run(capsys, "demo", "--kernel", kernel, "--size", "8")
     assert_user_error(code, err, "--kernel", "must be odd and >= 5", kernel)
     assert out == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "names"),
+    [
+        (["bench", "--jit", "--no-jit"], ["--jit", "--no-jit", "together"]),
+        (["convert", "MODEL", "--skip-first", "--no-skip-first"], ["--skip-first"]),
+        (["bench", "--device", "gpu", "--list"], ["--list", "--device"]),
+    ],
+)
+def test_conflicting_or_unused_flags_are_refused_before_any_work(
+    tmp_path, capsys, argv, names
+):
+    (tmp_path / "m.keras").write_bytes(b"a model")
+    argv = [tmp_path / "m.keras" if arg == "MODEL" else arg for arg in argv]
+    (tmp_path / "m.keras").write_bytes(b"a model")
+    argv = [tmp_path / "m.keras" if arg == "MODEL" else arg for arg in argv]
+    before = snapshot(tmp_path)
+    code, _, err = run(
+        capsys, *argv, "--out" if argv[0] == "bench" else "-o", tmp_path / "out"
+    )
+    assert_user_error(code, err, *names)
+    assert snapshot(tmp_path) == before

@@ -113,3 +113,11 @@ def test_int8_calibration_data_with_nan_is_refused(tmp_path):
             representative_data=data,
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_calibration_settings_without_int8_are_refused(tmp_path):
+    with pytest.raises(export.QuantizationError, match="calibration_samples=0"):
+        export.export_model(
+            tiny_model(), tmp_path / "m.tflite", "litert", calibration_samples=0
+        )
+    assert list(tmp_path.iterdir()) == []

@@ -208,3 +208,15 @@ def test_bad_input_shapes():
     layer = _built()
     with pytest.raises(ValueError):
         layer(random_input((2, 8)))
+
+
+def test_set_weights_refuses_nan_and_leaves_the_layer_as_it_was():
+    layer = fastconv.LowRankDense(8, rank=2)
+    layer.build((None, 4))
+    before = [w.copy() for w in layer.get_weights()]
+    weights = layer.get_weights()
+    weights[0] = np.full_like(weights[0], np.nan)
+    with pytest.raises(ValueError, match="set_weights.*'kernel_in'.*NaN or Inf"):
+        layer.set_weights(weights)
+    for old, new in zip(before, layer.get_weights(), strict=True):
+        np.testing.assert_array_equal(old, new)
