@@ -190,6 +190,33 @@ class FactorsMixin:
             self._factor_shapes(self._positive_int("input_channels", input_channels))
         )
 
+    def _add_factors(self, shapes: Mapping[str, tuple], bias_size: int) -> None:
+        """Creates the factor weights ``shapes`` names (with the kernel's
+        initializer, regularizer and constraint) and, if the layer has one,
+        its bias of ``bias_size`` entries (with the bias's)."""
+        self._factor_names = []
+        for name, shape in shapes.items():
+            weight = self.add_weight(
+                name=name,
+                shape=shape,
+                initializer=self.kernel_initializer,
+                regularizer=self.kernel_regularizer,
+                constraint=self.kernel_constraint,
+                trainable=True,
+            )
+            setattr(self, name, weight)
+            self._factor_names.append(name)
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight(
+                name="bias",
+                shape=(bias_size,),
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+                trainable=True,
+            )
+
     def set_weights(self, weights) -> None:
         """Keras's ``set_weights``, refusing NaN and Inf before any weight is
         assigned, so that after an error the layer is as it was."""

@@ -299,29 +299,7 @@ class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
                 "channels and cannot be built again for others, received "
                 f"input_shape={tuple(input_shape)!r}"
             )
-        self._factor_names = []
-        for name, shape in self._factor_shapes(c_in).items():
-            weight = self.add_weight(
-                name=name,
-                shape=shape,
-                initializer=self.kernel_initializer,
-                regularizer=self.kernel_regularizer,
-                constraint=self.kernel_constraint,
-                trainable=True,
-            )
-            setattr(self, name, weight)
-            self._factor_names.append(name)
-        if self.use_bias:
-            self.bias = self.add_weight(
-                name="bias",
-                shape=(self.output_filters,),
-                initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-                trainable=True,
-            )
-        else:
-            self.bias = None
+        self._add_factors(self._factor_shapes(c_in), self.output_filters)
         self.input_spec = keras.layers.InputSpec(
             ndim=self.SPATIAL_DIMS + 2, axes={self.channel_axis: c_in}
         )

@@ -156,29 +156,7 @@ class LowRankDense(FactorsMixin, keras.layers.Layer):
 
     def build(self, input_shape):
         features = self._input_features(input_shape)
-        self._factor_names = []
-        for name, shape in self._factor_shapes(features).items():
-            weight = self.add_weight(
-                name=name,
-                shape=shape,
-                initializer=self.kernel_initializer,
-                regularizer=self.kernel_regularizer,
-                constraint=self.kernel_constraint,
-                trainable=True,
-            )
-            setattr(self, name, weight)
-            self._factor_names.append(name)
-        if self.use_bias:
-            self.bias = self.add_weight(
-                name="bias",
-                shape=(self.units,),
-                initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer,
-                constraint=self.bias_constraint,
-                trainable=True,
-            )
-        else:
-            self.bias = None
+        self._add_factors(self._factor_shapes(features), self.units)
         self.input_spec = keras.layers.InputSpec(min_ndim=2, axes={-1: features})
 
     def call(self, inputs):
