@@ -257,7 +257,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--random-state",
         type=_args.non_negative_int,
         default=None,
-        help="seed of CP's ALS (default: 0)",
+        help="seed of CP's ALS and Tucker-2's iterations (cp, tucker, auto; "
+        "refused with the other methods; default: 0)",
     )
     parser.add_argument(
         "--report", type=Path, default=None, help="also write the report as JSON here"

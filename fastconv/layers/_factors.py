@@ -218,10 +218,24 @@ class FactorsMixin:
             )
 
     def set_weights(self, weights) -> None:
-        """Keras's ``set_weights``, refusing NaN and Inf before any weight is
-        assigned, so that after an error the layer is as it was."""
-        for variable, value in zip(self.weights, weights, strict=False):
+        """Keras's ``set_weights``, checking the count, every shape and that
+        every value is finite before any weight is assigned, so that after an
+        error the layer is as it was."""
+        weights = list(weights)
+        if len(weights) != len(self.weights):
+            raise ValueError(
+                f"{type(self).__name__}: set_weights: layer {self.name!r} has "
+                f"{len(self.weights)} weights, received {len(weights)} arrays"
+            )
+        for variable, value in zip(self.weights, weights, strict=True):
             array = np.asarray(keras.ops.convert_to_numpy(value))
+            if tuple(array.shape) != tuple(variable.shape):
+                raise ValueError(
+                    f"{type(self).__name__}: set_weights: the weight "
+                    f"{variable.name!r} of layer {self.name!r} has shape "
+                    f"{tuple(variable.shape)}, received an array of shape "
+                    f"{tuple(array.shape)}"
+                )
             if np.issubdtype(array.dtype, np.number) and not np.all(np.isfinite(array)):
                 raise ValueError(
                     f"{type(self).__name__}: set_weights: the weight "

@@ -220,3 +220,24 @@ def test_set_weights_refuses_nan_and_leaves_the_layer_as_it_was():
         layer.set_weights(weights)
     for old, new in zip(before, layer.get_weights(), strict=True):
         np.testing.assert_array_equal(old, new)
+
+
+@pytest.mark.parametrize(
+    "layer, shape",
+    [
+        (lambda: fastconv.LowRankDense(4, rank=2), (2, 6)),
+        (lambda: fastconv.TuckerConv2D(4, 3, rank=2), (1, 8, 8, 3)),
+        (lambda: fastconv.CPConv2D(4, 3, rank=2), (1, 8, 8, 3)),
+    ],
+)
+def test_set_weights_checks_every_shape_before_assigning(layer, shape):
+    layer = layer()
+    layer.build(shape)
+    before = [w.copy() for w in layer.get_weights()]
+    ones = [np.ones_like(w) for w in before]
+    with pytest.raises(ValueError, match=r"set_weights.*'bias'.*\(4,\).*\(99,\)"):
+        layer.set_weights([*ones[:-1], np.ones(99)])
+    with pytest.raises(ValueError, match=f"has {len(before)} weights, received 1"):
+        layer.set_weights(ones[:1])
+    for old, new in zip(before, layer.get_weights(), strict=True):
+        np.testing.assert_array_equal(old, new)
