@@ -190,6 +190,32 @@ class FactorsMixin:
             self._factor_shapes(self._positive_int("input_channels", input_channels))
         )
 
+    def _check_float_policy(self) -> None:
+        """Refuses a dtype policy whose variables are not floating point."""
+        if not keras.backend.is_float_dtype(self.dtype_policy.variable_dtype):
+            raise ValueError(
+                f"{type(self).__name__}: dtype must be a floating-point dtype or "
+                "policy (float32, mixed_float16, ...), received "
+                f"dtype={self.dtype_policy.name!r}"
+            )
+
+    def _weight_settings_config(self) -> dict:
+        """The config entries of the activation, the bias and the weights'
+        initializers, regularizers and constraints, serialized."""
+        return {
+            "activation": keras.activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+            "activity_regularizer": keras.regularizers.serialize(
+                self.activity_regularizer
+            ),
+            "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
+            "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+        }
+
     def _add_factors(self, shapes: Mapping[str, tuple], bias_size: int) -> None:
         """Creates the factor weights ``shapes`` names (with the kernel's
         initializer, regularizer and constraint) and, if the layer has one,

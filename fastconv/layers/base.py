@@ -125,12 +125,7 @@ class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        if not keras.backend.is_float_dtype(self.dtype_policy.variable_dtype):
-            raise ValueError(
-                f"{type(self).__name__}: dtype must be a floating-point dtype or "
-                "policy (float32, mixed_float16, ...), received "
-                f"dtype={self.dtype_policy.name!r}"
-            )
+        self._check_float_policy()
         self.filters = self._positive_int("filters", filters)
         self.kernel_size = self._int_tuple("kernel_size", kernel_size)
         if min(self.kernel_size) < self.MIN_KERNEL:
@@ -388,23 +383,7 @@ class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
                 "padding": self.padding,
                 "data_format": self.data_format,
                 "dilation_rate": self.dilation_rate,
-                "activation": keras.activations.serialize(self.activation),
-                "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": keras.regularizers.serialize(
-                    self.kernel_regularizer
-                ),
-                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
-                "activity_regularizer": keras.regularizers.serialize(
-                    self.activity_regularizer
-                ),
-                "kernel_constraint": keras.constraints.serialize(
-                    self.kernel_constraint
-                ),
-                "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+                **self._weight_settings_config(),
                 "implementation": self.implementation,
             }
         )

@@ -74,12 +74,7 @@ class LowRankDense(FactorsMixin, keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        if not keras.backend.is_float_dtype(self.dtype_policy.variable_dtype):
-            raise ValueError(
-                f"{type(self).__name__}: dtype must be a floating-point dtype or "
-                "policy (float32, mixed_float16, ...), received "
-                f"dtype={self.dtype_policy.name!r}"
-            )
+        self._check_float_policy()
         self.units = self._positive_int("units", units)
         self.rank = self._positive_int("rank", rank)
         if self.rank > self.units:
@@ -270,23 +265,7 @@ class LowRankDense(FactorsMixin, keras.layers.Layer):
             {
                 "units": self.units,
                 "rank": self.rank,
-                "activation": keras.activations.serialize(self.activation),
-                "use_bias": self.use_bias,
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
-                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "kernel_regularizer": keras.regularizers.serialize(
-                    self.kernel_regularizer
-                ),
-                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
-                "activity_regularizer": keras.regularizers.serialize(
-                    self.activity_regularizer
-                ),
-                "kernel_constraint": keras.constraints.serialize(
-                    self.kernel_constraint
-                ),
-                "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+                **self._weight_settings_config(),
             }
         )
         return config
