@@ -665,6 +665,12 @@ class ControlledFinetune:
         steps: optimizer steps each took, ``{"converted": n, "control": n}``.
         served: the batches each was served, ``(epoch, example indices)``.
         histories: each fit's ``History.history``.
+        setup: what both fits depend on (seed, epochs, batch size, optimizer,
+            learning rate, loss, a fingerprint of the original's weights and
+            of the training and test data); a later call may reuse this
+            control only with the same setup.
+        control_reused: True where the control came from an earlier call
+            (``control=``) and was not trained again.
     """
 
     converted_model: keras.Model
@@ -678,6 +684,8 @@ class ControlledFinetune:
     steps: dict
     served: dict
     histories: dict
+    setup: dict = dataclasses.field(default_factory=dict)
+    control_reused: bool = False
 
     @property
     def gap(self) -> float:
@@ -689,6 +697,33 @@ def _copy(model: keras.Model) -> keras.Model:
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def _fingerprint(*arrays) -> str:
+    """A short hash of arrays' shapes, dtypes and bytes."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.shape}{array.dtype}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _setup(original, train, test, **settings) -> dict:
+    """What a controlled fit depends on, to compare before reusing a control."""
+    optimizer = settings.pop("optimizer")
+    if isinstance(optimizer, keras.optimizers.Optimizer):
+        optimizer = json.dumps(
+            keras.saving.serialize_keras_object(optimizer), sort_keys=True, default=str
+        )
+    return {
+        **settings,
+        "loss": repr(settings["loss"]),
+        "optimizer": optimizer,
+        "original": _fingerprint(*original.get_weights()),
+        "train_data": _fingerprint(*train),
+        "test_data": _fingerprint(*test),
+    }
 
 
 def _fresh(optimizer):
@@ -710,6 +745,7 @@ def controlled_finetune(
     optimizer="adam",
     loss=None,
     callbacks: Callable[[str], list] | None = None,
+    control: ControlledFinetune | None = None,
 ) -> ControlledFinetune:
     """Fine-tunes ``converted`` and gives ``original`` exactly the same training.
 
@@ -737,13 +773,20 @@ def controlled_finetune(
             categorical cross-entropy.
         callbacks: optional ``callbacks("converted")`` / ``callbacks("control")``
             returning the Keras callbacks of that fit.
+        control: None (the default) to train the control here, or the result
+            of an earlier call with the same original, data, seed, epochs,
+            batch size, optimizer, learning rate and loss (its ``setup``),
+            whose control is then used instead of training the same control
+            again: a sweep of several converted models needs one control per
+            seed. ``callbacks("control")`` is not called then.
 
     Returns:
         A `ControlledFinetune`.
 
     Raises:
-        ValueError: bad arguments, as `fastconv.finetune` refuses them, or
-            data that is not two pairs of arrays of the same length.
+        ValueError: bad arguments, as `fastconv.finetune` refuses them,
+            data that is not two pairs of arrays of the same length, or a
+            ``control`` whose setup differs (the message names what differs).
     """
     for name, model in (("original", original), ("converted", converted)):
         if not isinstance(model, keras.Model):
@@ -768,6 +811,11 @@ def controlled_finetune(
             f"label ('converted' or 'control') returning Keras callbacks, received "
             f"callbacks={callbacks!r}"
         )
+    if control is not None and not isinstance(control, ControlledFinetune):
+        raise ValueError(
+            "controlled_finetune: control must be None or the ControlledFinetune of "
+            f"an earlier call, received {type(control).__name__}"
+        )
     (x_train, y_train), (x_test, y_test) = (
         _pair(name, data)
         for name, data in (("train_data", train_data), ("test_data", test_data))
@@ -776,10 +824,36 @@ def controlled_finetune(
         _check_labels(name, y, original)
     if loss is None:
         loss = getattr(original, "loss", None) or "sparse_categorical_crossentropy"
+    setup = _setup(
+        original,
+        (x_train, y_train),
+        (x_test, y_test),
+        seed=seed,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        optimizer=optimizer,
+        loss=loss,
+    )
+    if control is not None:
+        differ = sorted(k for k in setup if control.setup.get(k) != setup[k])
+        if differ:
+            raise ValueError(
+                "controlled_finetune: control was trained with another setup; it "
+                f"differs in {', '.join(differ)}, so it is no control for this run"
+            )
     original_accuracy = _accuracy(original, x_test, y_test, batch_size)
     converted_before = _accuracy(converted, x_test, y_test, batch_size)
     results = {}
+    if control is not None:
+        results["control"] = (
+            control.control_model,
+            control.served["control"],
+            control.histories["control"],
+        )
     for label, source in (("converted", converted), ("control", original)):
+        if label in results:
+            continue
         model = _copy(source)
         batches = _SeededBatches(x_train, y_train, batch_size, seed)
         extra = list(callbacks(label)) if callbacks is not None else []
@@ -807,7 +881,11 @@ def controlled_finetune(
         original_accuracy=original_accuracy,
         converted_accuracy_before=converted_before,
         converted_accuracy=_accuracy(converted_model, x_test, y_test, batch_size),
-        control_accuracy=_accuracy(control_model, x_test, y_test, batch_size),
+        control_accuracy=(
+            control.control_accuracy
+            if control is not None
+            else _accuracy(control_model, x_test, y_test, batch_size)
+        ),
         epochs=epochs,
         seed=seed,
         steps={
@@ -816,6 +894,8 @@ def controlled_finetune(
         },
         served={label: served for label, (_, served, _) in results.items()},
         histories={label: hist for label, (*_, hist) in results.items()},
+        setup=setup,
+        control_reused=control is not None,
     )
 
 

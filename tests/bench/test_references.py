@@ -370,6 +370,52 @@ def test_the_control_with_a_named_optimizer_and_another_seed(pair):
     assert one.served["control"] != two.served["control"]
 
 
+def test_a_control_is_reused_only_with_the_same_setup(pair):
+    original, converted, train, test = pair
+    first = references.controlled_finetune(
+        original, converted, train, test, seed=3, learning_rate=1e-3
+    )
+    assert not first.control_reused
+    records = {}
+
+    def callbacks(label):
+        records[label] = _Record()
+        return [records[label]]
+
+    again = references.controlled_finetune(
+        original,
+        converted,
+        train,
+        test,
+        seed=3,
+        learning_rate=1e-3,
+        callbacks=callbacks,
+        control=first,
+    )
+    assert again.control_reused
+    assert list(records) == ["converted"]
+    assert again.control_model is first.control_model
+    assert again.control_accuracy == first.control_accuracy
+    assert again.served["control"] == again.served["converted"]
+    assert again.steps["converted"] == math.ceil(TINY_TRAIN / 32)
+    assert not _same_weights(again.converted_model, converted)
+    for kwargs, differs in (
+        ({"seed": 4}, "seed"),
+        ({"learning_rate": 1e-2}, "learning_rate"),
+        ({"train_data": (train[0][:-1], train[1][:-1])}, "train_data"),
+    ):
+        arguments = {"train_data": train, "seed": 3, "learning_rate": 1e-3, **kwargs}
+        with pytest.raises(ValueError, match="controlled_finetune: control") as info:
+            references.controlled_finetune(
+                original, converted, test_data=test, control=first, **arguments
+            )
+        assert differs in str(info.value)
+    with pytest.raises(ValueError, match="received dict"):
+        references.controlled_finetune(
+            original, converted, train, test, control={"control_model": None}
+        )
+
+
 @pytest.mark.parametrize(
     "kwargs, named",
     [
