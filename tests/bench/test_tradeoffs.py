@@ -34,11 +34,14 @@ def points(tiny):
         train,
         test,
         methods=["tucker"],
-        ranks=[0.5, "no-such-rule"],
+        ranks=[0.5, 0.25, "no-such-rule"],
         seeds=[0, 1],
         batch_size=8,
         warmup=0,
         repeats=1,
+        search_targets=[1.05],
+        search_data=train,
+        search_batch_size=8,
     )
 
 
@@ -66,7 +69,7 @@ def run(points):
 
 
 def test_a_point_keeps_every_measurement(points):
-    point, failed = points
+    point, _, failed, _ = points
     assert point["method"] == "tucker" and point["rank"] == 0.5
     assert {"conversion", "params", "accuracy_converted", "timings", "speedups"} <= (
         set(point)
@@ -95,6 +98,70 @@ def test_the_control_gets_the_same_training(points):
         assert run["steps"]["converted"] == run["steps"]["control"] == 4
 
 
+def test_one_control_per_seed_serves_every_point(points):
+    first, second = points[0]["finetune"], points[1]["finetune"]
+    assert [r["control_reused"] for r in first] == [False, False]
+    assert [r["control_reused"] for r in second] == [True, True]
+    for one, two in zip(first, second, strict=True):
+        assert one["control_accuracy"] == two["control_accuracy"]
+        assert two["same_batches"]
+
+
+def test_a_search_point_is_measured_like_the_others(points):
+    search = points[-1]
+    assert search["method"] == "search" and search["rank"] == "target 1.05x"
+    if "error" in search:
+        assert "target_speedup=1.05" in search["error"]
+    else:
+        assert search["search"]["target"] == {"target_speedup": 1.05}
+        assert {"speedups", "finetune", "summary"} <= set(search)
+
+
+def _point(method, rank, speedup, converted, tuned, gap=0.0, train=2.0):
+    return {
+        "method": method,
+        "rank": rank,
+        "speedups": {"forward_b1": 1.0, "forward_b256": speedup, "train_b8": train},
+        "accuracy_converted": converted,
+        "summary": {"finetuned_accuracy": tuned, "gap_points": gap},
+        "search": {"predicted_speedup": speedup},
+    }
+
+
+def test_search_against_uniform_compares_at_equal_speed():
+    run = {
+        "points": [
+            _point("cp", 0.25, 3.0, 0.80, 0.90),
+            _point("tucker", "vbmf", 2.0, 0.85, 0.92),
+            _point("tucker", 0.5, 1.5, 0.95, 0.95),
+            _point("search", "target 2.5x", 2.5, 0.90, 0.91),
+        ]
+    }
+    text = "\n".join(tradeoffs.search_against_uniform(run))
+    assert "| cp 0.25 | 3.00 | 80.00 | 90.00 | yes | yes |" in text
+    assert "| tucker vbmf | 2.00 |" not in text
+    assert "tucker 0.5" not in text
+    run["points"][0]["speedups"]["forward_b256"] = 2.2
+    text = "\n".join(tradeoffs.search_against_uniform(run))
+    assert "none: no uniform rank was that fast" in text
+
+
+def test_best_point_is_the_fastest_within_the_target():
+    run = {
+        "dataset": "cifar10",
+        "points": [
+            _point("cp", 0.1, 4.0, 0.5, 0.5, gap=-3.0),
+            _point("cp", 0.25, 3.0, 0.8, 0.9, gap=-0.9),
+            _point("tucker", 0.5, 1.5, 0.9, 0.9, gap=0.1),
+        ],
+    }
+    assert tradeoffs.best_point(run)["rank"] == 0.25
+    run["points"] = run["points"][:1]
+    assert tradeoffs.best_point(run)["rank"] == 0.1
+    run["points"] = []
+    assert tradeoffs.best_point(run) is None
+
+
 def test_the_results_are_json(run):
     assert json.loads(json.dumps(run))["points"][0]["summary"]["seeds"] == 2
 
@@ -112,6 +179,16 @@ def test_pareto_front_on_fixed_points():
 def test_target(speedup, gap, meets):
     point = {"speedups": {"forward_b256": speedup}, "summary": {"gap_points": gap}}
     assert tradeoffs.meets_target(point) is meets
+
+
+def test_the_cifar10_target_asks_for_the_training_step_too():
+    target = tradeoffs.target_of("cifar10")
+    assert tradeoffs.target_of("mnist") == tradeoffs.TARGET
+    fast = _point("cp", 0.25, 2.6, 0.9, 0.9, gap=-0.9, train=2.1)
+    assert tradeoffs.meets_target(fast, target)
+    slow = _point("cp", 0.25, 2.6, 0.9, 0.9, gap=-0.9, train=1.9)
+    assert not tradeoffs.meets_target(slow, target)
+    assert "training step" in str(target)
 
 
 def test_report_regenerates_markdown_and_plot_from_json(run, tmp_path):

@@ -1,0 +1,200 @@
+"""Committed checkpoints: trained models anyone can check without training.
+
+`save` writes a model to ``benchmarks/models/`` without its optimizer state,
+loads it back, measures the loaded model's test accuracy and writes a JSON
+sidecar (``<name>.json``: what the model is, the command and commit that made
+it, its test accuracy, its size and sha256). `write_readme` turns the
+sidecars into the folder's README.md. Nothing in the README is typed in: run
+``python -m benchmarks.checkpoints`` to rewrite it, ``--check`` to verify
+every file's sha256 and size (and, with ``--accuracy``, to measure each
+model's test accuracy again).
+
+Usage:
+    python -m benchmarks.checkpoints            # rewrite benchmarks/models/README.md
+    python -m benchmarks.checkpoints --check --accuracy
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+FOLDER = Path(__file__).resolve().parent / "models"
+#: The largest file the repository takes, in bytes (issue 13: 8 MB).
+MAX_BYTES = 8 * 1000 * 1000
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _without_optimizer(model):
+    """A copy with the same weights and loss whose optimizer holds no state."""
+    import keras
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    loss = getattr(model, "loss", None) or "sparse_categorical_crossentropy"
+    copy.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
+    return copy
+
+
+def accuracy(model, test_data, batch_size: int = 256) -> float:
+    x, y = test_data
+    probs = model.predict(x, batch_size=batch_size, verbose=0)
+    return float(np.mean(np.argmax(np.asarray(probs), axis=-1) == y))
+
+
+def save(model, path: Path, test_data, info: dict) -> dict:
+    """Saves ``model`` to ``path`` (atomically, no optimizer state), measures
+    the loaded file's accuracy on ``test_data`` and writes the sidecar.
+
+    Raises:
+        ValueError: the file would exceed `MAX_BYTES` (it is not kept).
+    """
+    import keras
+
+    from fastconv._files import write_atomically
+
+    path = Path(path)
+    write_atomically(path, lambda tmp: _without_optimizer(model).save(tmp))
+    size = path.stat().st_size
+    if size > MAX_BYTES:
+        path.unlink()
+        raise ValueError(
+            f"checkpoints.save: {path.name} is {size:,} bytes, over the "
+            f"{MAX_BYTES:,} the repository takes"
+        )
+    loaded = keras.saving.load_model(path)
+    sidecar = {
+        **info,
+        "file": path.name,
+        "bytes": size,
+        "sha256": sha256(path),
+        "params": int(loaded.count_params()),
+        "test_accuracy": accuracy(loaded, test_data),
+        "test_examples": len(test_data[1]),
+    }
+    path.with_suffix(".json").write_text(
+        json.dumps(sidecar, indent=1, default=str) + "\n", encoding="utf-8"
+    )
+    return sidecar
+
+
+def sidecars(folder: Path = FOLDER) -> list[dict]:
+    return [
+        json.loads(p.read_text(encoding="utf-8"))
+        for p in sorted(Path(folder).glob("*.json"))
+    ]
+
+
+def readme(folder: Path = FOLDER) -> str:
+    """The README of ``folder`` from its sidecars."""
+    out = [
+        "# Committed checkpoints",
+        "",
+        "Trained models to check accuracy and speed without training. Each was "
+        "saved without optimizer state by `benchmarks/checkpoints.py`, loaded "
+        "back, and its test accuracy measured on the loaded file. This README is "
+        "written from the JSON sidecars by `python -m benchmarks.checkpoints`; "
+        "`python -m benchmarks.checkpoints --check --accuracy` verifies every "
+        "sha256 and measures every accuracy again.",
+        "",
+        "| file | what | params | test accuracy | bytes | sha256 |",
+        "|---|---|---|---|---|---|",
+    ]
+    commands = []
+    for car in sidecars(folder):
+        out.append(
+            f"| `{car['file']}` | {car['what']} | {car['params']:,} | "
+            f"{100 * car['test_accuracy']:.2f}% ({car['test_examples']:,} "
+            f"{car['dataset']} test images) | {car['bytes']:,} | `{car['sha256']}` |"
+        )
+        run = car["run"]
+        commands.append(
+            f"- `{car['file']}`: `{run['command']}` at commit `{run['commit']}`, "
+            f"{run['backend']}, {run['cpu']['model']}."
+        )
+        if "speedups" in car:
+            speed = car["speedups"]
+            train = next(v for k, v in speed.items() if k.startswith("train_"))
+            summary = car["summary"]
+            commands.append(
+                f"  Measured in that run: inference x{speed['forward_b1']:.2f} "
+                f"(batch 1) and x{speed['forward_b256']:.2f} (batch 256), training "
+                f"step x{train:.2f}; fine-tuned "
+                f"{100 * summary['finetuned_accuracy']:.2f}% against the control's "
+                f"{100 * summary['control_accuracy']:.2f}%."
+            )
+    out += ["", "Made by:", "", *commands]
+    out += [
+        "",
+        "Load one with `keras.saving.load_model(path)` after `import fastconv` "
+        "(the converted models hold fastconv layers).",
+    ]
+    return "\n".join(out) + "\n"
+
+
+def write_readme(folder: Path = FOLDER) -> Path:
+    path = Path(folder) / "README.md"
+    path.write_text(readme(folder), encoding="utf-8")
+    return path
+
+
+def check(folder: Path = FOLDER, *, measure: bool = False) -> list[str]:
+    """Problems with the committed files: a sha256 or size that differs from
+    its sidecar, a file over `MAX_BYTES`, and with ``measure`` a test accuracy
+    more than 0.05 point away from the recorded one."""
+    problems = []
+    for car in sidecars(folder):
+        path = Path(folder) / car["file"]
+        if not path.exists():
+            problems.append(f"{car['file']}: missing")
+            continue
+        if sha256(path) != car["sha256"] or path.stat().st_size != car["bytes"]:
+            problems.append(f"{car['file']}: sha256 or size differs from its sidecar")
+        if path.stat().st_size > MAX_BYTES:
+            problems.append(f"{car['file']}: over {MAX_BYTES:,} bytes")
+        if measure:
+            import keras
+
+            import fastconv  # noqa: F401  (registers the layers)
+            from fastconv import datasets
+            from fastconv.bench import references
+
+            *_, x_test, y_test = references._prepare(datasets.load(car["dataset"]))
+            got = accuracy(keras.saving.load_model(path), (x_test, y_test))
+            if abs(got - car["test_accuracy"]) > 5e-4:
+                problems.append(
+                    f"{car['file']}: test accuracy {100 * got:.2f}%, the sidecar "
+                    f"says {100 * car['test_accuracy']:.2f}%"
+                )
+    return problems
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folder", type=Path, default=FOLDER)
+    parser.add_argument("--check", action="store_true")
+    parser.add_argument("--accuracy", action="store_true")
+    args = parser.parse_args(argv)
+    if args.check:
+        problems = check(args.folder, measure=args.accuracy)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return 1 if problems else 0
+    print(write_readme(args.folder))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
