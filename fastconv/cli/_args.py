@@ -3,7 +3,9 @@
 The argparse types (`positive_int`, `non_negative_int`, `regex`,
 `input_file`) raise `argparse.ArgumentTypeError` with a message that starts
 with "must", which `fastconv.cli._errors.Parser` puts after the argument's
-name. The other checks run before a command's work and raise `UsageError`.
+name. `add_model` and `add_no_progress` declare the arguments that several
+commands take alike. The other checks run before a command's work and raise
+`UsageError`.
 """
 
 from __future__ import annotations
@@ -70,6 +72,20 @@ def input_file(text: str) -> Path:
     else:
         return path
     raise argparse.ArgumentTypeError(f"{problem}, received {text!r}")
+
+
+def add_model(parser: argparse.ArgumentParser, help: str) -> None:
+    """Adds the positional ``MODEL.keras``, a readable file, as ``args.model``."""
+    parser.add_argument("model", type=input_file, metavar="MODEL.keras", help=help)
+
+
+def add_no_progress(
+    parser: argparse.ArgumentParser, help: str = "no progress bar"
+) -> None:
+    """Adds ``--no-progress``, which sets ``args.progress`` to False."""
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false", help=help
+    )
 
 
 def check_outputs(

@@ -146,12 +146,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "model",
-        type=_args.input_file,
-        metavar="MODEL.keras",
-        help="the model to convert (.keras)",
-    )
+    _args.add_model(parser, "the model to convert (.keras)")
     parser.add_argument(
         "-o",
         "--output",
@@ -268,9 +263,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         action="store_true",
         help="replace an existing --output or --report, even the input model",
     )
-    parser.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="no progress bar"
-    )
+    _args.add_no_progress(parser)
     parser.set_defaults(func=run, progress=None)
     return parser
 

@@ -67,12 +67,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "model",
-        type=_args.input_file,
-        metavar="MODEL.keras",
-        help="the model to export (.keras)",
-    )
+    _args.add_model(parser, "the model to export (.keras)")
     parser.add_argument(
         "--format", required=True, choices=tuple(FORMATS), help="the file format"
     )

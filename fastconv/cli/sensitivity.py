@@ -65,12 +65,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "model",
-        type=_args.input_file,
-        metavar="MODEL.keras",
-        help="the trained model (.keras)",
-    )
+    _args.add_model(parser, "the trained model (.keras)")
     parser.add_argument(
         "--data",
         required=True,
@@ -124,9 +119,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--force", action="store_true", help="replace existing files in --out"
     )
-    parser.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="no progress bar"
-    )
+    _args.add_no_progress(parser)
     parser.set_defaults(func=run, progress=None)
     return parser
 
