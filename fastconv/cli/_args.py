@@ -448,21 +448,62 @@ def _load_problem(exc: Exception, kind: str) -> str:
     return f"is not a readable {kind} file: {text}"
 
 
-def load_array(argument: str, path: Path):
-    """Loads a numeric NumPy array (``.npy``), or raises `UsageError`."""
+def load_array(argument: str, path: Path, *, npz_name: str | None = None):
+    """Loads a numeric NumPy array, or raises `UsageError` naming ``argument``
+    and ``path``.
+
+    Args:
+        argument: The option that gave the file, for the message.
+        path: A ``.npy`` file; with ``npz_name``, also an ``.npz`` archive,
+            whose array of that name is returned.
+        npz_name: The array to read from an ``.npz`` archive; None refuses
+            an archive.
+    """
     import numpy as np
 
     kind = _numpy_format(path)
     if kind is None:
-        raise UsageError(argument, str(path), "is not a NumPy .npy array file")
+        wanted = ".npy array" if npz_name is None else ".npy or .npz"
+        raise UsageError(argument, str(path), f"is not a NumPy {wanted} file")
     if kind == "npz":
-        raise UsageError(argument, str(path), "is an .npz archive, not one .npy array")
+        if npz_name is None:
+            raise UsageError(
+                argument, str(path), "is an .npz archive, not one .npy array"
+            )
+        return _load_npz(argument, path, (npz_name,))[0]
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise UsageError(argument, str(path), _load_problem(exc, ".npy")) from None
     _numbers(argument, path, array)
     return array
+
+
+def _load_npz(argument: str, path: Path, names: tuple[str, ...], limit=None):
+    """The numeric arrays ``names`` of an ``.npz`` archive, their first
+    ``limit`` rows (all with None), or a `UsageError`."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if not set(names) <= set(archive.files):
+                wanted = (
+                    f"an array named {names[0]}"
+                    if len(names) == 1
+                    else f"arrays named {' and '.join(names)}"
+                )
+                raise UsageError(
+                    argument, str(path), f"must hold {wanted}; it holds {archive.files}"
+                )
+            arrays = [
+                archive[name] if limit is None else archive[name][:limit]
+                for name in names
+            ]
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise UsageError(argument, str(path), _load_problem(exc, ".npz")) from None
+    for name, array in zip(names, arrays, strict=True):
+        _numbers(argument, path, array, f"{name} of ")
+    return arrays
 
 
 def load_xy(argument: str, path: Path, limit: int | None = None):
@@ -478,19 +519,7 @@ def load_xy(argument: str, path: Path, limit: int | None = None):
 
     if _numpy_format(path) != "npz":
         raise UsageError(argument, str(path), "is not a NumPy .npz file")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            if not {"x", "y"} <= set(archive.files):
-                raise UsageError(
-                    argument,
-                    str(path),
-                    f"must hold arrays named x and y; it holds {archive.files}",
-                )
-            x, y = archive["x"][:limit], archive["y"][:limit]
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise UsageError(argument, str(path), _load_problem(exc, ".npz")) from None
-    _numbers(argument, path, x, "x of ")
-    _numbers(argument, path, y, "y of ")
+    x, y = _load_npz(argument, path, ("x", "y"), limit)
     if x.ndim == 0 or y.ndim == 0 or len(x) != len(y):
         raise UsageError(
             argument,
