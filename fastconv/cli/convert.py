@@ -19,6 +19,7 @@ file next to them first, so a failure leaves no half-written file.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -60,37 +61,35 @@ def _layer_types(text: str) -> tuple[str, ...]:
     return kinds
 
 
-def _speedup(text: str) -> float:
+def _number(text: str, accepts, wanted: str) -> float:
+    """``text`` as a float that ``accepts`` (NaN and junk never do), else an
+    `argparse.ArgumentTypeError` saying it must be ``wanted``."""
     try:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not 1 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number above 1, received {text!r}")
+    if not accepts(value):
+        raise argparse.ArgumentTypeError(f"must be {wanted}, received {text!r}")
     return value
+
+
+def _speedup(text: str) -> float:
+    """An argparse type: a finite number above 1 (``--target-speedup``)."""
+    return _number(text, lambda value: 1 < value < math.inf, "a number above 1")
 
 
 def _positive_number(text: str) -> float:
     """An argparse type: a finite number above 0 (``--min-speedup``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number above 0, received {text!r}")
-    return value
+    return _number(text, lambda value: 0 < value < math.inf, "a number above 0")
 
 
 def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(
-            f"must be a fraction in [0, 1] (0.01: one point), received {text!r}"
-        )
-    return value
+    """An argparse type: a fraction in [0, 1] (``--max-accuracy-drop``)."""
+    return _number(
+        text,
+        lambda value: 0 <= value <= 1,
+        "a fraction in [0, 1] (0.01: one point)",
+    )
 
 
 def _check_search(args) -> None:
