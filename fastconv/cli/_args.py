@@ -3,8 +3,8 @@
 The argparse types (`positive_int`, `non_negative_int`, `regex`,
 `input_file`) raise `argparse.ArgumentTypeError` with a message that starts
 with "must", which `fastconv.cli._errors.Parser` puts after the argument's
-name. `add_model` and `add_no_progress` declare the arguments that several
-commands take alike. The other checks run before a command's work and raise
+name. The ``add_`` functions declare the arguments that several commands
+take alike. The other checks run before a command's work and raise
 `UsageError`.
 """
 
@@ -85,6 +85,25 @@ def add_no_progress(
     """Adds ``--no-progress``, which sets ``args.progress`` to False."""
     parser.add_argument(
         "--no-progress", dest="progress", action="store_false", help=help
+    )
+
+
+def add_batch_size(parser: argparse.ArgumentParser, help: str | None = None) -> None:
+    """Adds ``--batch-size``, an int >= 1, 32 by default."""
+    parser.add_argument("--batch-size", type=positive_int, default=32, help=help)
+
+
+def add_limit(parser: argparse.ArgumentParser, help: str) -> None:
+    """Adds ``--limit N``, an int >= 1 or None: how many examples to use."""
+    parser.add_argument(
+        "--limit", type=positive_int, default=None, metavar="N", help=help
+    )
+
+
+def add_random_state(parser: argparse.ArgumentParser, help: str) -> None:
+    """Adds ``--random-state``, an int >= 0 or None, for `seed_options`."""
+    parser.add_argument(
+        "--random-state", type=non_negative_int, default=None, help=help
     )
 
 

@@ -227,18 +227,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="search the fastest ranks that lose at most F accuracy (0.01: one "
         "point; needs --data)",
     )
-    parser.add_argument(
-        "--limit",
-        type=_args.positive_int,
-        default=None,
-        metavar="N",
-        help="use only the first N examples of --data",
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=_args.positive_int,
-        default=32,
-        help="batch size of the timed and calibration runs (default: 32)",
+    _args.add_limit(parser, "use only the first N examples of --data")
+    _args.add_batch_size(
+        parser, "batch size of the timed and calibration runs (default: 32)"
     )
     parser.add_argument(
         "--calibration-data",
@@ -247,12 +238,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="FILE.npy",
         help="model inputs (.npy) on which to report output errors",
     )
-    parser.add_argument(
-        "--random-state",
-        type=_args.non_negative_int,
-        default=None,
-        help="seed of CP's ALS and Tucker-2's iterations (cp, tucker, auto; "
-        "refused with the other methods; default: 0)",
+    _args.add_random_state(
+        parser,
+        "seed of CP's ALS and Tucker-2's iterations (cp, tucker, auto; refused "
+        "with the other methods; default: 0)",
     )
     parser.add_argument(
         "--report", type=Path, default=None, help="also write the report as JSON here"

@@ -34,7 +34,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _args.add_model(parser, "a saved Keras model")
-    parser.add_argument("--batch-size", type=_args.positive_int, default=32)
+    _args.add_batch_size(parser)
     parser.add_argument("--mode", choices=("train", "inference"), default="train")
     parser.add_argument(
         "--input-shape",
