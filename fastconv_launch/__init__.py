@@ -69,6 +69,15 @@ def keras_backend_problem() -> str | None:
     )
 
 
+def refuse_unusable_backend() -> bool:
+    """Prints `keras_backend_problem` as a one-line user error, if there is
+    one, and says whether it did; the caller then exits with code 2."""
+    problem = keras_backend_problem()
+    if problem is not None:
+        print(f"fastconv: error: {problem}", file=sys.stderr)
+    return problem is not None
+
+
 def _installed(package: str) -> bool:
     """Whether ``package`` can be imported, found without importing it."""
     try:
@@ -80,10 +89,7 @@ def _installed(package: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Runs ``fastconv ARGV``; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    problem = keras_backend_problem()
-    if problem is not None:
-        # A user error is one line and exit code 2, not Keras's traceback.
-        print(f"fastconv: error: {problem}", file=sys.stderr)
+    if refuse_unusable_backend():
         return 2
     options = argv[: argv.index("--")] if "--" in argv else argv
     if "--verbose" in options:

@@ -11,10 +11,8 @@ process here with the console script's one-line error and exit code 2.
 
 import sys
 
-from fastconv_launch import keras_backend_problem
+from fastconv_launch import refuse_unusable_backend
 
 if sys.argv[:1] == ["-m"] and "fastconv.cli" in sys.orig_argv:
-    _problem = keras_backend_problem()
-    if _problem is not None:
-        print(f"fastconv: error: {_problem}", file=sys.stderr)
+    if refuse_unusable_backend():
         raise SystemExit(2)
