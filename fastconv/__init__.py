@@ -1,5 +1,8 @@
 """fastconv: fast convolution building blocks for Keras 3."""
 
+# First, before Keras: ``python -m fastconv.cli`` refuses a KERAS_BACKEND that
+# Keras cannot start on in one line, not a traceback (see the module).
+import fastconv_launch.python_m  # noqa: F401
 from fastconv import cost, export, kernels
 from fastconv.convert import (
     ConversionAccuracyWarning,

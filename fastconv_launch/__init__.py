@@ -13,6 +13,7 @@ not a C++ log line. ``import fastconv`` from a program is unchanged.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import sys
@@ -26,22 +27,69 @@ _CPP_LOG_LINE = re.compile(
 )
 
 
-#: The backends Keras 3 can import (``keras/src/backend/__init__.py``).
-KERAS_BACKENDS = ("tensorflow", "jax", "torch", "numpy", "openvino")
+#: The backends Keras 3 can import (``keras/src/backend/__init__.py``) -> the
+#: packages each one imports as Keras starts (the numpy backend's nn uses jax).
+KERAS_BACKENDS = {
+    "tensorflow": ("tensorflow",),
+    "jax": ("jax",),
+    "torch": ("torch",),
+    "numpy": ("jax",),
+    "openvino": ("openvino",),
+}
+
+
+def keras_backend_problem() -> str | None:
+    """Why Keras cannot start on ``KERAS_BACKEND``, in one line, or None.
+
+    Keras fails with a traceback while ``import fastconv`` imports it when the
+    variable names no backend, or one whose package is not installed; this
+    looks for the packages without importing them, so it costs no start-up
+    time. An unset or empty variable leaves the choice to Keras.
+    """
+    backend = os.environ.get("KERAS_BACKEND")
+    if not backend:
+        return None
+    if backend not in KERAS_BACKENDS:
+        return (
+            f"KERAS_BACKEND={backend!r} is not a Keras backend; set it to one of "
+            f"{', '.join(KERAS_BACKENDS)}"
+        )
+    missing = [name for name in KERAS_BACKENDS[backend] if not _installed(name)]
+    if not missing:
+        return None
+    usable = [
+        name
+        for name, packages in KERAS_BACKENDS.items()
+        if all(_installed(package) for package in packages)
+    ]
+    return (
+        f"KERAS_BACKEND={backend!r} needs the {', '.join(missing)} package, which "
+        f"is not installed; install it, or set KERAS_BACKEND to one of those "
+        f"installed: {', '.join(usable) or 'none'}"
+    )
+
+
+def refuse_unusable_backend() -> bool:
+    """Prints `keras_backend_problem` as a one-line user error, if there is
+    one, and says whether it did; the caller then exits with code 2."""
+    problem = keras_backend_problem()
+    if problem is not None:
+        print(f"fastconv: error: {problem}", file=sys.stderr)
+    return problem is not None
+
+
+def _installed(package: str) -> bool:
+    """Whether ``package`` can be imported, found without importing it."""
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
     """Runs ``fastconv ARGV``; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    backend = os.environ.get("KERAS_BACKEND")
-    if backend is not None and backend not in KERAS_BACKENDS:
-        # Keras would fail while ``import fastconv`` imports it, with a
-        # traceback; a user error is one line and exit code 2.
-        print(
-            f"fastconv: error: KERAS_BACKEND={backend!r} is not a Keras backend; "
-            f"set it to one of {', '.join(KERAS_BACKENDS)}",
-            file=sys.stderr,
-        )
+    if refuse_unusable_backend():
         return 2
     options = argv[: argv.index("--")] if "--" in argv else argv
     if "--verbose" in options:

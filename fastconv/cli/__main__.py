@@ -2,7 +2,8 @@
 
 By the time this runs, ``import fastconv`` has imported TensorFlow, so its
 start-up lines are already printed; the ``fastconv`` console script
-(`fastconv_launch.main`) keeps them out.
+(`fastconv_launch.main`) keeps them out. A KERAS_BACKEND that Keras cannot
+start on was refused even earlier, by `fastconv_launch.python_m`.
 """
 
 import sys

@@ -3,7 +3,9 @@
 The argparse types (`positive_int`, `non_negative_int`, `regex`,
 `input_file`) raise `argparse.ArgumentTypeError` with a message that starts
 with "must", which `fastconv.cli._errors.Parser` puts after the argument's
-name. The other checks run before a command's work and raise `UsageError`.
+name. The ``add_`` functions declare the arguments that several commands
+take alike. The other checks run before a command's work and raise
+`UsageError`.
 """
 
 from __future__ import annotations
@@ -70,6 +72,39 @@ def input_file(text: str) -> Path:
     else:
         return path
     raise argparse.ArgumentTypeError(f"{problem}, received {text!r}")
+
+
+def add_model(parser: argparse.ArgumentParser, help: str) -> None:
+    """Adds the positional ``MODEL.keras``, a readable file, as ``args.model``."""
+    parser.add_argument("model", type=input_file, metavar="MODEL.keras", help=help)
+
+
+def add_no_progress(
+    parser: argparse.ArgumentParser, help: str = "no progress bar"
+) -> None:
+    """Adds ``--no-progress``, which sets ``args.progress`` to False."""
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false", help=help
+    )
+
+
+def add_batch_size(parser: argparse.ArgumentParser, help: str | None = None) -> None:
+    """Adds ``--batch-size``, an int >= 1, 32 by default."""
+    parser.add_argument("--batch-size", type=positive_int, default=32, help=help)
+
+
+def add_limit(parser: argparse.ArgumentParser, help: str) -> None:
+    """Adds ``--limit N``, an int >= 1 or None: how many examples to use."""
+    parser.add_argument(
+        "--limit", type=positive_int, default=None, metavar="N", help=help
+    )
+
+
+def add_random_state(parser: argparse.ArgumentParser, help: str) -> None:
+    """Adds ``--random-state``, an int >= 0 or None, for `seed_options`."""
+    parser.add_argument(
+        "--random-state", type=non_negative_int, default=None, help=help
+    )
 
 
 def check_outputs(
@@ -432,21 +467,62 @@ def _load_problem(exc: Exception, kind: str) -> str:
     return f"is not a readable {kind} file: {text}"
 
 
-def load_array(argument: str, path: Path):
-    """Loads a numeric NumPy array (``.npy``), or raises `UsageError`."""
+def load_array(argument: str, path: Path, *, npz_name: str | None = None):
+    """Loads a numeric NumPy array, or raises `UsageError` naming ``argument``
+    and ``path``.
+
+    Args:
+        argument: The option that gave the file, for the message.
+        path: A ``.npy`` file; with ``npz_name``, also an ``.npz`` archive,
+            whose array of that name is returned.
+        npz_name: The array to read from an ``.npz`` archive; None refuses
+            an archive.
+    """
     import numpy as np
 
     kind = _numpy_format(path)
     if kind is None:
-        raise UsageError(argument, str(path), "is not a NumPy .npy array file")
+        wanted = ".npy array" if npz_name is None else ".npy or .npz"
+        raise UsageError(argument, str(path), f"is not a NumPy {wanted} file")
     if kind == "npz":
-        raise UsageError(argument, str(path), "is an .npz archive, not one .npy array")
+        if npz_name is None:
+            raise UsageError(
+                argument, str(path), "is an .npz archive, not one .npy array"
+            )
+        return _load_npz(argument, path, (npz_name,))[0]
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise UsageError(argument, str(path), _load_problem(exc, ".npy")) from None
     _numbers(argument, path, array)
     return array
+
+
+def _load_npz(argument: str, path: Path, names: tuple[str, ...], limit=None):
+    """The numeric arrays ``names`` of an ``.npz`` archive, their first
+    ``limit`` rows (all with None), or a `UsageError`."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if not set(names) <= set(archive.files):
+                wanted = (
+                    f"an array named {names[0]}"
+                    if len(names) == 1
+                    else f"arrays named {' and '.join(names)}"
+                )
+                raise UsageError(
+                    argument, str(path), f"must hold {wanted}; it holds {archive.files}"
+                )
+            arrays = [
+                archive[name] if limit is None else archive[name][:limit]
+                for name in names
+            ]
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise UsageError(argument, str(path), _load_problem(exc, ".npz")) from None
+    for name, array in zip(names, arrays, strict=True):
+        _numbers(argument, path, array, f"{name} of ")
+    return arrays
 
 
 def load_xy(argument: str, path: Path, limit: int | None = None):
@@ -462,19 +538,7 @@ def load_xy(argument: str, path: Path, limit: int | None = None):
 
     if _numpy_format(path) != "npz":
         raise UsageError(argument, str(path), "is not a NumPy .npz file")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            if not {"x", "y"} <= set(archive.files):
-                raise UsageError(
-                    argument,
-                    str(path),
-                    f"must hold arrays named x and y; it holds {archive.files}",
-                )
-            x, y = archive["x"][:limit], archive["y"][:limit]
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise UsageError(argument, str(path), _load_problem(exc, ".npz")) from None
-    _numbers(argument, path, x, "x of ")
-    _numbers(argument, path, y, "y of ")
+    x, y = _load_npz(argument, path, ("x", "y"), limit)
     if x.ndim == 0 or y.ndim == 0 or len(x) != len(y):
         raise UsageError(
             argument,

@@ -133,9 +133,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         action="store_true",
         help="write into an --out folder that already holds results",
     )
-    parser.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="no progress bars"
-    )
+    _args.add_no_progress(parser, "no progress bars")
     parser.add_argument(
         "--list", action="store_true", help="list the datasets and variants, and exit"
     )

@@ -19,6 +19,7 @@ file next to them first, so a failure leaves no half-written file.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -60,37 +61,35 @@ def _layer_types(text: str) -> tuple[str, ...]:
     return kinds
 
 
-def _speedup(text: str) -> float:
+def _number(text: str, accepts, wanted: str) -> float:
+    """``text`` as a float that ``accepts`` (NaN and junk never do), else an
+    `argparse.ArgumentTypeError` saying it must be ``wanted``."""
     try:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not 1 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number above 1, received {text!r}")
+    if not accepts(value):
+        raise argparse.ArgumentTypeError(f"must be {wanted}, received {text!r}")
     return value
+
+
+def _speedup(text: str) -> float:
+    """An argparse type: a finite number above 1 (``--target-speedup``)."""
+    return _number(text, lambda value: 1 < value < math.inf, "a number above 1")
 
 
 def _positive_number(text: str) -> float:
     """An argparse type: a finite number above 0 (``--min-speedup``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number above 0, received {text!r}")
-    return value
+    return _number(text, lambda value: 0 < value < math.inf, "a number above 0")
 
 
 def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(
-            f"must be a fraction in [0, 1] (0.01: one point), received {text!r}"
-        )
-    return value
+    """An argparse type: a fraction in [0, 1] (``--max-accuracy-drop``)."""
+    return _number(
+        text,
+        lambda value: 0 <= value <= 1,
+        "a fraction in [0, 1] (0.01: one point)",
+    )
 
 
 def _check_search(args) -> None:
@@ -146,12 +145,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "model",
-        type=_args.input_file,
-        metavar="MODEL.keras",
-        help="the model to convert (.keras)",
-    )
+    _args.add_model(parser, "the model to convert (.keras)")
     parser.add_argument(
         "-o",
         "--output",
@@ -233,18 +227,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="search the fastest ranks that lose at most F accuracy (0.01: one "
         "point; needs --data)",
     )
-    parser.add_argument(
-        "--limit",
-        type=_args.positive_int,
-        default=None,
-        metavar="N",
-        help="use only the first N examples of --data",
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=_args.positive_int,
-        default=32,
-        help="batch size of the timed and calibration runs (default: 32)",
+    _args.add_limit(parser, "use only the first N examples of --data")
+    _args.add_batch_size(
+        parser, "batch size of the timed and calibration runs (default: 32)"
     )
     parser.add_argument(
         "--calibration-data",
@@ -253,12 +238,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="FILE.npy",
         help="model inputs (.npy) on which to report output errors",
     )
-    parser.add_argument(
-        "--random-state",
-        type=_args.non_negative_int,
-        default=None,
-        help="seed of CP's ALS and Tucker-2's iterations (cp, tucker, auto; "
-        "refused with the other methods; default: 0)",
+    _args.add_random_state(
+        parser,
+        "seed of CP's ALS and Tucker-2's iterations (cp, tucker, auto; refused "
+        "with the other methods; default: 0)",
     )
     parser.add_argument(
         "--report", type=Path, default=None, help="also write the report as JSON here"
@@ -268,9 +251,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         action="store_true",
         help="replace an existing --output or --report, even the input model",
     )
-    parser.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="no progress bar"
-    )
+    _args.add_no_progress(parser)
     parser.set_defaults(func=run, progress=None)
     return parser
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from fastconv import datasets
+from fastconv.cli import _args
 from fastconv.cli._errors import UsageError, one_line
 
 
@@ -55,12 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     fetch.add_argument(
         "--force", action="store_true", help="fetch again even if already cached"
     )
-    fetch.add_argument(
-        "--no-progress",
-        dest="progress",
-        action="store_false",
-        help="no progress bar",
-    )
+    _args.add_no_progress(fetch)
     fetch.add_argument("--cache-dir", **cache_dir)
 
     listing = commands.add_parser("list", help="show the datasets and the cache")

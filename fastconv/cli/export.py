@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import zipfile
 from pathlib import Path
 
 from fastconv.cli import _args
@@ -67,12 +66,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "model",
-        type=_args.input_file,
-        metavar="MODEL.keras",
-        help="the model to export (.keras)",
-    )
+    _args.add_model(parser, "the model to export (.keras)")
     parser.add_argument(
         "--format", required=True, choices=tuple(FORMATS), help="the file format"
     )
@@ -248,26 +242,7 @@ def _calibration_examples(source: str):
         rng = np.random.default_rng(0)
         chosen = rng.choice(len(x), size=export.CALIBRATION_SAMPLES, replace=False)
         return _images(x[np.sort(chosen)], keras.config.image_data_format())
-    path = Path(source)
-    if path.suffix == ".npy":
-        x = _args.load_array("--calibration-dataset", path)
-    else:
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                if "x" not in archive.files:
-                    raise UsageError(
-                        "--calibration-dataset",
-                        source,
-                        f"must hold an array named x; it holds {archive.files}",
-                    )
-                x = archive["x"]
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-            problem = " ".join(str(exc).split()) or type(exc).__name__
-            raise UsageError(
-                "--calibration-dataset", source, f"is not a readable .npz: {problem}"
-            ) from None
-    if not np.issubdtype(x.dtype, np.number):
-        raise UsageError("--calibration-dataset", source, f"holds {x.dtype} values")
+    x = _args.load_array("--calibration-dataset", Path(source), npz_name="x")
     if not np.all(np.isfinite(x)):
         raise UsageError("--calibration-dataset", source, "holds NaN or Inf")
     return x.astype("float32") / 255.0 if x.dtype == np.uint8 else x

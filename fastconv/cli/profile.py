@@ -33,13 +33,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "model",
-        type=_args.input_file,
-        metavar="MODEL.keras",
-        help="a saved Keras model",
-    )
-    parser.add_argument("--batch-size", type=_args.positive_int, default=32)
+    _args.add_model(parser, "a saved Keras model")
+    _args.add_batch_size(parser)
     parser.add_argument("--mode", choices=("train", "inference"), default="train")
     parser.add_argument(
         "--input-shape",

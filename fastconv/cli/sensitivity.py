@@ -65,12 +65,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "model",
-        type=_args.input_file,
-        metavar="MODEL.keras",
-        help="the trained model (.keras)",
-    )
+    _args.add_model(parser, "the trained model (.keras)")
     parser.add_argument(
         "--data",
         required=True,
@@ -87,21 +82,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "ints, Tucker pairs (16x32), vbmf (default: "
         f"{','.join(map(str, DEFAULT_RANKS))})",
     )
-    parser.add_argument(
-        "--limit",
-        type=_args.positive_int,
-        default=None,
-        metavar="N",
-        help="use only the first N examples",
-    )
+    _args.add_limit(parser, "use only the first N examples")
     parser.add_argument(
         "--out", type=Path, required=True, metavar="DIR", help="where to write"
     )
-    parser.add_argument(
-        "--batch-size",
-        type=_args.positive_int,
-        default=32,
-        help="batch size of the accuracy and timed runs (default: 32)",
+    _args.add_batch_size(
+        parser, "batch size of the accuracy and timed runs (default: 32)"
     )
     parser.add_argument(
         "--timing-repeats",
@@ -115,18 +101,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         action="store_false",
         help="do not time the layers (the plot then shows multiply-add ratios)",
     )
-    parser.add_argument(
-        "--random-state",
-        type=_args.non_negative_int,
-        default=None,
-        help="seed of CP's ALS (default: 0)",
-    )
+    _args.add_random_state(parser, "seed of CP's ALS (default: 0)")
     parser.add_argument(
         "--force", action="store_true", help="replace existing files in --out"
     )
-    parser.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="no progress bar"
-    )
+    _args.add_no_progress(parser)
     parser.set_defaults(func=run, progress=None)
     return parser
 

@@ -250,6 +250,16 @@ def test_a_calibration_dataset_of_another_shape_is_refused(workdir, capsys):
             ["--quantize", "int8", "--calibration-dataset", "{workdir}/short.npz"],
             ["--calibration-dataset", "received shape (20, 8, 8)"],
         ),
+        (
+            "litert",
+            ["--quantize", "int8", "--calibration-dataset", "{workdir}/text.npz"],
+            ["--calibration-dataset", "text.npz", "not a NumPy .npy or .npz file"],
+        ),
+        (
+            "litert",
+            ["--quantize", "int8", "--calibration-dataset", "{workdir}/words.npz"],
+            ["--calibration-dataset", "words.npz", "holds x of <U1 values"],
+        ),
     ],
 )
 def test_a_quantization_that_cannot_be_made_is_refused(
@@ -258,6 +268,8 @@ def test_a_quantization_that_cannot_be_made_is_refused(
     require_quantization()
     np.savez(workdir / "bad.npz", y=np.zeros(3))
     examples(workdir / "short.npz", shape=(8, 8))
+    (workdir / "text.npz").write_text("not numpy")
+    np.savez(workdir / "words.npz", x=np.array(["a", "b"]))
     extra = [arg.replace("{workdir}", str(workdir)) for arg in extra]
     code, _, err = exported(capsys, workdir, format, *extra)
     assert_user_error(code, err, *names)
