@@ -776,9 +776,10 @@ def controlled_finetune(
         control: None (the default) to train the control here, or the result
             of an earlier call with the same original, data, seed, epochs,
             batch size, optimizer, learning rate and loss (its ``setup``),
-            whose control is then used instead of training the same control
-            again: a sweep of several converted models needs one control per
-            seed. ``callbacks("control")`` is not called then.
+            whose control (and the original's accuracy) is then used instead
+            of training and measuring the same again: a sweep of several
+            converted models needs one control per seed.
+            ``callbacks("control")`` is not called then.
 
     Returns:
         A `ControlledFinetune`.
@@ -842,7 +843,11 @@ def controlled_finetune(
                 "controlled_finetune: control was trained with another setup; it "
                 f"differs in {', '.join(differ)}, so it is no control for this run"
             )
-    original_accuracy = _accuracy(original, x_test, y_test, batch_size)
+    original_accuracy = (
+        control.original_accuracy
+        if control is not None
+        else _accuracy(original, x_test, y_test, batch_size)
+    )
     converted_before = _accuracy(converted, x_test, y_test, batch_size)
     results = {}
     if control is not None:

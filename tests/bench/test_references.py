@@ -396,6 +396,7 @@ def test_a_control_is_reused_only_with_the_same_setup(pair):
     assert list(records) == ["converted"]
     assert again.control_model is first.control_model
     assert again.control_accuracy == first.control_accuracy
+    assert again.original_accuracy == first.original_accuracy
     assert again.served["control"] == again.served["converted"]
     assert again.steps["converted"] == math.ceil(TINY_TRAIN / 32)
     assert not _same_weights(again.converted_model, converted)
