@@ -37,7 +37,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import keras
-import numpy as np
 
 from fastconv._validation import is_int as _is_int
 from fastconv._validation import is_int_at_least
@@ -135,6 +134,33 @@ class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
                 f"must be at least {self.MIN_KERNEL} on each axis "
                 "(this layer factorises a spatial kernel)",
             )
+        self._init_conv_settings(strides, padding, data_format, dilation_rate)
+        self._init_weight_settings(
+            activation,
+            use_bias,
+            kernel_initializer,
+            bias_initializer,
+            kernel_regularizer,
+            bias_regularizer,
+            kernel_constraint,
+            bias_constraint,
+        )
+        allowed = ("auto", *self.IMPLEMENTATIONS)
+        if implementation not in allowed:
+            requirement = f"must be one of {allowed}"
+            if implementation in self.TWO_D_ONLY:
+                requirement += f" ({implementation!r} exists for the 2-D layer only)"
+            raise self._error("implementation", implementation, requirement)
+        self.implementation = implementation
+        self.input_spec = keras.layers.InputSpec(ndim=self.SPATIAL_DIMS + 2)
+        #: ``"auto"``'s choices per (input shape, training, compilation).
+        self._auto_choices = {}
+        self._dense_cache = DenseKernelCache()
+
+    # ------------------------------------------------------------ validation
+    def _init_conv_settings(self, strides, padding, data_format, dilation_rate):
+        """Checks and sets ``strides``, ``dilation_rate`` (not both above 1),
+        ``padding`` and ``data_format`` (None: Keras's image data format)."""
         self.strides = self._int_tuple("strides", strides)
         self.dilation_rate = self._int_tuple("dilation_rate", dilation_rate)
         if max(self.strides) > 1 and max(self.dilation_rate) > 1:
@@ -151,40 +177,6 @@ class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
                 "data_format", data_format, f"must be one of {_DATA_FORMATS}"
             )
         self.data_format = data_format
-        self.activation = self._activation("activation", activation)
-        if not isinstance(use_bias, bool | np.bool_):
-            raise self._error("use_bias", use_bias, "must be a bool")
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.kernel_constraint = keras.constraints.get(kernel_constraint)
-        self.bias_constraint = keras.constraints.get(bias_constraint)
-        allowed = ("auto", *self.IMPLEMENTATIONS)
-        if implementation not in allowed:
-            requirement = f"must be one of {allowed}"
-            if implementation in self.TWO_D_ONLY:
-                requirement += f" ({implementation!r} exists for the 2-D layer only)"
-            raise self._error("implementation", implementation, requirement)
-        self.implementation = implementation
-        self.input_spec = keras.layers.InputSpec(ndim=self.SPATIAL_DIMS + 2)
-        #: ``"auto"``'s choices per (input shape, training, compilation).
-        self._auto_choices = {}
-        self._dense_cache = DenseKernelCache()
-
-    # ------------------------------------------------------------ validation
-    def _error(self, name: str, value, requirement: str) -> ValueError:
-        return ValueError(
-            f"{type(self).__name__}: {name} {requirement}, received {name}={value!r}"
-        )
-
-    def _positive_int(self, name: str, value, allow_none: bool = False):
-        if value is None and allow_none:
-            return None
-        if not is_int_at_least(value, 1):
-            raise self._error(name, value, "must be a positive int")
-        return int(value)
 
     def _padding(self, padding) -> str:
         causal = self.SPATIAL_DIMS == 1 and self.CAUSAL
@@ -224,15 +216,6 @@ class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
         if len(pair) != 2 or not all(is_int_at_least(v, 1) for v in pair):
             raise self._error(name, value, "must be a positive int or a pair of them")
         return (int(pair[0]), int(pair[1]))
-
-    def _activation(self, name: str, value):
-        """``keras.activations.get(value)``, failing with this layer's message."""
-        try:
-            return keras.activations.get(value)
-        except ValueError:
-            raise self._error(
-                name, value, "must be None, an activation name or a callable"
-            ) from None
 
     # ------------------------------------------------------------ properties
     @property

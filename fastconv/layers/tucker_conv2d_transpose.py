@@ -110,12 +110,10 @@ class TuckerConv2DTranspose(FactorsMixin, keras.layers.Layer):
     # BaseFastConv's argument checks, build and properties, shared, not
     # inherited (see the module docstring): they read only the class name,
     # these class attributes and ``_factor_shapes``.
-    _error = BaseFastConv._error
-    _positive_int = BaseFastConv._positive_int
+    _init_conv_settings = BaseFastConv._init_conv_settings
     _padding = BaseFastConv._padding
     _int_tuple = BaseFastConv._int_tuple
     _int_pair = BaseFastConv._int_pair
-    _activation = BaseFastConv._activation
     _input_channels = BaseFastConv._input_channels
     build = BaseFastConv.build
     _extra_build = BaseFastConv._extra_build
@@ -149,35 +147,18 @@ class TuckerConv2DTranspose(FactorsMixin, keras.layers.Layer):
         self.filters = self._positive_int("filters", filters)
         self.kernel_size = self._int_tuple("kernel_size", kernel_size)
         self.rank = self._int_pair("rank", rank)
-        self.strides = self._int_tuple("strides", strides)
-        self.dilation_rate = self._int_tuple("dilation_rate", dilation_rate)
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            raise ValueError(
-                f"{type(self).__name__}: strides > 1 cannot be combined with "
-                f"dilation_rate > 1, received strides={strides!r} and "
-                f"dilation_rate={dilation_rate!r}"
-            )
-        self.padding = self._padding(padding)
+        self._init_conv_settings(strides, padding, data_format, dilation_rate)
         self.output_padding = self._output_padding(output_padding)
-        if data_format is None:
-            data_format = keras.config.image_data_format()
-        if data_format not in ("channels_last", "channels_first"):
-            raise self._error(
-                "data_format",
-                data_format,
-                "must be one of ('channels_last', 'channels_first')",
-            )
-        self.data_format = data_format
-        self.activation = self._activation("activation", activation)
-        if not isinstance(use_bias, bool | np.bool_):
-            raise self._error("use_bias", use_bias, "must be a bool")
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.kernel_constraint = keras.constraints.get(kernel_constraint)
-        self.bias_constraint = keras.constraints.get(bias_constraint)
+        self._init_weight_settings(
+            activation,
+            use_bias,
+            kernel_initializer,
+            bias_initializer,
+            kernel_regularizer,
+            bias_regularizer,
+            kernel_constraint,
+            bias_constraint,
+        )
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
     def _output_padding(self, value) -> tuple[int, int] | None:
