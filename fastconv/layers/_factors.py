@@ -68,8 +68,9 @@ class FactorsMixin:
     def _cost(self, *dims: int) -> Cost:
         raise NotImplementedError
 
-    def _output_spatial(self, *spatial: int) -> tuple[int, ...]:
-        """The output's spatial sizes for input sizes ``spatial``."""
+    def _output_spatial(self, *spatial: int | None) -> tuple[int | None, ...]:
+        """The output's spatial sizes for input sizes ``spatial`` (None for an
+        unknown one); a causal output is as long as a ``"same"`` one."""
         padding = "same" if self.padding == "causal" else self.padding
         return tuple(
             conv_output_length(length, k, s, padding, d)

@@ -40,7 +40,6 @@ import keras
 
 from fastconv._validation import is_int as _is_int
 from fastconv._validation import is_int_at_least
-from fastconv.cost import conv_output_length
 from fastconv.kernels import conv, policy
 from fastconv.kernels.dense_cache import DenseKernelCache
 from fastconv.layers._factors import FactorsMixin
@@ -343,16 +342,8 @@ class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         shape = list(input_shape)
         first = 1 if self.data_format == "channels_last" else 2
-        # A causal output is as long as a "same" one.
-        padding = "same" if self.padding == "causal" else self.padding
-        for i in range(self.SPATIAL_DIMS):
-            shape[first + i] = conv_output_length(
-                shape[first + i],
-                self.kernel_size[i],
-                self.strides[i],
-                padding,
-                self.dilation_rate[i],
-            )
+        spatial = slice(first, first + self.SPATIAL_DIMS)
+        shape[spatial] = self._output_spatial(*shape[spatial])
         shape[self.channel_axis] = self.output_filters
         return tuple(shape)
 

@@ -107,9 +107,10 @@ class TuckerConv2DTranspose(FactorsMixin, keras.layers.Layer):
     SPATIAL_DIMS = 2
     CAUSAL = False
 
-    # BaseFastConv's argument checks, build and properties, shared, not
-    # inherited (see the module docstring): they read only the class name,
-    # these class attributes and ``_factor_shapes``.
+    # BaseFastConv's argument checks, build, properties and output shape,
+    # shared, not inherited (see the module docstring): they read only the
+    # class name, these class attributes, ``_factor_shapes`` and
+    # ``_output_spatial``.
     _init_conv_settings = BaseFastConv._init_conv_settings
     _padding = BaseFastConv._padding
     _int_tuple = BaseFastConv._int_tuple
@@ -120,6 +121,7 @@ class TuckerConv2DTranspose(FactorsMixin, keras.layers.Layer):
     channel_axis = BaseFastConv.channel_axis
     output_filters = BaseFastConv.output_filters
     is_linear = BaseFastConv.is_linear
+    compute_output_shape = BaseFastConv.compute_output_shape
 
     def __init__(
         self,
@@ -238,13 +240,6 @@ class TuckerConv2DTranspose(FactorsMixin, keras.layers.Layer):
                 strict=True,
             )
         )
-
-    def compute_output_shape(self, input_shape):
-        shape = list(input_shape)
-        first = 1 if self.data_format == "channels_last" else 2
-        shape[first : first + 2] = self._output_spatial(*shape[first : first + 2])
-        shape[self.channel_axis] = self.filters
-        return tuple(shape)
 
     # ------------------------------------------------------------ factors
     def dense_kernel(self) -> np.ndarray:
