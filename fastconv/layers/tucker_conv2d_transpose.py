@@ -19,6 +19,7 @@ from fastconv.cost import Cost
 from fastconv.kernels import conv
 from fastconv.layers._factors import FactorsMixin
 from fastconv.layers.base import BaseFastConv
+from fastconv.layers.tucker_conv import BaseTuckerConv
 
 __all__ = ["TuckerConv2DTranspose"]
 
@@ -122,6 +123,8 @@ class TuckerConv2DTranspose(FactorsMixin, keras.layers.Layer):
     output_filters = BaseFastConv.output_filters
     is_linear = BaseFastConv.is_linear
     compute_output_shape = BaseFastConv.compute_output_shape
+    # The forward Tucker-2 layer's rank check: the same ranks, the same limits.
+    _checked_rank = BaseTuckerConv._checked_rank
 
     def __init__(
         self,
@@ -184,14 +187,7 @@ class TuckerConv2DTranspose(FactorsMixin, keras.layers.Layer):
 
     # ------------------------------------------------------------- the layer
     def _factor_shapes(self, c_in):
-        r_in, r_out = self.rank
-        if r_in > c_in or r_out > self.filters:
-            raise self._error(
-                "rank",
-                self.rank,
-                f"must be at most (C_in, filters) = ({c_in}, {self.filters}) "
-                "(a Tucker-2 rank cannot exceed the channels it compresses)",
-            )
+        r_in, r_out = self._checked_rank(c_in)
         return {
             "pointwise_in": (c_in, r_in),
             "core": (*self.kernel_size, r_out, r_in),
