@@ -3,7 +3,9 @@
 ``BaseFastConv`` does what Keras's ``BaseConv`` does for ``Conv2D``: it takes
 and validates Conv2D's arguments, creates the factor weights and the bias,
 applies bias and activation once at the end, computes output shapes and
-serialises the config. ``FactorsMixin`` (``layers/_factors.py``) adds the
+serialises the config; the argument checks, ``build`` and the output shape
+are in ``ConvLayerMixin``, which the transposed ``TuckerConv2DTranspose``
+shares. ``FactorsMixin`` (``layers/_factors.py``) adds the
 ``cost``, ``dense_kernel``, ``get_factors``/``set_factors`` and
 ``from_factors`` API, ``LikeMixin`` (``layers/_like.py``) ``like`` and
 ``like_size``; ``kernels.policy`` picks the implementation a call
@@ -54,107 +56,22 @@ _TUPLE_NAMES = {1: "a 1-tuple", 2: "a pair", 3: "a triple"}
 _DATA_FORMATS = ("channels_last", "channels_first")
 
 
-class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
-    """Base class of the fastconv convolution layers (1, 2 or 3 spatial axes).
+class ConvLayerMixin:
+    """The argument checks, ``build``, output shape and channel properties of
+    a fastconv convolution layer, forward (``BaseFastConv``) or transposed
+    (``TuckerConv2DTranspose``, which is no ``BaseFastConv``: see its module).
 
-    Args:
-        filters: number of output channels.
-        kernel_size: int or tuple of ``SPATIAL_DIMS`` ints (a pair
-            ``(k_h, k_w)`` in 2-D).
-        strides: int or tuple; applied to the spatial factor(s) only.
-        padding: ``"valid"`` or ``"same"`` (case-insensitive); 1-D layers whose
-            form keeps causality (``CAUSAL``) also take ``"causal"``, as
-            ``keras.layers.Conv1D`` does.
-        data_format: ``"channels_last"`` or ``"channels_first"``; defaults to
-            ``keras.config.image_data_format()``.
-        dilation_rate: int or tuple; applied to the spatial factor(s) only.
-        activation: applied once, to the final output.
-        use_bias: whether to add a bias to the final output.
-        kernel_initializer: initializer of every factor weight.
-        bias_initializer: initializer of the bias.
-        kernel_regularizer: regularizer applied to every factor weight.
-        bias_regularizer: regularizer of the bias.
-        activity_regularizer: regularizer of the output.
-        kernel_constraint: constraint applied to every factor weight.
-        bias_constraint: constraint of the bias.
-        implementation: how to compute the layer: ``"auto"`` or one of the
-            class's ``IMPLEMENTATIONS``. Weights do not depend on it.
-        **kwargs: passed to ``keras.layers.Layer`` (``name``, ``dtype``, ...).
+    They read the class name, ``SPATIAL_DIMS``, ``CAUSAL``, the settings
+    ``_init_conv_settings`` sets, ``filters``, and ``_factor_shapes``,
+    ``_add_factors``, ``_output_spatial`` and ``_error`` (``FactorsMixin``).
     """
 
     #: Number of spatial axes of the inputs.
     SPATIAL_DIMS: int = 2
-    #: Concrete ways to compute the layer, first one is the static default.
-    IMPLEMENTATIONS: tuple[str, ...] = ("conv",)
-    #: The static rule's choice under XLA (key ``"xla"``) and per Keras backend
-    #: otherwise (see ``kernels.policy.static_implementation``); missing keys
-    #: use ``IMPLEMENTATIONS[0]``.
-    STATIC_RULE: Mapping[str, str] = {}
-    #: Implementations that end in a matrix product and add the bias inside it.
-    FUSED_BIAS: tuple[str, ...] = ()
-    #: Smallest kernel size the layer accepts on each axis.
-    MIN_KERNEL: int = 1
     #: Whether a 1-D layer of this form keeps causality, so takes
     #: ``padding="causal"``: every factor before the one with the kernel is
     #: pointwise, and nothing after it mixes positions.
     CAUSAL: bool = False
-    #: Implementations of the family's 2-D layer that this rank does not have;
-    #: a request for one is refused with that reason.
-    TWO_D_ONLY: tuple[str, ...] = ()
-
-    def __init__(
-        self,
-        filters,
-        kernel_size,
-        strides=1,
-        padding="valid",
-        data_format=None,
-        dilation_rate=1,
-        activation=None,
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        bias_regularizer=None,
-        activity_regularizer=None,
-        kernel_constraint=None,
-        bias_constraint=None,
-        implementation="auto",
-        **kwargs,
-    ):
-        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        self._check_float_policy()
-        self.filters = self._positive_int("filters", filters)
-        self.kernel_size = self._int_tuple("kernel_size", kernel_size)
-        if min(self.kernel_size) < self.MIN_KERNEL:
-            raise self._error(
-                "kernel_size",
-                kernel_size,
-                f"must be at least {self.MIN_KERNEL} on each axis "
-                "(this layer factorises a spatial kernel)",
-            )
-        self._init_conv_settings(strides, padding, data_format, dilation_rate)
-        self._init_weight_settings(
-            activation,
-            use_bias,
-            kernel_initializer,
-            bias_initializer,
-            kernel_regularizer,
-            bias_regularizer,
-            kernel_constraint,
-            bias_constraint,
-        )
-        allowed = ("auto", *self.IMPLEMENTATIONS)
-        if implementation not in allowed:
-            requirement = f"must be one of {allowed}"
-            if implementation in self.TWO_D_ONLY:
-                requirement += f" ({implementation!r} exists for the 2-D layer only)"
-            raise self._error("implementation", implementation, requirement)
-        self.implementation = implementation
-        self.input_spec = keras.layers.InputSpec(ndim=self.SPATIAL_DIMS + 2)
-        #: ``"auto"``'s choices per (input shape, training, compilation).
-        self._auto_choices = {}
-        self._dense_cache = DenseKernelCache()
 
     # ------------------------------------------------------------ validation
     def _init_conv_settings(self, strides, padding, data_format, dilation_rate):
@@ -231,16 +148,6 @@ class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
         """Whether the layer, before its bias and activation, is a linear map."""
         return True
 
-    @property
-    def _conv_settings(self) -> dict:
-        """The convolution settings, as ``kernels.functional`` takes them."""
-        return {
-            "strides": self.strides,
-            "padding": self.padding,
-            "dilation_rate": self.dilation_rate,
-            "data_format": self.data_format,
-        }
-
     # ------------------------------------------------------------- the layer
     def _input_channels(self, input_shape) -> int:
         ndim = self.SPATIAL_DIMS + 2
@@ -282,6 +189,123 @@ class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
         )
         self._extra_build(input_shape)
 
+    def compute_output_shape(self, input_shape):
+        shape = list(input_shape)
+        first = 1 if self.data_format == "channels_last" else 2
+        spatial = slice(first, first + self.SPATIAL_DIMS)
+        shape[spatial] = self._output_spatial(*shape[spatial])
+        shape[self.channel_axis] = self.output_filters
+        return tuple(shape)
+
+
+class BaseFastConv(ConvLayerMixin, FactorsMixin, LikeMixin, keras.layers.Layer):
+    """Base class of the fastconv convolution layers (1, 2 or 3 spatial axes).
+
+    Args:
+        filters: number of output channels.
+        kernel_size: int or tuple of ``SPATIAL_DIMS`` ints (a pair
+            ``(k_h, k_w)`` in 2-D).
+        strides: int or tuple; applied to the spatial factor(s) only.
+        padding: ``"valid"`` or ``"same"`` (case-insensitive); 1-D layers whose
+            form keeps causality (``CAUSAL``) also take ``"causal"``, as
+            ``keras.layers.Conv1D`` does.
+        data_format: ``"channels_last"`` or ``"channels_first"``; defaults to
+            ``keras.config.image_data_format()``.
+        dilation_rate: int or tuple; applied to the spatial factor(s) only.
+        activation: applied once, to the final output.
+        use_bias: whether to add a bias to the final output.
+        kernel_initializer: initializer of every factor weight.
+        bias_initializer: initializer of the bias.
+        kernel_regularizer: regularizer applied to every factor weight.
+        bias_regularizer: regularizer of the bias.
+        activity_regularizer: regularizer of the output.
+        kernel_constraint: constraint applied to every factor weight.
+        bias_constraint: constraint of the bias.
+        implementation: how to compute the layer: ``"auto"`` or one of the
+            class's ``IMPLEMENTATIONS``. Weights do not depend on it.
+        **kwargs: passed to ``keras.layers.Layer`` (``name``, ``dtype``, ...).
+    """
+
+    #: Concrete ways to compute the layer, first one is the static default.
+    IMPLEMENTATIONS: tuple[str, ...] = ("conv",)
+    #: The static rule's choice under XLA (key ``"xla"``) and per Keras backend
+    #: otherwise (see ``kernels.policy.static_implementation``); missing keys
+    #: use ``IMPLEMENTATIONS[0]``.
+    STATIC_RULE: Mapping[str, str] = {}
+    #: Implementations that end in a matrix product and add the bias inside it.
+    FUSED_BIAS: tuple[str, ...] = ()
+    #: Smallest kernel size the layer accepts on each axis.
+    MIN_KERNEL: int = 1
+    #: Implementations of the family's 2-D layer that this rank does not have;
+    #: a request for one is refused with that reason.
+    TWO_D_ONLY: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=1,
+        padding="valid",
+        data_format=None,
+        dilation_rate=1,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        implementation="auto",
+        **kwargs,
+    ):
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        self._check_float_policy()
+        self.filters = self._positive_int("filters", filters)
+        self.kernel_size = self._int_tuple("kernel_size", kernel_size)
+        if min(self.kernel_size) < self.MIN_KERNEL:
+            raise self._error(
+                "kernel_size",
+                kernel_size,
+                f"must be at least {self.MIN_KERNEL} on each axis "
+                "(this layer factorises a spatial kernel)",
+            )
+        self._init_conv_settings(strides, padding, data_format, dilation_rate)
+        self._init_weight_settings(
+            activation,
+            use_bias,
+            kernel_initializer,
+            bias_initializer,
+            kernel_regularizer,
+            bias_regularizer,
+            kernel_constraint,
+            bias_constraint,
+        )
+        allowed = ("auto", *self.IMPLEMENTATIONS)
+        if implementation not in allowed:
+            requirement = f"must be one of {allowed}"
+            if implementation in self.TWO_D_ONLY:
+                requirement += f" ({implementation!r} exists for the 2-D layer only)"
+            raise self._error("implementation", implementation, requirement)
+        self.implementation = implementation
+        self.input_spec = keras.layers.InputSpec(ndim=self.SPATIAL_DIMS + 2)
+        #: ``"auto"``'s choices per (input shape, training, compilation).
+        self._auto_choices = {}
+        self._dense_cache = DenseKernelCache()
+
+    # ------------------------------------------------------------ properties
+    @property
+    def _conv_settings(self) -> dict:
+        """The convolution settings, as ``kernels.functional`` takes them."""
+        return {
+            "strides": self.strides,
+            "padding": self.padding,
+            "dilation_rate": self.dilation_rate,
+            "data_format": self.data_format,
+        }
+
+    # ------------------------------------------------------------- the layer
     def allowed_implementations(self) -> tuple[str, ...]:
         """The concrete implementations this layer can run (``"dense"`` needs a
         linear layer)."""
@@ -338,14 +362,6 @@ class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
             self.compute_dtype,
         )
         return conv.conv(inputs, kernel, **self._conv_settings, fast=True)
-
-    def compute_output_shape(self, input_shape):
-        shape = list(input_shape)
-        first = 1 if self.data_format == "channels_last" else 2
-        spatial = slice(first, first + self.SPATIAL_DIMS)
-        shape[spatial] = self._output_spatial(*shape[spatial])
-        shape[self.channel_axis] = self.output_filters
-        return tuple(shape)
 
     def get_config(self):
         config = super().get_config()

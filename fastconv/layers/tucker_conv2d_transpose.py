@@ -5,7 +5,8 @@ Not a ``BaseFastConv``: everything that takes a ``BaseFastConv`` (``decompose``,
 implementation policy) reads it as a forward convolution, with a
 ``(k_h, k_w, C_in, C_out)`` kernel and ``Conv2D``'s output size, and a
 transposed one has neither. The layer shares the factor API
-(``FactorsMixin``) and ``BaseFastConv``'s argument checks instead.
+(``FactorsMixin``) and ``BaseFastConv``'s argument checks, build and output
+shape (``ConvLayerMixin``) instead.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from fastconv._validation import is_int_at_least
 from fastconv.cost import Cost
 from fastconv.kernels import conv
 from fastconv.layers._factors import FactorsMixin
-from fastconv.layers.base import BaseFastConv
+from fastconv.layers.base import ConvLayerMixin
 from fastconv.layers.tucker_conv import BaseTuckerConv
 
 __all__ = ["TuckerConv2DTranspose"]
@@ -47,7 +48,7 @@ def _transposed_length(
 
 
 @keras.saving.register_keras_serializable(package="fastconv")
-class TuckerConv2DTranspose(FactorsMixin, keras.layers.Layer):
+class TuckerConv2DTranspose(ConvLayerMixin, FactorsMixin, keras.layers.Layer):
     """A Tucker-2 transposed convolution: 1x1, a small transposed core, 1x1.
 
     ``pointwise_in`` (1x1, ``C_in -> R_in``), ``core`` (a ``k_h x k_w``
@@ -108,21 +109,6 @@ class TuckerConv2DTranspose(FactorsMixin, keras.layers.Layer):
     SPATIAL_DIMS = 2
     CAUSAL = False
 
-    # BaseFastConv's argument checks, build, properties and output shape,
-    # shared, not inherited (see the module docstring): they read only the
-    # class name, these class attributes, ``_factor_shapes`` and
-    # ``_output_spatial``.
-    _init_conv_settings = BaseFastConv._init_conv_settings
-    _padding = BaseFastConv._padding
-    _int_tuple = BaseFastConv._int_tuple
-    _int_pair = BaseFastConv._int_pair
-    _input_channels = BaseFastConv._input_channels
-    build = BaseFastConv.build
-    _extra_build = BaseFastConv._extra_build
-    channel_axis = BaseFastConv.channel_axis
-    output_filters = BaseFastConv.output_filters
-    is_linear = BaseFastConv.is_linear
-    compute_output_shape = BaseFastConv.compute_output_shape
     # The forward Tucker-2 layer's rank check: the same ranks, the same limits.
     _checked_rank = BaseTuckerConv._checked_rank
 
