@@ -10,7 +10,9 @@ what the layer declares:
 - ``_cost(*spatial, c_in) -> Cost``: its parameters and multiply-adds (bias
   excluded; ``cost`` adds it);
 - ``input_channels_of(factors)`` and ``_kwargs_from_factors(factors)``: what a
-  factor mapping says of the constructor arguments.
+  factor mapping says of the constructor arguments;
+- ``is_linear`` and ``_nonlinear_reason()``, for a layer that is not always a
+  linear map (``is_linear`` is True by default).
 
 It also checks and serializes the arguments every such layer takes
 (``_init_weight_settings``, ``_weight_settings_config``,
@@ -19,7 +21,7 @@ the value received (``_error``, ``_positive_int``, ``_activation``).
 
 It reads the convolution settings of ``BaseFastConv`` (``kernel_size``,
 ``strides``, ``padding``, ``dilation_rate``, ``data_format``,
-``output_filters``, ``use_bias``, ``is_linear``, ``SPATIAL_DIMS``).
+``output_filters``, ``use_bias``, ``SPATIAL_DIMS``).
 """
 
 from __future__ import annotations
@@ -157,6 +159,12 @@ class FactorsMixin:
                 f"{type(self).__name__}: {what} exists only for a linear layer, and "
                 f"this one is not: {self._nonlinear_reason()}"
             )
+
+    @property
+    def is_linear(self) -> bool:
+        """Whether the layer, before its bias and activation, is a linear map
+        (True unless the layer says otherwise)."""
+        return True
 
     def _nonlinear_reason(self) -> str:
         return ""

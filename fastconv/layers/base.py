@@ -143,11 +143,6 @@ class ConvLayerMixin:
         """Number of output channels (``filters`` except for ``WideConv2D``)."""
         return self.filters
 
-    @property
-    def is_linear(self) -> bool:
-        """Whether the layer, before its bias and activation, is a linear map."""
-        return True
-
     # ------------------------------------------------------------- the layer
     def _input_channels(self, input_shape) -> int:
         ndim = self.SPATIAL_DIMS + 2

@@ -102,11 +102,6 @@ class LowRankDense(FactorsMixin, keras.layers.Layer):
         """Number of output features (``units``), as ``set_factors`` reads it."""
         return self.units
 
-    @property
-    def is_linear(self) -> bool:
-        """Always True: before its bias and activation the layer is linear."""
-        return True
-
     # ------------------------------------------------------------- the layer
     def _input_features(self, input_shape) -> int:
         try:
