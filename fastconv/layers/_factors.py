@@ -10,11 +10,18 @@ what the layer declares:
 - ``_cost(*spatial, c_in) -> Cost``: its parameters and multiply-adds (bias
   excluded; ``cost`` adds it);
 - ``input_channels_of(factors)`` and ``_kwargs_from_factors(factors)``: what a
-  factor mapping says of the constructor arguments.
+  factor mapping says of the constructor arguments;
+- ``is_linear`` and ``_nonlinear_reason()``, for a layer that is not always a
+  linear map (``is_linear`` is True by default).
+
+It also checks and serializes the arguments every such layer takes
+(``_init_weight_settings``, ``_weight_settings_config``,
+``_check_float_policy``), with errors that name the layer, the argument and
+the value received (``_error``, ``_positive_int``, ``_activation``).
 
 It reads the convolution settings of ``BaseFastConv`` (``kernel_size``,
 ``strides``, ``padding``, ``dilation_rate``, ``data_format``,
-``output_filters``, ``use_bias``, ``is_linear``, ``SPATIAL_DIMS``).
+``output_filters``, ``use_bias``, ``SPATIAL_DIMS``).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from collections.abc import Mapping, Sequence
 import keras
 import numpy as np
 
-from fastconv._validation import check_array, check_arrays
+from fastconv._validation import check_array, check_arrays, is_int_at_least
 from fastconv.cost import Cost, conv_cost, conv_output_length, spatial_shape
 
 __all__ = ["FactorsMixin"]
@@ -63,8 +70,9 @@ class FactorsMixin:
     def _cost(self, *dims: int) -> Cost:
         raise NotImplementedError
 
-    def _output_spatial(self, *spatial: int) -> tuple[int, ...]:
-        """The output's spatial sizes for input sizes ``spatial``."""
+    def _output_spatial(self, *spatial: int | None) -> tuple[int | None, ...]:
+        """The output's spatial sizes for input sizes ``spatial`` (None for an
+        unknown one); a causal output is as long as a ``"same"`` one."""
         padding = "same" if self.padding == "causal" else self.padding
         return tuple(
             conv_output_length(length, k, s, padding, d)
@@ -152,6 +160,12 @@ class FactorsMixin:
                 f"this one is not: {self._nonlinear_reason()}"
             )
 
+    @property
+    def is_linear(self) -> bool:
+        """Whether the layer, before its bias and activation, is a linear map
+        (True unless the layer says otherwise)."""
+        return True
+
     def _nonlinear_reason(self) -> str:
         return ""
 
@@ -189,6 +203,54 @@ class FactorsMixin:
         return dict(
             self._factor_shapes(self._positive_int("input_channels", input_channels))
         )
+
+    # ------------------------------------------------------- arguments
+    def _error(self, name: str, value, requirement: str) -> ValueError:
+        return ValueError(
+            f"{type(self).__name__}: {name} {requirement}, received {name}={value!r}"
+        )
+
+    def _positive_int(self, name: str, value, allow_none: bool = False):
+        if value is None and allow_none:
+            return None
+        if not is_int_at_least(value, 1):
+            raise self._error(name, value, "must be a positive int")
+        return int(value)
+
+    def _activation(self, name: str, value):
+        """``keras.activations.get(value)``, failing with this layer's message."""
+        try:
+            return keras.activations.get(value)
+        except ValueError:
+            raise self._error(
+                name, value, "must be None, an activation name or a callable"
+            ) from None
+
+    def _init_weight_settings(
+        self,
+        activation,
+        use_bias,
+        kernel_initializer,
+        bias_initializer,
+        kernel_regularizer,
+        bias_regularizer,
+        kernel_constraint,
+        bias_constraint,
+    ) -> None:
+        """Checks and sets the activation, ``use_bias`` and the weights'
+        initializers, regularizers and constraints (the activity regularizer
+        goes to ``keras.layers.Layer``); ``_weight_settings_config`` serializes
+        them back."""
+        self.activation = self._activation("activation", activation)
+        if not isinstance(use_bias, bool | np.bool_):
+            raise self._error("use_bias", use_bias, "must be a bool")
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
 
     def _check_float_policy(self) -> None:
         """Refuses a dtype policy whose variables are not floating point."""

@@ -3,7 +3,9 @@
 ``BaseFastConv`` does what Keras's ``BaseConv`` does for ``Conv2D``: it takes
 and validates Conv2D's arguments, creates the factor weights and the bias,
 applies bias and activation once at the end, computes output shapes and
-serialises the config. ``FactorsMixin`` (``layers/_factors.py``) adds the
+serialises the config; the argument checks, ``build`` and the output shape
+are in ``ConvLayerMixin``, which the transposed ``TuckerConv2DTranspose``
+shares. ``FactorsMixin`` (``layers/_factors.py``) adds the
 ``cost``, ``dense_kernel``, ``get_factors``/``set_factors`` and
 ``from_factors`` API, ``LikeMixin`` (``layers/_like.py``) ``like`` and
 ``like_size``; ``kernels.policy`` picks the implementation a call
@@ -37,11 +39,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import keras
-import numpy as np
 
 from fastconv._validation import is_int as _is_int
 from fastconv._validation import is_int_at_least
-from fastconv.cost import conv_output_length
 from fastconv.kernels import conv, policy
 from fastconv.kernels.dense_cache import DenseKernelCache
 from fastconv.layers._factors import FactorsMixin
@@ -56,85 +56,27 @@ _TUPLE_NAMES = {1: "a 1-tuple", 2: "a pair", 3: "a triple"}
 _DATA_FORMATS = ("channels_last", "channels_first")
 
 
-class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
-    """Base class of the fastconv convolution layers (1, 2 or 3 spatial axes).
+class ConvLayerMixin:
+    """The argument checks, ``build``, output shape and channel properties of
+    a fastconv convolution layer, forward (``BaseFastConv``) or transposed
+    (``TuckerConv2DTranspose``, which is no ``BaseFastConv``: see its module).
 
-    Args:
-        filters: number of output channels.
-        kernel_size: int or tuple of ``SPATIAL_DIMS`` ints (a pair
-            ``(k_h, k_w)`` in 2-D).
-        strides: int or tuple; applied to the spatial factor(s) only.
-        padding: ``"valid"`` or ``"same"`` (case-insensitive); 1-D layers whose
-            form keeps causality (``CAUSAL``) also take ``"causal"``, as
-            ``keras.layers.Conv1D`` does.
-        data_format: ``"channels_last"`` or ``"channels_first"``; defaults to
-            ``keras.config.image_data_format()``.
-        dilation_rate: int or tuple; applied to the spatial factor(s) only.
-        activation: applied once, to the final output.
-        use_bias: whether to add a bias to the final output.
-        kernel_initializer: initializer of every factor weight.
-        bias_initializer: initializer of the bias.
-        kernel_regularizer: regularizer applied to every factor weight.
-        bias_regularizer: regularizer of the bias.
-        activity_regularizer: regularizer of the output.
-        kernel_constraint: constraint applied to every factor weight.
-        bias_constraint: constraint of the bias.
-        implementation: how to compute the layer: ``"auto"`` or one of the
-            class's ``IMPLEMENTATIONS``. Weights do not depend on it.
-        **kwargs: passed to ``keras.layers.Layer`` (``name``, ``dtype``, ...).
+    They read the class name, ``SPATIAL_DIMS``, ``CAUSAL``, the settings
+    ``_init_conv_settings`` sets, ``filters``, and ``_factor_shapes``,
+    ``_add_factors``, ``_output_spatial`` and ``_error`` (``FactorsMixin``).
     """
 
     #: Number of spatial axes of the inputs.
     SPATIAL_DIMS: int = 2
-    #: Concrete ways to compute the layer, first one is the static default.
-    IMPLEMENTATIONS: tuple[str, ...] = ("conv",)
-    #: The static rule's choice under XLA (key ``"xla"``) and per Keras backend
-    #: otherwise (see ``kernels.policy.static_implementation``); missing keys
-    #: use ``IMPLEMENTATIONS[0]``.
-    STATIC_RULE: Mapping[str, str] = {}
-    #: Implementations that end in a matrix product and add the bias inside it.
-    FUSED_BIAS: tuple[str, ...] = ()
-    #: Smallest kernel size the layer accepts on each axis.
-    MIN_KERNEL: int = 1
     #: Whether a 1-D layer of this form keeps causality, so takes
     #: ``padding="causal"``: every factor before the one with the kernel is
     #: pointwise, and nothing after it mixes positions.
     CAUSAL: bool = False
-    #: Implementations of the family's 2-D layer that this rank does not have;
-    #: a request for one is refused with that reason.
-    TWO_D_ONLY: tuple[str, ...] = ()
 
-    def __init__(
-        self,
-        filters,
-        kernel_size,
-        strides=1,
-        padding="valid",
-        data_format=None,
-        dilation_rate=1,
-        activation=None,
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        bias_regularizer=None,
-        activity_regularizer=None,
-        kernel_constraint=None,
-        bias_constraint=None,
-        implementation="auto",
-        **kwargs,
-    ):
-        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        self._check_float_policy()
-        self.filters = self._positive_int("filters", filters)
-        self.kernel_size = self._int_tuple("kernel_size", kernel_size)
-        if min(self.kernel_size) < self.MIN_KERNEL:
-            raise self._error(
-                "kernel_size",
-                kernel_size,
-                f"must be at least {self.MIN_KERNEL} on each axis "
-                "(this layer factorises a spatial kernel)",
-            )
+    # ------------------------------------------------------------ validation
+    def _init_conv_settings(self, strides, padding, data_format, dilation_rate):
+        """Checks and sets ``strides``, ``dilation_rate`` (not both above 1),
+        ``padding`` and ``data_format`` (None: Keras's image data format)."""
         self.strides = self._int_tuple("strides", strides)
         self.dilation_rate = self._int_tuple("dilation_rate", dilation_rate)
         if max(self.strides) > 1 and max(self.dilation_rate) > 1:
@@ -151,40 +93,6 @@ class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
                 "data_format", data_format, f"must be one of {_DATA_FORMATS}"
             )
         self.data_format = data_format
-        self.activation = self._activation("activation", activation)
-        if not isinstance(use_bias, bool | np.bool_):
-            raise self._error("use_bias", use_bias, "must be a bool")
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.kernel_constraint = keras.constraints.get(kernel_constraint)
-        self.bias_constraint = keras.constraints.get(bias_constraint)
-        allowed = ("auto", *self.IMPLEMENTATIONS)
-        if implementation not in allowed:
-            requirement = f"must be one of {allowed}"
-            if implementation in self.TWO_D_ONLY:
-                requirement += f" ({implementation!r} exists for the 2-D layer only)"
-            raise self._error("implementation", implementation, requirement)
-        self.implementation = implementation
-        self.input_spec = keras.layers.InputSpec(ndim=self.SPATIAL_DIMS + 2)
-        #: ``"auto"``'s choices per (input shape, training, compilation).
-        self._auto_choices = {}
-        self._dense_cache = DenseKernelCache()
-
-    # ------------------------------------------------------------ validation
-    def _error(self, name: str, value, requirement: str) -> ValueError:
-        return ValueError(
-            f"{type(self).__name__}: {name} {requirement}, received {name}={value!r}"
-        )
-
-    def _positive_int(self, name: str, value, allow_none: bool = False):
-        if value is None and allow_none:
-            return None
-        if not is_int_at_least(value, 1):
-            raise self._error(name, value, "must be a positive int")
-        return int(value)
 
     def _padding(self, padding) -> str:
         causal = self.SPATIAL_DIMS == 1 and self.CAUSAL
@@ -225,15 +133,6 @@ class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
             raise self._error(name, value, "must be a positive int or a pair of them")
         return (int(pair[0]), int(pair[1]))
 
-    def _activation(self, name: str, value):
-        """``keras.activations.get(value)``, failing with this layer's message."""
-        try:
-            return keras.activations.get(value)
-        except ValueError:
-            raise self._error(
-                name, value, "must be None, an activation name or a callable"
-            ) from None
-
     # ------------------------------------------------------------ properties
     @property
     def channel_axis(self) -> int:
@@ -243,21 +142,6 @@ class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
     def output_filters(self) -> int:
         """Number of output channels (``filters`` except for ``WideConv2D``)."""
         return self.filters
-
-    @property
-    def is_linear(self) -> bool:
-        """Whether the layer, before its bias and activation, is a linear map."""
-        return True
-
-    @property
-    def _conv_settings(self) -> dict:
-        """The convolution settings, as ``kernels.functional`` takes them."""
-        return {
-            "strides": self.strides,
-            "padding": self.padding,
-            "dilation_rate": self.dilation_rate,
-            "data_format": self.data_format,
-        }
 
     # ------------------------------------------------------------- the layer
     def _input_channels(self, input_shape) -> int:
@@ -300,6 +184,123 @@ class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
         )
         self._extra_build(input_shape)
 
+    def compute_output_shape(self, input_shape):
+        shape = list(input_shape)
+        first = 1 if self.data_format == "channels_last" else 2
+        spatial = slice(first, first + self.SPATIAL_DIMS)
+        shape[spatial] = self._output_spatial(*shape[spatial])
+        shape[self.channel_axis] = self.output_filters
+        return tuple(shape)
+
+
+class BaseFastConv(ConvLayerMixin, FactorsMixin, LikeMixin, keras.layers.Layer):
+    """Base class of the fastconv convolution layers (1, 2 or 3 spatial axes).
+
+    Args:
+        filters: number of output channels.
+        kernel_size: int or tuple of ``SPATIAL_DIMS`` ints (a pair
+            ``(k_h, k_w)`` in 2-D).
+        strides: int or tuple; applied to the spatial factor(s) only.
+        padding: ``"valid"`` or ``"same"`` (case-insensitive); 1-D layers whose
+            form keeps causality (``CAUSAL``) also take ``"causal"``, as
+            ``keras.layers.Conv1D`` does.
+        data_format: ``"channels_last"`` or ``"channels_first"``; defaults to
+            ``keras.config.image_data_format()``.
+        dilation_rate: int or tuple; applied to the spatial factor(s) only.
+        activation: applied once, to the final output.
+        use_bias: whether to add a bias to the final output.
+        kernel_initializer: initializer of every factor weight.
+        bias_initializer: initializer of the bias.
+        kernel_regularizer: regularizer applied to every factor weight.
+        bias_regularizer: regularizer of the bias.
+        activity_regularizer: regularizer of the output.
+        kernel_constraint: constraint applied to every factor weight.
+        bias_constraint: constraint of the bias.
+        implementation: how to compute the layer: ``"auto"`` or one of the
+            class's ``IMPLEMENTATIONS``. Weights do not depend on it.
+        **kwargs: passed to ``keras.layers.Layer`` (``name``, ``dtype``, ...).
+    """
+
+    #: Concrete ways to compute the layer, first one is the static default.
+    IMPLEMENTATIONS: tuple[str, ...] = ("conv",)
+    #: The static rule's choice under XLA (key ``"xla"``) and per Keras backend
+    #: otherwise (see ``kernels.policy.static_implementation``); missing keys
+    #: use ``IMPLEMENTATIONS[0]``.
+    STATIC_RULE: Mapping[str, str] = {}
+    #: Implementations that end in a matrix product and add the bias inside it.
+    FUSED_BIAS: tuple[str, ...] = ()
+    #: Smallest kernel size the layer accepts on each axis.
+    MIN_KERNEL: int = 1
+    #: Implementations of the family's 2-D layer that this rank does not have;
+    #: a request for one is refused with that reason.
+    TWO_D_ONLY: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=1,
+        padding="valid",
+        data_format=None,
+        dilation_rate=1,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        activity_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        implementation="auto",
+        **kwargs,
+    ):
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        self._check_float_policy()
+        self.filters = self._positive_int("filters", filters)
+        self.kernel_size = self._int_tuple("kernel_size", kernel_size)
+        if min(self.kernel_size) < self.MIN_KERNEL:
+            raise self._error(
+                "kernel_size",
+                kernel_size,
+                f"must be at least {self.MIN_KERNEL} on each axis "
+                "(this layer factorises a spatial kernel)",
+            )
+        self._init_conv_settings(strides, padding, data_format, dilation_rate)
+        self._init_weight_settings(
+            activation,
+            use_bias,
+            kernel_initializer,
+            bias_initializer,
+            kernel_regularizer,
+            bias_regularizer,
+            kernel_constraint,
+            bias_constraint,
+        )
+        allowed = ("auto", *self.IMPLEMENTATIONS)
+        if implementation not in allowed:
+            requirement = f"must be one of {allowed}"
+            if implementation in self.TWO_D_ONLY:
+                requirement += f" ({implementation!r} exists for the 2-D layer only)"
+            raise self._error("implementation", implementation, requirement)
+        self.implementation = implementation
+        self.input_spec = keras.layers.InputSpec(ndim=self.SPATIAL_DIMS + 2)
+        #: ``"auto"``'s choices per (input shape, training, compilation).
+        self._auto_choices = {}
+        self._dense_cache = DenseKernelCache()
+
+    # ------------------------------------------------------------ properties
+    @property
+    def _conv_settings(self) -> dict:
+        """The convolution settings, as ``kernels.functional`` takes them."""
+        return {
+            "strides": self.strides,
+            "padding": self.padding,
+            "dilation_rate": self.dilation_rate,
+            "data_format": self.data_format,
+        }
+
+    # ------------------------------------------------------------- the layer
     def allowed_implementations(self) -> tuple[str, ...]:
         """The concrete implementations this layer can run (``"dense"`` needs a
         linear layer)."""
@@ -356,22 +357,6 @@ class BaseFastConv(FactorsMixin, LikeMixin, keras.layers.Layer):
             self.compute_dtype,
         )
         return conv.conv(inputs, kernel, **self._conv_settings, fast=True)
-
-    def compute_output_shape(self, input_shape):
-        shape = list(input_shape)
-        first = 1 if self.data_format == "channels_last" else 2
-        # A causal output is as long as a "same" one.
-        padding = "same" if self.padding == "causal" else self.padding
-        for i in range(self.SPATIAL_DIMS):
-            shape[first + i] = conv_output_length(
-                shape[first + i],
-                self.kernel_size[i],
-                self.strides[i],
-                padding,
-                self.dilation_rate[i],
-            )
-        shape[self.channel_axis] = self.output_filters
-        return tuple(shape)
 
     def get_config(self):
         config = super().get_config()

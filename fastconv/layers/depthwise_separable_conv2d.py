@@ -79,18 +79,19 @@ class DepthwiseSeparableConv2D(BaseDepthwiseSeparableConv):
     SPATIAL_DIMS = 2
 
     def _linear_matmul(self, inputs, training, bias, expand_by_conv):
-        return functional.separable_matmul(
-            inputs,
-            self.depthwise,
-            self.pointwise,
-            bias=bias,
-            intermediate=functools.partial(self._intermediate, training=training),
-            expand_by_conv=expand_by_conv,
-            **self._conv_settings,
+        return self._fused_bias_call(
+            functional.separable_matmul, inputs, training, bias, expand_by_conv
         )
 
     def _linear_shift(self, inputs, training, bias, expand_by_conv):
-        return functional.separable_shift(
+        return self._fused_bias_call(
+            functional.separable_shift, inputs, training, bias, expand_by_conv
+        )
+
+    def _fused_bias_call(self, function, inputs, training, bias, expand_by_conv):
+        """``function`` (``separable_matmul`` or ``separable_shift``, which
+        take the same arguments and add ``bias`` themselves) on this layer."""
+        return function(
             inputs,
             self.depthwise,
             self.pointwise,

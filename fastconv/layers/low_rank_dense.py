@@ -84,46 +84,23 @@ class LowRankDense(FactorsMixin, keras.layers.Layer):
                 f"must be at most units={self.units} (the rank of a "
                 "features x units kernel is at most units)",
             )
-        try:
-            self.activation = keras.activations.get(activation)
-        except ValueError:
-            raise self._error(
-                "activation",
-                activation,
-                "must be None, an activation name or a callable",
-            ) from None
-        if not isinstance(use_bias, bool | np.bool_):
-            raise self._error("use_bias", use_bias, "must be a bool")
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.kernel_constraint = keras.constraints.get(kernel_constraint)
-        self.bias_constraint = keras.constraints.get(bias_constraint)
-        self.input_spec = keras.layers.InputSpec(min_ndim=2)
-
-    # ------------------------------------------------------------ validation
-    def _error(self, name: str, value, requirement: str) -> ValueError:
-        return ValueError(
-            f"{type(self).__name__}: {name} {requirement}, received {name}={value!r}"
+        self._init_weight_settings(
+            activation,
+            use_bias,
+            kernel_initializer,
+            bias_initializer,
+            kernel_regularizer,
+            bias_regularizer,
+            kernel_constraint,
+            bias_constraint,
         )
-
-    def _positive_int(self, name: str, value) -> int:
-        if not is_int_at_least(value, 1):
-            raise self._error(name, value, "must be a positive int")
-        return int(value)
+        self.input_spec = keras.layers.InputSpec(min_ndim=2)
 
     # ------------------------------------------------------------ properties
     @property
     def output_filters(self) -> int:
         """Number of output features (``units``), as ``set_factors`` reads it."""
         return self.units
-
-    @property
-    def is_linear(self) -> bool:
-        """Always True: before its bias and activation the layer is linear."""
-        return True
 
     # ------------------------------------------------------------- the layer
     def _input_features(self, input_shape) -> int:

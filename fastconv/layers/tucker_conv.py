@@ -42,7 +42,8 @@ class BaseTuckerConv(BaseFastConv):
         super().__init__(filters, kernel_size, **kwargs)
         self.rank = self._int_pair("rank", rank)
 
-    def _factor_shapes(self, c_in):
+    def _checked_rank(self, c_in: int) -> tuple[int, int]:
+        """``rank``, refused if above ``(c_in, filters)``."""
         r_in, r_out = self.rank
         if r_in > c_in or r_out > self.filters:
             raise self._error(
@@ -51,6 +52,10 @@ class BaseTuckerConv(BaseFastConv):
                 f"must be at most (C_in, filters) = ({c_in}, {self.filters}) "
                 "(a Tucker-2 rank cannot exceed the channels it compresses)",
             )
+        return r_in, r_out
+
+    def _factor_shapes(self, c_in):
+        r_in, r_out = self._checked_rank(c_in)
         return {
             "pointwise_in": (c_in, r_in),
             "core": (*self.kernel_size, r_in, r_out),

@@ -5,7 +5,8 @@ Not a ``BaseFastConv``: everything that takes a ``BaseFastConv`` (``decompose``,
 implementation policy) reads it as a forward convolution, with a
 ``(k_h, k_w, C_in, C_out)`` kernel and ``Conv2D``'s output size, and a
 transposed one has neither. The layer shares the factor API
-(``FactorsMixin``) and ``BaseFastConv``'s argument checks instead.
+(``FactorsMixin``) and ``BaseFastConv``'s argument checks, build and output
+shape (``ConvLayerMixin``) instead.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from fastconv._validation import is_int_at_least
 from fastconv.cost import Cost
 from fastconv.kernels import conv
 from fastconv.layers._factors import FactorsMixin
-from fastconv.layers.base import BaseFastConv
+from fastconv.layers.base import ConvLayerMixin
+from fastconv.layers.tucker_conv import BaseTuckerConv
 
 __all__ = ["TuckerConv2DTranspose"]
 
@@ -46,7 +48,7 @@ def _transposed_length(
 
 
 @keras.saving.register_keras_serializable(package="fastconv")
-class TuckerConv2DTranspose(FactorsMixin, keras.layers.Layer):
+class TuckerConv2DTranspose(ConvLayerMixin, FactorsMixin, keras.layers.Layer):
     """A Tucker-2 transposed convolution: 1x1, a small transposed core, 1x1.
 
     ``pointwise_in`` (1x1, ``C_in -> R_in``), ``core`` (a ``k_h x k_w``
@@ -107,21 +109,8 @@ class TuckerConv2DTranspose(FactorsMixin, keras.layers.Layer):
     SPATIAL_DIMS = 2
     CAUSAL = False
 
-    # BaseFastConv's argument checks, build and properties, shared, not
-    # inherited (see the module docstring): they read only the class name,
-    # these class attributes and ``_factor_shapes``.
-    _error = BaseFastConv._error
-    _positive_int = BaseFastConv._positive_int
-    _padding = BaseFastConv._padding
-    _int_tuple = BaseFastConv._int_tuple
-    _int_pair = BaseFastConv._int_pair
-    _activation = BaseFastConv._activation
-    _input_channels = BaseFastConv._input_channels
-    build = BaseFastConv.build
-    _extra_build = BaseFastConv._extra_build
-    channel_axis = BaseFastConv.channel_axis
-    output_filters = BaseFastConv.output_filters
-    is_linear = BaseFastConv.is_linear
+    # The forward Tucker-2 layer's rank check: the same ranks, the same limits.
+    _checked_rank = BaseTuckerConv._checked_rank
 
     def __init__(
         self,
@@ -149,35 +138,18 @@ class TuckerConv2DTranspose(FactorsMixin, keras.layers.Layer):
         self.filters = self._positive_int("filters", filters)
         self.kernel_size = self._int_tuple("kernel_size", kernel_size)
         self.rank = self._int_pair("rank", rank)
-        self.strides = self._int_tuple("strides", strides)
-        self.dilation_rate = self._int_tuple("dilation_rate", dilation_rate)
-        if max(self.strides) > 1 and max(self.dilation_rate) > 1:
-            raise ValueError(
-                f"{type(self).__name__}: strides > 1 cannot be combined with "
-                f"dilation_rate > 1, received strides={strides!r} and "
-                f"dilation_rate={dilation_rate!r}"
-            )
-        self.padding = self._padding(padding)
+        self._init_conv_settings(strides, padding, data_format, dilation_rate)
         self.output_padding = self._output_padding(output_padding)
-        if data_format is None:
-            data_format = keras.config.image_data_format()
-        if data_format not in ("channels_last", "channels_first"):
-            raise self._error(
-                "data_format",
-                data_format,
-                "must be one of ('channels_last', 'channels_first')",
-            )
-        self.data_format = data_format
-        self.activation = self._activation("activation", activation)
-        if not isinstance(use_bias, bool | np.bool_):
-            raise self._error("use_bias", use_bias, "must be a bool")
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
-        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.kernel_constraint = keras.constraints.get(kernel_constraint)
-        self.bias_constraint = keras.constraints.get(bias_constraint)
+        self._init_weight_settings(
+            activation,
+            use_bias,
+            kernel_initializer,
+            bias_initializer,
+            kernel_regularizer,
+            bias_regularizer,
+            kernel_constraint,
+            bias_constraint,
+        )
         self.input_spec = keras.layers.InputSpec(ndim=4)
 
     def _output_padding(self, value) -> tuple[int, int] | None:
@@ -201,14 +173,7 @@ class TuckerConv2DTranspose(FactorsMixin, keras.layers.Layer):
 
     # ------------------------------------------------------------- the layer
     def _factor_shapes(self, c_in):
-        r_in, r_out = self.rank
-        if r_in > c_in or r_out > self.filters:
-            raise self._error(
-                "rank",
-                self.rank,
-                f"must be at most (C_in, filters) = ({c_in}, {self.filters}) "
-                "(a Tucker-2 rank cannot exceed the channels it compresses)",
-            )
+        r_in, r_out = self._checked_rank(c_in)
         return {
             "pointwise_in": (c_in, r_in),
             "core": (*self.kernel_size, r_out, r_in),
@@ -257,13 +222,6 @@ class TuckerConv2DTranspose(FactorsMixin, keras.layers.Layer):
                 strict=True,
             )
         )
-
-    def compute_output_shape(self, input_shape):
-        shape = list(input_shape)
-        first = 1 if self.data_format == "channels_last" else 2
-        shape[first : first + 2] = self._output_spatial(*shape[first : first + 2])
-        shape[self.channel_axis] = self.filters
-        return tuple(shape)
 
     # ------------------------------------------------------------ factors
     def dense_kernel(self) -> np.ndarray:

@@ -216,8 +216,12 @@ def test_bad_arguments_are_refused_by_name(kwargs, message):
 
 def test_a_rank_above_the_channels_is_refused_on_build():
     layer = fastconv.TuckerConv2DTranspose(4, 3, rank=(5, 2))
-    with pytest.raises(ValueError, match=r"at most \(C_in, filters\) = \(3, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"at most \(C_in, filters\) = \(3, 4\)"
+    ) as caught:
         layer.build((None, 8, 8, 3))
+    assert str(caught.value).startswith("TuckerConv2DTranspose: rank must be")
+    assert "received rank=(5, 2)" in str(caught.value)
 
 
 def test_a_built_layer_is_not_built_again_for_other_channels():
