@@ -163,6 +163,7 @@ def sweep(
     search_batch_size: int = 256,
     keep: Callable[[dict, object], None] | None = None,
     say: Callable[[str], None] = lambda message: None,
+    points: list | None = None,
 ) -> list[dict]:
     """Every method x rank of ``original``: conversion, timing, fine-tuning.
 
@@ -176,7 +177,8 @@ def sweep(
     error and the sweep goes on. The control is trained once per seed and
     shared by every point (``controlled_finetune(control=...)``). ``keep``,
     if given, is called with each point and its first seed's fine-tuned
-    model. Returns one dict per point (see the module docstring).
+    model. Returns one dict per point (see the module docstring), appended
+    to ``points`` if given as each starts (``say`` can then save them).
     """
     import fastconv
     from fastconv.bench.references import controlled_finetune
@@ -201,7 +203,7 @@ def sweep(
     if search_targets and search_data is None:
         raise ValueError("tradeoffs.sweep: search_targets need search_data")
     controls = {}
-    points = []
+    points = [] if points is None else points
     for point, arguments in candidates:
         method, rank = point["method"], point["rank"]
         points.append(point)
@@ -588,7 +590,7 @@ def run_dataset(dataset: str, args, env: dict, jit: bool) -> dict:
         stem.with_suffix(".json").write_text(json.dumps(run, indent=1, default=str))
 
     tuned = {}
-    run["points"] = sweep(
+    sweep(
         ref.model,
         (x_train, y_train),
         (x_test, y_test),
@@ -606,6 +608,7 @@ def run_dataset(dataset: str, args, env: dict, jit: bool) -> dict:
         if args.save_best
         else None,
         say=say,
+        points=run["points"],
         **search,
     )
     stem.with_suffix(".json").write_text(json.dumps(run, indent=1, default=str))

@@ -29,7 +29,8 @@ def tiny():
 @pytest.fixture(scope="module")
 def points(tiny):
     model, train, test = tiny
-    return tradeoffs.sweep(
+    collected = []
+    swept = tradeoffs.sweep(
         model,
         train,
         test,
@@ -42,7 +43,10 @@ def points(tiny):
         search_targets=[1.05],
         search_data=train,
         search_batch_size=8,
+        points=collected,
     )
+    assert swept is collected
+    return swept
 
 
 @pytest.fixture
