@@ -1,6 +1,6 @@
 """Committed checkpoints: trained models anyone can check without training.
 
-`save` writes a model to ``benchmarks/models/`` without its optimizer state,
+`save` writes a model to ``benchmarks/models/`` uncompiled (no optimizer),
 loads it back, measures the loaded model's test accuracy and writes a JSON
 sidecar (``<name>.json``: what the model is, the command and commit that made
 it, its test accuracy, its size and sha256). `write_readme` turns the
@@ -37,14 +37,14 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _without_optimizer(model):
-    """A copy with the same weights and loss whose optimizer holds no state."""
+def _uncompiled(model):
+    """An uncompiled copy with the same weights: no optimizer in the file (a
+    compiled model saves its optimizer, which doubles the file or, unbuilt,
+    makes Keras warn on loading)."""
     import keras
 
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
-    loss = getattr(model, "loss", None) or "sparse_categorical_crossentropy"
-    copy.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
     return copy
 
 
@@ -55,7 +55,7 @@ def accuracy(model, test_data, batch_size: int = 256) -> float:
 
 
 def save(model, path: Path, test_data, info: dict) -> dict:
-    """Saves ``model`` to ``path`` (atomically, no optimizer state), measures
+    """Saves ``model`` to ``path`` (atomically, uncompiled), measures
     the loaded file's accuracy on ``test_data`` and writes the sidecar.
 
     Raises:
@@ -66,7 +66,7 @@ def save(model, path: Path, test_data, info: dict) -> dict:
     from fastconv._files import write_atomically
 
     path = Path(path)
-    write_atomically(path, lambda tmp: _without_optimizer(model).save(tmp))
+    write_atomically(path, lambda tmp: _uncompiled(model).save(tmp))
     size = path.stat().st_size
     if size > MAX_BYTES:
         path.unlink()
@@ -103,7 +103,7 @@ def readme(folder: Path = FOLDER) -> str:
         "# Committed checkpoints",
         "",
         "Trained models to check accuracy and speed without training. Each was "
-        "saved without optimizer state by `benchmarks/checkpoints.py`, loaded "
+        "saved uncompiled (no optimizer) by `benchmarks/checkpoints.py`, loaded "
         "back, and its test accuracy measured on the loaded file. This README is "
         "written from the JSON sidecars by `python -m benchmarks.checkpoints`; "
         "`python -m benchmarks.checkpoints --check --accuracy` verifies every "

@@ -620,7 +620,7 @@ def run_dataset(dataset: str, args, env: dict, jit: bool) -> dict:
 
 def save_best(run: dict, original, tuned: dict, folder: Path, test_data) -> None:
     """Saves the reference and the fine-tuned model of `best_point` into
-    ``folder``, without optimizer state, each with a JSON sidecar
+    ``folder``, uncompiled, each with a JSON sidecar
     (`benchmarks.checkpoints` turns them into the folder's README)."""
     from benchmarks import checkpoints
 
