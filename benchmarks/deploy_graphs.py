@@ -21,9 +21,10 @@ weights (NHWC in and out, as the export, with a ``Transpose`` at each end):
 Every graph is checked against Keras (largest difference printed) and timed
 in ONNX Runtime's CPU provider at the given thread counts, interleaved with
 the dense export and the three Keras models (`fastconv.timing.interleaved`),
-so each ratio to Keras's speedup comes from the same rounds. Writes
-``deploy-graphs.json`` (every raw sample, ``fastconv.timing.environment()``,
-the runtime versions) and prints the table.
+so each ratio to Keras's speedup comes from the same rounds. Prints the
+table; with ``--out``, writes ``deploy-graphs.json`` there (every raw sample,
+``fastconv.timing.environment()``, the runtime versions). docs/deploy.md
+quotes a quick check of it ("Quick check (issue 14)").
 
 Usage:
     python -m benchmarks.deploy_graphs --threads 1 --repeats 20
@@ -72,8 +73,9 @@ def _one_by_one(matrix: np.ndarray) -> np.ndarray:
 
 
 def _model(nodes, weights: dict, shape: tuple, nchw: bool = True):
-    """A model from NHWC ``x`` to NHWC ``y`` (dynamic batch); with ``nchw``
-    the ``nodes`` go from ``xt`` to ``z`` in NCHW, between two Transposes."""
+    """A model from NHWC ``x`` to NHWC ``y`` of the same shape (the reference
+    layer keeps its channels; dynamic batch); with ``nchw`` the ``nodes`` go
+    from ``xt`` to ``z`` in NCHW, between two Transposes."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -83,11 +85,8 @@ def _model(nodes, weights: dict, shape: tuple, nchw: bool = True):
             *nodes,
             helper.make_node("Transpose", ["z"], ["y"], perm=[0, 2, 3, 1]),
         ]
-    size, _, channels = shape
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", *shape])
-    y = helper.make_tensor_value_info(
-        "y", TensorProto.FLOAT, ["n", size, size, channels]
-    )
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", *shape])
     initializers = [
         numpy_helper.from_array(np.asarray(w, "float32"), name)
         for name, w in weights.items()
