@@ -38,6 +38,13 @@ the runtimes' versions, the graphs), ``deploy.md`` and ``deploy.png`` under
 Usage:
     python -m benchmarks.deploy --quick
     python -m benchmarks.deploy --repeats 5 --out benchmarks/results/deploy
+    python -m benchmarks.deploy --quick --runtimes onnxruntime-t1
+
+``--runtimes`` measures some runtime settings alone with Keras. On this
+project's shared 2-core machine, ONNX Runtime at 1 thread kept 0.86-1.06 of
+Keras's speedup alone and 0.30-0.53 (CP) among every runtime's sessions,
+whose threads wait for work actively after each call (docs/deploy.md,
+"Quick check (issue 14)").
 """
 
 from __future__ import annotations
@@ -72,6 +79,12 @@ TARGET_INT8_POINTS = 1.0
 #: The runtime packages whose versions a result records.
 PACKAGES = ("onnxruntime", "onnx", "tf2onnx", "ai-edge-litert", "openvino")
 FORMATS = ("onnx", "litert", "openvino")
+#: The runtime settings besides Keras (``--runtimes`` measures some of them).
+RUNTIMES = (
+    *(f"onnxruntime-t{threads}" for threads in THREADS),
+    *(f"litert-t{threads}" for threads in THREADS),
+    "openvino",
+)
 
 
 def reference_layer_models(size: int, channels: int, rank: int) -> dict:
@@ -185,9 +198,16 @@ def openvino_runner(path: Path, x: np.ndarray):
     return lambda: request.infer([x])[compiled.output(0)]
 
 
-def runners(models: dict, paths: dict, batches: tuple[int, ...], seed: int = 0):
+def runners(
+    models: dict,
+    paths: dict,
+    batches: tuple[int, ...],
+    seed: int = 0,
+    runtimes: tuple[str, ...] = RUNTIMES,
+):
     """``{"<model>/<runtime>/b<batch>": fn}`` for every model, runtime setting
-    and batch of the module's docstring."""
+    of ``runtimes`` (names of `RUNTIMES`) and batch of the module's
+    docstring; Keras's always, as the yardstick of the others."""
     from fastconv import timing
 
     rng = np.random.default_rng(seed)
@@ -198,14 +218,16 @@ def runners(models: dict, paths: dict, batches: tuple[int, ...], seed: int = 0):
         files = paths[name]
         for b, x in xs.items():
             for threads in THREADS:
-                fns[f"{name}/onnxruntime-t{threads}/b{b}"] = onnx_runner(
-                    files["onnx"], x, threads
-                )
-                if b == 1:
+                if f"onnxruntime-t{threads}" in runtimes:
+                    fns[f"{name}/onnxruntime-t{threads}/b{b}"] = onnx_runner(
+                        files["onnx"], x, threads
+                    )
+                if b == 1 and f"litert-t{threads}" in runtimes:
                     fns[f"{name}/litert-t{threads}/b{b}"] = litert_runner(
                         files["litert"], x, threads
                     )
-            fns[f"{name}/openvino/b{b}"] = openvino_runner(files["openvino"], x)
+            if "openvino" in runtimes:
+                fns[f"{name}/openvino/b{b}"] = openvino_runner(files["openvino"], x)
             fns[f"{name}/keras/b{b}"] = timing.make_forward(model, x, jit=False)
     return fns
 
@@ -234,14 +256,24 @@ def speedups(timings: dict, baseline: str = "dense") -> dict:
     return out
 
 
-def measure(models: dict, folder: Path, batches, warmup: int, repeats: int) -> dict:
-    """Exports, describes and times ``models`` (a ``"dense"`` one first)."""
+def measure(
+    models: dict,
+    folder: Path,
+    batches,
+    warmup: int,
+    repeats: int,
+    runtimes: tuple[str, ...] = RUNTIMES,
+) -> dict:
+    """Exports, describes and times ``models`` (a ``"dense"`` one first) in
+    ``runtimes`` and Keras."""
     from fastconv import timing
 
     paths = export_all(models, folder)
     graphs = describe_graphs(paths)
     measured = timing.interleaved(
-        runners(models, paths, batches), warmup=warmup, repeats=repeats
+        runners(models, paths, batches, runtimes=runtimes),
+        warmup=warmup,
+        repeats=repeats,
     )
     timings = {name: t.as_dict() for name, t in measured.items()}
     return {
@@ -318,7 +350,9 @@ def cifar10_part(folder: Path, args) -> dict:
         models[method] = fastconv.convert_model(
             original, method, CIFAR_RANK, progress=False
         ).model
-    result = measure(models, folder, (1, BATCH), args.warmup, args.repeats)
+    result = measure(
+        models, folder, (1, BATCH), args.warmup, args.repeats, tuple(args.runtimes)
+    )
     x_train, _, x_test, y_test = references._prepare(datasets.load("cifar10"))
     x_test, y_test = x_test[: args.test_examples], y_test[: args.test_examples]
     accuracy = {}
@@ -503,6 +537,14 @@ def main(argv=None) -> int:
         default=2000,
         help="CIFAR-10 test examples for the LiteRT accuracies",
     )
+    parser.add_argument(
+        "--runtimes",
+        nargs="+",
+        choices=RUNTIMES,
+        default=list(RUNTIMES),
+        help="the runtime settings measured, interleaved with Keras (default: "
+        "all); the others run nothing in the same rounds",
+    )
     parser.add_argument("--out", default="benchmarks/results/deploy")
     args = parser.parse_args(argv)
     if args.quick:
@@ -527,12 +569,18 @@ def main(argv=None) -> int:
             "repeats": args.repeats,
             "threads": list(THREADS),
             "quick": args.quick,
+            "runtimes": list(args.runtimes),
         },
     }
     with tempfile.TemporaryDirectory(prefix="fastconv-deploy-") as scratch:
         models = reference_layer_models(args.size, args.channels, args.rank)
         layer = measure(
-            models, Path(scratch), (1, args.batch), args.warmup, args.repeats
+            models,
+            Path(scratch),
+            (1, args.batch),
+            args.warmup,
+            args.repeats,
+            tuple(args.runtimes),
         )
         layer["shape"] = {
             "batch": args.batch,

@@ -94,6 +94,34 @@ def test_a_tiny_run_records_every_runtime_setting(tmp_path, capsys, monkeypatch)
     assert "Reference layer: batch 4, 8x8, 4->4" in capsys.readouterr().out
 
 
+def test_runtimes_restricts_the_rounds_to_those_settings_and_keras(
+    tmp_path, monkeypatch
+):
+    require_runtimes()
+    monkeypatch.setenv("FASTCONV_AUTOTUNE_CACHE", str(tmp_path / "autotune.json"))
+    argv = ["--quick", "--size", "8", "--channels", "4", "--rank", "2"]
+    argv += ["--batch", "4", "--warmup", "0", "--repeats", "1", "--out", tmp_path]
+    argv += ["--runtimes", "onnxruntime-t1", "litert-t2"]
+    assert deploy.main([str(arg) for arg in argv]) == 0
+    run = json.loads((tmp_path / "deploy.json").read_text())
+    assert run["config"]["runtimes"] == ["onnxruntime-t1", "litert-t2"]
+    layer = run["reference_layer"]
+    settings = {
+        "onnxruntime-t1/b1",
+        "onnxruntime-t1/b4",
+        "litert-t2/b1",
+        "keras/b1",
+        "keras/b4",
+    }
+    assert set(layer["speedups"]) == settings
+    assert {name.split("/", 1)[1] for name in layer["timings"]} == settings
+    assert set(layer["targets"]) == {
+        f"{variant}/{setting}"
+        for variant in ("cp", "tucker")
+        for setting in ("onnxruntime-t1/b4", "litert-t2/b1")
+    }
+
+
 def test_cifar10_is_skipped_with_the_reason_when_not_cached(tmp_path, monkeypatch):
     from fastconv.bench import references
 
