@@ -40,11 +40,13 @@ Usage:
     python -m benchmarks.deploy --repeats 5 --out benchmarks/results/deploy
     python -m benchmarks.deploy --quick --runtimes onnxruntime-t1
 
-``--runtimes`` measures some runtime settings alone with Keras. On this
-project's shared 2-core machine, ONNX Runtime at 1 thread kept 0.86-1.06 of
-Keras's speedup alone and 0.30-0.53 (CP) among every runtime's sessions,
-whose threads wait for work actively after each call (docs/deploy.md,
-"Quick check (issue 14)").
+Each runtime setting is timed in its own interleaved run beside Keras (its
+share of Keras's speedup comes from that run); ``--together`` times them all
+in one run, as this benchmark did before: on this project's shared 2-core
+machine, ONNX Runtime at 1 thread kept 0.86-1.06 of Keras's speedup alone
+and 0.30-0.53 (CP) among every runtime's sessions, whose threads wait for
+work actively after each call (docs/deploy.md, "Quick check (issue 14)").
+``--runtimes`` measures some settings only.
 """
 
 from __future__ import annotations
@@ -232,10 +234,21 @@ def runners(
     return fns
 
 
+def yardstick(setting: str, batch: str, names) -> str:
+    """The Keras setting a runtime setting is judged against: Keras timed in
+    the same run (``keras@<runtime>/<batch>``) where the runtimes ran apart,
+    else ``keras/<batch>``."""
+    runtime = setting.split("/", 1)[0]
+    if runtime.startswith("keras"):
+        return f"{runtime}/{batch}"
+    own = f"keras@{runtime}/{batch}"
+    return own if any(name.endswith(f"/{own}") for name in names) else f"keras/{batch}"
+
+
 def speedups(timings: dict, baseline: str = "dense") -> dict:
     """``{"<runtime>/b<batch>": {variant: {"speedup", "share_of_keras"}}}``:
     the baseline's median over the variant's, and that speedup over Keras's
-    at the same batch."""
+    at the same batch in the same run (`yardstick`)."""
     medians = {name: t["median_s"] for name, t in timings.items()}
     settings = {name.split("/", 1)[1] for name in medians}
     variants = {name.split("/", 1)[0] for name in medians} - {baseline}
@@ -245,9 +258,9 @@ def speedups(timings: dict, baseline: str = "dense") -> dict:
         out[setting] = {}
         for variant in sorted(variants):
             speedup = medians[f"{baseline}/{setting}"] / medians[f"{variant}/{setting}"]
+            keras = yardstick(setting, batch, medians)
             keras_speedup = (
-                medians[f"{baseline}/keras/{batch}"]
-                / medians[f"{variant}/keras/{batch}"]
+                medians[f"{baseline}/{keras}"] / medians[f"{variant}/{keras}"]
             )
             out[setting][variant] = {
                 "speedup": speedup,
@@ -263,19 +276,34 @@ def measure(
     warmup: int,
     repeats: int,
     runtimes: tuple[str, ...] = RUNTIMES,
+    apart: bool = True,
 ) -> dict:
     """Exports, describes and times ``models`` (a ``"dense"`` one first) in
-    ``runtimes`` and Keras."""
+    ``runtimes`` and Keras.
+
+    With ``apart`` (the default), each runtime setting is timed in its own
+    interleaved run beside Keras, whose times in that run are named
+    ``keras@<runtime>``: the thread pools of one runtime's sessions keep
+    waiting for work after each call and took time from whatever ran next
+    (docs/deploy.md), so settings timed in the same rounds slow each other.
+    Without it, every setting and Keras share one run."""
     from fastconv import timing
 
     paths = export_all(models, folder)
     graphs = describe_graphs(paths)
-    measured = timing.interleaved(
-        runners(models, paths, batches, runtimes=runtimes),
-        warmup=warmup,
-        repeats=repeats,
-    )
-    timings = {name: t.as_dict() for name, t in measured.items()}
+    groups = [(runtime,) for runtime in runtimes] if apart else [tuple(runtimes)]
+    timings = {}
+    for group in groups:
+        measured = timing.interleaved(
+            runners(models, paths, batches, runtimes=group),
+            warmup=warmup,
+            repeats=repeats,
+        )
+        for name, t in measured.items():
+            model, runtime, batch = name.split("/")
+            if runtime == "keras" and apart:
+                name = f"{model}/keras@{group[0]}/{batch}"
+            timings[name] = t.as_dict()
     return {
         "graphs": graphs,
         "keras_implementations": keras_implementations(models),
@@ -313,13 +341,14 @@ def reference_layer_targets(result: dict, batch: int) -> dict:
     batch 1, the only one measured: Keras's own batch-1 speedup is no
     yardstick, its time there being mostly overhead, the same for every
     model). ``{"<variant>/<setting>": {"share": ..., "met": ...}}``."""
-    reference = result["speedups"][f"keras/b{batch}"]
     verdicts = {}
     for setting, variants in result["speedups"].items():
         runtime, at = setting.split("/")
         if runtime.startswith("litert") or (
             runtime.startswith("onnxruntime") and at == f"b{batch}"
         ):
+            keras = yardstick(setting, f"b{batch}", result["timings"])
+            reference = result["speedups"][keras]
             for variant, ratio in variants.items():
                 share = ratio["speedup"] / reference[variant]["speedup"]
                 verdicts[f"{variant}/{setting}"] = {
@@ -351,7 +380,13 @@ def cifar10_part(folder: Path, args) -> dict:
             original, method, CIFAR_RANK, progress=False
         ).model
     result = measure(
-        models, folder, (1, BATCH), args.warmup, args.repeats, tuple(args.runtimes)
+        models,
+        folder,
+        (1, BATCH),
+        args.warmup,
+        args.repeats,
+        tuple(args.runtimes),
+        apart=not args.together,
     )
     x_train, _, x_test, y_test = references._prepare(datasets.load("cifar10"))
     x_test, y_test = x_test[: args.test_examples], y_test[: args.test_examples]
@@ -542,8 +577,14 @@ def main(argv=None) -> int:
         nargs="+",
         choices=RUNTIMES,
         default=list(RUNTIMES),
-        help="the runtime settings measured, interleaved with Keras (default: "
-        "all); the others run nothing in the same rounds",
+        help="the runtime settings measured (default: all), each in its own "
+        "run interleaved with Keras",
+    )
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="time every runtime setting and Keras in one interleaved run "
+        "(before: the settings slowed each other)",
     )
     parser.add_argument("--out", default="benchmarks/results/deploy")
     args = parser.parse_args(argv)
@@ -570,6 +611,7 @@ def main(argv=None) -> int:
             "threads": list(THREADS),
             "quick": args.quick,
             "runtimes": list(args.runtimes),
+            "apart": not args.together,
         },
     }
     with tempfile.TemporaryDirectory(prefix="fastconv-deploy-") as scratch:
@@ -581,6 +623,7 @@ def main(argv=None) -> int:
             args.warmup,
             args.repeats,
             tuple(args.runtimes),
+            apart=not args.together,
         )
         layer["shape"] = {
             "batch": args.batch,

@@ -41,6 +41,7 @@ def test_a_tiny_run_records_every_runtime_setting(tmp_path, capsys, monkeypatch)
     assert set(run["runtime_versions"]) == set(deploy.PACKAGES)
     assert run["runtime_versions"]["onnxruntime"]
     layer = run["reference_layer"]
+    assert run["config"]["apart"]
     settings = {
         "onnxruntime-t1/b1",
         "onnxruntime-t2/b1",
@@ -50,8 +51,12 @@ def test_a_tiny_run_records_every_runtime_setting(tmp_path, capsys, monkeypatch)
         "litert-t2/b1",
         "openvino/b1",
         "openvino/b4",
-        "keras/b1",
-        "keras/b4",
+    }
+    # Each runtime setting ran apart, with Keras timed in its run.
+    settings |= {
+        f"keras@{runtime}/{batch}"
+        for runtime in deploy.RUNTIMES
+        for batch in ("b1", "b4")
     }
     assert set(layer["timings"]) == {
         f"{model}/{setting}"
@@ -63,9 +68,10 @@ def test_a_tiny_run_records_every_runtime_setting(tmp_path, capsys, monkeypatch)
     for variants in layer["speedups"].values():
         assert set(variants) == {"cp", "tucker"}
         assert all(v["speedup"] > 0 for v in variants.values())
-    for setting in ("keras/b1", "keras/b4"):
-        shares = [v["share_of_keras"] for v in layer["speedups"][setting].values()]
-        assert shares == pytest.approx([1.0, 1.0])
+    for setting in settings:
+        if setting.startswith("keras@"):
+            shares = [v["share_of_keras"] for v in layer["speedups"][setting].values()]
+            assert shares == pytest.approx([1.0, 1.0])
     targeted = {
         f"{variant}/{setting}"
         for variant in ("cp", "tucker")
@@ -79,7 +85,8 @@ def test_a_tiny_run_records_every_runtime_setting(tmp_path, capsys, monkeypatch)
     assert set(layer["targets"]) == targeted
     for name, verdict in layer["targets"].items():
         variant, setting = name.split("/", 1)
-        keras_speedup = layer["speedups"]["keras/b4"][variant]["speedup"]
+        runtime = setting.split("/")[0]
+        keras_speedup = layer["speedups"][f"keras@{runtime}/b4"][variant]["speedup"]
         share = layer["speedups"][setting][variant]["speedup"] / keras_speedup
         assert verdict == {"share": pytest.approx(share), "met": share >= 0.8}
     graphs = layer["graphs"]
@@ -101,7 +108,7 @@ def test_runtimes_restricts_the_rounds_to_those_settings_and_keras(
     monkeypatch.setenv("FASTCONV_AUTOTUNE_CACHE", str(tmp_path / "autotune.json"))
     argv = ["--quick", "--size", "8", "--channels", "4", "--rank", "2"]
     argv += ["--batch", "4", "--warmup", "0", "--repeats", "1", "--out", tmp_path]
-    argv += ["--runtimes", "onnxruntime-t1", "litert-t2"]
+    argv += ["--runtimes", "onnxruntime-t1", "litert-t2", "--together"]
     assert deploy.main([str(arg) for arg in argv]) == 0
     run = json.loads((tmp_path / "deploy.json").read_text())
     assert run["config"]["runtimes"] == ["onnxruntime-t1", "litert-t2"]
