@@ -105,7 +105,7 @@ def markdown(results: list[dict]) -> str:
             f"| {r['seconds_per_epoch']:.1f} | {r['params']:,} "
             f"| {r['macs_per_example'] / 1e6:.2f} M "
             f"| {env['backend']} {env['versions'][env['backend']]}, "
-            f"{env['precision']} "
+            f"{r['recipe'].get('precision', env['precision'])} "
             f"| {cpu['model']} ({cpu['cores']}; {extensions}) "
             f"| {(env['git_commit'] or 'unknown')[:12]} |"
         )
