@@ -5,7 +5,8 @@ which trains the dataset's reference network on its full training set with its
 recipe and measures it on the full test set, or loads the model that an
 earlier run cached (``~/.cache/fastconv/models/``). Writes
 ``<out>/<dataset>-seed<seed>.json``: the test accuracy beside the issue's
-target, the epochs, the training time and the time per epoch, the parameters
+target, the epochs, the training time, the mean time per epoch and each
+epoch's time (where the sidecar has them), the parameters
 and multiply-adds per example (``fastconv.bench.models.model_cost``), the
 recipe, the training loss per epoch, and the environment the model was trained
 in (CPU model and vector extensions, backend, precision, versions, git
@@ -60,6 +61,9 @@ def result(dataset: str, *, seed: int, epochs: int | None, cache_dir) -> dict:
         "recipe": info["recipe"],
         "recipe_hash": info["recipe_hash"],
         "train_loss": info["train_loss"],
+        # Sidecars written before these were recorded lack them.
+        "epoch_seconds": info.get("epoch_seconds"),
+        "resumed_at_epoch": info.get("resumed_at_epoch"),
         "train_accuracy": info["train_accuracy"],
         "cpu": info["cpu"],
         "environment": info["environment"],
