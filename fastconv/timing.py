@@ -265,6 +265,11 @@ def make_grad_step(layer, x, *, jit: bool = True) -> Callable[[], object]:
     their gradients) would add several passes over the output to every
     variant alike. The optimizer update is not included either (it is the same
     for every variant).
+
+    The pass runs in training mode but leaves ``layer`` as it was: the
+    updates a training-mode call makes to its non-trainable state (a
+    BatchNormalization's moving statistics) are computed and dropped, so
+    timing a model never changes what it predicts.
     """
     import keras
 
@@ -310,7 +315,8 @@ def make_grad_step(layer, x, *, jit: bool = True) -> Callable[[], object]:
         def step(inputs, grad_out):
             with tf.GradientTape() as tape:
                 tape.watch(inputs)
-                out = layer(inputs, training=True)
+                with keras.StatelessScope():
+                    out = layer(inputs, training=True)
             return tape.gradient(
                 out, [inputs, *layer.trainable_variables], output_gradients=grad_out
             )
@@ -325,7 +331,8 @@ def make_grad_step(layer, x, *, jit: bool = True) -> Callable[[], object]:
         grad_out = keras.tree.flatten(cotangent)
 
         def run_torch():
-            out = keras.tree.flatten(layer(x_req, training=True))
+            with keras.StatelessScope():
+                out = keras.tree.flatten(layer(x_req, training=True))
             return torch.autograd.grad(out, [x_req, *weights], grad_outputs=grad_out)
 
         return run_torch

@@ -99,6 +99,26 @@ def test_grad_step_is_the_vjp_with_a_fixed_seeded_output_gradient():
     np.testing.assert_allclose(grads[2], g.sum(0), rtol=1e-5, atol=1e-5)
 
 
+def test_grad_step_leaves_batchnorm_statistics_as_they_were():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 2)),
+            keras.layers.Conv2D(3, 3),
+            keras.layers.BatchNormalization(),
+        ]
+    )
+    x = np.random.default_rng(0).standard_normal((4, 6, 6, 2)).astype("float32") + 5
+    before = [np.array(w) for w in model.get_weights()]
+    step = timing.make_grad_step(model, x, jit=False)
+    for _ in range(2):
+        grads = [np.asarray(g) for g in keras.tree.flatten(step())]
+    assert len(grads) == 1 + len(model.trainable_variables)
+    assert all(np.isfinite(g).all() and np.abs(g).sum() > 0 for g in grads)
+    for got, want in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_environment_records_what_results_need():
     env = timing.environment()
     for key in ("date", "backend", "device", "precision", "versions", "git_commit"):
