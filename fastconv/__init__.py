@@ -13,6 +13,7 @@ from fastconv.convert import (
     decompose,
     finetune,
     fold_batchnorm,
+    recalibrate_batchnorm,
     sensitivity,
     suggest_replacements,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "decompose",
     "finetune",
     "fold_batchnorm",
+    "recalibrate_batchnorm",
     "SensitivityResult",
     "sensitivity",
     "Cost",

@@ -63,7 +63,7 @@ from fastconv._files import write_atomically
 from fastconv._validation import is_int_at_least, is_number
 from fastconv.bench import models as _models
 from fastconv.bench.runner import _images
-from fastconv.convert.finetune import check_training, finetune
+from fastconv.convert.finetune import check_training, finetune, recalibrate_batchnorm
 
 __all__ = [
     "OPTIMIZERS",
@@ -746,6 +746,7 @@ def controlled_finetune(
     loss=None,
     callbacks: Callable[[str], list] | None = None,
     control: ControlledFinetune | None = None,
+    recalibrate_examples: int | None = 5000,
 ) -> ControlledFinetune:
     """Fine-tunes ``converted`` and gives ``original`` exactly the same training.
 
@@ -780,6 +781,10 @@ def controlled_finetune(
             of training and measuring the same again: a sweep of several
             converted models needs one control per seed.
             ``callbacks("control")`` is not called then.
+        recalibrate_examples: after each fit, both models' BatchNormalization
+            statistics are re-estimated on the first this many training
+            examples (`fastconv.recalibrate_batchnorm`): a short fine-tuning
+            leaves the converted model's moving statistics stale. None: not.
 
     Returns:
         A `ControlledFinetune`.
@@ -812,6 +817,13 @@ def controlled_finetune(
             f"label ('converted' or 'control') returning Keras callbacks, received "
             f"callbacks={callbacks!r}"
         )
+    if recalibrate_examples is not None and not is_int_at_least(
+        recalibrate_examples, 1
+    ):
+        raise ValueError(
+            "controlled_finetune: recalibrate_examples must be None or a positive "
+            f"int, received recalibrate_examples={recalibrate_examples!r}"
+        )
     if control is not None and not isinstance(control, ControlledFinetune):
         raise ValueError(
             "controlled_finetune: control must be None or the ControlledFinetune of "
@@ -835,6 +847,7 @@ def controlled_finetune(
         learning_rate=learning_rate,
         optimizer=optimizer,
         loss=loss,
+        recalibrate_examples=recalibrate_examples,
     )
     if control is not None:
         differ = sorted(k for k in setup if control.setup.get(k) != setup[k])
@@ -875,6 +888,10 @@ def controlled_finetune(
             verbose=0,
             callbacks=[batches.epoch_callback, *extra],
         )
+        if recalibrate_examples is not None:
+            recalibrate_batchnorm(
+                model, x_train, batch_size=batch_size, max_examples=recalibrate_examples
+            )
         results[label] = (model, batches.served, history.history)
     (converted_model, *_), (control_model, *_) = (
         results["converted"],

@@ -12,7 +12,7 @@ from fastconv.convert.convert_model import (
     convert_model,
 )
 from fastconv.convert.decompose import Decomposition, decompose, parse_rank
-from fastconv.convert.finetune import finetune
+from fastconv.convert.finetune import finetune, recalibrate_batchnorm
 from fastconv.convert.fold import (
     FoldedBatchNormalization,
     FoldReport,
@@ -50,6 +50,7 @@ __all__ = [
     "decompose",
     "finetune",
     "fold_batchnorm",
+    "recalibrate_batchnorm",
     "parse_rank",
     "suggest_replacements",
     "SensitivityResult",

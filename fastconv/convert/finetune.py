@@ -20,7 +20,7 @@ import numpy as np
 from fastconv._validation import is_int_at_least, is_number
 from fastconv.convert import cluster
 
-__all__ = ["DEFAULT_LEARNING_RATE", "finetune"]
+__all__ = ["DEFAULT_LEARNING_RATE", "finetune", "recalibrate_batchnorm"]
 
 #: The learning rate `finetune` uses when none is given (Adam).
 DEFAULT_LEARNING_RATE = 1e-4
@@ -133,6 +133,90 @@ def finetune(
     return model.fit(x, y, epochs=epochs, batch_size=batch_size, **fit_kwargs)
 
 
+def recalibrate_batchnorm(
+    model, x, *, batch_size: int = 128, max_examples: int | None = 5000
+) -> int:
+    """Re-estimates every BatchNormalization's moving mean and variance on ``x``.
+
+    After a conversion, the layers after a converted convolution see
+    activations that differ a little from those their moving statistics were
+    averaged over, and a short fine-tuning (moving averages with momentum
+    0.99 forget slowly) leaves those statistics stale: a model can train to
+    high accuracy in training mode and predict worse in inference mode. This
+    runs ``model`` in training mode over ``x`` in batches of ``batch_size``
+    and sets each moving statistic to the average of its batch statistics
+    (each layer's momentum set to ``(i - 1) / i`` at batch ``i``, then put
+    back). Nothing else changes: no trainable weight, no optimizer.
+
+    Args:
+        model: a built ``keras.Model``; nested models are searched too.
+        x: inputs of ``model`` (an array, or a list or dict of arrays),
+            examples from the training distribution.
+        batch_size: examples per batch (the statistics are averaged per batch).
+        max_examples: use at most this many of ``x`` (None: all).
+
+    Returns:
+        How many BatchNormalization layers were re-estimated (0 leaves the
+        model untouched).
+
+    Raises:
+        TypeError: ``model`` is not a ``keras.Model``.
+        ValueError: a bad ``batch_size`` or ``max_examples``, or ``x`` without
+            examples, with non-finite values or of another shape than the
+            model's inputs.
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            "recalibrate_batchnorm: model must be a keras.Model, received "
+            f"{type(model).__name__}"
+        )
+    if not is_int_at_least(batch_size, 1):
+        raise ValueError(
+            "recalibrate_batchnorm: batch_size must be a positive int, received "
+            f"batch_size={batch_size!r}"
+        )
+    if max_examples is not None and not is_int_at_least(max_examples, 1):
+        raise ValueError(
+            "recalibrate_batchnorm: max_examples must be None or a positive int, "
+            f"received max_examples={max_examples!r}"
+        )
+    if not _is_arrays(x):
+        raise ValueError(
+            "recalibrate_batchnorm: x must be an array (or a list or dict of "
+            f"arrays) of the model's inputs, received {type(x).__name__}"
+        )
+    leaves = keras.tree.flatten(x)
+    lengths = {len(leaf) if leaf.ndim else 0 for leaf in leaves}
+    if 0 in lengths or len(lengths) != 1:
+        raise ValueError(
+            "recalibrate_batchnorm: x must hold at least one example, as many in "
+            f"every array, received lengths {sorted(lengths)}"
+        )
+    _check_data(model, x, np.zeros(lengths.pop()), "recalibrate_batchnorm")
+    _check_finite("x", x, "recalibrate_batchnorm")
+    layers = [
+        layer
+        for layer in model._flatten_layers(include_self=False)
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    if not layers:
+        return 0
+    count = (
+        len(leaves[0]) if max_examples is None else min(len(leaves[0]), max_examples)
+    )
+    momenta = [layer.momentum for layer in layers]
+    try:
+        for i, start in enumerate(range(0, count, batch_size), start=1):
+            for layer in layers:
+                layer.momentum = (i - 1) / i
+            picked = slice(start, min(start + batch_size, count))
+            model(keras.tree.map_structure(lambda a, p=picked: a[p], x), training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta, strict=True):
+            layer.momentum = momentum
+    return len(layers)
+
+
 def _is_arrays(data) -> bool:
     """An array, or a non-empty list, tuple or dict of arrays."""
     if isinstance(data, np.ndarray):
@@ -142,21 +226,21 @@ def _is_arrays(data) -> bool:
     return all(isinstance(v, np.ndarray) for v in keras.tree.flatten(data))
 
 
-def _check_data(model, x, y) -> None:
+def _check_data(model, x, y, owner: str = "finetune") -> None:
     """Refuses training data that ``model.fit`` would misread or fail on late:
     a path instead of arrays, arrays without targets, no examples, inputs and
     targets of different lengths, or inputs of the wrong shape."""
     for name, data in (("x", x), ("y", y)):
         if isinstance(data, str | bytes | os.PathLike):
             raise TypeError(
-                f"finetune: {name} must be arrays or a dataset, received a "
+                f"{owner}: {name} must be arrays or a dataset, received a "
                 f"{type(data).__name__} {data!r}; load the file first"
             )
     if not _is_arrays(x):
         return
     if y is None:
         raise ValueError(
-            "finetune: y must be given when x is arrays (only a dataset or "
+            f"{owner}: y must be given when x is arrays (only a dataset or "
             "generator yields its own targets), received y=None"
         )
     leaves = keras.tree.flatten(x)
@@ -165,7 +249,7 @@ def _check_data(model, x, y) -> None:
         lengths |= {len(v) if v.ndim else 0 for v in keras.tree.flatten(y)}
     if 0 in lengths or len(lengths) != 1:
         raise ValueError(
-            "finetune: x and y must hold the same number of examples, at least "
+            f"{owner}: x and y must hold the same number of examples, at least "
             f"one, received lengths {sorted(lengths)}"
         )
     inputs = getattr(model, "inputs", None) or []
@@ -179,7 +263,7 @@ def _check_data(model, x, y) -> None:
             for want, size in zip(shape, got, strict=True)
         ):
             raise ValueError(
-                f"finetune: x has examples of shape {got}; model {model.name!r} "
+                f"{owner}: x has examples of shape {got}; model {model.name!r} "
                 f"takes {shape}"
             )
 
@@ -210,7 +294,7 @@ def _finetune_multi_worker(
     )
 
 
-def _check_finite(name: str, data) -> None:
+def _check_finite(name: str, data, owner: str = "finetune") -> None:
     """Refuses NumPy arrays in ``data`` (an array, or a list or dict of them)
     holding NaN or Inf; datasets and generators are not read."""
     if not isinstance(data, np.ndarray | list | tuple | dict):
@@ -219,7 +303,7 @@ def _check_finite(name: str, data) -> None:
         if isinstance(leaf, np.ndarray) and leaf.dtype.kind == "f":
             if not np.all(np.isfinite(leaf)):
                 raise ValueError(
-                    f"finetune: {name} holds NaN or Inf; training on it would turn "
+                    f"{owner}: {name} holds NaN or Inf; training on it would turn "
                     "the model's weights to NaN"
                 )
 

@@ -404,6 +404,7 @@ def test_a_control_is_reused_only_with_the_same_setup(pair):
         ({"seed": 4}, "seed"),
         ({"learning_rate": 1e-2}, "learning_rate"),
         ({"train_data": (train[0][:-1], train[1][:-1])}, "train_data"),
+        ({"recalibrate_examples": None}, "recalibrate_examples"),
     ):
         arguments = {"train_data": train, "seed": 3, "learning_rate": 1e-3, **kwargs}
         with pytest.raises(ValueError, match="controlled_finetune: control") as info:
