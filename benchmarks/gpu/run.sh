@@ -86,6 +86,8 @@ if [[ $rehearse -eq 1 ]]; then
     layer_args=(--rehearse)
     bench_args=(--train-subset all --test-subset all --epochs 1 --batch-size 64
         --inference-batch-size 64 --repeats 2 --variants cp converted-cp)
+    # The committed CIFAR-10 checkpoints at batch 1024 take minutes on a CPU.
+    checkpoint_args=(--batches 1 --warmup 0 --repeats 1)
 else
     mode=gpu
     backends=(jax torch)
@@ -93,6 +95,7 @@ else
     layer_args=(--budget-s 35)
     bench_args=(--train-subset all --test-subset all --epochs 2 --batch-size 512
         --inference-batch-size 1024 --repeats 10 --precision mixed_bfloat16)
+    checkpoint_args=()
 fi
 
 # data_args DATASET: where bench_run.py gets the dataset's images; prints nothing
@@ -142,7 +145,8 @@ for backend in "${backends[@]}"; do
             "${extra[@]}" --no-progress
     done
     part "$backend: checkpoints" "$checkpoints_s" "$python" \
-        -m benchmarks.gpu.checkpoints --out "$out/checkpoints-$backend.json"
+        -m benchmarks.gpu.checkpoints --out "$out/checkpoints-$backend.json" \
+        "${checkpoint_args[@]}"
 done
 
 say "done in $((SECONDS - run_start)) s, $failures part(s) failed; files: $(ls "$out" | tr '\n' ' ')"
