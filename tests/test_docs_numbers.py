@@ -127,7 +127,10 @@ def test_reference_models_doc_quotes_the_measured_results():
 TRADEOFFS = RESULTS / "tradeoffs"
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in TRADEOFFS.glob("*.json")))
+@pytest.mark.parametrize(
+    "name",
+    sorted(p.relative_to(TRADEOFFS).as_posix() for p in TRADEOFFS.rglob("*.json")),
+)
 def test_tradeoffs_doc_quotes_the_results(name):
     """tradeoffs-<dataset>.md is what ``benchmarks/tradeoffs.py --report``
     computes from the committed JSON, and docs/tradeoffs.md quotes its table
@@ -152,7 +155,7 @@ def test_tradeoffs_doc_prose_numbers_are_in_the_results():
     """Every number the findings of docs/tradeoffs.md quote (but seed numbers,
     epochs and rounds) is in a committed tradeoffs table."""
     doc = (ROOT / "docs" / "tradeoffs.md").read_text()
-    tables = "".join(path.read_text() for path in TRADEOFFS.glob("*.md"))
+    tables = "".join(path.read_text() for path in TRADEOFFS.rglob("*.md"))
     findings = doc.split("What the curve shows")[1:]
     assert findings, "docs/tradeoffs.md lost its findings"
     number = re.compile(r"(?<![\w.-])-?\d[\d,]*(?:\.\d+)?")

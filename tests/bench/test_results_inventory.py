@@ -73,9 +73,11 @@ def test_every_step_runs_a_script_of_this_repository():
 
 def test_references_and_tradeoffs_include_cifar10():
     by_name = {step.name: step for step in results.STEPS}
-    for name in ("references", "tradeoffs-cifar10"):
+    for name in ("references", "tradeoffs-cifar10", "tradeoffs-cifar10-2epochs"):
         assert "cifar10" in by_name[name].args
-    assert "--save-best" in by_name["tradeoffs-cifar10"].args
+    saving = [step.name for step in results.STEPS if "--save-best" in step.args]
+    assert saving == ["tradeoffs-cifar10-2epochs"]
+    assert "benchmarks/models" in by_name["tradeoffs-cifar10-2epochs"].outputs
 
 
 def test_list_prints_every_step_without_running(capsys):
