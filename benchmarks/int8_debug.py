@@ -21,8 +21,10 @@ which measures:
   per operation kind;
 - the top-1 accuracy, on the first ``--examples`` test images, of the float
   LiteRT file (``export_model`` without quantization), of the int8 file
-  ``export_model`` writes, of the debugger's int8 model with nothing kept in
-  float (it should match the latter), and of each selective quantization:
+  ``export_model`` writes, of the same quantization with int16 activations
+  (TensorFlow Lite's 16x8 mode, int8 weights: what activation rounding
+  costs), of the debugger's int8 model with nothing kept in float (it should
+  match ``export_model``'s), and of each selective quantization:
   each ``--denylist-ops`` (operation kinds, comma separated, such as
   ``DEPTHWISE_CONV_2D``), each ``--denylist-nodes`` (output tensor names, as
   the table shows them), each ``--denylist-matching`` (the table's tensors
@@ -276,6 +278,14 @@ def investigate(
                 "accuracy": accuracy(int8_file.read_bytes(), x, y),
                 "float_ops": float_ops(int8_file.read_bytes()),
             },
+        }
+    with int8_converter(model, x_train, calibration_examples) as converter:
+        # TensorFlow Lite's "16x8" mode: int8 weights, int16 activations.
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+        ]
+        measured["int16 activations, int8 weights"] = {
+            "accuracy": accuracy(converter.convert(), x, y)
         }
     with int8_converter(model, x_train, calibration_examples) as converter:
         debugger = tf.lite.experimental.QuantizationDebugger(
