@@ -4,7 +4,8 @@ operations in float gives back (issue 14).
 The model (by default the committed CIFAR-10 reference,
 ``benchmarks/models/cifar10-reference.keras``, converted with
 `fastconv.convert_model` at ``--rank``, decomposed with
-``random_state=--seed``) is quantized as
+``random_state=--seed`` and, if given, ``n_iter_max=--n-iter-max``) is
+quantized as
 `fastconv.export.export_model` quantizes it (``quantize="int8"``): Keras's
 SavedModel of its ``serve`` endpoint, a ``tf.lite.TFLiteConverter`` with
 Keras's LiteRT settings and `fastconv.export`'s int8 ones, calibrated on the
@@ -70,9 +71,10 @@ CHUNK = 50
 SHOWN = 15
 
 
-def load_model(path: Path, method: str, rank: float, seed: int | None):
+def load_model(path: Path, method: str, rank: float, seed, n_iter_max=None):
     """The float32 copy of the model at ``path``, converted with ``method``
-    at ``rank`` and ``random_state=seed`` unless ``method`` is ``"dense"``."""
+    at ``rank``, ``random_state=seed`` and ``n_iter_max`` (when given) unless
+    ``method`` is ``"dense"``."""
     import keras
 
     import fastconv
@@ -80,8 +82,9 @@ def load_model(path: Path, method: str, rank: float, seed: int | None):
     model = deploy.as_float32(keras.saving.load_model(path, compile=False))
     if method == "dense":
         return model
+    options = {} if n_iter_max is None else {"n_iter_max": n_iter_max}
     return fastconv.convert_model(
-        model, method, rank, progress=False, random_state=seed
+        model, method, rank, progress=False, random_state=seed, **options
     ).model
 
 
@@ -319,7 +322,7 @@ def debug(args) -> dict:
     from fastconv import datasets
     from fastconv.bench import references
 
-    model = load_model(args.model, args.method, args.rank, args.seed)
+    model = load_model(args.model, args.method, args.rank, args.seed, args.n_iter_max)
     x_train, _, x_test, y_test = references._prepare(datasets.load("cifar10"))
     result = investigate(
         model,
@@ -338,18 +341,22 @@ def debug(args) -> dict:
         "method": args.method,
         "rank": args.rank,
         "seed": args.seed,
+        "n_iter_max": args.n_iter_max,
         **result,
     }
 
 
 def print_tables(result: dict) -> None:
+    model = result["method"]
+    if model != "dense":
+        model += f" (rank {result['rank']}, seed {result['seed']})"
+    rows = result["layers"]
     print(
-        f"{result['method']} (rank {result['rank']}): per-tensor error of "
-        f"{result['debug_examples']} test images, worst {SHOWN} of "
-        f"{len(result['layers'])}"
+        f"{model}: per-tensor error of {result['debug_examples']} test images, "
+        f"worst {min(SHOWN, len(rows))} of {len(rows)}"
     )
     print(f"{'op':<20} {'rmse/scale':>10} {'scale':>10}  tensor")
-    for row in result["layers"][:SHOWN]:
+    for row in rows[:SHOWN]:
         print(
             f"{row['op']:<20} {row['rmse/scale']:>10.2f} {row['scale']:>10.4g}  "
             f"{row['tensor']}"
@@ -388,6 +395,13 @@ def main(argv=None) -> int:
         default=0,
         help="the decomposition's random_state; -1 for None, unseeded, as "
         "benchmarks.deploy converts",
+    )
+    parser.add_argument(
+        "--n-iter-max",
+        type=int,
+        default=None,
+        help="the decomposition's most ALS (CP) or HOOI (Tucker) sweeps; "
+        "default fastconv's",
     )
     parser.add_argument("--examples", type=int, default=300)
     parser.add_argument("--calibration-examples", type=int, default=200)
