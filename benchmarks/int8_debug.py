@@ -5,8 +5,8 @@ The model (by default the committed CIFAR-10 reference,
 ``benchmarks/models/cifar10-reference.keras``, converted with
 `fastconv.convert_model` at ``--rank``, decomposed with
 ``random_state=--seed`` and, if given, ``n_iter_max=--n-iter-max``) is
-quantized as
-`fastconv.export.export_model` quantizes it (``quantize="int8"``): Keras's
+quantized as `fastconv.export.export_model` quantizes it
+(``quantize="int8"``): Keras's
 SavedModel of its ``serve`` endpoint, a ``tf.lite.TFLiteConverter`` with
 Keras's LiteRT settings and `fastconv.export`'s int8 ones, calibrated on the
 same draw of ``--calibration-examples`` training images. That converter is
@@ -25,14 +25,14 @@ which measures:
   ``export_model`` writes, of the same quantization with int16 activations
   (TensorFlow Lite's 16x8 mode, int8 weights: what activation rounding
   costs), of the debugger's int8 model with nothing kept in float (it should
-  match ``export_model``'s), and of each selective quantization:
-  each ``--denylist-ops`` (operation kinds, comma separated, such as
+  match ``export_model``'s), and of each selective quantization: each
+  ``--denylist-ops`` (operation kinds, comma separated, such as
   ``DEPTHWISE_CONV_2D``), each ``--denylist-nodes`` (output tensor names, as
   the table shows them), each ``--denylist-matching`` (the table's tensors
-  whose name holds one of the given parts, such as a layer's name) and,
-  with ``--worst N``, the N tensors of largest ``rmse/scale``, kept in float
-  and the rest in int8. Each selective model
-  also records how many operations of each kind stay in float;
+  whose name holds one of the given parts, such as a layer's name) and, with
+  ``--worst N``, the N tensors of largest ``rmse/scale``, kept in float and
+  the rest in int8. Each selective model also records how many operations of
+  each kind stay in float;
 - per CP layer, how much its rank-1 components cancel (`cp_cancellation`).
 
 ``benchmarks.deploy`` converts unseeded: ``--seed -1`` does the same, and
@@ -42,6 +42,8 @@ Prints the tables and writes ``int8-debug-<method>.json`` under ``--out``.
 
 Usage:
     python -m benchmarks.int8_debug --method cp --denylist-ops DEPTHWISE_CONV_2D
+    python -m benchmarks.int8_debug --method cp --denylist-matching _cp_1/
+    python -m benchmarks.int8_debug --method cp --n-iter-max 5 --examples 500
     python -m benchmarks.int8_debug --method tucker --examples 500 --worst 4
 """
 
