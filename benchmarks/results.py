@@ -422,6 +422,38 @@ STEPS = (
         "wall time of the run of 2026-11-30: the reference layer alone (CIFAR-10 "
         "not cached), on the 2-core CPU shared with a training job",
     ),
+    *(
+        Step(
+            f"int8-cp-seed{seed}-{sweeps}",
+            (
+                "-m",
+                "benchmarks.int8_debug",
+                "--method",
+                "cp",
+                "--seed",
+                str(seed),
+                *(() if sweeps == "default" else ("--n-iter-max", sweeps)),
+                "--examples",
+                "2000",
+                "--calibration-examples",
+                "100",
+                "--debug-examples",
+                "50",
+                "--out",
+                f"{{results}}/deploy/int8/cp-seed{seed}-{sweeps}",
+            ),
+            (f"{RESULTS}/deploy/int8/cp-seed{seed}-{sweeps}/int8-debug-cp.json",),
+            150,
+            "an estimate: the helper's runs of 2,000 images took 1 to 3 minutes "
+            "under a training job",
+            estimate=True,
+            pending=(
+                f"{RESULTS}/deploy/int8/cp-seed{seed}-{sweeps}/int8-debug-cp.json",
+            ),
+        )
+        for seed in (0, 1, 2)
+        for sweeps in ("default", "10")
+    ),
     Step(
         "applications",
         (
