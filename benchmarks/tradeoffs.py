@@ -161,6 +161,7 @@ def sweep(
     search_targets: Sequence[float] = (),
     search_data=None,
     search_batch_size: int = 256,
+    augment_shift: int | None = None,
     keep: Callable[[dict, object], None] | None = None,
     say: Callable[[str], None] = lambda message: None,
     points: list | None = None,
@@ -175,7 +176,9 @@ def sweep(
     accuracy on ``search_data`` (examples kept apart from both others), then
     measured like the others. A conversion that fails is recorded with its
     error and the sweep goes on. The control is trained once per seed and
-    shared by every point (``controlled_finetune(control=...)``). ``keep``,
+    shared by every point (``controlled_finetune(control=...)``);
+    ``augment_shift`` is passed to it (random crops and flips of the
+    training images, the same for the control). ``keep``,
     if given, is called with each point and its first seed's fine-tuned
     model. Returns one dict per point (see the module docstring), appended
     to ``points`` if given as each starts (``say`` can then save them).
@@ -246,6 +249,7 @@ def sweep(
                 seed=seed,
                 batch_size=batch_size,
                 control=controls.get(seed),
+                augment_shift=augment_shift,
             )
             controls[seed] = tuned
             if keep is not None and seed == seeds[0]:
@@ -398,6 +402,13 @@ def _pm(mean: float, std: float | None, scale: float = 1.0) -> str:
     return text if std is None else f"{text} ± {scale * std:.2f}"
 
 
+def _augmented(config: dict) -> str:
+    shift = config.get("augment_shift")
+    if not shift:
+        return ""
+    return f" with random crops (shifts of up to {shift} pixels) and flips"
+
+
 def markdown(run: dict) -> str:
     """The Markdown table of one dataset's run."""
     env, config = run["environment"], run["config"]
@@ -410,7 +421,8 @@ def markdown(run: dict) -> str:
         f"{env['backend']}, {env['cpu']['model']} "
         f"({', '.join(env['cpu']['vector_extensions'])}), commit "
         f"`{env['git_commit']}`. Fine-tuning: {config['epochs']} epoch(s), batch "
-        f"{config['batch_size']}, on {config['train_examples']} training examples; "
+        f"{config['batch_size']}, on {config['train_examples']} training examples"
+        f"{_augmented(config)}; "
         f"accuracies on {config['test_examples']} test examples; {seeds} seed(s) "
         f"({', '.join(map(str, config['seeds']))}), mean ± standard deviation "
         "where there are several. Control: the original given the same extra "
@@ -564,6 +576,7 @@ def run_dataset(dataset: str, args, env: dict, jit: bool) -> dict:
         "search_targets": args.search_targets,
         "search_examples": args.val_examples if args.search_targets else 0,
         "search_batch_size": args.search_batch_size,
+        "augment_shift": args.augment_shift,
         "warmup": args.warmup,
         "repeats": args.repeats,
         "quick": args.quick,
@@ -605,6 +618,7 @@ def run_dataset(dataset: str, args, env: dict, jit: bool) -> dict:
         repeats=args.repeats,
         search_targets=args.search_targets,
         search_batch_size=args.search_batch_size,
+        augment_shift=args.augment_shift,
         keep=(lambda point, model: tuned.update({id(point): model}))
         if args.save_best
         else None,
@@ -674,6 +688,15 @@ def main(argv=None) -> int:
     parser.add_argument("--ranks", nargs="+", default=list(RANKS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--finetune-epochs", type=int, default=1, choices=(1, 2))
+    parser.add_argument(
+        "--augment-shift",
+        type=int,
+        default=None,
+        metavar="PIXELS",
+        help="fine-tune on random crops (shifts of up to PIXELS) and flips of the "
+        "training images, the same for the control (default: the images as they "
+        "are)",
+    )
     parser.add_argument(
         "--quick",
         action="store_true",

@@ -23,6 +23,8 @@ The private names, all listed in `REQUIRED`:
   down to nested layers;
 - ``Layer._inbound_nodes``, the graph nodes where a layer was called, one per
   call (a shared layer has several);
+- ``Layer._flatten_layers``, every layer nested in a layer or model at any
+  depth (``Model.layers`` lists only the top level);
 - ``in_symbolic_scope`` from ``keras.src.backend.common.symbolic_scope``, true
   while Keras traces a model symbolically;
 - ``get_device`` from ``keras.src.backend.torch.core``, the device the torch
@@ -57,6 +59,7 @@ __all__ = [
     "in_symbolic_scope",
     "inbound_nodes",
     "is_functional",
+    "nested_layers",
     "operation_nodes",
     "run_graph",
     "torch_device",
@@ -83,6 +86,7 @@ REQUIRED: tuple[str, ...] = (
     "Sequential._functional",
     "Layer._call_context_args",
     "Layer._inbound_nodes",
+    "Layer._flatten_layers",
     _SYMBOLIC_SCOPE,
     _TORCH_DEVICE,
     _EXPORT_PACKAGE,
@@ -209,6 +213,12 @@ def inbound_nodes(layer) -> list:
     one per call, so a layer shared by two branches has two; empty for a layer
     never called on a ``keras.Input``."""
     return list(_attribute(layer, "_inbound_nodes", "Layer"))
+
+
+def nested_layers(layer) -> list:
+    """Every layer inside ``layer`` (a model, or a layer holding layers), at any
+    depth, each once, in tracking order; ``layer`` itself is not included."""
+    return list(_attribute(layer, "_flatten_layers", "Layer")(include_self=False))
 
 
 def first_input_shape(layer) -> tuple | None:

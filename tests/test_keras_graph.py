@@ -15,7 +15,13 @@ from tests.layer_checks import random_input, to_numpy
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "fastconv"
-PRIVATE_TEXT = ("keras.src", "_run_through_graph", "_nodes_by_depth", "_inbound_nodes")
+PRIVATE_TEXT = (
+    "keras.src",
+    "_run_through_graph",
+    "_nodes_by_depth",
+    "_inbound_nodes",
+    "_flatten_layers",
+)
 ALLOWED = {PACKAGE / "_keras_graph.py"}
 
 
@@ -191,6 +197,18 @@ def test_only_the_wrapper_touches_private_keras():
         "private Keras API used outside fastconv/_keras_graph.py: "
         + "; ".join(offenders)
     )
+
+
+def test_nested_layers_reaches_inside_nested_models():
+    inner = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3, name="d1")], name="inner"
+    )
+    inputs = keras.Input((4,))
+    outer = keras.Model(inputs, keras.layers.Dense(2, name="d2")(inner(inputs)))
+    names = [layer.name for layer in _keras_graph.nested_layers(outer)]
+    assert "d1" in names and "d2" in names and "inner" in names
+    assert outer.name not in names
+    assert [layer.name for layer in outer.layers] != names
 
 
 def test_inbound_nodes_and_first_input_shape():

@@ -67,6 +67,7 @@ __all__ = [
     "build_model",
     "cifar10_vgg",
     "cifar10_vgg_bn",
+    "fashion_cnn",
     "mnist_cnn",
     "model_cost",
     "register_model",
@@ -562,8 +563,8 @@ def cifar10_vgg_bn(convs: Convs, input_shape, num_classes: int) -> keras.Model:
     BatchNorm after every convolution is what lets a VGG of this depth train
     with SGD at a large learning rate; with random-crop and flip augmentation
     and a cosine schedule (its recipe in `fastconv.bench.references`) it is
-    meant to reach the 88% test accuracy of issue 13 in 40 epochs. Its
-    accuracy here is not measured yet.
+    reaches 90.30% test accuracy in 30 epochs (issue 13's target is 88%;
+    ``benchmarks/results/references/cifar10-seed0.json``).
     """
     conv = {"padding": "same", "use_bias": False}
     inputs = keras.Input(input_shape)
@@ -588,3 +589,27 @@ def cifar10_vgg_bn(convs: Convs, input_shape, num_classes: int) -> keras.Model:
         num_classes, activation="softmax", dtype="float32", name="classifier"
     )(x)
     return keras.Model(inputs, outputs, name="cifar10_vgg_bn")
+
+
+def fashion_cnn(convs: Convs, input_shape, num_classes: int) -> keras.Model:
+    """`mnist_cnn` with a hidden dense layer: the Fashion-MNIST reference.
+
+    ``Conv2D(32, 3x3)`` -> max-pool -> ``conv2`` (64 filters, 5x5) -> max-pool
+    -> flatten -> ``Dense(128)`` ReLU -> dropout 0.5 -> dense softmax.
+    `mnist_cnn` underfits Fashion-MNIST: 92.0% training and 91.08% test
+    accuracy after its 30 epochs, short of issue 13's 92% target. The hidden
+    layer adds 131,000 parameters but only 3% of the multiply-adds, so
+    ``conv2`` still carries most of the cost that decomposition can cut.
+    """
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Conv2D(32, 3, activation="relu", name="conv1")(inputs)
+    x = keras.layers.MaxPooling2D(name="pool1")(x)
+    x = convs.conv(64, 5, activation="relu", name="conv2")(x)
+    x = keras.layers.MaxPooling2D(name="pool2")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(128, activation="relu", name="hidden")(x)
+    x = keras.layers.Dropout(0.5, name="dropout")(x)
+    outputs = keras.layers.Dense(
+        num_classes, activation="softmax", dtype="float32", name="classifier"
+    )(x)
+    return keras.Model(inputs, outputs, name="fashion_cnn")

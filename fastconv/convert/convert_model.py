@@ -1195,11 +1195,22 @@ def _choose(model, plans, x, labels, target_speedup, max_accuracy_drop, *rest):
         options=options,
         layer_types=layer_types,
     )
+    model_time, calibration = search.calibrate(
+        model,
+        found,
+        x,
+        batch_size=batch_size,
+        repeats=repeats,
+        method_options=options,
+        layer_types=layer_types,
+    )
+    scale = 1.0 if calibration is None else calibration["scale"]
     picks = search.choose(
         found,
         model_time,
         target_speedup=target_speedup,
         max_accuracy_drop=max_accuracy_drop,
+        scale=scale,
     )
     picks = {name: picks.get(name) for name in names}
     for plan in plans:
@@ -1211,7 +1222,7 @@ def _choose(model, plans, x, labels, target_speedup, max_accuracy_drop, *rest):
         else:
             plan.method, plan.rank = option.method, option.rank
             plan.options = options if option.method in ("cp", "tucker") else {}
-    speedup, drop = search._predicted(model_time, picks.values())
+    speedup, drop = search._predicted(model_time, picks.values(), scale)
     target = (
         {"target_speedup": target_speedup}
         if target_speedup is not None
@@ -1225,6 +1236,7 @@ def _choose(model, plans, x, labels, target_speedup, max_accuracy_drop, *rest):
         original_accuracy=original,
         predicted_speedup=speedup,
         predicted_accuracy_drop=drop,
+        calibration=calibration,
     )
 
 

@@ -17,6 +17,7 @@ import os
 import keras
 import numpy as np
 
+from fastconv import _keras_graph
 from fastconv._validation import is_int_at_least, is_number
 from fastconv.convert import cluster
 
@@ -196,7 +197,7 @@ def recalibrate_batchnorm(
     _check_finite("x", x, "recalibrate_batchnorm")
     layers = [
         layer
-        for layer in model._flatten_layers(include_self=False)
+        for layer in _keras_graph.nested_layers(model)
         if isinstance(layer, keras.layers.BatchNormalization)
     ]
     if not layers:

@@ -7,15 +7,22 @@ Three steps, all measured here (this device, this backend):
    replaced and its accuracy measured on the data (the table
    `fastconv.sensitivity` makes); the layer and its replacement are timed,
    interleaved, at the model's batch size, and the whole original model too.
-2. Choose. One candidate per layer, or "keep" (`choose`): the predicted time
+2. Calibrate. Layers timed alone do not add up to the whole model: call
+   overhead, fusions inside the model's graph and a load that changes during
+   the measurements move them. So the original is timed again, interleaved
+   with the model that has every layer at its fastest candidate, and the
+   per-layer savings are scaled so that their prediction for that model is its
+   measured speedup (`calibrate`).
+3. Choose. One candidate per layer, or "keep" (`choose`): the predicted time
    of the new model is the original's measured time minus the per-layer
-   savings, and its predicted accuracy drop the sum of the per-layer drops.
+   savings (calibrated), and its predicted accuracy drop the sum of the
+   per-layer drops.
    For ``target_speedup``, the choice reaching the target with the least
    summed drop; for ``max_accuracy_drop``, the largest predicted speedup whose
    summed drop stays within the budget. Every combination is tried while there
    are at most `EXHAUSTIVE_LIMIT` of them, a greedy search (best saving per
    point of accuracy first) beyond.
-3. Verify. `convert_model` builds the chosen model; its whole-model speedup is
+4. Verify. `convert_model` builds the chosen model; its whole-model speedup is
    measured against the original's (interleaved) and its accuracy on the data;
    both stand in the report beside the prediction. A miss is reported, not
    raised: the per-layer effects do not add up exactly.
@@ -56,6 +63,7 @@ __all__ = [
     "EXHAUSTIVE_LIMIT",
     "Option",
     "SearchResult",
+    "calibrate",
     "choose",
 ]
 
@@ -122,6 +130,8 @@ class SearchResult:
         achieved_speedup: measured on the chosen model, or None before.
         achieved_accuracy: likewise.
         met: whether the achieved values meet the target, or None before.
+        calibration: what `calibrate` measured (``scale``,
+            ``fastest_speedup``, ``fastest_predicted``), or None.
     """
 
     target: dict
@@ -131,6 +141,7 @@ class SearchResult:
     original_accuracy: float
     predicted_speedup: float
     predicted_accuracy_drop: float
+    calibration: dict | None = None
     achieved_speedup: float | None = None
     achieved_accuracy: float | None = None
     met: bool | None = None
@@ -154,6 +165,7 @@ class SearchResult:
             "achieved_accuracy": self.achieved_accuracy,
             "achieved_accuracy_drop": self.achieved_accuracy_drop,
             "met": self.met,
+            "calibration": self.calibration,
             "chosen": {
                 layer: None if option is None else option.to_dict()
                 for layer, option in self.chosen.items()
@@ -193,14 +205,15 @@ class SearchResult:
 
 
 # ------------------------------------------------------------------ choosing
-def _predicted(model_time: float, picks) -> tuple[float, float]:
+def _predicted(model_time: float, picks, scale: float = 1.0) -> tuple[float, float]:
     """The whole model's predicted speedup and accuracy drop with ``picks``.
 
     Each layer, timed alone, saves ``time_before - time_after`` of the model's
     time. Layers timed alone can add up to more than the whole model takes
     (call overhead, noise); their savings are then scaled by the share of the
     model they can account for, so that the prediction stays the layers' own
-    ratio at most, never an infinite speedup.
+    ratio at most, never an infinite speedup. ``scale`` (`calibrate`'s)
+    multiplies the savings after that.
     """
     chosen = [option for option in picks if option is not None]
     saved = sum(option.saved for option in chosen)
@@ -208,6 +221,7 @@ def _predicted(model_time: float, picks) -> tuple[float, float]:
     drop = sum(option.accuracy_drop for option in chosen)
     if before > model_time > 0:
         saved *= model_time / before
+    saved *= scale
     left = model_time - saved
     return (math.inf if left <= 0 else model_time / left), drop
 
@@ -232,12 +246,12 @@ def _better(target_speedup, max_accuracy_drop, speedup, drop, best) -> bool:
     return best_key is None or key < best_key
 
 
-def _greedy(layers, model_time, target_speedup, max_accuracy_drop):
+def _greedy(layers, model_time, target_speedup, max_accuracy_drop, scale=1.0):
     """Upgrades one layer at a time, the most time saved per point of
     accuracy lost first, until the target is reached or the budget is spent."""
     picks = dict.fromkeys(layers)
     while True:
-        speedup, drop = _predicted(model_time, picks.values())
+        speedup, drop = _predicted(model_time, picks.values(), scale)
         if target_speedup is not None and speedup >= target_speedup:
             return picks
         moves = []
@@ -265,6 +279,7 @@ def choose(
     *,
     target_speedup: float | None = None,
     max_accuracy_drop: float | None = None,
+    scale: float = 1.0,
 ) -> dict:
     """One option per layer, or None to keep it, for one of the two targets.
 
@@ -275,6 +290,7 @@ def choose(
             least summed accuracy drop.
         max_accuracy_drop: the largest predicted speedup whose summed drop
             stays within this fraction (0.01: one point).
+        scale: multiplies the layers' savings (`calibrate`'s scale).
 
     Returns:
         layer -> `Option` or None, every layer of ``options``, in their order.
@@ -303,7 +319,7 @@ def choose(
     if target_speedup is not None:
         fastest = [max(opts, key=lambda o: o.saved) for opts in layers.values()]
         fastest = [option if option.saved > 0 else None for option in fastest]
-        best, _ = _predicted(model_time, fastest)
+        best, _ = _predicted(model_time, fastest, scale)
         if best < target_speedup:
             raise ValueError(
                 f"target_speedup={target_speedup} cannot be reached: with every "
@@ -313,10 +329,10 @@ def choose(
             )
     count = math.prod(len(opts) + 1 for opts in layers.values())
     if count > EXHAUSTIVE_LIMIT:
-        return _greedy(layers, model_time, target_speedup, max_accuracy_drop)
+        return _greedy(layers, model_time, target_speedup, max_accuracy_drop, scale)
     best, best_picks = None, None
     for picks in itertools.product(*([None, *opts] for opts in layers.values())):
-        speedup, drop = _predicted(model_time, picks)
+        speedup, drop = _predicted(model_time, picks, scale)
         if _better(target_speedup, max_accuracy_drop, speedup, drop, best):
             best, best_picks = (speedup, drop), picks
     if best_picks is None:  # only with a budget: keeping everything always fits
@@ -456,6 +472,68 @@ def measure(
                 )
             )
     return found, model_time, original
+
+
+def fastest(options: Sequence[Option]) -> dict:
+    """Layer -> its candidate that saves the most time, where one saves any."""
+    best = {
+        layer: max(opts, key=lambda o: o.saved)
+        for layer, opts in _by_layer(options).items()
+    }
+    return {layer: option for layer, option in best.items() if option.saved > 0}
+
+
+def calibrate(
+    model, options, x, *, batch_size, repeats, method_options, layer_types
+) -> tuple[float, dict | None]:
+    """The original model's time and the scale of the layers' savings.
+
+    Builds the model with every layer at its fastest candidate (`fastest`)
+    and times it interleaved with the original, at ``batch_size``. The scale
+    makes `_predicted`'s speedup for that model equal to the measured one
+    (0 when it was measured no faster: then no saving is trusted). Returns
+    ``(model_time, calibration)``, the calibration None when no candidate
+    saves time (nothing to build).
+    """
+    picks = fastest(options)
+    batch = x[:batch_size]
+    if len(batch) < batch_size:
+        batch = np.resize(x, (batch_size, *x.shape[1:]))
+    if not picks:
+        return _model_times({"original": model}, batch, repeats)["original"], None
+    overrides = {
+        layer: {
+            "method": option.method,
+            "rank": option.rank,
+            **(method_options if option.method in ("cp", "tucker") else {}),
+        }
+        for layer, option in picks.items()
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConversionAccuracyWarning)
+        new_model, _ = convert_model(
+            model,
+            layers=list(picks),
+            overrides=overrides,
+            skip_first=False,
+            batch_size=batch_size,
+            progress=False,
+            layer_types=layer_types,
+        )
+    times = _model_times({"original": model, "fastest": new_model}, batch, repeats)
+    model_time = times["original"]
+    measured = model_time / times["fastest"]
+    predicted, _ = _predicted(model_time, picks.values())
+    # Savings that would make the prediction the measured speedup, over the
+    # savings the layers timed alone give.
+    wanted = model_time * (1 - 1 / measured)
+    given = model_time * (1 - 1 / predicted) if math.isfinite(predicted) else model_time
+    scale = max(wanted, 0.0) / given
+    return model_time, {
+        "scale": scale,
+        "fastest_speedup": measured,
+        "fastest_predicted": predicted if math.isfinite(predicted) else None,
+    }
 
 
 def verify(result: SearchResult, model, new_model, x, labels, batch_size, repeats):

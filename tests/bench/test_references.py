@@ -430,6 +430,8 @@ def test_a_control_is_reused_only_with_the_same_setup(pair):
         ({"train_data": (np.zeros((4, 12, 12, 1)), np.full(4, 99))}, "99"),
         ({"test_data": (np.zeros((4, 12, 12, 1)), np.full(4, -1))}, "test_data"),
         ({"train_data": (np.zeros((4, 12, 12, 1)), np.full(4, 0.5))}, "float64"),
+        ({"augment_shift": 0}, "augment_shift=0"),
+        ({"augment_shift": 2.5}, "augment_shift=2.5"),
     ],
 )
 def test_controlled_finetune_refuses_bad_arguments(pair, kwargs, named):
@@ -438,6 +440,66 @@ def test_controlled_finetune_refuses_bad_arguments(pair, kwargs, named):
     with pytest.raises(ValueError, match="controlled_finetune") as info:
         references.controlled_finetune(original, converted, **arguments)
     assert named in str(info.value)
+
+
+def test_crop_and_flip_moves_and_flips_each_image_within_the_shift():
+    x = np.arange(2 * 6 * 5 * 1, dtype="float32").reshape(2, 6, 5, 1) + 1
+    many = np.repeat(x, 50, axis=0)
+    out = references.crop_and_flip(many, 2, np.random.default_rng(0))
+    assert out.shape == many.shape and out.dtype == many.dtype
+    assert not np.array_equal(out, many)
+    padded = np.pad(x, [(0, 0), (2, 2), (2, 2), (0, 0)])
+    flipped = 0
+    for i, image in enumerate(out):
+        source = padded[i // 50]
+        windows = [
+            (source[t : t + 6, s : s + 5], False) for t in range(5) for s in range(5)
+        ] + [
+            (source[t : t + 6, s : s + 5][:, ::-1], True)
+            for t in range(5)
+            for s in range(5)
+        ]
+        matches = [flip for window, flip in windows if np.array_equal(window, image)]
+        assert matches, f"image {i} is no shifted or flipped copy of its source"
+        flipped += matches[0]
+    assert 10 < flipped < 90
+    again = references.crop_and_flip(many, 2, np.random.default_rng(0))
+    assert np.array_equal(out, again)
+
+
+def test_augmented_finetuning_serves_both_models_the_same_images(pair):
+    original, converted, train, test = pair
+    seen = {}
+
+    def callbacks(label):
+        class _Inputs(keras.callbacks.Callback):
+            def on_train_batch_begin(self, batch, logs=None):
+                seen.setdefault(label, 0)
+                seen[label] += 1
+
+        return [_Inputs()]
+
+    result = references.controlled_finetune(
+        original,
+        converted,
+        train,
+        test,
+        seed=5,
+        learning_rate=1e-3,
+        augment_shift=2,
+        callbacks=callbacks,
+    )
+    assert seen["converted"] == seen["control"] == math.ceil(TINY_TRAIN / 32)
+    assert result.served["converted"] == result.served["control"]
+    assert result.setup["augment_shift"] == 2
+    batches = references._SeededBatches(*train, 32, 5, 2)
+    plain = references._SeededBatches(*train, 32, 5)
+    first, again, bare = batches[0][0], batches[0][0], plain[0][0]
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, bare)
+    flat = (np.zeros((4, 12)), np.zeros(4, "int64"))
+    with pytest.raises(ValueError, match="augment_shift moves images"):
+        references.controlled_finetune(original, converted, flat, test, augment_shift=2)
 
 
 @pytest.mark.parametrize(

@@ -205,6 +205,11 @@ def test_report_regenerates_markdown_and_plot_from_json(run, tmp_path):
     assert f"| tucker | 0.5 | {point['params']['converted']:,} / " in text
     assert f"{point['speedups']['forward_b256']:.2f}" in text
     assert "2 seed(s)" in text and "failed: ValueError" in text
+    assert "random crops" not in text
+    run["config"]["augment_shift"] = 4
+    assert "training examples with random crops (shifts of up to 4 pixels) and " in (
+        tradeoffs.markdown(run)
+    )
 
 
 def test_cifar10_is_refused_unless_cached(tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastconv
-from fastconv.convert.search import Option, choose
+from fastconv.convert.search import Option, _predicted, choose, fastest
 from tests.cli.checks import run
 
 
@@ -97,7 +97,8 @@ def test_reachable_target_is_met_or_reported(model_and_data, monkeypatch):
         return {"original": {"median_s": 1.0}, "replacement": {"median_s": 0.2}}, "x"
 
     def model_times(models, x, repeats):
-        return {name: 8.0 if name == "new" else 10.0 for name in models}
+        fixed = {"new": 8.0, "fastest": 5.0}
+        return {name: fixed.get(name, 10.0) for name in models}
 
     monkeypatch.setattr(search_module, "_time", layer_times)
     monkeypatch.setattr(search_module, "_model_times", model_times)
@@ -109,6 +110,16 @@ def test_reachable_target_is_met_or_reported(model_and_data, monkeypatch):
         )
     search = report.search
     assert search["predicted_speedup"] >= 1.05
+    calibration = search["calibration"]
+    assert calibration["fastest_speedup"] == pytest.approx(2.0)
+    # The layers alone predicted less than the measured 2x: savings scaled up,
+    # so that the prediction for the fastest model is what it measured.
+    assert calibration["fastest_predicted"] < 2.0 and calibration["scale"] > 1
+    options = [Option(**option) for option in search["options"]]
+    calibrated, _ = _predicted(
+        search["model_time_s"], fastest(options).values(), calibration["scale"]
+    )
+    assert calibrated == pytest.approx(2.0)
     assert search["achieved_speedup"] == pytest.approx(1.25)
     assert search["met"]
     assert 0 <= search["achieved_accuracy"] <= 1
