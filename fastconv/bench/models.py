@@ -188,17 +188,25 @@ def mnist_cnn(convs: Convs, input_shape, num_classes: int) -> keras.Model:
     The 5x5 (the Keras example has a 3x3) lets every technique apply,
     ``stacked`` included; ``wide`` needs a stack and does not apply.
     """
+    return _two_conv_net(convs, input_shape, num_classes, None, "mnist_cnn")
+
+
+def _two_conv_net(convs, input_shape, num_classes, hidden, name) -> keras.Model:
+    """`mnist_cnn`'s layers, with a ReLU ``Dense(hidden)`` before the dropout
+    when ``hidden`` is given (`fashion_cnn`)."""
     inputs = keras.Input(input_shape)
     x = keras.layers.Conv2D(32, 3, activation="relu", name="conv1")(inputs)
     x = keras.layers.MaxPooling2D(name="pool1")(x)
     x = convs.conv(64, 5, activation="relu", name="conv2")(x)
     x = keras.layers.MaxPooling2D(name="pool2")(x)
     x = keras.layers.Flatten(name="flatten")(x)
+    if hidden is not None:
+        x = keras.layers.Dense(hidden, activation="relu", name="hidden")(x)
     x = keras.layers.Dropout(0.5, name="dropout")(x)
     outputs = keras.layers.Dense(
         num_classes, activation="softmax", dtype="float32", name="classifier"
     )(x)
-    return keras.Model(inputs, outputs, name="mnist_cnn")
+    return keras.Model(inputs, outputs, name=name)
 
 
 def cifar10_vgg(convs: Convs, input_shape, num_classes: int) -> keras.Model:
@@ -599,17 +607,8 @@ def fashion_cnn(convs: Convs, input_shape, num_classes: int) -> keras.Model:
     `mnist_cnn` underfits Fashion-MNIST: 92.0% training and 91.08% test
     accuracy after its 30 epochs, short of issue 13's 92% target. The hidden
     layer adds 131,000 parameters but only 3% of the multiply-adds, so
-    ``conv2`` still carries most of the cost that decomposition can cut.
+    ``conv2`` still carries most of the cost that decomposition can cut. It
+    reached 92.21% in the same recipe's 30 epochs
+    (``benchmarks/results/references/fashion_mnist-seed0.json``).
     """
-    inputs = keras.Input(input_shape)
-    x = keras.layers.Conv2D(32, 3, activation="relu", name="conv1")(inputs)
-    x = keras.layers.MaxPooling2D(name="pool1")(x)
-    x = convs.conv(64, 5, activation="relu", name="conv2")(x)
-    x = keras.layers.MaxPooling2D(name="pool2")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(128, activation="relu", name="hidden")(x)
-    x = keras.layers.Dropout(0.5, name="dropout")(x)
-    outputs = keras.layers.Dense(
-        num_classes, activation="softmax", dtype="float32", name="classifier"
-    )(x)
-    return keras.Model(inputs, outputs, name="fashion_cnn")
+    return _two_conv_net(convs, input_shape, num_classes, 128, "fashion_cnn")
