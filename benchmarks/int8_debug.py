@@ -38,7 +38,8 @@ which measures:
 ``benchmarks.deploy`` converts unseeded: ``--seed -1`` does the same, and
 the CP model, with its int8 loss, then changes from run to run.
 
-Prints the tables and writes ``int8-debug-<method>.json`` under ``--out``.
+Prints the tables and writes ``int8-debug-<method>.json`` under ``--out``, with
+``fastconv.timing.environment()`` (CPU, versions, commit) taken at the start.
 
 Usage:
     python -m benchmarks.int8_debug --method cp --denylist-ops DEPTHWISE_CONV_2D
@@ -435,7 +436,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.seed < 0:
         args.seed = None
-    result = debug(args)
+    from fastconv import timing
+
+    environment = timing.environment()
+    result = {"environment": environment, **debug(args)}
+    result["model"] = Path(result["model"]).name
     print_tables(result)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"int8-debug-{args.method}.json"
