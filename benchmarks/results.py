@@ -449,6 +449,38 @@ STEPS = (
         "failed (before the search's calibration) after 18 of those minutes",
     ),
     Step(
+        "tradeoffs-cifar10-augmented",
+        (
+            "-m",
+            "benchmarks.tradeoffs",
+            "--datasets",
+            "cifar10",
+            "--methods",
+            "cp",
+            "--ranks",
+            "0.25",
+            "--search-targets",
+            "2.5",
+            "--val-examples",
+            "2000",
+            "--seeds",
+            "0",
+            "--finetune-epochs",
+            "2",
+            "--augment-shift",
+            "4",
+            "--out",
+            "{results}/tradeoffs/cifar10-augmented",
+        ),
+        tuple(
+            f"{RESULTS}/tradeoffs/cifar10-augmented/tradeoffs-cifar10.{ext}"
+            for ext in ("json", "md", "png")
+        ),
+        38 * 60,
+        "05:58 to the JSON's last write at 06:36, 2026-12-01; that run wrote to "
+        "/tmp/cifar-aug (and its checkpoints to /tmp), copied here afterwards",
+    ),
+    Step(
         "deploy",
         ("-m", "benchmarks.deploy", "--repeats", "5", "--out", "{results}/deploy"),
         tuple(f"{RESULTS}/deploy/deploy.{ext}" for ext in ("json", "md", "png")),

@@ -365,8 +365,8 @@ def search_against_uniform(run: dict) -> list[str]:
             f"Search ({s['rank']}): measured x{speed:.2f} at batch 256 "
             f"(predicted {_times(s['search']['predicted_speedup'])}), "
             f"{100 * s['accuracy_converted']:.2f}% right after conversion, "
-            f"{100 * s['summary']['finetuned_accuracy']:.2f}% fine-tuned. "
-            "Uniform ranks at least 90% as fast:",
+            f"{100 * s['summary']['finetuned_accuracy']:.2f}% fine-tuned."
+            f"{_calibration(s['search'])} Uniform ranks at least 90% as fast:",
             "",
         ]
         if not rivals:
@@ -387,6 +387,21 @@ def search_against_uniform(run: dict) -> list[str]:
                 f"{_yes(tuned > u['summary']['finetuned_accuracy'])} |"
             )
     return out
+
+
+def _calibration(search: dict) -> str:
+    """The search's calibration and verification, in a sentence ("" for a
+    result recorded before the search calibrated)."""
+    found = search.get("calibration")
+    if not found:
+        return ""
+    return (
+        " Its calibration: the model with every layer at its fastest candidate "
+        f"measured x{found['fastest_speedup']:.2f} "
+        f"(the layers alone predicted {_times(found['fastest_predicted'])}, "
+        f"scale {found['scale']:.4f}); the search's own check measured the "
+        f"chosen model at x{search['achieved_speedup']:.2f}."
+    )
 
 
 def _times(predicted: float | None) -> str:

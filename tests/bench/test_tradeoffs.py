@@ -148,6 +148,19 @@ def test_search_against_uniform_compares_at_equal_speed():
     run["points"][0]["speedups"]["forward_b256"] = 2.2
     text = "\n".join(tradeoffs.search_against_uniform(run))
     assert "none: no uniform rank was that fast" in text
+    assert "calibration" not in text
+    run["points"][3]["search"].update(
+        achieved_speedup=2.4,
+        calibration={"scale": 0.5, "fastest_speedup": 3.5, "fastest_predicted": 6.0},
+    )
+    text = "\n".join(tradeoffs.search_against_uniform(run))
+    assert (
+        "fastest candidate measured x3.50 (the layers alone predicted x6.00, " in text
+    )
+    assert (
+        "scale 0.5000); the search's own check measured the chosen model at x2.40"
+        in (text)
+    )
 
 
 def test_best_point_is_the_fastest_within_the_target():
