@@ -317,9 +317,7 @@ def choose(
         )
     layers = _by_layer(options)
     if target_speedup is not None:
-        fastest = [max(opts, key=lambda o: o.saved) for opts in layers.values()]
-        fastest = [option if option.saved > 0 else None for option in fastest]
-        best, _ = _predicted(model_time, fastest, scale)
+        best, _ = _predicted(model_time, fastest(options).values(), scale)
         if best < target_speedup:
             raise ValueError(
                 f"target_speedup={target_speedup} cannot be reached: with every "
@@ -398,8 +396,13 @@ def check_data(model, data):
         raise ValueError(str(exc).replace("sensitivity:", "convert_model:")) from None
 
 
-def _model_times(models: dict, x, repeats: int) -> dict:
-    forwards = {name: timing.make_forward(m, x) for name, m in models.items()}
+def _model_times(models: dict, x, batch_size: int, repeats: int) -> dict:
+    """Each model's median forward time on one batch of ``batch_size`` examples
+    of ``x`` (repeated when ``x`` has fewer), interleaved."""
+    batch = x[:batch_size]
+    if len(batch) < batch_size:
+        batch = np.resize(x, (batch_size, *x.shape[1:]))
+    forwards = {name: timing.make_forward(m, batch) for name, m in models.items()}
     found = timing.interleaved(forwards, warmup=TIMING_WARMUP, repeats=repeats)
     return {name: found[name].median for name in models}
 
@@ -423,10 +426,7 @@ def measure(
     ``"svd"``, tried at each of ``ranks``.
     """
     original = _accuracy(model, x, labels, batch_size)
-    batch = x[:batch_size]
-    if len(batch) < batch_size:
-        batch = np.resize(x, (batch_size, *x.shape[1:]))
-    model_time = _model_times({"model": model}, batch, repeats)["model"]
+    model_time = _model_times({"model": model}, x, batch_size, repeats)["model"]
     found = []
     for name in layers:
         dense = _is_dense(_layer(model, name))
@@ -496,11 +496,10 @@ def calibrate(
     saves time (nothing to build).
     """
     picks = fastest(options)
-    batch = x[:batch_size]
-    if len(batch) < batch_size:
-        batch = np.resize(x, (batch_size, *x.shape[1:]))
     if not picks:
-        return _model_times({"original": model}, batch, repeats)["original"], None
+        return _model_times({"original": model}, x, batch_size, repeats)[
+            "original"
+        ], None
     overrides = {
         layer: {
             "method": option.method,
@@ -520,7 +519,9 @@ def calibrate(
             progress=False,
             layer_types=layer_types,
         )
-    times = _model_times({"original": model, "fastest": new_model}, batch, repeats)
+    times = _model_times(
+        {"original": model, "fastest": new_model}, x, batch_size, repeats
+    )
     model_time = times["original"]
     measured = model_time / times["fastest"]
     predicted, _ = _predicted(model_time, picks.values())
@@ -538,10 +539,7 @@ def calibrate(
 
 def verify(result: SearchResult, model, new_model, x, labels, batch_size, repeats):
     """Measures the chosen model and records what it achieved."""
-    batch = x[:batch_size]
-    if len(batch) < batch_size:
-        batch = np.resize(x, (batch_size, *x.shape[1:]))
-    times = _model_times({"original": model, "new": new_model}, batch, repeats)
+    times = _model_times({"original": model, "new": new_model}, x, batch_size, repeats)
     result.achieved_speedup = times["original"] / times["new"]
     result.achieved_accuracy = _accuracy(new_model, x, labels, batch_size)
     ((name, value),) = result.target.items()

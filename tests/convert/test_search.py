@@ -96,7 +96,7 @@ def test_reachable_target_is_met_or_reported(model_and_data, monkeypatch):
     def layer_times(old, new, shape, batch_size, repeats):
         return {"original": {"median_s": 1.0}, "replacement": {"median_s": 0.2}}, "x"
 
-    def model_times(models, x, repeats):
+    def model_times(models, x, batch_size, repeats):
         fixed = {"new": 8.0, "fastest": 5.0}
         return {name: fixed.get(name, 10.0) for name in models}
 
