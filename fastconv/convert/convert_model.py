@@ -1183,7 +1183,7 @@ def _choose(model, plans, x, labels, target_speedup, max_accuracy_drop, *rest):
     methods, ranks, batch_size, repeats, options, layer_types = rest
     search = _search()
     names = [plan.site.full_name for plan in plans if plan.selected]
-    found, model_time, original = search.measure(
+    found, original = search.measure(
         model,
         x,
         labels,

@@ -1,15 +1,15 @@
 """Ranks chosen to a target: the search behind ``convert_model(..., data=...)``.
 
-Three steps, all measured here (this device, this backend):
+Four steps, all measured here (this device, this backend):
 
 1. Measure. For each convolution `convert_model` would convert and each
    candidate ``(method, rank)``, the model is converted with only that layer
    replaced and its accuracy measured on the data (the table
    `fastconv.sensitivity` makes); the layer and its replacement are timed,
-   interleaved, at the model's batch size, and the whole original model too.
+   interleaved, at the model's batch size.
 2. Calibrate. Layers timed alone do not add up to the whole model: call
    overhead, fusions inside the model's graph and a load that changes during
-   the measurements move them. So the original is timed again, interleaved
+   the measurements move them. So the whole original is timed, interleaved
    with the model that has every layer at its fastest candidate, and the
    per-layer savings are scaled so that their prediction for that model is its
    measured speedup (`calibrate`).
@@ -419,14 +419,14 @@ def measure(
     repeats,
     options,
     layer_types=("conv",),
-) -> tuple[list[Option], float, float]:
-    """Every candidate of every layer named, the model's time and accuracy.
+) -> tuple[list[Option], float]:
+    """Every candidate of every layer named, and the model's accuracy.
 
     A Dense layer (with ``"dense"`` in ``layer_types``) has one method,
-    ``"svd"``, tried at each of ``ranks``.
+    ``"svd"``, tried at each of ``ranks``. The whole model is timed by
+    `calibrate`, beside the model with every layer at its fastest candidate.
     """
     original = _accuracy(model, x, labels, batch_size)
-    model_time = _model_times({"model": model}, x, batch_size, repeats)["model"]
     found = []
     for name in layers:
         dense = _is_dense(_layer(model, name))
@@ -471,7 +471,7 @@ def measure(
                     time_after=times["replacement"]["median_s"],
                 )
             )
-    return found, model_time, original
+    return found, original
 
 
 def fastest(options: Sequence[Option]) -> dict:
