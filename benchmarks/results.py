@@ -109,6 +109,29 @@ def _parts(backend: str, tag: str, args: tuple[str, ...], seconds, measured, **k
     )
 
 
+def _tradeoffs(name, dataset, folder, args, seconds, measured, also=(), **kw):
+    """A `benchmarks.tradeoffs` run of one dataset, writing its JSON, Markdown
+    and plot under ``tradeoffs/`` (in ``folder`` when given), plus ``also``."""
+    out = "/".join(part for part in ("tradeoffs", folder) if part)
+    stem = f"{RESULTS}/{out}/tradeoffs-{dataset}"
+    return Step(
+        name,
+        (
+            "-m",
+            "benchmarks.tradeoffs",
+            "--datasets",
+            dataset,
+            *args,
+            "--out",
+            f"{{results}}/{out}",
+        ),  # fmt: skip
+        (*(f"{stem}.{ext}" for ext in ("json", "md", "png")), *also),
+        seconds,
+        measured,
+        **kw,
+    )
+
+
 LAYER_RUNS = (
     "layers-tensorflow-grid-graph.json",
     "layers-tensorflow-quick-xla.json",
@@ -318,164 +341,64 @@ STEPS = (
         "CIFAR-10 13,487 s (over three sessions, on a shared machine); cached "
         "models load in seconds",
     ),
-    Step(
+    _tradeoffs(
         "tradeoffs",
-        (
-            "-m",
-            "benchmarks.tradeoffs",
-            "--datasets",
-            "mnist",
-            "--methods",
-            "cp",
-            "tucker",
-            "--seeds",
-            "0",
-            "--finetune-epochs",
-            "1",
-            "--out",
-            "{results}/tradeoffs",
-        ),
-        tuple(
-            f"{RESULTS}/tradeoffs/tradeoffs-mnist.{ext}"
-            for ext in ("json", "md", "png")
-        ),
+        "mnist",
+        "",
+        ("--methods", "cp", "tucker", "--seeds", "0", "--finetune-epochs", "1"),
         900,
         "environment.date to the commit: 15 min",
         estimate=True,
     ),
-    Step(
+    _tradeoffs(
         "tradeoffs-fashion_mnist",
+        "fashion_mnist",
+        "",
         (
-            "-m",
-            "benchmarks.tradeoffs",
-            "--datasets",
-            "fashion_mnist",
-            "--methods",
-            "cp",
-            "tucker",
-            "--ranks",
-            "0.1",
-            "0.25",
-            "vbmf",
-            "energy:0.9",
-            "--search-targets",
-            "2.0",
-            "--val-examples",
-            "2000",
-            "--seeds",
-            "0",
-            "1",
-            "2",
-            "--finetune-epochs",
-            "2",
-            "--out",
-            "{results}/tradeoffs",
-        ),
-        tuple(
-            f"{RESULTS}/tradeoffs/tradeoffs-fashion_mnist.{ext}"
-            for ext in ("json", "md", "png")
+            *("--methods", "cp", "tucker", "--ranks", "0.1", "0.25", "vbmf"),
+            *("energy:0.9", "--search-targets", "2.0", "--val-examples", "2000"),
+            *("--seeds", "0", "1", "2", "--finetune-epochs", "2"),
         ),
         17 * 60,
         "05:41 to the JSON's last write at 05:58, 2026-12-01 (the reference "
         "was cached)",
     ),
-    Step(
+    _tradeoffs(
         "tradeoffs-cifar10",
+        "cifar10",
+        "",
         (
-            "-m",
-            "benchmarks.tradeoffs",
-            "--datasets",
-            "cifar10",
-            "--methods",
-            "cp",
-            "tucker",
-            "--ranks",
-            *CIFAR10_RANKS,
-            "--search-targets",
-            "2.5",
-            "--train-examples",
-            "20000",
-            "--val-examples",
-            "2000",
-            "--seeds",
-            "0",
-            "--finetune-epochs",
-            "1",
-            "--out",
-            "{results}/tradeoffs",
-        ),
-        tuple(
-            f"{RESULTS}/tradeoffs/tradeoffs-cifar10.{ext}"
-            for ext in ("json", "md", "png")
+            *("--methods", "cp", "tucker", "--ranks", *CIFAR10_RANKS),
+            *("--search-targets", "2.5", "--train-examples", "20000"),
+            *("--val-examples", "2000", "--seeds", "0", "--finetune-epochs", "1"),
         ),
         54 * 60,
         "environment.date (03:00) to the last write of its JSON (03:54), "
         "2026-12-01 (it ran with --save-best, whose checkpoints the "
         "tradeoffs-cifar10-2epochs step now writes)",
     ),
-    Step(
+    _tradeoffs(
         "tradeoffs-cifar10-2epochs",
+        "cifar10",
+        "cifar10-2epochs",
         (
-            "-m",
-            "benchmarks.tradeoffs",
-            "--datasets",
-            "cifar10",
-            "--methods",
-            "cp",
-            "tucker",
-            "--ranks",
-            "0.1",
-            "--search-targets",
-            "3.0",
-            "--val-examples",
-            "2000",
-            "--seeds",
-            "0",
-            "--finetune-epochs",
-            "2",
-            "--save-best",
-            "{results}/../models",
-            "--out",
-            "{results}/tradeoffs/cifar10-2epochs",
-        ),
-        (
-            *(
-                f"{RESULTS}/tradeoffs/cifar10-2epochs/tradeoffs-cifar10.{ext}"
-                for ext in ("json", "md", "png")
-            ),
-            "benchmarks/models",
+            *("--methods", "cp", "tucker", "--ranks", "0.1", "--search-targets"),
+            *("3.0", "--val-examples", "2000", "--seeds", "0", "--finetune-epochs"),
+            *("2", "--save-best", "{results}/../models"),
         ),
         45 * 60,
         "04:42 to the checkpoints' write at 05:27, 2026-12-01; the search point "
         "failed (before the search's calibration) after 18 of those minutes",
+        also=("benchmarks/models",),
     ),
-    Step(
+    _tradeoffs(
         "tradeoffs-cifar10-augmented",
+        "cifar10",
+        "cifar10-augmented",
         (
-            "-m",
-            "benchmarks.tradeoffs",
-            "--datasets",
-            "cifar10",
-            "--methods",
-            "cp",
-            "--ranks",
-            "0.25",
-            "--search-targets",
-            "2.5",
-            "--val-examples",
-            "2000",
-            "--seeds",
-            "0",
-            "--finetune-epochs",
-            "2",
-            "--augment-shift",
-            "4",
-            "--out",
-            "{results}/tradeoffs/cifar10-augmented",
-        ),
-        tuple(
-            f"{RESULTS}/tradeoffs/cifar10-augmented/tradeoffs-cifar10.{ext}"
-            for ext in ("json", "md", "png")
+            *("--methods", "cp", "--ranks", "0.25", "--search-targets", "2.5"),
+            *("--val-examples", "2000", "--seeds", "0", "--finetune-epochs", "2"),
+            *("--augment-shift", "4"),
         ),
         38 * 60,
         "05:58 to the JSON's last write at 06:36, 2026-12-01; that run wrote to "
