@@ -9,9 +9,17 @@ sidecars into the folder's README.md. Nothing in the README is typed in: run
 every file's sha256 and size (and, with ``--accuracy``, to measure each
 model's test accuracy again).
 
+A committed reference (a sidecar with a ``reference`` entry: architecture,
+seed and recipe hash) can be installed into the model cache with
+``--install``: `fastconv.bench.references.reference_model` then loads it
+instead of training it again (the CIFAR-10 reference takes almost four hours
+on 2 CPU cores). The file's sha256 and its test accuracy are checked first,
+and a reference trained with another recipe than the current one is refused.
+
 Usage:
     python -m benchmarks.checkpoints            # rewrite benchmarks/models/README.md
     python -m benchmarks.checkpoints --check --accuracy
+    python -m benchmarks.checkpoints --install  # committed references -> the cache
 """
 
 from __future__ import annotations
@@ -105,7 +113,10 @@ def readme(folder: Path = FOLDER) -> str:
         "back, and its test accuracy measured on the loaded file. This README is "
         "written from the JSON sidecars by `python -m benchmarks.checkpoints`; "
         "`python -m benchmarks.checkpoints --check --accuracy` verifies every "
-        "sha256 and measures every accuracy again.",
+        "sha256 and measures every accuracy again; `python -m "
+        "benchmarks.checkpoints --install` copies the references into the model "
+        "cache (after the same checks), where the benchmarks load them instead "
+        "of training them again.",
         "",
         "| file | what | params | test accuracy | bytes | sha256 |",
         "|---|---|---|---|---|---|",
@@ -179,12 +190,117 @@ def check(folder: Path = FOLDER, *, measure: bool = False) -> list[str]:
     return problems
 
 
+def install(name: str, folder: Path = FOLDER, *, cache_dir: Path | None = None) -> Path:
+    """Installs the committed reference ``<folder>/<name>.keras`` into the
+    model cache, where `reference_model` finds it; returns the cache path.
+
+    The file must match its sidecar (sha256), the sidecar must say which
+    reference it is (``reference``: architecture, seed, recipe hash) and that
+    reference must still be the current one for its dataset (same
+    architecture, same recipe). The loaded model's test accuracy is measured
+    and must be the sidecar's. It is then compiled as `reference_model`
+    compiles what it trains and saved with the cache's sidecar (atomically,
+    by the same code). A cached model already there is left as it is.
+
+    Raises:
+        ValueError: a missing file or sidecar, a sidecar that names no
+            reference, a sha256, recipe, architecture or accuracy that differs
+            (the message says which, with both values).
+    """
+    import keras
+
+    import fastconv  # noqa: F401  (registers the layers)
+    from fastconv import datasets, timing
+    from fastconv.bench import references
+
+    folder = Path(folder)
+    path, card = folder / f"{name}.keras", folder / f"{name}.json"
+    for needed in (path, card):
+        if not needed.exists():
+            raise ValueError(f"checkpoints.install: name={name!r}: {needed} is missing")
+    car = json.loads(card.read_text(encoding="utf-8"))
+    ref = car.get("reference")
+    if not isinstance(ref, dict):
+        raise ValueError(
+            f"checkpoints.install: name={name!r}: its sidecar names no reference "
+            "(no 'reference' entry): only a reference model can be installed"
+        )
+    got = sha256(path)
+    if got != car["sha256"]:
+        raise ValueError(
+            f"checkpoints.install: {path.name} has sha256 {got}, its sidecar says "
+            f"{car['sha256']}"
+        )
+    dataset, seed = car["dataset"], ref["seed"]
+    spec = references.REFERENCES[dataset]
+    recipe = spec.recipe
+    for field, current in (
+        ("architecture", spec.architecture),
+        ("recipe_hash", recipe.key()),
+    ):
+        if ref[field] != current:
+            raise ValueError(
+                f"checkpoints.install: {path.name} was trained as {field} "
+                f"{ref[field]!r}; the current {dataset} reference has {current!r}, "
+                "so it is not that reference"
+            )
+    target = references.reference_path(dataset, seed=seed, cache_dir=cache_dir)
+    if target.exists():
+        return target
+    model = keras.saving.load_model(path)
+    load = spec.load or datasets.load
+    x_train, y_train, x_test, y_test = references._prepare(load(dataset))
+    measured = accuracy(model, (x_test, y_test))
+    if abs(measured - car["test_accuracy"]) > 5e-4:
+        raise ValueError(
+            f"checkpoints.install: {path.name} measures {100 * measured:.2f}% test "
+            f"accuracy here, its sidecar says {100 * car['test_accuracy']:.2f}%"
+        )
+    model.compile(
+        optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    model.optimizer.build(model.trainable_variables)
+    info = {
+        "dataset": dataset,
+        "architecture": spec.architecture,
+        "seed": seed,
+        "recipe": recipe.to_dict(),
+        "recipe_hash": recipe.key(),
+        "epochs": recipe.epochs,
+        "train_examples": len(x_train),
+        "test_examples": len(x_test),
+        "test_accuracy": measured,
+        "params": int(model.count_params()),
+        "installed_from": {
+            "file": f"benchmarks/models/{path.name}",
+            "sha256": got,
+            "trained_at": car["run"]["commit"],
+            "trained_on": car["run"]["cpu"],
+        },
+        "cpu": timing.cpu_info(),
+        "environment": timing.environment(),
+    }
+    references._save(model, info, target)
+    return target
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folder", type=Path, default=FOLDER)
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--accuracy", action="store_true")
+    parser.add_argument(
+        "--install",
+        action="store_true",
+        help="install the committed references into the model cache",
+    )
     args = parser.parse_args(argv)
+    if args.install:
+        for car in sidecars(args.folder):
+            if "reference" in car:
+                name = Path(car["file"]).stem
+                print(f"{name} -> {install(name, args.folder)}")
+        return 0
     if args.check:
         problems = check(args.folder, measure=args.accuracy)
         for problem in problems:

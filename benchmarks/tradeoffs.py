@@ -661,7 +661,16 @@ def save_best(run: dict, original, tuned: dict, folder: Path, test_data) -> None
         original,
         folder / f"{dataset}-reference.keras",
         test_data,
-        {"dataset": dataset, "what": "the reference, as trained", "run": _brief(run)},
+        {
+            "dataset": dataset,
+            "what": "the reference, as trained",
+            # What `checkpoints.install` checks before caching it as the reference.
+            "reference": {
+                k: run["reference"]["info"][k]
+                for k in ("architecture", "seed", "recipe_hash")
+            },
+            "run": _brief(run),
+        },
     )
     if best is None:
         return

@@ -8,6 +8,10 @@ import numpy as np
 import pytest
 
 from benchmarks import checkpoints
+from fastconv.bench import references
+from fastconv.bench.references import Recipe, ReferenceSpec
+
+from .conftest import tiny_data, tiny_net
 
 
 @pytest.fixture
@@ -75,3 +79,59 @@ def test_the_committed_checkpoints_match_their_readme():
     readme = checkpoints.FOLDER / "README.md"
     if readme.exists():
         assert readme.read_text() == checkpoints.readme()
+
+
+def test_a_committed_reference_installs_into_the_cache(monkeypatch, tmp_path):
+    spec = ReferenceSpec(tiny_net, Recipe(epochs=1, batch_size=32), load=tiny_data)
+    monkeypatch.setitem(references.REFERENCES, "tiny", spec)
+    trained = references.reference_model("tiny", cache_dir=tmp_path / "a")
+    folder = tmp_path / "models"
+    folder.mkdir()
+    _, _, x_test, y_test = references._prepare(tiny_data("tiny"))
+    info = {
+        "dataset": "tiny",
+        "what": "the reference, as trained",
+        "reference": {
+            k: trained.info[k] for k in ("architecture", "seed", "recipe_hash")
+        },
+        "run": {"command": "c", "commit": "0" * 40, "backend": "x", "cpu": {}},
+    }
+    checkpoints.save(
+        trained.model, folder / "tiny-reference.keras", (x_test, y_test), info
+    )
+
+    cache = tmp_path / "b"
+    path = checkpoints.install("tiny-reference", folder, cache_dir=cache)
+    assert path == references.reference_path("tiny", cache_dir=cache)
+    loaded = references.reference_model("tiny", cache_dir=cache)
+    assert not loaded.trained
+    assert loaded.info["installed_from"]["sha256"] == checkpoints.sha256(
+        folder / "tiny-reference.keras"
+    )
+    assert loaded.info["test_accuracy"] == trained.info["test_accuracy"]
+    for a, b in zip(
+        loaded.model.get_weights(), trained.model.get_weights(), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+
+    # Another recipe is another reference: refused, naming both hashes.
+    monkeypatch.setitem(
+        references.REFERENCES,
+        "tiny",
+        ReferenceSpec(tiny_net, Recipe(epochs=2, batch_size=32), load=tiny_data),
+    )
+    with pytest.raises(ValueError, match="recipe_hash '[0-9a-f]{10}'; the current"):
+        checkpoints.install("tiny-reference", folder, cache_dir=tmp_path / "c")
+    monkeypatch.setitem(references.REFERENCES, "tiny", spec)
+    card = folder / "tiny-reference.json"
+    car = json.loads(card.read_text())
+    card.write_text(
+        json.dumps({**car, "test_accuracy": (car["test_accuracy"] + 0.5) % 1})
+    )
+    with pytest.raises(ValueError, match="measures .* test accuracy here"):
+        checkpoints.install("tiny-reference", folder, cache_dir=tmp_path / "c")
+    del car["reference"]
+    card.write_text(json.dumps(car))
+    with pytest.raises(ValueError, match="names no reference"):
+        checkpoints.install("tiny-reference", folder, cache_dir=tmp_path / "c")
+    assert not (tmp_path / "c").exists()
