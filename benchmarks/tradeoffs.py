@@ -162,6 +162,7 @@ def sweep(
     search_data=None,
     search_batch_size: int = 256,
     augment_shift: int | None = None,
+    finetune: dict | None = None,
     keep: Callable[[dict, object], None] | None = None,
     say: Callable[[str], None] = lambda message: None,
     points: list | None = None,
@@ -177,8 +178,9 @@ def sweep(
     measured like the others. A conversion that fails is recorded with its
     error and the sweep goes on. The control is trained once per seed and
     shared by every point (``controlled_finetune(control=...)``);
-    ``augment_shift`` is passed to it (random crops and flips of the
-    training images, the same for the control). ``keep``,
+    ``augment_shift`` (random crops and flips of the training images) and
+    ``finetune`` (``optimizer``, ``learning_rate``, ``distill``) are passed
+    to it, the same for the control. ``keep``,
     if given, is called with each point and its first seed's fine-tuned
     model. Returns one dict per point (see the module docstring), appended
     to ``points`` if given as each starts (``say`` can then save them).
@@ -250,6 +252,7 @@ def sweep(
                 batch_size=batch_size,
                 control=controls.get(seed),
                 augment_shift=augment_shift,
+                **(finetune or {}),
             )
             controls[seed] = tuned
             if keep is not None and seed == seeds[0]:
@@ -417,11 +420,25 @@ def _pm(mean: float, std: float | None, scale: float = 1.0) -> str:
     return text if std is None else f"{text} ± {scale * std:.2f}"
 
 
-def _augmented(config: dict) -> str:
+def _recipe(config: dict) -> str:
+    """How the fine-tuning trained: optimizer, learning rate, augmentation,
+    distillation (the same for the control)."""
+    optimizer = {"adam": "Adam", "sgd": "SGD with momentum 0.9"}.get(
+        config.get("optimizer", "adam"), config.get("optimizer")
+    )
+    rate = config.get("learning_rate", "fastconv.finetune's default")
+    text = f", {optimizer} at learning rate " + (
+        f"{rate:g}" if isinstance(rate, int | float) else "1e-4 (finetune's default)"
+    )
     shift = config.get("augment_shift")
-    if not shift:
-        return ""
-    return f" with random crops (shifts of up to {shift} pixels) and flips"
+    if shift:
+        text += f", with random crops (shifts of up to {shift} pixels) and flips"
+    if config.get("distill"):
+        text += (
+            f", learning the reference's predictions mixed in at weight "
+            f"{config['distill']:g} (distillation)"
+        )
+    return text
 
 
 def markdown(run: dict) -> str:
@@ -437,7 +454,7 @@ def markdown(run: dict) -> str:
         f"({', '.join(env['cpu']['vector_extensions'])}), commit "
         f"`{env['git_commit']}`. Fine-tuning: {config['epochs']} epoch(s), batch "
         f"{config['batch_size']}, on {config['train_examples']} training examples"
-        f"{_augmented(config)}; "
+        f"{_recipe(config)}; "
         f"accuracies on {config['test_examples']} test examples; {seeds} seed(s) "
         f"({', '.join(map(str, config['seeds']))}), mean ± standard deviation "
         "where there are several. Control: the original given the same extra "
@@ -596,8 +613,11 @@ def run_dataset(dataset: str, args, env: dict, jit: bool) -> dict:
         "repeats": args.repeats,
         "quick": args.quick,
         "jit": jit,
-        "optimizer": "adam",
-        "learning_rate": "fastconv.finetune's default",
+        "optimizer": args.optimizer,
+        "learning_rate": args.learning_rate
+        if args.learning_rate is not None
+        else "fastconv.finetune's default",
+        "distill": args.distill,
         "argv": sys.argv[1:],
     }
     stem = Path(args.out) / f"tradeoffs-{dataset}"
@@ -634,6 +654,11 @@ def run_dataset(dataset: str, args, env: dict, jit: bool) -> dict:
         search_targets=args.search_targets,
         search_batch_size=args.search_batch_size,
         augment_shift=args.augment_shift,
+        finetune={
+            "optimizer": args.optimizer,
+            "learning_rate": args.learning_rate,
+            "distill": args.distill,
+        },
         keep=(lambda point, model: tuned.update({id(point): model}))
         if args.save_best
         else None,
@@ -743,6 +768,26 @@ def main(argv=None) -> int:
         metavar="FOLDER",
         help="save the reference and the best fine-tuned model there (e.g. "
         "benchmarks/models), each with a JSON sidecar",
+    )
+    parser.add_argument(
+        "--optimizer",
+        choices=("adam", "sgd"),
+        default="adam",
+        help="the fine-tuning optimizer (sgd: momentum 0.9), for the control too",
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        default=None,
+        help="the fine-tuning learning rate (default: fastconv.finetune's, 1e-4)",
+    )
+    parser.add_argument(
+        "--distill",
+        type=float,
+        default=None,
+        metavar="WEIGHT",
+        help="learn from the reference's predictions mixed in at this weight "
+        "(controlled_finetune's distill), the control too",
     )
     parser.add_argument("--train-examples", type=int, default=None)
     parser.add_argument("--test-examples", type=int, default=None)

@@ -780,6 +780,7 @@ def controlled_finetune(
     control: ControlledFinetune | None = None,
     recalibrate_examples: int | None = 5000,
     augment_shift: int | None = None,
+    distill: float | None = None,
 ) -> ControlledFinetune:
     """Fine-tunes ``converted`` and gives ``original`` exactly the same training.
 
@@ -824,6 +825,16 @@ def controlled_finetune(
             horizontal flips (`crop_and_flip`), drawn from the seed, the
             epoch and the batch, so both models see the same augmented
             images. For images only (``x`` of 4 dimensions).
+        distill: None (the default) to train on the labels, or a weight ``a``
+            in (0, 1]: both models then learn from the original's predictions
+            (knowledge distillation at temperature 1). Each training target
+            becomes ``(1 - a) * one_hot(y) + a * p``, with ``p`` the original's
+            class probabilities for that training example, computed once
+            before either fit, and the loss categorical cross-entropy (``loss``
+            must then be None). The control learns from the same targets, so
+            it is the original given this training too. Needs an original
+            whose output is class probabilities (a softmax), and refuses
+            ``augment_shift`` (the predictions are of the images as they are).
 
     Returns:
         A `ControlledFinetune`.
@@ -868,6 +879,24 @@ def controlled_finetune(
             "controlled_finetune: augment_shift must be None or a positive int "
             f"(pixels), received augment_shift={augment_shift!r}"
         )
+    if distill is not None and not (
+        is_number(distill) and not isinstance(distill, bool) and 0 < distill <= 1
+    ):
+        raise ValueError(
+            "controlled_finetune: distill must be None or a weight in (0, 1], "
+            f"received distill={distill!r}"
+        )
+    if distill is not None and loss is not None:
+        raise ValueError(
+            "controlled_finetune: distill sets the loss (categorical cross-entropy "
+            f"on the mixed targets); received loss={loss!r} as well"
+        )
+    if distill is not None and augment_shift is not None:
+        raise ValueError(
+            "controlled_finetune: distill learns the original's predictions for the "
+            "images as they are; it cannot be combined with "
+            f"augment_shift={augment_shift!r}"
+        )
     if control is not None and not isinstance(control, ControlledFinetune):
         raise ValueError(
             "controlled_finetune: control must be None or the ControlledFinetune of "
@@ -884,6 +913,10 @@ def controlled_finetune(
             "controlled_finetune: augment_shift moves images, and train_data's x "
             f"is not a batch of images: shape {x_train.shape}"
         )
+    targets = y_train
+    if distill is not None:
+        loss = "categorical_crossentropy"
+        targets = _distilled_targets(original, x_train, y_train, distill, batch_size)
     if loss is None:
         loss = getattr(original, "loss", None) or "sparse_categorical_crossentropy"
     setup = _setup(
@@ -898,6 +931,7 @@ def controlled_finetune(
         loss=loss,
         recalibrate_examples=recalibrate_examples,
         augment_shift=augment_shift,
+        distill=distill,
     )
     if control is not None:
         differ = sorted(k for k in setup if control.setup.get(k) != setup[k])
@@ -923,7 +957,7 @@ def controlled_finetune(
         if label in results:
             continue
         model = _copy(source)
-        batches = _SeededBatches(x_train, y_train, batch_size, seed, augment_shift)
+        batches = _SeededBatches(x_train, targets, batch_size, seed, augment_shift)
         extra = list(callbacks(label)) if callbacks is not None else []
         keras.utils.set_random_seed(seed)
         history = finetune(
@@ -969,6 +1003,23 @@ def controlled_finetune(
         setup=setup,
         control_reused=control is not None,
     )
+
+
+def _distilled_targets(original, x, y, weight: float, batch_size: int) -> np.ndarray:
+    """``(1 - weight) * one_hot(y) + weight * original's probabilities``."""
+    probs = np.asarray(original.predict(x, batch_size=batch_size, verbose=0))
+    if (
+        probs.ndim != 2
+        or np.any(probs < -1e-6)
+        or not np.allclose(probs.sum(axis=-1), 1.0, atol=1e-3)
+    ):
+        raise ValueError(
+            "controlled_finetune: distill needs an original whose output is class "
+            f"probabilities (a softmax over the classes); model {original.name!r} "
+            "outputs values that are not"
+        )
+    one_hot = np.eye(probs.shape[-1], dtype="float32")[np.asarray(y, dtype=int)]
+    return ((1 - weight) * one_hot + weight * probs).astype("float32")
 
 
 def _check_labels(name: str, y: np.ndarray, model) -> None:

@@ -432,6 +432,11 @@ def test_a_control_is_reused_only_with_the_same_setup(pair):
         ({"train_data": (np.zeros((4, 12, 12, 1)), np.full(4, 0.5))}, "float64"),
         ({"augment_shift": 0}, "augment_shift=0"),
         ({"augment_shift": 2.5}, "augment_shift=2.5"),
+        ({"distill": 0}, "distill=0"),
+        ({"distill": 1.5}, "distill=1.5"),
+        ({"distill": True}, "distill=True"),
+        ({"distill": 0.5, "loss": "mse"}, "loss='mse'"),
+        ({"distill": 0.5, "augment_shift": 2}, "augment_shift=2"),
     ],
 )
 def test_controlled_finetune_refuses_bad_arguments(pair, kwargs, named):
@@ -527,3 +532,39 @@ def test_a_junk_backup_is_warned_about_removed_and_training_starts_over(
     assert ref.trained and ref.info["resumed_at_epoch"] == 0
     assert len(ref.info["train_loss"]) == 1
     assert not backup.exists()
+
+
+def test_distillation_trains_both_models_on_the_originals_predictions(pair):
+    original, converted, train, test = pair
+    x, y = train
+    targets = references._distilled_targets(original, x, y, 0.25, 32)
+    probs = original.predict(x, verbose=0)
+    np.testing.assert_allclose(
+        targets, 0.75 * np.eye(3)[y] + 0.25 * probs, rtol=1e-6, atol=1e-7
+    )
+    np.testing.assert_allclose(targets.sum(axis=-1), 1.0, rtol=1e-5)
+    result = references.controlled_finetune(
+        original, converted, train, test, seed=2, learning_rate=1e-3, distill=0.25
+    )
+    assert result.setup["distill"] == 0.25
+    assert result.setup["loss"] == repr("categorical_crossentropy")
+    assert result.served["converted"] == result.served["control"]
+    assert not _same_weights(result.control_model, original)
+    with pytest.raises(ValueError, match="differs in distill"):
+        references.controlled_finetune(
+            original,
+            converted,
+            train,
+            test,
+            seed=2,
+            learning_rate=1e-3,
+            distill=0.5,
+            control=result,
+        )
+    logits = keras.Sequential(
+        [keras.Input(x.shape[1:]), keras.layers.Flatten(), keras.layers.Dense(3)]
+    )
+    with pytest.raises(ValueError, match="class probabilities"):
+        references.controlled_finetune(
+            logits, logits, train, test, learning_rate=1e-3, distill=0.5
+        )

@@ -220,9 +220,17 @@ def test_report_regenerates_markdown_and_plot_from_json(run, tmp_path):
     assert "2 seed(s)" in text and "failed: ValueError" in text
     assert "random crops" not in text
     run["config"]["augment_shift"] = 4
-    assert "training examples with random crops (shifts of up to 4 pixels) and " in (
-        tradeoffs.markdown(run)
+    text = tradeoffs.markdown(run)
+    assert "Adam at learning rate 1e-4 (finetune's default), with random crops " in text
+    assert "(shifts of up to 4 pixels) and flips;" in text
+    assert "distillation" not in text
+    run["config"].update(
+        optimizer="sgd", learning_rate=0.003, augment_shift=None, distill=0.5
     )
+    assert (
+        "training examples, SGD with momentum 0.9 at learning rate 0.003, learning "
+        "the reference's predictions mixed in at weight 0.5 (distillation);"
+    ) in tradeoffs.markdown(run)
 
 
 def test_cifar10_is_refused_unless_cached(tmp_path, monkeypatch):
