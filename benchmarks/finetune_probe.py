@@ -1,0 +1,124 @@
+"""Which fine-tuning recipe recovers a converted model best: a short probe.
+
+Converts a cached reference once, then fine-tunes a fresh copy of the
+converted model with each recipe (optimizer, learning rate, distillation
+weight) for one epoch on the first ``--train-examples`` training examples,
+re-estimates its BatchNorm statistics, and measures its accuracy on the last
+``--val-examples`` training examples: examples neither the fine-tuning nor
+the test set touches, so the choice of recipe does not look at the test set.
+The reference's accuracy on the same examples is recorded beside them. The
+recipe chosen here is then run in full, beside its control, by
+`benchmarks.tradeoffs`.
+
+Usage:
+    python -m benchmarks.finetune_probe --dataset cifar10 --method cp --rank 0.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+#: optimizer, learning rate (None: finetune's default), distillation weight.
+RECIPES = (
+    ("adam", None, None),
+    ("sgd", 1e-3, None),
+    ("sgd", 3e-3, None),
+    ("sgd", 1e-2, None),
+    ("adam", None, 0.5),
+    ("sgd", 3e-3, 0.5),
+    ("sgd", 3e-3, 1.0),
+)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="cifar10")
+    parser.add_argument("--method", default="cp")
+    parser.add_argument("--rank", default="0.1")
+    parser.add_argument("--train-examples", type=int, default=15000)
+    parser.add_argument("--val-examples", type=int, default=5000)
+    parser.add_argument("--out", default="benchmarks/results/tradeoffs/probe")
+    args = parser.parse_args(argv)
+
+    import keras
+
+    import fastconv
+    from benchmarks.layers import start_run
+    from benchmarks.tradeoffs import load_reference, parse_rank
+    from fastconv.bench.references import _accuracy, _distilled_targets
+
+    _, _, env = start_run("default", keep=True)
+    ref, (x_train, y_train, _, _) = load_reference(args.dataset)
+    batch = ref.info["recipe"]["batch_size"]
+    x_fit, y_fit = x_train[: args.train_examples], y_train[: args.train_examples]
+    x_val, y_val = x_train[-args.val_examples :], y_train[-args.val_examples :]
+    rank = parse_rank(args.rank)
+    converted = fastconv.convert_model(
+        ref.model, args.method, rank=rank, progress=False
+    ).model
+    run = {
+        "dataset": args.dataset,
+        "method": args.method,
+        "rank": args.rank,
+        "train_examples": len(x_fit),
+        "val_examples": len(x_val),
+        "batch_size": batch,
+        "epochs": 1,
+        "reference_val_accuracy": _accuracy(ref.model, x_val, y_val, 256),
+        "converted_val_accuracy": _accuracy(converted, x_val, y_val, 256),
+        "environment": env,
+        "recipes": [],
+    }
+    out = Path(args.out) / f"probe-{args.dataset}-{args.method}-{args.rank}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for optimizer, rate, distill in RECIPES:
+        model = keras.models.clone_model(converted)
+        model.set_weights(converted.get_weights())
+        targets, loss = y_fit, "sparse_categorical_crossentropy"
+        if distill is not None:
+            targets = _distilled_targets(ref.model, x_fit, y_fit, distill, batch)
+            loss = "categorical_crossentropy"
+        keras.utils.set_random_seed(0)
+        start = time.perf_counter()
+        fastconv.finetune(
+            model,
+            x_fit,
+            targets,
+            epochs=1,
+            learning_rate=rate,
+            batch_size=batch,
+            optimizer=optimizer,
+            loss=loss,
+            verbose=0,
+        )
+        fastconv.recalibrate_batchnorm(
+            model, x_fit, batch_size=batch, max_examples=5000
+        )
+        seconds = time.perf_counter() - start
+        accuracy = _accuracy(model, x_val, y_val, 256)
+        run["recipes"].append(
+            {
+                "optimizer": optimizer,
+                "learning_rate": rate,
+                "distill": distill,
+                "val_accuracy": accuracy,
+                "seconds": seconds,
+            }
+        )
+        print(
+            f"{optimizer} lr={rate} distill={distill}: {100 * accuracy:.2f}% "
+            f"({seconds:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+        out.write_text(json.dumps(run, indent=1, default=str) + "\n")
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
