@@ -22,16 +22,27 @@ import sys
 import time
 from pathlib import Path
 
-#: optimizer, learning rate (None: finetune's default), distillation weight.
-RECIPES = (
-    ("adam", None, None),
-    ("sgd", 1e-3, None),
-    ("sgd", 3e-3, None),
-    ("sgd", 1e-2, None),
-    ("adam", None, 0.5),
-    ("sgd", 3e-3, 0.5),
-    ("sgd", 3e-3, 1.0),
-)
+#: optimizer, learning rate (None: finetune's default), distillation weight;
+#: "adam-cosine" is Adam with the rate decayed to 0 over the epoch.
+RECIPES = {
+    "first": (
+        ("adam", None, None),
+        ("sgd", 1e-3, None),
+        ("sgd", 3e-3, None),
+        ("sgd", 1e-2, None),
+        ("adam", None, 0.5),
+        ("sgd", 3e-3, 0.5),
+        ("sgd", 3e-3, 1.0),
+    ),
+    # After the first: SGD fell far behind Adam, distillation did not help.
+    "adam": (
+        ("adam", 3e-5, None),
+        ("adam", 3e-4, None),
+        ("adam", 1e-3, None),
+        ("adam-cosine", 3e-4, None),
+        ("adam-cosine", 1e-3, None),
+    ),
+}
 
 
 def main(argv=None) -> int:
@@ -39,6 +50,13 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset", default="cifar10")
     parser.add_argument("--method", default="cp")
     parser.add_argument("--rank", default="0.1")
+    parser.add_argument("--recipes", choices=sorted(RECIPES), default="first")
+    parser.add_argument(
+        "--n-iter-max",
+        type=int,
+        default=None,
+        help="CP's ALS sweeps (convert_model's n_iter_max; default: its own)",
+    )
     parser.add_argument("--train-examples", type=int, default=15000)
     parser.add_argument("--val-examples", type=int, default=5000)
     parser.add_argument("--out", default="benchmarks/results/tradeoffs/probe")
@@ -57,8 +75,9 @@ def main(argv=None) -> int:
     x_fit, y_fit = x_train[: args.train_examples], y_train[: args.train_examples]
     x_val, y_val = x_train[-args.val_examples :], y_train[-args.val_examples :]
     rank = parse_rank(args.rank)
+    extra = {} if args.n_iter_max is None else {"n_iter_max": args.n_iter_max}
     converted = fastconv.convert_model(
-        ref.model, args.method, rank=rank, progress=False
+        ref.model, args.method, rank=rank, progress=False, **extra
     ).model
     run = {
         "dataset": args.dataset,
@@ -73,9 +92,13 @@ def main(argv=None) -> int:
         "environment": env,
         "recipes": [],
     }
-    out = Path(args.out) / f"probe-{args.dataset}-{args.method}-{args.rank}.json"
+    run["recipe_set"], run["n_iter_max"] = args.recipes, args.n_iter_max
+    sweeps = "" if args.n_iter_max is None else f"-iter{args.n_iter_max}"
+    name = f"probe-{args.dataset}-{args.method}-{args.rank}{sweeps}-{args.recipes}.json"
+    out = Path(args.out) / name
     out.parent.mkdir(parents=True, exist_ok=True)
-    for optimizer, rate, distill in RECIPES:
+    steps = -(-len(x_fit) // batch)
+    for optimizer, rate, distill in RECIPES[args.recipes]:
         model = keras.models.clone_model(converted)
         model.set_weights(converted.get_weights())
         targets, loss = y_fit, "sparse_categorical_crossentropy"
@@ -89,9 +112,13 @@ def main(argv=None) -> int:
             x_fit,
             targets,
             epochs=1,
-            learning_rate=rate,
+            learning_rate=None if optimizer == "adam-cosine" else rate,
             batch_size=batch,
-            optimizer=optimizer,
+            optimizer=keras.optimizers.Adam(
+                keras.optimizers.schedules.CosineDecay(rate, steps)
+            )
+            if optimizer == "adam-cosine"
+            else optimizer,
             loss=loss,
             verbose=0,
         )
