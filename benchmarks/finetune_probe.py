@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--train-examples", type=int, default=15000)
     parser.add_argument("--val-examples", type=int, default=5000)
-    parser.add_argument("--out", default="benchmarks/results/tradeoffs/probe")
+    parser.add_argument("--out", default="benchmarks/results/finetune-probe")
     args = parser.parse_args(argv)
 
     import keras

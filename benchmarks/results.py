@@ -439,6 +439,42 @@ STEPS = (
         for seed in (0, 1, 2)
         for sweeps in ("default", "10")
     ),
+    *(
+        Step(
+            f"finetune-probe-{recipes}{'-iter10' if sweeps else ''}",
+            (
+                "-m",
+                "benchmarks.finetune_probe",
+                "--dataset",
+                "cifar10",
+                "--method",
+                "cp",
+                "--rank",
+                "0.1",
+                "--recipes",
+                recipes,
+                *(("--n-iter-max", "10") if sweeps else ()),
+                "--out",
+                "{results}/finetune-probe",
+            ),
+            (
+                f"{RESULTS}/finetune-probe/probe-cifar10-cp-0.1"
+                f"{'-iter10' if sweeps else ''}-{recipes}.json",
+            ),
+            seconds,
+            when,
+        )
+        for recipes, sweeps, seconds, when in (
+            (
+                "first",
+                False,
+                540,
+                "08:24 to 08:33, 2026-12-01, beside a reference training",
+            ),
+            ("adam", False, 300, "08:33 to 08:38, 2026-12-01"),
+            ("adam", True, 300, "08:38 to 08:43, 2026-12-01"),
+        )
+    ),
     Step(
         "applications",
         (

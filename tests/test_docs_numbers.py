@@ -156,6 +156,18 @@ def test_tradeoffs_doc_prose_numbers_are_in_the_results():
     epochs and rounds) is in a committed tradeoffs table."""
     doc = (ROOT / "docs" / "tradeoffs.md").read_text()
     tables = "".join(path.read_text() for path in TRADEOFFS.rglob("*.md"))
+    # The fine-tuning probe's accuracies (benchmarks/finetune_probe.py).
+    import json
+
+    for path in (RESULTS / "finetune-probe").glob("*.json"):
+        probe = json.loads(path.read_text())
+        accuracies = [r["val_accuracy"] for r in probe["recipes"]] + [
+            probe["reference_val_accuracy"],
+            probe["converted_val_accuracy"],
+        ]
+        tables += " " + " ".join(f"{100 * a:.2f}" for a in accuracies)
+        tables += f" {probe['train_examples']:,} {probe['val_examples']:,} "
+        tables += " ".join(str(r["distill"]) for r in probe["recipes"])
     findings = doc.split("What the curve shows")[1:]
     assert findings, "docs/tradeoffs.md lost its findings"
     number = re.compile(r"(?<![\w.-])-?\d[\d,]*(?:\.\d+)?")
