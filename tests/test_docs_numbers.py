@@ -4,6 +4,7 @@ The table was pasted from a run of the layers' cost methods; this test keeps it
 from drifting away from the code.
 """
 
+import json
 import re
 from pathlib import Path
 
@@ -174,3 +175,76 @@ def test_tradeoffs_doc_prose_numbers_are_in_the_results():
     numbers = {n for text in findings for n in number.findall(text)}
     assert len(numbers) > 10, "docs/tradeoffs.md's findings quote no numbers"
     assert numbers - set(number.findall(tables)) <= {"0", "1", "2", "10"}
+
+
+def _why_cnn_numbers() -> set[str]:
+    """The why-cnn results, formatted at each precision docs/why-cnns-are-slow.md
+    uses: seconds to 2 decimals, milliseconds to 1, percentages to 1 or 2,
+    ratios to 1 or 2, multiply-adds per byte and G/s to 1."""
+    why = ROOT / "benchmarks" / "results" / "why-cnn"
+    results = json.loads((why / "results.json").read_text())
+    profiles = [
+        json.loads((why / name).read_text())
+        for name in ("profile-cnn.json", "profile-fast-cnn.json")
+    ]
+    out: set[str] = set()
+
+    def add(value: float, *precisions: int) -> None:
+        out.update(f"{value:.{p}f}" for p in precisions)
+
+    for model in results["models"].values():
+        for seconds in model["epoch_seconds"] + [model["median_s_per_epoch"]]:
+            add(seconds, 2)
+        add(model["grad_step_ms"], 1)
+        add(100 * model["test_accuracy"], 2)
+        if "test_accuracy_before_finetune" in model:
+            add(100 * model["test_accuracy_before_finetune"], 2)
+        gmacs = model["macs_per_example"] * 128 / model["grad_step"]["median_s"]
+        add(gmacs / 1e9, 1)
+    models = results["models"]
+    add(
+        100
+        * (
+            models["cnn"]["test_accuracy"]
+            - models["cnn_converted"]["test_accuracy_before_finetune"]
+        ),
+        2,
+    )
+    for ratios in results["ratios"].values():
+        for ratio in ratios.values():
+            add(ratio, 1, 2)
+    add(results["conversion"]["settings"]["rank"], 2)
+    for profile in profiles:
+        layers = {layer["path"]: layer for layer in profile["layers"]}
+        for layer in layers.values():
+            for key in ("time_share", "params_share", "macs_share"):
+                add(100 * layer[key], 1)
+            add(layer["arithmetic_intensity"], 1)
+        for group in (("conv1", "conv2"), ("pool", "dropout", "flatten")):
+            add(100 * sum(layers[name]["time_share"] for name in group), 1)
+        for key in ("sum_of_layers_s", "model_s", "gap_s"):
+            add(1000 * profile["total"][key], 1)
+        for suggestion in profile["suggestions"]:
+            out.update(re.findall(r"\d+\.\d+", suggestion["line"]))
+            for candidate in suggestion["candidates"]:
+                add(candidate["speedup"], 1, 2)
+                add(candidate["macs_ratio"], 1)
+    return out
+
+
+def test_why_cnn_doc_numbers_are_in_the_results():
+    """Every decimal that the measured sections of docs/why-cnns-are-slow.md
+    quote is computed from benchmarks/results/why-cnn: a stale number fails."""
+    doc = (ROOT / "docs" / "why-cnns-are-slow.md").read_text()
+    measured = doc.split("## What was measured", 1)
+    assert len(measured) == 2, "docs/why-cnns-are-slow.md lost its measurements"
+    quoted = set(re.findall(r"(?<![\w.])-?\d+\.\d+(?![\d.])", measured[1]))
+    assert len(quoted) > 40, "docs/why-cnns-are-slow.md quotes no numbers"
+    environment = json.loads(
+        (ROOT / "benchmarks" / "results" / "why-cnn" / "results.json").read_text()
+    )["environment"]["versions"]
+    # The only decimals not measured: the TensorFlow version, quoted as 2.21
+    # (Keras's 3.15.1 has two dots and is not matched as a decimal).
+    exceptions = {".".join(environment["tensorflow"].split(".")[:2])}
+    stale = quoted - exceptions - _why_cnn_numbers()
+    assert not stale, f"not in the why-cnn results: {sorted(stale)}"
