@@ -162,3 +162,20 @@ def test_tradeoffs_doc_prose_numbers_are_in_the_results():
     numbers = {n for text in findings for n in number.findall(text)}
     assert len(numbers) > 10, "docs/tradeoffs.md's findings quote no numbers"
     assert numbers - set(number.findall(tables)) <= {"0", "1", "2", "10"}
+
+
+def test_bench_tables_in_docs_are_the_committed_results():
+    from benchmarks.bench_docs import DOC as BENCH_DOC
+    from benchmarks.bench_docs import sync_bench_tables
+
+    text = BENCH_DOC.read_text()
+    assert sync_bench_tables(text) == text, (
+        "docs/benchmarks.md quotes stale bench results: python -m benchmarks.bench_docs"
+    )
+
+
+def test_bench_doc_section_moves_headings_down_two_levels():
+    from benchmarks.bench_docs import doc_section
+
+    md = "# fastconv benchmark\n\nSuite.\n\n## mnist\n\n| a |\n"
+    assert doc_section(md) == "Suite.\n\n#### mnist\n\n| a |"
