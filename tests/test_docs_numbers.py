@@ -248,3 +248,20 @@ def test_why_cnn_doc_numbers_are_in_the_results():
     exceptions = {".".join(environment["tensorflow"].split(".")[:2])}
     stale = quoted - exceptions - _why_cnn_numbers()
     assert not stale, f"not in the why-cnn results: {sorted(stale)}"
+
+
+def test_bench_tables_in_docs_are_the_committed_results():
+    from benchmarks.bench_docs import DOC as BENCH_DOC
+    from benchmarks.bench_docs import sync_bench_tables
+
+    text = BENCH_DOC.read_text()
+    assert sync_bench_tables(text) == text, (
+        "docs/benchmarks.md quotes stale bench results: python -m benchmarks.bench_docs"
+    )
+
+
+def test_bench_doc_section_moves_headings_down_two_levels():
+    from benchmarks.bench_docs import doc_section
+
+    md = "# fastconv benchmark\n\nSuite.\n\n## mnist\n\n| a |\n"
+    assert doc_section(md) == "Suite.\n\n#### mnist\n\n| a |"
