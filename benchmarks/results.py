@@ -288,8 +288,8 @@ STEPS = (
         "why-cnn",
         ("examples/why_cnn_slower_than_mlp.py", "--out", "{results}/why-cnn"),
         (f"{RESULTS}/why-cnn",),
-        240,
-        "docs/why-cnns-are-slow.md: about 4 minutes",
+        121,
+        "the --only run of 2026-12-01: 08:43:23 to 08:45:24",
     ),
     Step(
         "bench-quick-cpu",
