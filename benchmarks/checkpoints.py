@@ -198,9 +198,9 @@ def install(name: str, folder: Path = FOLDER, *, cache_dir: Path | None = None) 
     reference it is (``reference``: architecture, seed, recipe hash) and that
     reference must still be the current one for its dataset (same
     architecture, same recipe). The loaded model's test accuracy is measured
-    and must be the sidecar's. It is then compiled as `reference_model`
-    compiles what it trains and saved with the cache's sidecar (atomically,
-    by the same code). A cached model already there is left as it is.
+    and must be the sidecar's. It is then cached by
+    `references.cache_reference`, as `reference_model` caches what it
+    trains. A cached model already there is left as it is.
 
     Raises:
         ValueError: a missing file or sidecar, a sidecar that names no
@@ -210,7 +210,7 @@ def install(name: str, folder: Path = FOLDER, *, cache_dir: Path | None = None) 
     import keras
 
     import fastconv  # noqa: F401  (registers the layers)
-    from fastconv import datasets, timing
+    from fastconv import datasets
     from fastconv.bench import references
 
     folder = Path(folder)
@@ -249,38 +249,28 @@ def install(name: str, folder: Path = FOLDER, *, cache_dir: Path | None = None) 
         return target
     model = keras.saving.load_model(path)
     load = spec.load or datasets.load
-    x_train, y_train, x_test, y_test = references._prepare(load(dataset))
-    measured = accuracy(model, (x_test, y_test))
+    data = references._prepare(load(dataset))
+    measured = accuracy(model, data[2:])
     if abs(measured - car["test_accuracy"]) > 5e-4:
         raise ValueError(
             f"checkpoints.install: {path.name} measures {100 * measured:.2f}% test "
             f"accuracy here, its sidecar says {100 * car['test_accuracy']:.2f}%"
         )
-    model.compile(
-        optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"]
-    )
-    model.optimizer.build(model.trainable_variables)
-    info = {
-        "dataset": dataset,
-        "architecture": spec.architecture,
-        "seed": seed,
-        "recipe": recipe.to_dict(),
-        "recipe_hash": recipe.key(),
-        "epochs": recipe.epochs,
-        "train_examples": len(x_train),
-        "test_examples": len(x_test),
-        "test_accuracy": measured,
-        "params": int(model.count_params()),
-        "installed_from": {
+    references.cache_reference(
+        model,
+        dataset,
+        recipe,
+        seed,
+        data,
+        target,
+        test_accuracy=measured,
+        installed_from={
             "file": f"benchmarks/models/{path.name}",
             "sha256": got,
             "trained_at": car["run"]["commit"],
             "trained_on": car["run"]["cpu"],
         },
-        "cpu": timing.cpu_info(),
-        "environment": timing.environment(),
-    }
-    references._save(model, info, target)
+    )
     return target
 
 

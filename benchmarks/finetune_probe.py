@@ -4,9 +4,10 @@ Converts a cached reference once, then fine-tunes a fresh copy of the
 converted model with each recipe (optimizer, learning rate, distillation
 weight) for one epoch on the first ``--train-examples`` training examples,
 re-estimates its BatchNorm statistics, and measures its accuracy on the last
-``--val-examples`` training examples: examples neither the fine-tuning nor
-the test set touches, so the choice of recipe does not look at the test set.
-The reference's accuracy on the same examples is recorded beside them. The
+``--val-examples`` training examples: examples the fine-tuning does not see
+and that are not the test set, so the choice of recipe does not look at the
+test set. The reference was trained on them, though (its accuracy on them is
+recorded beside), so the numbers rank recipes; they are no test accuracies. The
 recipe chosen here is then run in full, beside its control, by
 `benchmarks.tradeoffs`.
 
@@ -67,7 +68,7 @@ def main(argv=None) -> int:
     import fastconv
     from benchmarks.layers import start_run
     from benchmarks.tradeoffs import load_reference, parse_rank
-    from fastconv.bench.references import _accuracy, _distilled_targets
+    from fastconv.bench.references import _accuracy, _copy, _distilled_targets
 
     _, _, env = start_run("default", keep=True)
     ref, (x_train, y_train, _, _) = load_reference(args.dataset)
@@ -89,22 +90,26 @@ def main(argv=None) -> int:
         "epochs": 1,
         "reference_val_accuracy": _accuracy(ref.model, x_val, y_val, 256),
         "converted_val_accuracy": _accuracy(converted, x_val, y_val, 256),
+        "recipe_set": args.recipes,
+        "n_iter_max": args.n_iter_max,
         "environment": env,
         "recipes": [],
     }
-    run["recipe_set"], run["n_iter_max"] = args.recipes, args.n_iter_max
     sweeps = "" if args.n_iter_max is None else f"-iter{args.n_iter_max}"
     name = f"probe-{args.dataset}-{args.method}-{args.rank}{sweeps}-{args.recipes}.json"
     out = Path(args.out) / name
     out.parent.mkdir(parents=True, exist_ok=True)
     steps = -(-len(x_fit) // batch)
+    distilled = {}  # weight -> targets: the reference predicts once per weight
     for optimizer, rate, distill in RECIPES[args.recipes]:
-        model = keras.models.clone_model(converted)
-        model.set_weights(converted.get_weights())
+        model = _copy(converted)
         targets, loss = y_fit, "sparse_categorical_crossentropy"
         if distill is not None:
-            targets = _distilled_targets(ref.model, x_fit, y_fit, distill, batch)
-            loss = "categorical_crossentropy"
+            if distill not in distilled:
+                distilled[distill] = _distilled_targets(
+                    ref.model, x_fit, y_fit, distill, batch
+                )
+            targets, loss = distilled[distill], "categorical_crossentropy"
         keras.utils.set_random_seed(0)
         start = time.perf_counter()
         fastconv.finetune(

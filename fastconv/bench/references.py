@@ -592,12 +592,40 @@ def reference_model(
     model = build()
     backup = path.with_name(path.stem + ".backup")
     trained = _train(model, build, data, recipe, seed, progress, backup)
+    info = cache_reference(model, dataset, recipe, seed, data, path, **trained)
+    shutil.rmtree(backup, ignore_errors=True)
+    return ReferenceModel(model, path, info, trained=True)
+
+
+def cache_reference(
+    model: keras.Model,
+    dataset: str,
+    recipe: Recipe,
+    seed: int,
+    data,
+    path: Path,
+    *,
+    test_accuracy: float | None = None,
+    **facts,
+) -> dict:
+    """Compiles ``dataset``'s reference ``model``, trained with ``recipe`` and
+    ``seed``, and saves it, with its sidecar, at ``path`` (`reference_path`);
+    returns the sidecar.
+
+    ``data`` is ``(x_train, y_train, x_test, y_test)``; ``test_accuracy`` is
+    measured on its test part unless given; ``facts`` (the training's times,
+    where the model came from) go into the sidecar as they are.
+    """
+    spec = _spec(dataset)
+    x_train, _, x_test, y_test = data
     # Compiled with its loss, so that convert_model and finetune find it; the
     # optimizer is built so that loading the file restores it without a warning.
     model.compile(
         optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"]
     )
     model.optimizer.build(model.trainable_variables)
+    if test_accuracy is None:
+        test_accuracy = _accuracy(model, x_test, y_test, 256)
     info = {
         "dataset": dataset,
         "architecture": spec.architecture,
@@ -607,15 +635,14 @@ def reference_model(
         "epochs": recipe.epochs,
         "train_examples": len(x_train),
         "test_examples": len(x_test),
-        "test_accuracy": _accuracy(model, x_test, y_test, 256),
-        **trained,
+        "test_accuracy": test_accuracy,
+        **facts,
         "params": int(model.count_params()),
         "cpu": timing.cpu_info(),
         "environment": timing.environment(),
     }
     _save(model, info, path)
-    shutil.rmtree(backup, ignore_errors=True)
-    return ReferenceModel(model, path, info, trained=True)
+    return info
 
 
 # ------------------------------------------------------------ controlled runs
