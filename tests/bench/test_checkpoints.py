@@ -134,4 +134,11 @@ def test_a_committed_reference_installs_into_the_cache(monkeypatch, tmp_path):
     card.write_text(json.dumps(car))
     with pytest.raises(ValueError, match="names no reference"):
         checkpoints.install("tiny-reference", folder, cache_dir=tmp_path / "c")
+    with pytest.raises(ValueError, match="name='nothing': .*nothing.keras is missing"):
+        checkpoints.install("nothing", folder, cache_dir=tmp_path / "c")
+    card.write_text(json.dumps({**car, "reference": info["reference"]}))
+    with open(folder / "tiny-reference.keras", "ab") as file:
+        file.write(b"x")
+    with pytest.raises(ValueError, match="has sha256 [0-9a-f]{64}, its sidecar says"):
+        checkpoints.install("tiny-reference", folder, cache_dir=tmp_path / "c")
     assert not (tmp_path / "c").exists()
