@@ -159,6 +159,22 @@ def write_readme(folder: Path = FOLDER) -> Path:
     return path
 
 
+def _load(dataset: str):
+    """The dataset as its reference trains on it: the reference spec's own
+    loader where it has one, else `fastconv.datasets.load`."""
+    from fastconv import datasets
+    from fastconv.bench import references
+
+    return (references.REFERENCES[dataset].load or datasets.load)(dataset)
+
+
+def _test_data(dataset: str):
+    """``(x_test, y_test)`` of ``dataset``, prepared as its reference's."""
+    from fastconv.bench import references
+
+    return tuple(references._prepare(_load(dataset))[2:])
+
+
 def check(folder: Path = FOLDER, *, measure: bool = False) -> list[str]:
     """Problems with the committed files: a sha256 or size that differs from
     its sidecar, a file over `MAX_BYTES`, and with ``measure`` a test accuracy
@@ -177,11 +193,8 @@ def check(folder: Path = FOLDER, *, measure: bool = False) -> list[str]:
             import keras
 
             import fastconv  # noqa: F401  (registers the layers)
-            from fastconv import datasets
-            from fastconv.bench import references
 
-            *_, x_test, y_test = references._prepare(datasets.load(car["dataset"]))
-            got = accuracy(keras.saving.load_model(path), (x_test, y_test))
+            got = accuracy(keras.saving.load_model(path), _test_data(car["dataset"]))
             if abs(got - car["test_accuracy"]) > 5e-4:
                 problems.append(
                     f"{car['file']}: test accuracy {100 * got:.2f}%, the sidecar "
@@ -210,7 +223,6 @@ def install(name: str, folder: Path = FOLDER, *, cache_dir: Path | None = None) 
     import keras
 
     import fastconv  # noqa: F401  (registers the layers)
-    from fastconv import datasets
     from fastconv.bench import references
 
     folder = Path(folder)
@@ -248,8 +260,7 @@ def install(name: str, folder: Path = FOLDER, *, cache_dir: Path | None = None) 
     if target.exists():
         return target
     model = keras.saving.load_model(path)
-    load = spec.load or datasets.load
-    data = references._prepare(load(dataset))
+    data = references._prepare(_load(dataset))
     measured = accuracy(model, data[2:])
     if abs(measured - car["test_accuracy"]) > 5e-4:
         raise ValueError(

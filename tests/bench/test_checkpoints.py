@@ -99,6 +99,8 @@ def test_a_committed_reference_installs_into_the_cache(monkeypatch, tmp_path):
     checkpoints.save(
         trained.model, folder / "tiny-reference.keras", (x_test, y_test), info
     )
+    # "tiny" is not a fastconv.datasets name: measuring reads the spec's loader.
+    assert checkpoints.check(folder, measure=True) == []
 
     cache = tmp_path / "b"
     path = checkpoints.install("tiny-reference", folder, cache_dir=cache)
