@@ -183,25 +183,15 @@ def float_ops(content: bytes) -> dict:
 
 def cp_cancellation(model) -> dict:
     """``{layer: {"rank", "cancellation", "sqrt_rank"}}`` for each CP layer of
-    ``model``: the sum of its rank-1 components' norms (the product of each
-    factor's column norms) over the norm of the kernel they sum to. Orthogonal
+    ``model``: `fastconv.export.cp_cancellation`, the sum of its rank-1
+    components' norms over the norm of the kernel they sum to. Orthogonal
     components give at most ``sqrt_rank``; far more means large components
     that cancel, whose rounding the layer's output does not shrink with them."""
-    from fastconv.layers.cp_conv import BaseCPConv
+    from fastconv import export
 
-    found = {}
-    for layer in model.layers:
-        if not isinstance(layer, BaseCPConv):
-            continue
-        factors = layer.get_factors()
-        norms = np.linalg.norm(factors.pop("pointwise_out"), axis=1)
-        for factor in factors.values():
-            norms = norms * np.linalg.norm(factor, axis=0)
-        found[layer.name] = {
-            "rank": layer.rank,
-            "cancellation": float(norms.sum() / np.linalg.norm(layer.dense_kernel())),
-            "sqrt_rank": math.sqrt(layer.rank),
-        }
+    found = export.cp_cancellation(model)
+    for layer in found.values():
+        layer["sqrt_rank"] = math.sqrt(layer["rank"])
     return found
 
 

@@ -18,7 +18,7 @@ from fastconv.convert import (
     suggest_replacements,
 )
 from fastconv.cost import Cost, conv2d_cost
-from fastconv.export import export_model
+from fastconv.export import QuantizationAccuracyWarning, export_model
 from fastconv.kernels import keep_freed_memory
 from fastconv.layers import (
     BaseFastConv,
@@ -85,6 +85,7 @@ __all__ = [
     "cost",
     "export",
     "export_model",
+    "QuantizationAccuracyWarning",
     "kernels",
     "keep_freed_memory",
     "profile_model",

@@ -19,7 +19,9 @@ them as plain operations, and the file runs where fastconv is not installed.
 ``quantize=`` makes the LiteRT export a post-training quantized file
 (TensorFlow backend): ``"dynamic"`` stores the weights in int8, ``"int8"``
 computes in int8 too, calibrated on ``representative_data``; see
-docs/export.md.
+docs/export.md. An int8 export of a model whose CP layers' rank-1 components
+cancel (`cp_cancellation`) warns with a `QuantizationAccuracyWarning`
+(`quantization_warning`): such a file can lose several points of accuracy.
 
 `run_exported` runs an exported file in its own runtime (ONNX Runtime,
 LiteRT's interpreter, OpenVINO, TensorFlow) and `largest_difference` compares
@@ -29,9 +31,11 @@ it with the Keras model.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import keras
@@ -40,19 +44,24 @@ import numpy as np
 from fastconv._files import write_atomically
 from fastconv._validation import is_int_at_least
 from fastconv.kernels import autotune
+from fastconv.layers.cp_conv import BaseCPConv
 
 __all__ = [
     "EXTRA",
     "FORMATS",
+    "CANCELLATION_LIMIT",
     "QUANTIZE_MODES",
+    "QuantizationAccuracyWarning",
     "QuantizationError",
     "SUFFIXES",
     "check_exportable",
+    "cp_cancellation",
     "export_model",
     "exportable_formats",
     "largest_difference",
     "missing_packages",
     "needed_modules",
+    "quantization_warning",
     "run_exported",
 ]
 
@@ -85,6 +94,19 @@ QUANTIZE_MODES = ("dynamic", "int8")
 #: Examples drawn from ``representative_data`` to calibrate an int8 export.
 CALIBRATION_SAMPLES = 100
 
+#: A CP layer whose `BaseCPConv.cancellation` exceeds this many times the
+#: square root of its rank makes ``quantize="int8"`` warn. Orthogonal
+#: components give at most 1 times. From the CIFAR-10 reference converted
+#: with CP at 0.25, three seeds each
+#: (benchmarks/results/deploy/int8/cp-seed{0,1,2}-{default,10}/, key
+#: ``cp_layers``): with the default ALS sweeps (int8 loss 3.90 to 7.00 points)
+#: four of the five CP layers of every model are at 4.29 to 7.22 times
+#: (the fifth at 2.48 to 2.76); with ``n_iter_max=10`` (int8 loss 0.55 to
+#: 1.25) every layer is at 1.33 to 2.73 times. 3.5 lies midway in that gap.
+#: The plain ratios overlap (35.4 to 87.4 against 12.5 to 37.1): a larger
+#: rank allows a larger one.
+CANCELLATION_LIMIT = 3.5
+
 #: Modules not in the ``export`` extra, and the package that holds each.
 _OUTSIDE_EXTRA = {"jax2onnx": "jax2onnx", "litert_torch": "litert-torch"}
 
@@ -93,6 +115,70 @@ class QuantizationError(ValueError):
     """A quantization `export_model` cannot make: an unknown mode, a format
     other than LiteRT, a backend other than TensorFlow, a model that does not
     compute in float32, or missing or misshapen representative data."""
+
+
+class QuantizationAccuracyWarning(UserWarning):
+    """A quantized export that is likely to lose accuracy: an int8 export of
+    a model whose CP layers' rank-1 components cancel (see
+    `quantization_warning`)."""
+
+
+def cp_cancellation(model) -> dict[str, dict[str, float]]:
+    """``{layer name: {"rank": R, "cancellation": c}}`` for each CP layer of
+    ``model`` (nested models' too), in the order of ``model.layers``; ``c`` is
+    `BaseCPConv.cancellation`, which reads the weights and measures nothing."""
+    return {
+        layer.name: {"rank": layer.rank, "cancellation": layer.cancellation()}
+        for layer in _cp_layers(model)
+    }
+
+
+def _cp_layers(model):
+    for layer in model.layers:
+        if isinstance(layer, BaseCPConv):
+            yield layer
+        elif hasattr(layer, "layers"):
+            yield from _cp_layers(layer)
+
+
+def quantization_warning(
+    model, quantize: str | None
+) -> QuantizationAccuracyWarning | None:
+    """The `QuantizationAccuracyWarning` that `export_model` gives for
+    ``model`` and ``quantize``, or None.
+
+    Only ``"int8"`` warns, for CP layers whose cancellation exceeds
+    `CANCELLATION_LIMIT` times the square root of their rank: int8 rounding
+    of their large intermediate activations is amplified in their output
+    (docs/deploy.md). ``"dynamic"`` keeps the activations in float; with
+    16-bit activations and 8-bit weights, a CP model whose int8 file lost
+    7.00 points lost 1.15 (docs/deploy.md), so the weights alone cost little.
+    """
+    if quantize != "int8":
+        return None
+    found = {
+        name: layer
+        for name, layer in cp_cancellation(model).items()
+        if layer["cancellation"] > CANCELLATION_LIMIT * math.sqrt(layer["rank"])
+    }
+    if not found:
+        return None
+    listed = ", ".join(
+        f"{name} ({layer['cancellation']:.1f} at rank {layer['rank']})"
+        for name, layer in found.items()
+    )
+    return QuantizationAccuracyWarning(
+        "quantize='int8' may lose several points of accuracy: the rank-1 "
+        f"components of CP layers {listed} cancel. Their norms add up to that "
+        "many times the norm of the kernel they sum to, more than "
+        f"{CANCELLATION_LIMIT} sqrt(rank), so the layers' intermediate "
+        "activations are large and their int8 rounding is amplified in the "
+        "output (a CIFAR-10 model whose CP layers were at 35 to 87 lost 5.8 "
+        "points, docs/deploy.md). Convert the original model again with fewer "
+        "ALS sweeps, fastconv.convert_model(original, 'cp', rank, "
+        "n_iter_max=10), or with 'tucker', and measure the int8 file's "
+        "accuracy on held-out data (fastconv.export.run_exported)"
+    )
 
 
 def check_exportable(format: str, backend: str | None = None) -> None:
@@ -203,6 +289,10 @@ def export_model(
             than TensorFlow, a model with a layer that does not compute in
             float32 (mixed precision), ``"int8"`` without representative data
             or with data of the wrong shape).
+
+    Warns:
+        QuantizationAccuracyWarning: ``quantize="int8"`` for a model whose CP
+            layers' components cancel (`quantization_warning`), naming them.
         FileNotFoundError: the folder of ``path`` does not exist.
         ModuleNotFoundError: a package the export needs is missing; the
             message says what to install.
@@ -236,6 +326,9 @@ def export_model(
             )
         )
     _require(format, backend)
+    warning = quantization_warning(model, quantize)
+    if warning is not None:
+        warnings.warn(warning, stacklevel=2)
     kwargs.setdefault("verbose", False)
     inputs = getattr(model, "inputs", None)
     if format == "onnx" and "input_signature" not in kwargs and inputs:

@@ -15,6 +15,9 @@ on the TensorFlow backend; int8 calibrates on 100 examples drawn from
 ``--calibration-dataset``: the training split of mnist, fashion_mnist or
 cifar10 (``fastconv.datasets``), or a file of examples shaped like the
 model's input (a .npy array, or an .npz holding one named x).
+An int8 export of a model whose CP layers' components cancel prints
+`fastconv.export.quantization_warning` on stderr: such a file can lose
+several points of accuracy, and the message says what to do.
 
 The output is a file ending in .onnx, .tflite or .xml (OpenVINO writes its
 weights to the .bin beside it), or a folder for ``saved_model``. The format
@@ -29,6 +32,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+import warnings
 from pathlib import Path
 
 from fastconv.cli import _args
@@ -141,18 +146,24 @@ def run(args: argparse.Namespace) -> int:
 
         exported, folded = fold_batchnorm(model)
     try:
-        export.export_model(
-            exported,
-            args.output,
-            format,
-            quantize=args.quantize,
-            representative_data=examples,
-        )
+        with warnings.catch_warnings():
+            # Printed below as one line of its own, not with Python's source line.
+            warnings.simplefilter("ignore", export.QuantizationAccuracyWarning)
+            export.export_model(
+                exported,
+                args.output,
+                format,
+                quantize=args.quantize,
+                representative_data=examples,
+            )
     except export.QuantizationError as exc:
         if "representative_data" in str(exc):
             raise UsageError("--calibration-dataset", calibration, str(exc)) from None
         raise UsageError("--quantize", args.quantize, str(exc)) from None
     print(f"exported: {args.output}")
+    warning = export.quantization_warning(exported, args.quantize)
+    if warning is not None:
+        print(f"fastconv export: warning: {warning}", file=sys.stderr)
     if folded is not None:
         print(folded)
     if shape is not None:

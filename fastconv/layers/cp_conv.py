@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import keras
+import numpy as np
 
 from fastconv.cost import conv_cost
 from fastconv.kernels import functional
@@ -86,6 +87,39 @@ class BaseCPConv(BaseFastConv):
             shapes[name] = (k, self.rank)
         shapes["pointwise_out"] = (self.rank, self.filters)
         return shapes
+
+    def cancellation(self) -> float:
+        """How much the layer's rank-1 components cancel: the sum of their
+        norms over the norm of the kernel they add up to (`dense_kernel`).
+
+        Component ``r`` is the outer product of column ``r`` of every factor
+        (row ``r`` of ``pointwise_out``), so its norm is the product of those
+        columns' norms. The ratio is at least 1 (the triangle inequality) and,
+        for components orthogonal to one another, at most ``sqrt(rank)``
+        (Cauchy-Schwarz); far more means large components whose difference
+        is the kernel. Rounding the rank-``R`` intermediate activations of
+        such a layer to int8 is then amplified in its output (docs/deploy.md,
+        issue 14). A kernel of zeros gives ``inf`` from components that are not
+        all zero, and 1.0 from components that are.
+
+        Raises:
+            ValueError: if the layer is not built.
+
+        Example:
+            >>> import numpy as np, fastconv
+            >>> f = {"pointwise_in": np.eye(2), "vertical": np.ones((3, 2)),
+            ...      "horizontal": np.ones((3, 2)), "pointwise_out": np.eye(2)}
+            >>> round(fastconv.CPConv2D.from_factors(f).cancellation(), 4)
+            1.4142
+        """
+        factors = self.get_factors()
+        norms = np.linalg.norm(factors.pop("pointwise_out"), axis=1)
+        for factor in factors.values():
+            norms = norms * np.linalg.norm(factor, axis=0)
+        kernel = np.linalg.norm(self.dense_kernel())
+        if kernel == 0:
+            return math.inf if norms.sum() > 0 else 1.0
+        return float(norms.sum() / kernel)
 
     def _axis_factors(self):
         return [getattr(self, name) for name in AXIS_FACTORS[self.SPATIAL_DIMS]]

@@ -198,6 +198,24 @@ def test_the_calibration_dataset_can_be_a_npy_file(workdir, capsys):
     assert "int8" in tensor_types(workdir / "out.tflite")
 
 
+def test_int8_of_cancelling_cp_layers_prints_the_warning(tmp_path, capsys):
+    require_quantization()
+    from tests.export.test_int8_warning import SHAPE, cp_layer, model_of
+
+    model = model_of(cp_layer(True, "bad"))
+    model.save(tmp_path / "model.keras")
+    calibration = examples(tmp_path / "x.npz", shape=SHAPE)
+    quantize = ("--quantize", "int8", "--calibration-dataset", calibration)
+    code, out, err = exported(capsys, tmp_path, "litert", *quantize)
+    assert code == 0, err
+    assert f"exported: {tmp_path / 'out.tflite'}" in out
+    value = model.get_layer("bad").cancellation()
+    (line,) = [line for line in err.splitlines() if "warning" in line]
+    assert line.startswith("fastconv export: warning: quantize='int8' may lose")
+    assert f"bad ({value:.1f} at rank 4)" in line and "n_iter_max=10" in line
+    assert "warnings.warn" not in err
+
+
 def test_a_calibration_dataset_with_nan_is_refused(workdir, capsys):
     require_quantization()
     np.save(workdir / "nan.npy", np.full((5, 8, 8, 3), np.nan, "float32"))

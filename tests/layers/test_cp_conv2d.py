@@ -104,3 +104,50 @@ def test_set_factors_rejects_wrong_shapes_and_names():
         layer.set_factors({k: v for k, v in factors.items() if k != "horizontal"})
     with pytest.raises(TypeError, match="factors must be a mapping"):
         layer.set_factors([1, 2])
+
+
+def test_cancellation_is_the_components_norms_over_the_kernels():
+    # Two rank-1 components of norm 2 * 1 * 1 * 3 = 6 and 1 * 1 * 1 * 3 = 3,
+    # equal but for the sign of pointwise_out: they add up to a kernel of one
+    # component of norm 1 * 1 * 1 * 3, so the ratio is (6 + 3) / 3.
+    factors = {
+        "pointwise_in": np.array([[2.0, 1.0], [0.0, 0.0]]),
+        "vertical": np.array([[1.0, 1.0], [0.0, 0.0]]),
+        "horizontal": np.array([[1.0, 1.0]]),
+        "pointwise_out": np.array([[3.0], [-3.0]]),
+    }
+    layer = fastconv.CPConv2D.from_factors(factors)
+    kernel = np.zeros((2, 1, 2, 1))
+    kernel[0, 0, 0, 0] = 3.0
+    np.testing.assert_allclose(layer.dense_kernel(), kernel)
+    assert layer.cancellation() == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("cls", [fastconv.CPConv1D, fastconv.CPConv3D])
+def test_every_cp_layer_measures_cancellation(cls):
+    # Orthogonal components (one-hot pointwise factors): sqrt(rank) exactly.
+    layer = cls(3, 3, rank=3)
+    layer.build((None, *(5,) * cls.SPATIAL_DIMS, 3))
+    factors = {name: np.ones(shape) for name, shape in layer.factor_shapes(3).items()}
+    factors["pointwise_in"] = np.eye(3)
+    factors["pointwise_out"] = np.eye(3)
+    layer.set_factors(factors)
+    assert layer.cancellation() == pytest.approx(np.sqrt(3))
+
+
+def test_cancellation_of_a_zero_kernel():
+    layer = fastconv.CPConv2D(2, 3, rank=2)
+    layer.build((None, 5, 5, 2))
+    zeros = {name: np.zeros(shape) for name, shape in layer.factor_shapes(2).items()}
+    layer.set_factors(zeros)
+    assert layer.cancellation() == 1.0
+    cancelling = dict(zeros, pointwise_in=np.ones((2, 2)), vertical=np.ones((3, 2)))
+    cancelling["horizontal"] = np.ones((3, 2))
+    cancelling["pointwise_out"] = np.array([[1.0, 1.0], [-1.0, -1.0]])
+    layer.set_factors(cancelling)
+    assert layer.cancellation() == np.inf
+
+
+def test_cancellation_needs_a_built_layer():
+    with pytest.raises(ValueError, match="built"):
+        fastconv.CPConv2D(2, 3, rank=2).cancellation()
