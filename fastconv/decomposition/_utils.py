@@ -6,9 +6,9 @@ steps with a thread barrier after each, and when the machine has more runnable
 threads than cores every barrier waits for a descheduled thread. One thread
 is the safe choice on a machine shared with other work, not the fastest on a
 quiet one: ``benchmarks/decomposition_speed.py --threads`` measured, at a load
-average of 1.9 on two cores, a CP decomposition of a ``3x3x512x512`` kernel at
-rank 572 in 6.3 s with one thread and 5.0 s with two (LAPACK calls on one), and
-a ``512 x 512`` eigendecomposition in 37 ms and 27 ms
+average of 1.0 on two cores, a CP decomposition of a ``3x3x512x512`` kernel at
+rank 572 in 5.6 s with one thread and 4.7 s with two (LAPACK calls on one), and
+a ``512 x 512`` eigendecomposition in 33 ms and 32 ms
 (``benchmarks/results/decomposition-threads.json``).
 """
 
