@@ -106,7 +106,9 @@ def reason(decision: str) -> str:
     """A report decision without its measured speedup and implementation, so
     that layers kept or converted for the same reason count together:
     ``"kept: 0.95x (dense) < min_speedup 1.1x"`` -> ``"kept: < min_speedup
-    1.1x"``."""
+    1.1x"``; a layer the whole-model check put back counts as ``"kept:
+    reverted by the whole-model check"``."""
+    decision = re.sub(r" \(whole model .*\)$", "", decision)
     return re.sub(r"\d+(\.\d+)?x \(\w+\) ", "", decision)
 
 
@@ -201,6 +203,20 @@ def _count(value: float) -> str:
     return f"{value:.3g}"
 
 
+def _check(record: dict) -> str:
+    """The whole-model check's cells: its last measured speedup (``copy`` when
+    it put every replacement back) and how many layers it put back; empty
+    for a conversion without the check."""
+    whole = record.get("report", {}).get("whole_model")
+    if whole is None:
+        return " | "
+    if whole["speedup"] is not None:
+        measured = f"{whole['speedup']:.2f}"
+    else:
+        measured = "copy" if whole["rounds"] else "nothing replaced"
+    return f"{measured} | {len(whole['reverted'])}"
+
+
 def _kept(record: dict) -> str:
     kept = {k: n for k, n in record["decisions"].items() if k.startswith("kept")}
     return "; ".join(f"{n} {k.removeprefix('kept: ')}" for k, n in kept.items())
@@ -244,26 +260,28 @@ def markdown(run: dict) -> str:
         "over the converted model, the original and both conversions "
         f"interleaved, {config['repeats']} rounds after {config['warmup']} "
         "warm-up. `default`: `convert_model(model)`; `min 1.1`: "
-        "`convert_model(model, min_speedup=1.1)`. Reload: the converted model "
+        "`convert_model(model, min_speedup=1.1)`, whose whole-model check "
+        "(`check x b32`, its last timing of the new model at batch 32, in its "
+        "own run) put back `reverted` layers. Reload: the converted model "
         f"saved to `.keras` and loaded back gives the same outputs within "
         f"{TOLERANCE:g}.",
         "",
         "| model | input | params | MACs | conversion | convert s | converted "
-        "/ kept | params after | MACs after | x b1 | x b32 | reload | "
-        "not slower b32 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "/ kept | params after | MACs after | x b1 | x b32 | check x b32 | "
+        "reverted | reload | not slower b32 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     reasons = []
     for entry in run["models"]:
         head = f"| {entry['model']} | {entry['input_size']} |"
         if "error" in entry:
-            out.append(f"{head} failed: {entry['error']} |" + " |" * 10)
+            out.append(f"{head} failed: {entry['error']} |" + " |" * 12)
             continue
         head += f" {_count(entry['params'])} | {_count(entry['macs'])} |"
         for label, record in entry["conversions"].items():
             name = "default" if label == "default" else "min 1.1"
             if "error" in record:
-                out.append(f"{head} {name} | failed: {record['error']} |" + " |" * 7)
+                out.append(f"{head} {name} | failed: {record['error']} |" + " |" * 9)
                 head = "| | | | |"
                 continue
             speed = record.get("speedups", {})
@@ -275,6 +293,7 @@ def markdown(run: dict) -> str:
                 f"{_count(record['macs_after'])} | "
                 f"{speed.get('b1', float('nan')):.2f} | "
                 f"{speed.get('b32', float('nan')):.2f} | "
+                f"{_check(record)} | "
                 f"{'same' if record['reload_same'] else 'DIFFERENT'} | "
                 f"{'' if slower is None else ('yes' if slower else 'NO')} |"
             )

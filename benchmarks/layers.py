@@ -523,18 +523,11 @@ def start_run(
     )
     import keras
 
-    from fastconv.timing import environment
+    from fastconv.timing import default_jit, environment
 
     keras.config.set_dtype_policy(precision)
     backend = keras.backend.backend()
-    if jit == "default":
-        on = backend == "jax"
-        if backend == "tensorflow":
-            import tensorflow as tf
-
-            on = bool(tf.config.list_physical_devices("GPU"))
-    else:
-        on = jit == "on"
+    on = default_jit() if jit == "default" else jit == "on"
     env = environment()
     env["jit"] = on
     env["keep_freed_memory"] = kept

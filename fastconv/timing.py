@@ -214,6 +214,20 @@ def _training(layer, value: bool) -> dict:
     return {"training": value} if "training" in params else {}
 
 
+def default_jit() -> bool:
+    """Whether Keras compiles with XLA here by default, as this project times
+    a whole model: always on JAX, on TensorFlow only with a GPU (on a CPU its
+    graph mode is the faster and the usual one), never on PyTorch."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    return backend == "jax"
+
+
 def make_forward(layer, x, *, jit: bool = True) -> Callable[[], object]:
     """A function of no arguments that runs ``layer`` (or a model) on ``x``.
 
@@ -224,7 +238,8 @@ def make_forward(layer, x, *, jit: bool = True) -> Callable[[], object]:
     import keras
 
     backend = keras.backend.backend()
-    x = keras.ops.convert_to_tensor(x)
+    # A model of several inputs takes a list or dict of arrays.
+    x = keras.tree.map_structure(keras.ops.convert_to_tensor, x)
     if not layer.built:
         layer(x)
     if backend == "jax":

@@ -119,6 +119,13 @@ def _check_search(args) -> None:
                     "does not apply to a search (--data): the search chooses each "
                     "layer's method and rank",
                 )
+    if args.verify_whole_model and args.min_speedup is None:
+        raise UsageError(
+            "--verify-whole-model",
+            None,
+            "applies only with --min-speedup (the threshold the whole model is "
+            "held to)",
+        )
     if args.data is not None and args.min_speedup is not None:
         raise UsageError(
             "--min-speedup",
@@ -203,6 +210,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="X",
         help="replace a layer only if its replacement's forward pass, measured "
         "here, is at least X times faster",
+    )
+    parser.add_argument(
+        "--verify-whole-model",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with --min-speedup, time the whole new model against the original "
+        "and put layers back until it is not slower (default: on with "
+        "--min-speedup)",
     )
     parser.add_argument(
         "--data",
@@ -312,6 +327,7 @@ def run(args: argparse.Namespace) -> int:
             layers=args.layers,
             skip_first=args.skip_first,
             min_speedup=args.min_speedup,
+            verify_whole_model=args.verify_whole_model,
             calibration_data=calibration,
             batch_size=args.batch_size,
             progress=args.progress,

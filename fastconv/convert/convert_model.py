@@ -29,6 +29,7 @@ import numpy as np
 
 from fastconv import _keras_graph, kernels, timing
 from fastconv._validation import is_int, is_int_at_least, is_number
+from fastconv.convert import whole_model
 from fastconv.convert.decompose import (
     DENSE_METHODS,
     KERAS_CONVS,
@@ -565,15 +566,17 @@ def _time(old, new, shape, batch_size: int, repeats: int) -> tuple[dict, str]:
     if isinstance(new, LowRankDense | TuckerConv2DTranspose):
         x = np.random.default_rng(0).standard_normal((batch_size, *shape[1:]))
         x = x.astype("float32")
-        fns = {"baseline": timing.make_forward(old, x)}
+        jit = timing.default_jit()
+        fns = {"baseline": timing.make_forward(old, x, jit=jit)}
         only = "matmul" if isinstance(new, LowRankDense) else "tucker"
-        fns[only] = timing.make_forward(new, x)
+        fns[only] = timing.make_forward(new, x, jit=jit)
         found = timing.interleaved(fns, warmup=TIMING_WARMUP, repeats=repeats)
     else:
         found = kernels.measure_implementations(
             new,
             (batch_size, *shape[1:]),
             baseline=old,
+            jit=timing.default_jit(),
             warmup=TIMING_WARMUP,
             repeats=repeats,
         )
@@ -803,6 +806,7 @@ def convert_model(
     ranks: Sequence | None = None,
     layer_types: Sequence[str] = ("conv",),
     fold_batchnorm: bool = False,
+    verify_whole_model: bool | None = None,
     **options,
 ) -> ConversionResult:
     """A copy of a model with its convolutions replaced by decomposed layers.
@@ -843,7 +847,17 @@ def convert_model(
     replacements "win"). The replacement is timed at its fastest implementation,
     by the same measurement ``implementation="auto"`` makes
     (`fastconv.kernels.measure_implementations`, interleaved with the
-    original); the times and the implementation are in the report.
+    original); the times and the implementation are in the report. Both are
+    compiled as Keras runs a model here by default (`fastconv.timing.default_jit`:
+    XLA on JAX, and on TensorFlow only with a GPU).
+
+    Layers measured alone do not add up to a model, so with ``min_speedup``
+    the new model is then timed whole against the original
+    (``verify_whole_model``, on by default; `fastconv.convert.whole_model`):
+    if it is slower than ``min(1, min_speedup)`` times the original, the half
+    of the replaced layers that save the fewest multiply-adds are put back and
+    the model is timed again, up to ``WHOLE_MODEL_ROUNDS`` times, after which
+    every replacement is put back. ``report.whole_model`` holds each round.
 
     The model itself is never modified. Layers that are not converted are
     re-created from their configs and get exact copies of their weights; a
@@ -893,6 +907,10 @@ def convert_model(
         overrides: ``{layer name: {"method": ..., "rank": ..., option: ...}}``.
         min_speedup: None, or the least measured forward speedup for a layer
             to be replaced, e.g. ``1.2``.
+        verify_whole_model: with ``min_speedup``, time the whole new model
+            against the original and put layers back until it is not slower
+            (see above). None (the default) means True with ``min_speedup``;
+            True without it is refused.
         calibration_data: optional model inputs (an array, or a list or dict of
             arrays for several inputs): a batch on which the report gives each
             converted layer's output error, on its own inputs, and the new
@@ -953,6 +971,7 @@ def convert_model(
     _check_search_choice(searching, method, rank, methods, ranks)
     method = "tucker" if method is None else method
     _check_args(method, min_speedup, batch_size, skip_first, timing_repeats)
+    verify_whole_model = _check_verify(verify_whole_model, min_speedup)
     _check_rank(rank)
     _check_random_state(options)
     if not isinstance(fold_batchnorm, bool):
@@ -1034,7 +1053,7 @@ def convert_model(
             model, calibration_data, targets, batch_size
         )
 
-    rows, replacements = [], {}
+    rows, replacements, replaced = [], {}, []
     with _progress(len(chosen), progress) as bar:
         for plan in plans:
             if plan.selected:
@@ -1052,8 +1071,24 @@ def convert_model(
             )
             if plan.selected:
                 bar.update()
+            if rows[-1].converted:
+                replaced.append((rows[-1], id(plan.site.layer)))
 
     new_model = _clone(model, replacements)
+    whole = None
+    if verify_whole_model:
+        new_model, whole = whole_model.check(
+            model,
+            new_model,
+            replaced,
+            replacements,
+            _clone,
+            whole_model.example_inputs(model, calibration_data, batch_size),
+            min_speedup=min_speedup,
+            batch_size=batch_size,
+            repeats=timing_repeats,
+            jit=timing.default_jit(),
+        )
     output_error = None
     if calibration_data is not None:
         new_outputs = _predict(new_model, calibration_data, batch_size)
@@ -1066,6 +1101,7 @@ def convert_model(
         "rank": rank,
         "skip_first": skip_first,
         "min_speedup": min_speedup,
+        "verify_whole_model": verify_whole_model,
         "batch_size": batch_size,
         "layers": None if layers is None else repr(layers),
         "layer_types": layer_types,
@@ -1103,6 +1139,7 @@ def convert_model(
         search_summary=None if searched is None else searched.summary(),
         advice=_advice(rows),
         folded_batchnorm=folded,
+        whole_model=whole,
     )
     if report.advice is not None:
         warnings.warn(ConversionAccuracyWarning(report.advice), stacklevel=2)
@@ -1124,6 +1161,24 @@ def _search():
     from fastconv.convert import search
 
     return search
+
+
+def _check_verify(verify_whole_model, min_speedup) -> bool:
+    """``verify_whole_model`` resolved: None means on with ``min_speedup``."""
+    if verify_whole_model is None:
+        return min_speedup is not None
+    if not isinstance(verify_whole_model, bool):
+        raise TypeError(
+            "convert_model: verify_whole_model must be None, True or False, "
+            f"received verify_whole_model={verify_whole_model!r}"
+        )
+    if verify_whole_model and min_speedup is None:
+        raise ValueError(
+            "convert_model: verify_whole_model=True applies only with "
+            "min_speedup (the threshold the whole model is held to); received "
+            "min_speedup=None"
+        )
+    return verify_whole_model
 
 
 def _check_search_choice(searching, method, rank, methods, ranks) -> None:

@@ -152,6 +152,11 @@ class ConversionReport:
         folded_batchnorm: with ``fold_batchnorm=True``, the ``(convolution,
             batch normalization)`` name pairs folded before converting
             (`fastconv.fold_batchnorm`), or None.
+        whole_model: with ``min_speedup``, the whole-model check
+            (`fastconv.convert.whole_model.check`): its threshold, each
+            round's replaced layers and measured speedup, the layers reverted
+            and the final speedup (None when every replacement was reverted);
+            or None.
     """
 
     rows: list[LayerReport]
@@ -164,6 +169,7 @@ class ConversionReport:
     search_summary: str | None = None
     advice: str | None = None
     folded_batchnorm: list[tuple[str, str]] | None = None
+    whole_model: dict | None = None
 
     def __post_init__(self):
         problems = {
@@ -185,6 +191,10 @@ class ConversionReport:
             ),
             "environment": (isinstance(self.environment, dict), "a dict"),
             "search": (isinstance(self.search, dict | None), "None or a dict"),
+            "whole_model": (
+                isinstance(self.whole_model, dict | None),
+                "None or a dict",
+            ),
         }
         for name in ("search_summary", "advice"):
             problems[name] = (
@@ -224,6 +234,7 @@ class ConversionReport:
             "search": self.search,
             "advice": self.advice,
             "folded_batchnorm": _listify(self.folded_batchnorm),
+            "whole_model": self.whole_model,
             "environment": self.environment,
         }
 
@@ -306,6 +317,8 @@ class ConversionReport:
                 f"{self.settings.get('batch_size')} on {env.get('backend', '?')}, "
                 f"{env.get('device', '?')}"
             )
+        if self.whole_model is not None:
+            parts.append(_whole_model_line(self.whole_model))
         if self.folded_batchnorm:
             pairs = ", ".join(f"{bn} into {conv}" for conv, bn in self.folded_batchnorm)
             parts.append(f"batch normalization folded first: {pairs}")
@@ -329,3 +342,19 @@ def _format_table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([render(header), rule, *(render(cells) for cells in lines)])
+
+
+def _whole_model_line(record: dict) -> str:
+    """The whole-model check in words."""
+    rounds = "; ".join(
+        f"{r['replaced']} replaced: {r['speedup']:.2f}x" for r in record["rounds"]
+    )
+    line = (
+        f"whole-model check (not slower than {record['threshold']:g}x the "
+        f"original, batch {record['batch_size']}): {rounds or 'nothing replaced'}"
+    )
+    if record["reverted"]:
+        line += f"; {len(record['reverted'])} layer(s) put back"
+    if record["speedup"] is None and record["rounds"]:
+        line += "; every replacement put back, the new model is a copy"
+    return line

@@ -104,6 +104,12 @@ def test_min_speedup_is_measured_and_reported(saved, tmp_path):
     for row in rows[1:]:
         assert not row["converted"] and row["decision"].startswith("kept: ")
         assert row["speedup"] > 0 and len(row["time_before"]["samples_ns"]) == 10
+    # Nothing replaced: the whole-model check has nothing to time.
+    whole = json.loads(report.read_text())["whole_model"]
+    assert whole["rounds"] == [] and whole["replaced"] == 0
+    off = [*argv, "--min-speedup", "1000", "--no-verify-whole-model"]
+    assert cli.main([*off, "--report", str(report), "--force"]) == 0
+    assert json.loads(report.read_text())["whole_model"] is None
 
 
 def test_without_output_nothing_is_saved(saved, tmp_path, capsys, monkeypatch):
@@ -145,6 +151,10 @@ def test_bad_arguments_are_argparse_errors(saved, capsys, argv, match):
             "--min-speedup must be a number above 0, received '0'",
         ),
         (["-o", "out.h5"], "--output must end in .keras, received 'out.h5'"),
+        (
+            ["--verify-whole-model"],
+            "--verify-whole-model applies only with --min-speedup",
+        ),
         (["--rank", "2", "--method", "cp", "--layers", "nothing"], "matches no"),
     ],
 )
