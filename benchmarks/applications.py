@@ -13,7 +13,8 @@ all six interleaved in one ``fastconv.timing.interleaved`` run, as speedups
 (the original's median over the converted one's). With ``min_speedup`` a
 layer is replaced only where it was measured faster, so the converted model
 should not be slower than the original at batch 32 (the batch the layers were
-timed at): ``not_slower_b32`` says whether that held.
+timed at): `verdict` says whether that held, telling a slowdown apart from the
+spread of the timings.
 
 Writes ``applications.json`` (every raw sample, the reports and
 ``fastconv.timing.environment()``, rewritten after each model),
@@ -192,8 +193,29 @@ def measure(name: str, size: int, *, jit: bool, warmup: int, repeats: int) -> di
             / measured[f"b{batch}/{label}"].median
             for batch in BATCHES
         }
-        record["not_slower_b32"] = record["speedups"]["b32"] >= 1.0
+        record["b32_verdict"] = verdict(entry, label)
+        record["not_slower_b32"] = record["b32_verdict"] != "NO"
     return entry
+
+
+def verdict(entry: dict, label: str) -> str | None:
+    """Whether conversion ``label`` came out slower than the original at batch
+    32: ``"same model"`` when it replaced no layer (the graph and weights are
+    the original's, so any difference is the clock's); ``"yes"`` (not slower)
+    when its median is at most the original's; ``"within noise"`` when it is
+    above it but the two timings' p10-p90 ranges overlap; ``"NO"`` when the
+    converted model's p10 is above the original's p90. None when either
+    timing is missing."""
+    record = entry.get("conversions", {}).get(label, {})
+    timings = entry.get("timings", {})
+    original, new = timings.get("b32/original"), timings.get(f"b32/{label}")
+    if original is None or new is None or "converted" not in record:
+        return None
+    if record["converted"] == 0:
+        return "same model"
+    if new["median_s"] <= original["median_s"]:
+        return "yes"
+    return "within noise" if new["p10_s"] <= original["p90_s"] else "NO"
 
 
 def _count(value: float) -> str:
@@ -264,7 +286,10 @@ def markdown(run: dict) -> str:
         "(`check x b32`, its last timing of the new model at batch 32, in its "
         "own run) put back `reverted` layers. Reload: the converted model "
         f"saved to `.keras` and loaded back gives the same outputs within "
-        f"{TOLERANCE:g}.",
+        f"{TOLERANCE:g}. Not slower b32: `same model` (no layer replaced), "
+        "`yes` (median at most the original's), `within noise` (slower median, "
+        "overlapping p10-p90 ranges) or `NO` (the converted model's p10 above "
+        "the original's p90).",
         "",
         "| model | input | params | MACs | conversion | convert s | converted "
         "/ kept | params after | MACs after | x b1 | x b32 | check x b32 | "
@@ -285,7 +310,7 @@ def markdown(run: dict) -> str:
                 head = "| | | | |"
                 continue
             speed = record.get("speedups", {})
-            slower = record.get("not_slower_b32")
+            judged = verdict(entry, label) or ""
             out.append(
                 f"{head} {name} | {record['convert_s']:.1f} | "
                 f"{record['converted']} / {record['kept']} | "
@@ -295,7 +320,7 @@ def markdown(run: dict) -> str:
                 f"{speed.get('b32', float('nan')):.2f} | "
                 f"{_check(record)} | "
                 f"{'same' if record['reload_same'] else 'DIFFERENT'} | "
-                f"{'' if slower is None else ('yes' if slower else 'NO')} |"
+                f"{judged} |"
             )
             head = "| | | | |"
             reasons.append((entry["model"], name, _kept(record)))

@@ -38,6 +38,7 @@ __all__ = [
     "measure",
     "interleaved",
     "block",
+    "default_jit",
     "make_forward",
     "make_grad_step",
     "environment",

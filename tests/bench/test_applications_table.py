@@ -34,7 +34,11 @@ def run(whole):
                 "input_size": 32,
                 "params": 1200,
                 "macs": 3000,
-                "timings": {"b32/original": {"median_s": 1.0}},
+                "timings": {
+                    "b32/original": {"median_s": 1.0, "p10_s": 0.9, "p90_s": 1.1},
+                    "b32/default": {"median_s": 1.2, "p10_s": 1.15, "p90_s": 1.3},
+                    "b32/min_speedup": {"median_s": 0.8, "p10_s": 0.7, "p90_s": 0.9},
+                },
                 "conversions": {"default": record(None), "min_speedup": record(whole)},
             }
         ],
@@ -73,3 +77,15 @@ def test_reverted_layers_count_together():
     assert applications.reason("kept: 0.95x (dense) < min_speedup 1.1x") == (
         "kept: < min_speedup 1.1x"
     )
+
+
+def test_the_verdicts():
+    entry = run(None)["models"][0]
+    assert applications.verdict(entry, "min_speedup") == "yes"
+    assert applications.verdict(entry, "default") == "NO"
+    entry["timings"]["b32/default"]["p10_s"] = 1.05
+    assert applications.verdict(entry, "default") == "within noise"
+    entry["conversions"]["default"]["converted"] = 0
+    assert applications.verdict(entry, "default") == "same model"
+    del entry["timings"]["b32/default"]
+    assert applications.verdict(entry, "default") is None
