@@ -108,8 +108,10 @@ def reason(decision: str) -> str:
     that layers kept or converted for the same reason count together:
     ``"kept: 0.95x (dense) < min_speedup 1.1x"`` -> ``"kept: < min_speedup
     1.1x"``; a layer the whole-model check put back counts as ``"kept:
-    reverted by the whole-model check"``."""
+    reverted by the whole-model check"``, and one kept for doing no fewer
+    multiply-adds loses the two counts."""
     decision = re.sub(r" \(whole model .*\)$", "", decision)
+    decision = re.sub(r" \([\d,]+ >= [\d,]+\)", "", decision)
     return re.sub(r"\d+(\.\d+)?x \(\w+\) ", "", decision)
 
 

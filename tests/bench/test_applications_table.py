@@ -77,6 +77,14 @@ def test_reverted_layers_count_together():
     assert applications.reason("kept: 0.95x (dense) < min_speedup 1.1x") == (
         "kept: < min_speedup 1.1x"
     )
+    more = (
+        "kept: the replacement does no fewer multiply-adds (1,157,184 >= "
+        "1,048,576), so it is not timed against min_speedup 1.1x"
+    )
+    assert applications.reason(more) == (
+        "kept: the replacement does no fewer multiply-adds, so it is not timed "
+        "against min_speedup 1.1x"
+    )
 
 
 def test_the_verdicts():
