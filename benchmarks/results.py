@@ -412,9 +412,19 @@ STEPS = (
         "deploy",
         ("-m", "benchmarks.deploy", "--repeats", "5", "--out", "{results}/deploy"),
         tuple(f"{RESULTS}/deploy/deploy.{ext}" for ext in ("json", "md", "png")),
-        71,
-        "wall time of the run of 2026-11-30: the reference layer alone (CIFAR-10 "
-        "not cached), on the 2-core CPU shared with a training job",
+        27,
+        "wall time of the run of 2026-12-02 00:19: the reference layer alone "
+        "(CIFAR-10 not cached), on an otherwise idle machine",
+    ),
+    Step(
+        "deploy-isolated",
+        ("-m", "benchmarks.deploy_isolated", "--out", "{results}/deploy/isolated"),
+        tuple(
+            f"{RESULTS}/deploy/isolated/deploy-isolated.{ext}" for ext in ("json", "md")
+        ),
+        4 * 60,
+        "estimate: 72 processes, the 18 of Keras about 7 s each",
+        estimate=True,
     ),
     *(
         Step(
