@@ -560,6 +560,12 @@ def main(argv=None) -> int:
         action="store_true",
         help="the reference layer alone (no CIFAR-10), at most 3 rounds",
     )
+    parser.add_argument(
+        "--skip-cifar10",
+        action="store_true",
+        help="the reference layer alone, at --repeats (a run that does not "
+        "depend on the cached CIFAR-10 reference)",
+    )
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--size", type=int, default=SIZE, help="spatial size")
@@ -610,6 +616,7 @@ def main(argv=None) -> int:
             "repeats": args.repeats,
             "threads": list(THREADS),
             "quick": args.quick,
+            "skip_cifar10": args.skip_cifar10,
             "runtimes": list(args.runtimes),
             "apart": not args.together,
         },
@@ -633,8 +640,9 @@ def main(argv=None) -> int:
         }
         layer["targets"] = reference_layer_targets(layer, args.batch)
         run["reference_layer"] = layer
-        if args.quick:
-            run["cifar10"] = {"skipped": "--quick measures the reference layer only"}
+        if args.quick or args.skip_cifar10:
+            flag = "--quick" if args.quick else "--skip-cifar10"
+            run["cifar10"] = {"skipped": f"{flag} measures the reference layer only"}
         else:
             (Path(scratch) / "cifar10").mkdir()
             run["cifar10"] = cifar10_part(Path(scratch) / "cifar10", args)
