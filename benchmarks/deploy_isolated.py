@@ -53,34 +53,13 @@ def child(runtime: str, threads: int, batch: int, path: str, args) -> dict:
     """Times one session of ``path`` alone in this process; its samples (ns)."""
     shape = (batch, args.size, args.size, args.channels)
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-    if runtime == "onnxruntime":
-        import onnxruntime
+    if runtime in ("onnxruntime", "litert"):
+        # benchmarks.deploy imports no TensorFlow at module level, nor do its
+        # runners: the process stays free of it.
+        from benchmarks import deploy
 
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        session = onnxruntime.InferenceSession(
-            path, options, providers=["CPUExecutionProvider"]
-        )
-        feed = {session.get_inputs()[0].name: x}
-
-        def run():
-            return session.run(None, feed)[0]
-
-    elif runtime == "litert":
-        from ai_edge_litert.interpreter import Interpreter
-
-        interpreter = Interpreter(model_path=path, num_threads=threads)
-        index = interpreter.get_input_details()[0]["index"]
-        interpreter.resize_tensor_input(index, x.shape)
-        interpreter.allocate_tensors()
-        output = interpreter.get_output_details()[0]["index"]
-
-        def run():
-            interpreter.set_tensor(index, x)
-            interpreter.invoke()
-            return interpreter.get_tensor(output)
-
+        make = deploy.onnx_runner if runtime == "onnxruntime" else deploy.litert_runner
+        run = make(Path(path), x, threads)
     else:
         import keras
 
