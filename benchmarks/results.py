@@ -368,6 +368,21 @@ STEPS = (
         "was cached)",
     ),
     _tradeoffs(
+        "tradeoffs-fashion_mnist-dense",
+        "fashion_mnist",
+        "fashion-dense",
+        (
+            *("--methods", "cp", "tucker", "--ranks", "0.25", "energy:0.9"),
+            *("--search-targets", "2.0", "--val-examples", "2000"),
+            *("--seeds", "0", "1", "2", "--finetune-epochs", "2"),
+            *("--layer-types", "conv", "dense"),
+        ),
+        25 * 60,
+        "estimate: the reference's 7.8 min of training when not cached, and "
+        "five points of three seeds",
+        estimate=True,
+    ),
+    _tradeoffs(
         "tradeoffs-cifar10",
         "cifar10",
         "",

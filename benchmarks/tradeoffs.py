@@ -163,6 +163,7 @@ def sweep(
     search_batch_size: int = 256,
     augment_shift: int | None = None,
     finetune: dict | None = None,
+    layer_types: Sequence[str] = ("conv",),
     keep: Callable[[dict, object], None] | None = None,
     say: Callable[[str], None] = lambda message: None,
     points: list | None = None,
@@ -180,7 +181,9 @@ def sweep(
     shared by every point (``controlled_finetune(control=...)``);
     ``augment_shift`` (random crops and flips of the training images) and
     ``finetune`` (``optimizer``, ``learning_rate``, ``distill``) are passed
-    to it, the same for the control. ``keep``,
+    to it, the same for the control. ``layer_types`` goes to every
+    ``convert_model`` call: ``("conv", "dense")`` converts the Dense layers
+    too (the last one, the classifier, is kept), at the same rank. ``keep``,
     if given, is called with each point and its first seed's fine-tuned
     model. Returns one dict per point (see the module docstring), appended
     to ``points`` if given as each starts (``say`` can then save them).
@@ -190,7 +193,10 @@ def sweep(
 
     x_test, y_test = test_data
     candidates = [
-        ({"method": method, "rank": rank}, {"method": method, "rank": rank})
+        (
+            {"method": method, "rank": rank},
+            {"method": method, "rank": rank, "layer_types": tuple(layer_types)},
+        )
         for method in methods
         for rank in ranks
     ] + [
@@ -201,6 +207,7 @@ def sweep(
                 "target_speedup": target,
                 "methods": methods,
                 "batch_size": search_batch_size,
+                "layer_types": tuple(layer_types),
             },
         )
         for target in search_targets
@@ -452,7 +459,14 @@ def markdown(run: dict) -> str:
         f"{100 * run['reference']['test_accuracy']:.2f}%. "
         f"{env['backend']}, {env['cpu']['model']} "
         f"({', '.join(env['cpu']['vector_extensions'])}), commit "
-        f"`{env['git_commit']}`. Fine-tuning: {config['epochs']} epoch(s), batch "
+        f"`{env['git_commit']}`. "
+        + (
+            "Converted: the convolutions and the Dense layers but the classifier "
+            "(`layer_types=('conv', 'dense')`), at the same rank. "
+            if "dense" in config.get("layer_types", ("conv",))
+            else ""
+        )
+        + f"Fine-tuning: {config['epochs']} epoch(s), batch "
         f"{config['batch_size']}, on {config['train_examples']} training examples"
         f"{_recipe(config)}; "
         f"accuracies on {config['test_examples']} test examples; {seeds} seed(s) "
@@ -618,6 +632,7 @@ def run_dataset(dataset: str, args, env: dict, jit: bool) -> dict:
         if args.learning_rate is not None
         else "fastconv.finetune's default",
         "distill": args.distill,
+        "layer_types": args.layer_types,
         "argv": sys.argv[1:],
     }
     stem = Path(args.out) / f"tradeoffs-{dataset}"
@@ -659,6 +674,7 @@ def run_dataset(dataset: str, args, env: dict, jit: bool) -> dict:
             "learning_rate": args.learning_rate,
             "distill": args.distill,
         },
+        layer_types=args.layer_types,
         keep=(lambda point, model: tuned.update({id(point): model}))
         if args.save_best
         else None,
@@ -788,6 +804,14 @@ def main(argv=None) -> int:
         metavar="WEIGHT",
         help="learn from the reference's predictions mixed in at this weight "
         "(controlled_finetune's distill), the control too",
+    )
+    parser.add_argument(
+        "--layer-types",
+        nargs="+",
+        choices=("conv", "dense"),
+        default=["conv"],
+        help="what convert_model converts (its layer_types): conv, or conv and "
+        "dense for LowRankDense on every Dense layer but the classifier",
     )
     parser.add_argument("--train-examples", type=int, default=None)
     parser.add_argument("--test-examples", type=int, default=None)

@@ -243,3 +243,48 @@ def test_parse_rank():
     assert tradeoffs.parse_rank("0.25") == 0.25
     assert tradeoffs.parse_rank("8") == 8
     assert tradeoffs.parse_rank("energy:0.9") == "energy:0.9"
+
+
+def test_layer_types_converts_the_hidden_dense_layers_too(tiny):
+    _, train, test = tiny
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv1")(inputs)
+    x = keras.layers.Conv2D(8, 3, activation="relu", name="conv2")(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(16, activation="relu", name="hidden")(x)
+    outputs = keras.layers.Dense(3, activation="softmax", name="classifier")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile("adam", "sparse_categorical_crossentropy")
+    (point,) = tradeoffs.sweep(
+        model,
+        train,
+        test,
+        methods=["tucker"],
+        ranks=[0.5],
+        seeds=[0],
+        batch_size=8,
+        warmup=0,
+        repeats=1,
+        layer_types=("conv", "dense"),
+    )
+    rows = {row["name"]: row for row in point["conversion"]["layers"]}
+    assert rows["hidden"]["converted"] and rows["hidden"]["method"] == "svd"
+    assert not rows["classifier"]["converted"]
+    assert point["conversion"]["settings"]["layer_types"] == ["conv", "dense"]
+    config = {"seeds": [0], "epochs": 1, "batch_size": 8, "train_examples": 32}
+    config.update(test_examples=16, warmup=0, repeats=1, layer_types=["conv", "dense"])
+    text = tradeoffs.markdown(
+        {
+            "dataset": "tiny",
+            "reference": {"path": "tiny.keras", "test_accuracy": 0.5},
+            "environment": {
+                "backend": keras.backend.backend(),
+                "git_commit": "0" * 40,
+                "cpu": {"model": "test CPU", "vector_extensions": ["avx2"]},
+            },
+            "config": config,
+            "points": [point],
+        }
+    )
+    assert "the Dense layers but the classifier" in text
