@@ -547,9 +547,8 @@ STEPS = (
         tuple(
             f"{RESULTS}/network-targets/network-targets.{ext}" for ext in ("json", "md")
         ),
-        190,
-        "wall time of the run of 2026-12-01 00:05 (MLP 9 s, char-CNN 67 s, "
-        "Conv3D 31 s, the rest start-up), on the 2-core CPU shared with other jobs",
+        52,
+        "wall time of the run of 2026-12-02 00:52, on an otherwise idle machine",
     ),
 )
 
