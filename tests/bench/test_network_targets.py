@@ -32,7 +32,7 @@ def test_a_tiny_run_records_every_workload_and_target(tmp_path, monkeypatch):
     results = run["results"]
     assert set(results) == {"mlp", "char_cnn", "conv3d"}
     variants = {
-        "mlp": {"dense", "lowrank"},
+        "mlp": {"dense", "lowrank", "keras-factored"},
         "char_cnn": {"dense", "cp-r4", "cp-r4-all"},
         "conv3d": {"dense", "factorized", "factorized-mid4"},
     }
@@ -47,7 +47,10 @@ def test_a_tiny_run_records_every_workload_and_target(tmp_path, monkeypatch):
                 assert low <= high
                 assert row["params"] > 0
             assert rows["dense"]["speedup"] == 1.0
-    assert results["mlp"]["modes"]["train"]["dense"]["params"] == 669_706
+    mlp = results["mlp"]["modes"]["train"]
+    assert mlp["dense"]["params"] == 669_706
+    # The plain-Keras factorization has LowRankDense's parameters exactly.
+    assert mlp["keras-factored"]["params"] == mlp["lowrank"]["params"]
     char = results["char_cnn"]["modes"]["forward"]
     assert char["cp-r4-all"]["params"] < char["cp-r4"]["params"]
     assert any(c.startswith("conv1_cp: ") for c in char["cp-r4-all"]["auto_choices"])
