@@ -245,7 +245,7 @@ def test_parse_rank():
     assert tradeoffs.parse_rank("energy:0.9") == "energy:0.9"
 
 
-def test_layer_types_converts_the_hidden_dense_layers_too(tiny):
+def test_layer_types_converts_the_hidden_dense_layers_too(tiny, run):
     _, train, test = tiny
     keras.utils.set_random_seed(1)
     inputs = keras.Input((8, 8, 1))
@@ -272,19 +272,6 @@ def test_layer_types_converts_the_hidden_dense_layers_too(tiny):
     assert rows["hidden"]["converted"] and rows["hidden"]["method"] == "svd"
     assert not rows["classifier"]["converted"]
     assert point["conversion"]["settings"]["layer_types"] == ["conv", "dense"]
-    config = {"seeds": [0], "epochs": 1, "batch_size": 8, "train_examples": 32}
-    config.update(test_examples=16, warmup=0, repeats=1, layer_types=["conv", "dense"])
-    text = tradeoffs.markdown(
-        {
-            "dataset": "tiny",
-            "reference": {"path": "tiny.keras", "test_accuracy": 0.5},
-            "environment": {
-                "backend": keras.backend.backend(),
-                "git_commit": "0" * 40,
-                "cpu": {"model": "test CPU", "vector_extensions": ["avx2"]},
-            },
-            "config": config,
-            "points": [point],
-        }
-    )
+    config = {**run["config"], "layer_types": ["conv", "dense"]}
+    text = tradeoffs.markdown({**run, "config": config, "points": [point]})
     assert "the Dense layers but the classifier" in text
