@@ -36,10 +36,9 @@ import math
 import warnings
 from collections.abc import Sequence
 
-import numpy as np
-
 from fastconv import timing
 from fastconv._validation import is_number
+from fastconv.convert import whole_model
 from fastconv.convert.convert_model import (
     TIMING_WARMUP,
     ConversionAccuracyWarning,
@@ -398,13 +397,15 @@ def check_data(model, data):
 
 def _model_times(models: dict, x, batch_size: int, repeats: int) -> dict:
     """Each model's median forward time on one batch of ``batch_size`` examples
-    of ``x`` (repeated when ``x`` has fewer), interleaved."""
-    batch = x[:batch_size]
-    if len(batch) < batch_size:
-        batch = np.resize(x, (batch_size, *x.shape[1:]))
-    forwards = {name: timing.make_forward(m, batch) for name, m in models.items()}
-    found = timing.interleaved(forwards, warmup=TIMING_WARMUP, repeats=repeats)
-    return {name: found[name].median for name in models}
+    of ``x`` (repeated when ``x`` has fewer), interleaved, compiled as the
+    layers' savings were timed (`timing.default_jit`)."""
+    return whole_model.model_times(
+        models,
+        whole_model.first_batch(x, batch_size),
+        warmup=TIMING_WARMUP,
+        repeats=repeats,
+        jit=timing.default_jit(),
+    )
 
 
 def measure(

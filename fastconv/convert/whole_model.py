@@ -33,19 +33,24 @@ WHOLE_MODEL_ROUNDS = 4
 WHOLE_MODEL_WARMUP = 2
 
 
+def first_batch(data, batch_size: int):
+    """The first ``batch_size`` examples of ``data`` (an array, or a list or
+    dict of arrays), repeated when it holds fewer."""
+
+    def batch(x):
+        x = np.asarray(x)[:batch_size]
+        if len(x) < batch_size:
+            x = np.resize(x, (batch_size, *x.shape[1:]))
+        return x
+
+    return keras.tree.map_structure(batch, data)
+
+
 def example_inputs(model, data, batch_size: int):
-    """One batch of ``batch_size`` inputs for ``model``: the first of ``data``
-    (repeated when it holds fewer), or random ones when ``data`` is None."""
+    """One batch of ``batch_size`` inputs for ``model``: `first_batch` of
+    ``data``, or random ones when ``data`` is None."""
     if data is not None:
-        leaves = keras.tree.map_structure(np.asarray, data)
-
-        def batch(x):
-            x = x[:batch_size]
-            if len(x) < batch_size:
-                x = np.resize(x, (batch_size, *x.shape[1:]))
-            return x
-
-        return keras.tree.map_structure(batch, leaves)
+        return first_batch(data, batch_size)
     rng = np.random.default_rng(0)
     arrays = []
     for tensor in model.inputs:
@@ -66,17 +71,26 @@ def example_inputs(model, data, batch_size: int):
     return arrays[0] if len(arrays) == 1 else arrays
 
 
-def speedup(original, new, inputs, *, repeats: int, jit: bool) -> float:
-    """The original's median forward time over the new model's, interleaved."""
+def model_times(
+    models: dict, inputs, *, repeats: int, jit: bool, warmup: int = WHOLE_MODEL_WARMUP
+) -> dict:
+    """Each model's median forward time (s) on ``inputs``, interleaved: the
+    whole-model timing of this check and of the search
+    (`fastconv.convert.search`)."""
     found = timing.interleaved(
-        {
-            "original": timing.make_forward(original, inputs, jit=jit),
-            "new": timing.make_forward(new, inputs, jit=jit),
-        },
-        warmup=WHOLE_MODEL_WARMUP,
+        {name: timing.make_forward(m, inputs, jit=jit) for name, m in models.items()},
+        warmup=warmup,
         repeats=repeats,
     )
-    return found["original"].median / found["new"].median
+    return {name: found[name].median for name in models}
+
+
+def speedup(original, new, inputs, *, repeats: int, jit: bool) -> float:
+    """The original's median forward time over the new model's, interleaved."""
+    times = model_times(
+        {"original": original, "new": new}, inputs, repeats=repeats, jit=jit
+    )
+    return times["original"] / times["new"]
 
 
 def check(

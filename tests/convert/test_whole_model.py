@@ -180,3 +180,24 @@ def test_example_inputs():
     with pytest.raises(ValueError, match=r"input size.*\(None, None, None, 3\).*"
                        "pass calibration_data"):  # fmt: skip
         whole_model.example_inputs(open_model, None, 2)
+
+
+def test_the_search_times_whole_models_as_the_check_does(monkeypatch):
+    # One piece of code times whole models for both, compiled as the layers'
+    # savings are timed (timing.default_jit), on the first batch of the data.
+    from fastconv import timing
+    from fastconv.convert import search
+
+    seen = []
+
+    def forward(model, inputs, *, jit):
+        seen.append((model.name, np.shape(inputs), jit))
+        return lambda: None
+
+    monkeypatch.setattr(timing, "default_jit", lambda: "as-keras-runs")
+    monkeypatch.setattr(timing, "make_forward", forward)
+    model = widening_model()
+    x = random_input((3, 8, 8, 3), seed=6)
+    times = search._model_times({"original": model}, x, 5, repeats=1)
+    assert set(times) == {"original"} and times["original"] >= 0
+    assert seen == [(model.name, (5, 8, 8, 3), "as-keras-runs")]
