@@ -5,7 +5,8 @@ measured alone do not add up to a model: in a network their inputs come from
 the layer before (in cache, or not), the framework fuses some operations and
 not others, and a few per-layer gains of a few microseconds are within the
 noise. On keras.applications models, per-layer decisions predicted 1.84x for
-MobileNet and the whole model measured 0.75x (benchmarks/applications.py).
+MobileNet and the whole model measured 0.75x (benchmarks/applications.py,
+the run recorded at b588562, before this check).
 
 So, after the per-layer decisions, the new model is timed whole against the
 original, interleaved, on one batch. Where it is slower than
